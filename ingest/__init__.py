@@ -1,0 +1,1 @@
+"""Ingest: sources -> canonical frames -> the local store."""

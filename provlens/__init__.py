@@ -1,0 +1,1 @@
+"""provlens: Entra ID provisioning, answered."""

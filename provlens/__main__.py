@@ -1,0 +1,7 @@
+"""`python -m provlens`."""
+
+import sys
+
+from provlens.cli import main
+
+sys.exit(main())
