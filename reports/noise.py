@@ -1,0 +1,68 @@
+"""Noise: events that say nothing a person needs to act on, hidden by default in user reports.
+
+Per DESIGN "noise": skipped events whose skip reason says the object is out of scope
+(``NotEffectivelyEntitled`` and kin), and updates whose only modified property is a no-op
+``accountDisabled`` (Entra logs it on updates whether or not it changed, with a null old value).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# Lower-cased skip reasons meaning "this object is not in the app's scope".
+OUT_OF_SCOPE_SKIP_REASONS: frozenset[str] = frozenset(
+    {
+        "noteffectivelyentitled",
+        "notentitled",
+        "outofscope",
+        "notinscope",
+        "scopingfilternotsatisfied",
+        "scopingfilterevaluationfailed",
+        "entrysynchronizationskipped",
+    }
+)
+
+
+def is_noise_skip_reason(reason: pd.Series) -> pd.Series:
+    """Return True where a skip reason says the object is out of scope."""
+    folded = reason.astype("str").str.casefold().str.replace(r"[\s_\-]", "", regex=True)
+    known = folded.isin(OUT_OF_SCOPE_SKIP_REASONS)
+    kin = folded.str.contains("entitled", regex=False) | folded.str.contains("outofscope")
+    return (known | kin).fillna(False).astype(bool)
+
+
+def _noop_account_disabled_events(modified_properties: pd.DataFrame) -> pd.Index:
+    """Return ids of events whose only modified property is a no-op ``accountDisabled``."""
+    mp = modified_properties
+    if mp.empty:
+        return pd.Index([], dtype="str")
+    per_event = mp.groupby("event_id")["name"].size()
+    single = per_event.index[per_event == 1]
+    only = mp.loc[mp["event_id"].isin(single)]
+    name_ok = only["name"].astype("str").str.casefold() == "accountdisabled"
+    old = only["old_value"].astype("str").str.casefold()
+    new = only["new_value"].astype("str").str.casefold()
+    noop = old.isna() | (old == new)
+    return pd.Index(only.loc[(name_ok & noop).fillna(False).astype(bool), "event_id"].unique())
+
+
+def noise_mask(events: pd.DataFrame, modified_properties: pd.DataFrame) -> pd.Series:
+    """Return a boolean Series (aligned to ``events``) that is True for noise events."""
+    skipped = (events["status"] == "skipped").fillna(False).astype(bool)
+    out_of_scope = skipped & is_noise_skip_reason(events["skip_reason"])
+    noop_ids = _noop_account_disabled_events(modified_properties)
+    is_update = (events["action"] == "update").fillna(False).astype(bool)
+    not_failed = (events["status"] != "failure").fillna(True).astype(bool)
+    noop = is_update & not_failed & events["id"].isin(noop_ids).fillna(False).astype(bool)
+    return (out_of_scope | noop).rename("noise")
+
+
+def drop_noise(
+    events: pd.DataFrame, modified_properties: pd.DataFrame, include_noise: bool
+) -> tuple[pd.DataFrame, int]:
+    """Return events without noise (unless ``include_noise``) and how many rows were hidden."""
+    if include_noise or events.empty:
+        return events, 0
+    mask = noise_mask(events, modified_properties)
+    hidden = int(mask.sum())
+    return (events.loc[~mask] if hidden else events), hidden

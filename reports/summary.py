@@ -1,0 +1,48 @@
+"""summary: counts of everything stored (the ingest check); noise is counted, never hidden."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from reports import Filters, Inputs, ReportResult
+from reports.inputs import object_key
+
+
+def summarize(events: pd.DataFrame) -> dict[str, Any]:
+    """Return the DESIGN summary object for ``events``."""
+    n = len(events)
+    by_action_status: dict[str, dict[str, int]] = {}
+    if n:
+        counts = events.groupby(["action", "status"], observed=True).size()
+        for (action, status), count in counts.items():
+            by_action_status.setdefault(str(action), {})[str(status)] = int(count)
+    failures = events.loc[events["status"] == "failure", "error_code"].fillna("(none)")
+    by_code = failures.value_counts(sort=False).sort_index()
+    first = events["activity_at"].min() if n else None
+    last = events["activity_at"].max() if n else None
+    return {
+        "events": n,
+        "distinct_ids": int(events["id"].nunique()),
+        "cycles": int(events["cycle_id"].nunique()),
+        "changes": int(events["change_id"].nunique()),
+        "source_objects": int(object_key(events).nunique()) if n else 0,
+        "first_at": None if first is None or pd.isna(first) else pd.Timestamp(first),
+        "last_at": None if last is None or pd.isna(last) else pd.Timestamp(last),
+        "success_rate": float((events["status"] == "success").sum() / n) if n else None,
+        "by_action_status": by_action_status,
+        "failures_by_error_code": {str(k): int(v) for k, v in by_code.items()},
+    }
+
+
+def build(
+    inputs: Inputs,
+    filters: Filters,
+    *,
+    include_noise: bool = True,
+    now: pd.Timestamp | None = None,
+    **params: Any,
+) -> ReportResult:
+    """Return the summary object of the selected events (noise always counted)."""
+    return ReportResult(frame=None, data=summarize(filters.apply_events(inputs.events)))

@@ -1,0 +1,196 @@
+"""users: one row per source object; and one user's timeline with steps and modified properties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from reports import Filters, Inputs, ReportResult
+from reports.inputs import last_rows, object_key, order_events
+from reports.noise import drop_noise, noise_mask
+
+COLUMNS = [
+    "source_id",
+    "source_name",
+    "source_upn",
+    "source_type",
+    "target_id",
+    "last_at",
+    "last_action",
+    "last_status",
+    "last_error_code",
+    "events",
+    "failures",
+    "first_success_at",
+    "last_success_at",
+]
+
+
+def user_table(events: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per source object of ``events``.
+
+    Names, UPN and target id are the latest known values; ``last_error_code`` is the code of the
+    object's latest failure (kept after a later success, so support sees what went wrong).
+    """
+    ev = order_events(events)
+    ev = ev.assign(_key=object_key(ev))
+    g = ev.groupby("_key", sort=False)
+    out = g.agg(
+        events=("id", "size"),
+        first_at=("activity_at", "min"),
+    )
+    # groupby.last() skips nulls: the latest *known* name/UPN/target id.
+    known = g[["source_id", "source_name", "source_upn", "source_type", "target_id"]].last()
+    last = last_rows(ev, "_key").set_index("_key")
+    out = out.join(known)
+    out["last_at"] = last["activity_at"]
+    out["last_action"] = last["action"]
+    out["last_status"] = last["status"]
+    failed = ev.loc[ev["status"] == "failure"]
+    out["failures"] = failed.groupby("_key").size().reindex(out.index, fill_value=0)
+    out["last_error_code"] = last_rows(failed, "_key").set_index("_key")["error_code"]
+    ok = ev.loc[ev["status"] == "success"].groupby("_key")["activity_at"]
+    out["first_success_at"] = ok.min()
+    out["last_success_at"] = ok.max()
+    out["events"] = out["events"].astype("Int64")
+    out["failures"] = out["failures"].astype("Int64")
+    out = out.sort_values(["last_at", "source_id"], ascending=[False, True], kind="stable")
+    return out.reset_index(drop=True)[COLUMNS]
+
+
+def match_user(events: pd.DataFrame, user: str) -> pd.Series:
+    """Return True for events of ``user``: source or target id, UPN or display name (any case)."""
+    wanted = user.strip().casefold()
+    hit = pd.Series(False, index=events.index)
+    for column in ("source_id", "target_id", "source_upn", "source_name", "target_name"):
+        hit |= (events[column].astype("str").str.casefold() == wanted).fillna(False).astype(bool)
+    # A name or UPN can hit one event; widen to every event of the objects it found.
+    keys = object_key(events)
+    return keys.isin(keys.loc[hit].unique())
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """One user's events (oldest first) and the steps and modified properties of those events."""
+
+    events: pd.DataFrame
+    steps: pd.DataFrame
+    modified_properties: pd.DataFrame
+
+
+def user_timeline(inputs: Inputs, user: str, filters: Filters | None = None) -> Timeline:
+    """Return the timeline of ``user`` (id, UPN or name); every event, noise included, marked."""
+    ev = (filters or Filters()).apply_events(inputs.events)
+    ev = order_events(ev.loc[match_user(ev, user)])
+    mods = inputs.modified_properties
+    ev = ev.assign(noise=noise_mask(ev, mods.loc[mods["event_id"].isin(ev["id"])]))
+    ids = ev["id"]
+    steps = inputs.steps.loc[inputs.steps["event_id"].isin(ids)]
+    order = pd.Series(range(len(ids)), index=ids.to_numpy())
+    steps = steps.assign(_o=steps["event_id"].map(order)).sort_values(["_o", "position"])
+    mp = mods.loc[mods["event_id"].isin(ids)]
+    mp = mp.assign(_o=mp["event_id"].map(order)).sort_values("_o", kind="stable")
+    return Timeline(
+        events=ev.reset_index(drop=True),
+        steps=steps.drop(columns="_o").reset_index(drop=True),
+        modified_properties=mp.drop(columns="_o").reset_index(drop=True),
+    )
+
+
+TIMELINE_COLUMNS = [
+    "id",
+    "activity_at",
+    "job_id",
+    "cycle_id",
+    "change_id",
+    "action",
+    "status",
+    "source_id",
+    "source_upn",
+    "source_name",
+    "target_id",
+    "error_code",
+    "error_reason",
+    "recommended_action",
+    "skip_reason",
+    "failed_step",
+    "noise",
+    "steps",
+    "modified_properties",
+]
+
+
+def timeline_frame(timeline: Timeline) -> pd.DataFrame:
+    """Return the timeline flat: one row per event, its steps and modified properties as text."""
+    st = timeline.steps
+    step_text = (
+        (
+            st["position"].astype("str")
+            + ". "
+            + st["name"].fillna(st["step_type"]).astype("str")
+            + " ["
+            + st["status"].astype("str")
+            + "]"
+            + (": " + st["description"].astype("str")).fillna("")
+        )
+        .groupby(st["event_id"], sort=False)
+        .agg("\n".join)
+    )
+    mp = timeline.modified_properties
+    mp_text = (
+        (
+            mp["name"].astype("str")
+            + ": "
+            + mp["old_value"].fillna("∅").astype("str")
+            + " → "
+            + mp["new_value"].fillna("∅").astype("str")
+        )
+        .groupby(mp["event_id"], sort=False)
+        .agg("\n".join)
+    )
+    ev = timeline.events
+    out = ev.assign(
+        steps=ev["id"].map(step_text).astype("str"),
+        modified_properties=ev["id"].map(mp_text).astype("str"),
+    )
+    return out[TIMELINE_COLUMNS]
+
+
+def build(
+    inputs: Inputs,
+    filters: Filters,
+    *,
+    include_noise: bool = False,
+    now: pd.Timestamp | None = None,
+    user: str | None = None,
+    **params: Any,
+) -> ReportResult:
+    """Return one row per source object (noise hidden unless asked); ``user`` keeps that one."""
+    ev = filters.apply_events(inputs.events)
+    if user:
+        ev = ev.loc[match_user(ev, user)]
+    ev, hidden = drop_noise(ev, inputs.modified_properties, include_noise)
+    return ReportResult(frame=user_table(ev), hidden_noise=hidden)
+
+
+def build_timeline(
+    inputs: Inputs,
+    filters: Filters,
+    *,
+    include_noise: bool = False,
+    now: pd.Timestamp | None = None,
+    user: str | None = None,
+    **params: Any,
+) -> ReportResult:
+    """Return ``user``'s timeline, one row per event (noise marked, hidden unless asked)."""
+    if not user:
+        raise ValueError("the timeline report needs a user (--user ID, UPN or name)")
+    tl = user_timeline(inputs, user, filters)
+    frame = timeline_frame(tl)
+    hidden = 0
+    if not include_noise:
+        hidden = int(frame["noise"].sum())
+        frame = frame.loc[~frame["noise"]].reset_index(drop=True)
+    return ReportResult(frame=frame, hidden_noise=hidden)
