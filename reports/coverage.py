@@ -1,0 +1,248 @@
+"""coverage: who should be in the wiki (Entra scope) against who is there, one verdict per user.
+
+Definitions (DESIGN): in scope = assigned directly with a role other than Default Access, or a
+*direct* member of a group assigned with such a role. Nested-group members and Default Access
+assignments are reported with ``scope_via`` nested_group / default_access, not in scope.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports import Filters, Inputs, ReportResult
+from reports.inputs import casefold, last_rows, latest_scim_snapshot, order_events
+
+COLUMNS = [
+    "principal_id",
+    "upn",
+    "name",
+    "in_scope",
+    "scope_via",
+    "wiki_state",
+    "last_status",
+    "verdict",
+    "wiki_id",
+    "last_at",
+    "last_error_code",
+]
+SCOPE_RANK = {"direct": 0, "group": 1, "nested_group": 2, "default_access": 3, "none": 4}
+DEFAULT_ACCESS_ROLE = "00000000-0000-0000-0000-000000000000"
+VERDICTS = (
+    "provisioned",
+    "failed",
+    "skipped",
+    "pending",
+    "missing_in_wiki",
+    "should_be_disabled",
+    "orphaned",
+    "excluded",
+)
+
+
+def _default_access(assignments: pd.DataFrame) -> pd.Series:
+    """Return True for Default Access assignments (the flag, else the all-zero role id)."""
+    by_role = (assignments["app_role_id"] == DEFAULT_ACCESS_ROLE).fillna(False).astype(bool)
+    return assignments["default_access"].fillna(by_role).astype(bool)
+
+
+def _is_user(types: pd.Series) -> pd.Series:
+    """Return True for user principals (an unknown type counts as a user)."""
+    return (types.isna() | (types == "user")).astype(bool)
+
+
+def scope_table(assignments: pd.DataFrame, group_members: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per user principal named by scope data: ``scope_via`` and ``in_scope``."""
+    default = _default_access(assignments)
+    users = assignments.loc[_is_user(assignments["principal_type"])]
+    direct = pd.DataFrame(
+        {
+            "principal_id": users["principal_id"],
+            "scope_via": np.where(default[users.index], "default_access", "direct"),
+        }
+    )
+    groups = assignments.loc[assignments["principal_type"] == "group"]
+    # A group assigned twice (default and a real role) is in scope through the real role.
+    group_ok = groups.loc[~default[groups.index], "principal_id"].unique()
+    group_default = groups.loc[default[groups.index], "principal_id"].unique()
+    members = group_members.loc[_is_user(group_members["member_type"])]
+    is_direct = members["direct"].fillna(True).astype(bool)
+    in_ok = members["group_id"].isin(group_ok)
+    in_default = members["group_id"].isin(group_default)
+    via = np.select(
+        [in_ok & is_direct, in_ok, in_default],
+        ["group", "nested_group", "default_access"],
+        default="none",
+    )
+    through_groups = pd.DataFrame({"principal_id": members["member_id"], "scope_via": via})
+    both = pd.concat([direct, through_groups], ignore_index=True)
+    both["_rank"] = both["scope_via"].map(SCOPE_RANK)
+    best = both.sort_values("_rank", kind="stable").drop_duplicates("principal_id")
+    best = best.set_index("principal_id")[["scope_via"]]
+    best["in_scope"] = best["scope_via"].isin(["direct", "group"])
+    return best
+
+
+def in_scope_groups(assignments: pd.DataFrame) -> pd.Index:
+    """Return ids of groups assigned with a role other than Default Access."""
+    default = _default_access(assignments)
+    groups = assignments.loc[(assignments["principal_type"] == "group") & ~default]
+    return pd.Index(groups["principal_id"].unique())
+
+
+def _first_known(*series: pd.Series) -> pd.Series:
+    out = series[0]
+    for s in series[1:]:
+        out = out.fillna(s)
+    return out
+
+
+def coverage_table(
+    events: pd.DataFrame,
+    assignments: pd.DataFrame,
+    group_members: pd.DataFrame,
+    scim_resources: pd.DataFrame,
+) -> pd.DataFrame:
+    """Return one row per user principal with scope, wiki state, last status and verdict."""
+    scope = scope_table(assignments, group_members)
+    user_events = order_events(
+        events.loc[
+            (events["source_type"].isna() | (events["source_type"] == "user"))
+            & events["source_id"].notna()
+        ]
+    )
+    last = last_rows(user_events, "source_id").set_index("source_id")
+    failed = user_events.loc[user_events["status"] == "failure"]
+    last_error = last_rows(failed, "source_id").set_index("source_id")["error_code"]
+
+    members = group_members.loc[_is_user(group_members["member_type"])]
+    users = assignments.loc[_is_user(assignments["principal_type"])]
+    # Every Entra id known from scope data or events, with its best-known UPN and name.
+    known = pd.concat(
+        [
+            pd.DataFrame({"principal_id": users["principal_id"], "name": users["principal_name"]}),
+            pd.DataFrame(
+                {
+                    "principal_id": members["member_id"],
+                    "upn": members["member_upn"],
+                    "name": members["member_name"],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "principal_id": user_events["source_id"],
+                    "upn": user_events["source_upn"],
+                    "name": user_events["source_name"],
+                }
+            ).iloc[::-1],  # latest event first
+        ],
+        ignore_index=True,
+    )
+    known = known.astype({"principal_id": "str", "upn": "str", "name": "str"})
+    entra = known.groupby("principal_id", sort=False)[["upn", "name"]].first()
+
+    # Wiki users: match externalId = Entra id, else userName = UPN (case-insensitive).
+    wiki = latest_scim_snapshot(scim_resources, "User")
+    by_upn = (
+        entra.loc[entra["upn"].notna(), "upn"]
+        .pipe(lambda s: pd.Series(s.index, index=casefold(s)))
+        .loc[lambda s: ~s.index.duplicated()]
+    )
+    ext_known = wiki["external_id"].where(wiki["external_id"].isin(entra.index))
+    upn_match = casefold(wiki["user_name"]).map(by_upn)
+    wiki = wiki.assign(
+        _pid=_first_known(ext_known, upn_match, wiki["external_id"]).astype("str"),
+        _how=np.where(ext_known.notna(), 0, np.where(upn_match.notna(), 1, 2)),
+        _active=wiki["active"].fillna(True).astype(bool),
+    )
+    wiki = wiki.sort_values(["_how", "_active"], ascending=[True, False], kind="stable")
+    matched = wiki.loc[wiki["_pid"].notna()].drop_duplicates("_pid").set_index("_pid")
+    unmatched = wiki.loc[wiki["_pid"].isna()]
+
+    ids = pd.Index(entra.index).union(pd.Index(matched.index))
+    rows = pd.DataFrame(index=ids.rename("principal_id"))
+    rows["wiki_id"] = matched["id"]
+    rows["upn"] = _first_known(entra["upn"].reindex(ids), matched["user_name"].reindex(ids))
+    rows["name"] = _first_known(entra["name"].reindex(ids), matched["display_name"].reindex(ids))
+    rows["_active"] = matched["_active"].reindex(ids)
+    rows["_known"] = ids.isin(entra.index)
+    rows = rows.reset_index()
+    orphans = pd.DataFrame(
+        {
+            "principal_id": pd.Series(pd.NA, index=unmatched.index, dtype="str"),
+            "wiki_id": unmatched["id"],
+            "upn": unmatched["user_name"],
+            "name": unmatched["display_name"],
+            "_active": unmatched["_active"],
+            "_known": False,
+        }
+    )
+    rows = pd.concat([rows, orphans], ignore_index=True) if len(orphans) else rows
+
+    pid = rows["principal_id"]
+    rows["scope_via"] = pid.map(scope["scope_via"]).fillna("none").astype("str")
+    rows["in_scope"] = rows["scope_via"].isin(["direct", "group"]).astype(bool)
+    rows["wiki_state"] = np.select(
+        [rows["_active"].isna(), rows["_active"].fillna(False).astype(bool)],
+        ["absent", "active"],
+        default="inactive",
+    )
+    rows["last_status"] = pid.map(last["status"]).astype("str")
+    rows["last_at"] = pid.map(last["activity_at"]).astype("datetime64[us, UTC]")
+    rows["last_error_code"] = pid.map(last_error).astype("str")
+
+    in_scope = rows["in_scope"]
+    active = rows["wiki_state"] == "active"
+    in_wiki = rows["wiki_state"] != "absent"
+    status = rows["last_status"]
+    has_events = status.notna()
+    rows["verdict"] = np.select(
+        [
+            in_scope & active,
+            in_scope & (status == "failure"),
+            in_scope & (status == "skipped"),
+            in_scope & ~has_events,
+            in_scope & (status == "success") & ~active,
+            ~in_scope & active & has_events,
+            in_wiki & ~rows["_known"],
+        ],
+        list(VERDICTS[:-1]),
+        default="excluded",
+    )
+    rows["_rank"] = rows["verdict"].map({v: i for i, v in enumerate(VERDICTS)})
+    rows = rows.sort_values(["_rank", "upn", "principal_id"], kind="stable", na_position="last")
+    out = rows.reset_index(drop=True)[COLUMNS]
+    return out.astype(
+        {
+            "principal_id": "str",
+            "upn": "str",
+            "name": "str",
+            "scope_via": "str",
+            "wiki_state": "str",
+            "verdict": "str",
+            "wiki_id": "str",
+            "in_scope": "bool",
+        }
+    )
+
+
+def verdict_counts(coverage: pd.DataFrame) -> dict[str, int]:
+    """Return how many users have each verdict (every verdict present, zero when none)."""
+    counts = coverage["verdict"].value_counts()
+    return {v: int(counts.get(v, 0)) for v in VERDICTS}
+
+
+def build(
+    inputs: Inputs,
+    filters: Filters,
+    *,
+    include_noise: bool = True,
+    now: pd.Timestamp | None = None,
+    **params: Any,
+) -> ReportResult:
+    """Return the coverage rows and, in ``data``, the count of users per verdict."""
+    sel = filters.apply_inputs(inputs)
+    table = coverage_table(sel.events, sel.assignments, sel.group_members, sel.scim_resources)
+    return ReportResult(frame=table, data={"verdict_counts": verdict_counts(table)})
