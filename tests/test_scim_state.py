@@ -1,0 +1,204 @@
+"""The SCIM state pull against a real scim2-server on loopback."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pandas as pd
+import pytest
+
+from ingest.errors import RemoteError, UsageError
+from ingest.scim import build_client, pull_state
+from provlens.cli import main
+from tests.support.scim_server import (
+    TOKEN,
+    Misbehaviour,
+    Seeded,
+    running_scim_server,
+    seed_walkthrough,
+)
+
+NOW = pd.Timestamp("2026-11-20T10:30:00Z")
+
+
+@pytest.fixture(scope="module")
+def seeded_server():
+    """A scim2-server seeded like Entra's walkthrough (module-wide: it is only read)."""
+    with running_scim_server() as server:
+        seeded = seed_walkthrough(server)
+        yield server, seeded
+
+
+def _expected(seeded: Seeded) -> pd.DataFrame:
+    rows = [
+        ("User", u["id"], u["externalId"], u["userName"], u.get("displayName"), u["active"])
+        for u in seeded.users.values()
+    ] + [
+        ("Group", g["id"], g["externalId"], None, g["displayName"], None)
+        for g in seeded.groups.values()
+    ]
+    return pd.DataFrame(
+        rows, columns=["resource_type", "id", "external_id", "user_name", "display_name", "active"]
+    ).sort_values("id", ignore_index=True)
+
+
+def _core(frame: pd.DataFrame) -> pd.DataFrame:
+    cols = ["resource_type", "id", "external_id", "user_name", "display_name", "active"]
+    out = frame[cols].sort_values("id", ignore_index=True)
+    return out.astype(object).where(out.notna(), None)
+
+
+def test_cli_ingest_scim_stores_exactly_what_was_created(
+    seeded_server, tmp_path, monkeypatch, capsys
+):
+    server, seeded = seeded_server
+    monkeypatch.setenv("PROVLENS_SCIM_TOKEN", server.token)
+    store = tmp_path / "store"
+    code = main(
+        [
+            "--store",
+            str(store),
+            "--now",
+            "2026-11-20T10:30:00Z",
+            "ingest",
+            "scim",
+            "--scim-url",
+            server.base_url,
+            "--page-size",
+            "2",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "3 users (1 inactive) and 1 groups" in out
+    from ingest.store import Store
+
+    stored = Store(store).read("scim_resources")
+    assert len(stored) == 4
+    assert (stored["captured_at"] == NOW).all()
+    pd.testing.assert_frame_equal(_core(stored), _core(_expected(seeded)))
+    bob = stored[stored["user_name"] == "bob@contoso.example"].iloc[0]
+    assert bool(bob["active"]) is False
+    assert stored["created_at"].notna().all() and stored["modified_at"].notna().all()
+    # page size 2, 3 users: pages at 1 (2 users), 3 (1 user), 4 (empty: the end).
+    pulls = [r for r in server.requests_seen if r.startswith("GET /v2/Users?startIndex")]
+    assert pulls[-3:] == [
+        "GET /v2/Users?startIndex=1&count=2",
+        "GET /v2/Users?startIndex=3&count=2",
+        "GET /v2/Users?startIndex=4&count=2",
+    ]
+
+
+def test_token_never_logged_or_printed(seeded_server, tmp_path, monkeypatch, capsys, caplog):
+    server, _ = seeded_server
+    monkeypatch.setenv("PROVLENS_SCIM_TOKEN", server.token)
+    log_file = tmp_path / "debug.log"
+    with caplog.at_level(logging.DEBUG):
+        code = main(
+            [
+                "--store",
+                str(tmp_path / "s"),
+                "--log-file",
+                str(log_file),
+                "-v",
+                "ingest",
+                "scim",
+                "--scim-url",
+                server.base_url,
+            ]
+        )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    everything = out + err + log_file.read_text() + caplog.text
+    assert server.token not in everything
+
+
+def test_wrong_token_is_a_remote_error_naming_the_token(
+    seeded_server, tmp_path, monkeypatch, capsys
+):
+    server, _ = seeded_server
+    monkeypatch.setenv("PROVLENS_SCIM_TOKEN", "not-the-token")
+    code = main(["--store", str(tmp_path / "s"), "ingest", "scim", "--scim-url", server.base_url])
+    _, err = capsys.readouterr()
+    assert code == 4
+    assert err.count("\n") == 1
+    assert "401" in err and "PROVLENS_SCIM_TOKEN is wrong or expired" in err
+    assert "not-the-token" not in err
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").rglob("*.parquet"))
+
+
+def test_missing_token_and_url_are_usage_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PROVLENS_SCIM_TOKEN", raising=False)
+    monkeypatch.delenv("PROVLENS_SCIM_TOKEN_FILE", raising=False)
+    monkeypatch.delenv("PROVLENS_SCIM_URL", raising=False)
+    assert main(["--store", str(tmp_path), "ingest", "scim", "--scim-url", "http://x"]) == 2
+    assert "PROVLENS_SCIM_TOKEN" in capsys.readouterr().err
+    assert main(["--store", str(tmp_path), "ingest", "scim"]) == 2
+    assert "--scim-url" in capsys.readouterr().err
+    monkeypatch.setenv("PROVLENS_SCIM_TOKEN", "t")
+    with pytest.raises(UsageError):
+        build_client("ftp://wiki.example/scim", "t")
+
+
+def test_403_says_the_token_lacks_rights():
+    with running_scim_server(misbehaviour=Misbehaviour(fail_status=403)) as server:
+        with (
+            build_client(server.base_url, server.token) as client,
+            pytest.raises(RemoteError) as exc,
+        ):
+            pull_state(client, NOW)
+    assert "403" in str(exc.value) and "lacks rights" in str(exc.value)
+    assert server.token not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "misbehaviour",
+    [
+        Misbehaviour(force_count=1000),  # ignores count: everything in one page
+        Misbehaviour(force_count=1),  # ignores count: smaller pages than asked
+        Misbehaviour(force_count=2, total_results_delta=-2),  # totalResults too low
+        Misbehaviour(total_results_delta=+5),  # totalResults too high
+        Misbehaviour(force_count=2, drop_total_results=True),  # no totalResults at all
+    ],
+    ids=["count-ignored-all", "count-ignored-small", "total-low", "total-high", "total-missing"],
+)
+def test_paging_survives_servers_that_ignore_count_or_misreport_totals(misbehaviour):
+    with running_scim_server() as server:
+        seeded = seed_walkthrough(server)
+        server.misbehaviour = misbehaviour
+        with build_client(server.base_url, TOKEN) as client:
+            frame = pull_state(client, NOW, page_size=3)
+    pd.testing.assert_frame_equal(_core(frame), _core(_expected(seeded)))
+
+
+def test_429_with_retry_after_waits_then_succeeds():
+    with running_scim_server() as server:
+        seeded = seed_walkthrough(server)
+        server.misbehaviour = Misbehaviour(throttle_first=2, retry_after="1")
+        started = time.monotonic()
+        with build_client(server.base_url, TOKEN) as client:
+            frame = pull_state(client, NOW)
+        elapsed = time.monotonic() - started
+        statuses = [r["status"] for r in server.audit[-6:]]
+    assert 2.0 <= elapsed < 10.0  # waited Retry-After (1 s) twice
+    assert statuses[:2] == [429, 429]
+    pd.testing.assert_frame_equal(_core(frame), _core(_expected(seeded)))
+
+
+def test_429_forever_gives_up_after_bounded_retries():
+    with running_scim_server(misbehaviour=Misbehaviour(throttle_first=100, retry_after="0")) as srv:
+        with build_client(srv.base_url, TOKEN) as client, pytest.raises(RemoteError) as exc:
+            pull_state(client, NOW)
+        attempts = len(srv.audit)
+    assert "429" in str(exc.value) and "6 times" in str(exc.value)
+    assert attempts == 6
+
+
+def test_unreachable_server_is_a_remote_error():
+    client = build_client("http://127.0.0.1:9/v2", TOKEN)
+    client.max_retries = 1
+    client.sleep = lambda _s: None
+    with client, pytest.raises(RemoteError) as exc:
+        pull_state(client, NOW)
+    assert "cannot reach" in str(exc.value)
