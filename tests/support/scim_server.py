@@ -32,7 +32,7 @@ from scim2_server.utils import (
     load_default_service_provider_config,
 )
 
-TOKEN = "test-scim-token-7f3c9d"  # noqa: S105 - a test fixture value, never a real secret
+TOKEN = "test-scim-token-7f3c9d"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 USER_SCHEMAS = [
     "urn:ietf:params:scim:schemas:core:2.0:User",
@@ -44,7 +44,7 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Keep test output clean."""
 
 
