@@ -143,10 +143,8 @@ def test_missing_token_and_url_are_usage_errors(tmp_path, monkeypatch, capsys):
 
 def test_403_says_the_token_lacks_rights():
     with running_scim_server(misbehaviour=Misbehaviour(fail_status=403)) as server:
-        with (
-            build_client(server.base_url, server.token) as client,
-            pytest.raises(RemoteError) as exc,
-        ):
+        client = build_client(server.base_url, server.token)
+        with client, pytest.raises(RemoteError) as exc:
             pull_state(client, NOW)
     assert "403" in str(exc.value) and "lacks rights" in str(exc.value)
     assert server.token not in str(exc.value)
