@@ -1,0 +1,223 @@
+"""estimate: how long provisioning takes, from the documented bounds and this tenant's throughput.
+
+Documented bounds (reference/graph/how-long.md, "Sync assigned users and groups only"): 0.01 to
+0.08 minutes per assigned user, group and group member. Observed throughput per cycle = distinct
+source objects ÷ (last − first event), over cycles with at least ``min_events`` events. Cycles
+repeat about every 40 minutes unless the job's schedule says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from reports import Filters, Inputs, ReportResult
+from reports.coverage import coverage_table, in_scope_groups, scope_table
+from reports.cycles import cycle_table
+from reports.inputs import casefold, latest_jobs, object_key, reference_now
+
+DOCS_MIN_MINUTES_PER_OBJECT = 0.01
+DOCS_MAX_MINUTES_PER_OBJECT = 0.08
+DEFAULT_INTERVAL_S = 40 * 60
+MIN_EVENTS = 20  # fewer events than this do not measure a rate
+RUNNING_IDLE_S = 10 * 60  # a cycle whose last event is this recent may still be running
+
+
+def objects_in_scope(inputs: Inputs) -> tuple[int, str]:
+    """Return the objects in scope and where the count came from (``scope`` or ``events``).
+
+    In-scope users plus groups assigned with a role other than Default Access; with no scope
+    data at all, the distinct source objects seen in events stand in.
+    """
+    if inputs.assignments.empty:
+        return int(object_key(inputs.events).nunique()), "events"
+    scope = scope_table(inputs.assignments, inputs.group_members)
+    return int(scope["in_scope"].sum()) + len(in_scope_groups(inputs.assignments)), "scope"
+
+
+def cycle_rates(cycles: pd.DataFrame, min_events: int = MIN_EVENTS) -> pd.Series:
+    """Return objects per minute of the cycles long and busy enough to measure, by cycle id."""
+    ok = (cycles["events"] >= min_events) & (cycles["duration_s"] > 0)
+    measured = cycles.loc[ok.fillna(False).astype(bool)]
+    return measured.set_index("cycle_id")["objects_per_min"].astype(float)
+
+
+def _ts_or_none(value: Any) -> pd.Timestamp | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value)
+
+
+def _running_cycles(
+    cycles: pd.DataFrame, jobs: pd.DataFrame, now: pd.Timestamp, idle_s: float
+) -> pd.DataFrame:
+    """Return each job's latest cycle when it still looks running at ``now``."""
+    latest = cycles.sort_values("started_at", kind="stable").drop_duplicates("job_id", keep="last")
+    latest = latest.loc[latest["ended_at"] <= now]
+    recent = (now - latest["ended_at"]).dt.total_seconds() <= idle_s
+    if jobs.empty:
+        return latest.loc[recent]
+    snap = jobs.set_index("job_id")
+    began = latest["job_id"].map(snap["last_execution_began"])
+    ended = latest["job_id"].map(snap["last_execution_ended"])
+    captured = latest["job_id"].map(snap["captured_at"])
+    done = (ended.notna() & (ended >= latest["ended_at"]) & (ended >= began.fillna(ended))).astype(
+        bool
+    )
+    says_running = (
+        (captured >= latest["ended_at"]) & began.notna() & (ended.isna() | (ended < began))
+    ).fillna(False).astype(bool)
+    return latest.loc[(recent & ~done) | says_running]
+
+
+def estimate(
+    inputs: Inputs,
+    now: pd.Timestamp | None,
+    min_events: int = MIN_EVENTS,
+    running_idle_s: float = RUNNING_IDLE_S,
+) -> dict[str, Any]:
+    """Return the DESIGN estimate object for (already filtered) ``inputs``."""
+    n, basis = objects_in_scope(inputs)
+    cycles = cycle_table(inputs.events, inputs.sync_jobs)
+    rates = cycle_rates(cycles, min_events)
+    rates = rates[rates > 0]
+    minutes = n / rates if n else rates * 0
+    p50_rate = float(rates.median()) if len(rates) else None
+    result: dict[str, Any] = {
+        "objects_in_scope": n,
+        "objects_in_scope_basis": basis,
+        "docs_min_minutes": round(DOCS_MIN_MINUTES_PER_OBJECT * n, 6),
+        "docs_max_minutes": round(DOCS_MAX_MINUTES_PER_OBJECT * n, 6),
+        "observed_objects_per_min": p50_rate,
+        "cycles_observed": len(rates),
+        "estimate_minutes_p50": float(minutes.quantile(0.5)) if len(rates) else None,
+        "estimate_minutes_p90": float(minutes.quantile(0.9)) if len(rates) else None,
+        "current_cycle": None,
+        "next_incremental_at": None,
+    }
+    now = reference_now(now, inputs.events)
+    if cycles.empty or now is None:
+        return result
+    jobs = latest_jobs(inputs.sync_jobs)
+    cycles = cycles.assign(job_id=cycles["job_id"].fillna(""))
+    running = _running_cycles(cycles, jobs, now, running_idle_s)
+    eta: pd.Timestamp | None = None
+    if not running.empty:
+        cur = running.sort_values("started_at", kind="stable").iloc[-1]
+        processed = int(cur["objects"])
+        full = cur["kind"] in ("initial", "unknown")
+        remaining = max(n - processed, 0) if full else None
+        own = cur["objects_per_min"] if cur["events"] >= min_events else None
+        rate = float(own) if own is not None and pd.notna(own) and own > 0 else p50_rate
+        if remaining is not None and rate:
+            eta = now + pd.Timedelta(minutes=remaining / rate)
+        result["current_cycle"] = {
+            "cycle_id": cur["cycle_id"],
+            "job_id": cur["job_id"] or None,
+            "kind": cur["kind"],
+            "started_at": cur["started_at"],
+            "processed": processed,
+            "remaining": remaining,
+            "objects_per_min": rate,
+            "eta": eta,
+        }
+    last = cycles.sort_values("ended_at", kind="stable").iloc[-1]
+    interval_s = DEFAULT_INTERVAL_S
+    if not jobs.empty and last["job_id"] in set(jobs["job_id"]):
+        configured = jobs.set_index("job_id").loc[last["job_id"], "schedule_interval_s"]
+        if pd.notna(configured) and configured > 0:
+            interval_s = int(configured)
+    base = eta if eta is not None else last["ended_at"]
+    result["next_incremental_at"] = pd.Timestamp(base) + pd.Timedelta(seconds=interval_s)
+    result["interval_s"] = interval_s
+    inc = cycles.loc[cycles["kind"] == "incremental", "duration_s"]
+    result["incremental_minutes_p50"] = float(inc.median() / 60) if len(inc) else None
+    return result
+
+
+def when_user(
+    inputs: Inputs,
+    user: str,
+    now: pd.Timestamp | None = None,
+    filters: Filters | None = None,
+) -> dict[str, Any]:
+    """Return when ``user`` (id, UPN or name) will be provisioned, and why that answer."""
+    sel = (filters or Filters()).apply_inputs(inputs)
+    cov = coverage_table(sel.events, sel.assignments, sel.group_members, sel.scim_resources)
+    wanted = user.strip().casefold()
+    hit = (
+        (cov["principal_id"] == user.strip())
+        | (casefold(cov["upn"]) == wanted)
+        | (casefold(cov["name"]) == wanted)
+    ).fillna(False).astype(bool)
+    answer: dict[str, Any] = {"user": user, "found": bool(hit.any())}
+    if not hit.any():
+        answer["expected_by"] = None
+        answer["reason"] = "not found in assignments, group members, events or the wiki"
+        return answer
+    row = cov.loc[hit].iloc[0]
+    verdict = row["verdict"]
+    answer.update(
+        {
+            "principal_id": _none(row["principal_id"]),
+            "upn": _none(row["upn"]),
+            "in_scope": bool(row["in_scope"]),
+            "scope_via": row["scope_via"],
+            "verdict": verdict,
+            "last_status": _none(row["last_status"]),
+        }
+    )
+    est = estimate(sel, now)
+    nxt = est["next_incremental_at"]
+    cur = est["current_cycle"]
+    typical = est.get("incremental_minutes_p50")
+    after_next = (
+        nxt + pd.Timedelta(minutes=typical) if nxt is not None and typical is not None else nxt
+    )
+    if verdict == "provisioned":
+        ev = sel.events
+        done = ev.loc[(ev["source_id"] == row["principal_id"]) & (ev["status"] == "success")]
+        answer["expected_by"] = _ts_or_none(done["activity_at"].min()) if len(done) else None
+        answer["reason"] = "already provisioned and active in the wiki"
+    elif not row["in_scope"]:
+        answer["expected_by"] = None
+        answer["reason"] = {
+            "nested_group": "never: reached only through a nested group, which Entra does not "
+            "provision; assign the user or the inner group directly",
+            "default_access": "never: assigned with Default Access, which Entra does not "
+            "provision; assign a real app role",
+        }.get(row["scope_via"], "never: not assigned to the app, directly or by a group")
+    elif verdict == "failed":
+        answer["expected_by"] = after_next
+        answer["reason"] = (
+            f"last attempt failed ({_none(row['last_error_code']) or 'no error code'}); it is "
+            "retried in the next cycle, and succeeds only once the cause is fixed"
+        )
+    elif cur is not None and cur.get("eta") is not None and cur["kind"] != "incremental":
+        answer["expected_by"] = cur["eta"]
+        answer["reason"] = "in scope; the running initial cycle should reach it by its ETA"
+    else:
+        answer["expected_by"] = after_next
+        answer["reason"] = "in scope; expected by the end of the next incremental cycle"
+    return answer
+
+
+def _none(value: Any) -> Any:
+    return None if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)) else value
+
+
+def build(
+    inputs: Inputs,
+    filters: Filters,
+    *,
+    include_noise: bool = True,
+    now: pd.Timestamp | None = None,
+    user: str | None = None,
+    min_events: int = MIN_EVENTS,
+    **params: Any,
+) -> ReportResult:
+    """Return the estimate object; with ``user``, also ``when_user`` for that user."""
+    sel = filters.apply_inputs(inputs)
+    data = estimate(sel, now, min_events=min_events)
+    if user:
+        data["when_user"] = when_user(inputs, user, now, filters)
+    return ReportResult(data=data)

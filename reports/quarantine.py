@@ -1,0 +1,184 @@
+"""quarantine-risk: per job, failures against Entra's documented escrow thresholds.
+
+Thresholds (reference/graph/sync-job.md → how-long.md §6, "roughly", "subject to change"):
+failures are only evaluated from 5,000; then quarantine when more than 40 % of provisioning events
+fail or more than 40,000 fail (reference failures, e.g. manager or group-member updates, excluded
+from both), or when reference and non-reference failures together exceed 60,000.
+
+The counts are of *outstanding* failures: objects whose latest outcome in the job is a failure
+(what Entra holds in escrow and retries); ``failure_events`` counts every failed event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports import Filters, Inputs, ReportResult
+from reports.inputs import latest_jobs, object_key, order_events
+
+BASE_THRESHOLD = 5_000
+PROPORTION_THRESHOLD = 0.40
+NON_REFERENCE_THRESHOLD = 40_000
+TOTAL_THRESHOLD = 60_000
+APPROACHING = 0.8  # "approaching" = within 80 % of a threshold
+# Generic retry schedule after a failure: 6 h, 12 h, 24 h, then every 24 h, for 28 days.
+RETRY_OFFSETS_H = (6, 12, 24)
+RETRY_GIVE_UP = pd.Timedelta(days=28)
+
+COLUMNS = [
+    "job_id",
+    "service_principal_id",
+    "events",
+    "failure_events",
+    "failures",
+    "reference_failures",
+    "non_reference_failures",
+    "successes",
+    "failure_rate",
+    "over_base",
+    "over_proportion",
+    "over_non_reference",
+    "over_total",
+    "risk",
+    "status_code",
+    "quarantine_reason",
+    "quarantine_began",
+    "quarantine_series_count",
+    "quarantine_next_attempt",
+    "count_escrowed",
+]
+
+
+def reference_failures(events: pd.DataFrame, steps: pd.DataFrame) -> pd.Series:
+    """Return True for failed events that failed on a reference (manager, group members)."""
+    failed_ref_steps = steps.loc[
+        (steps["step_type"] == "reference_resolution") & (steps["status"] == "failure"), "event_id"
+    ]
+    by_step = events["id"].isin(failed_ref_steps)
+    by_name = events["failed_step"].astype("str").str.contains("reference", case=False)
+    group_update = (events["source_type"] == "group") & (events["action"] == "update")
+    failed = events["status"] == "failure"
+    return (failed & (by_step | by_name.fillna(False) | group_update)).fillna(False).astype(bool)
+
+
+def next_retry(began: pd.Series, now: pd.Timestamp) -> pd.Series:
+    """Return the next retry after ``now`` on the documented 6/12/24 h-then-daily schedule."""
+    hours = (now - began).dt.total_seconds() / 3600
+    after_24 = 24 * (np.floor(hours / 24) + 1)
+    offset_h = np.select(
+        [hours < RETRY_OFFSETS_H[0], hours < RETRY_OFFSETS_H[1], hours < RETRY_OFFSETS_H[2]],
+        list(RETRY_OFFSETS_H),
+        default=after_24,
+    )
+    out = began + pd.to_timedelta(pd.Series(offset_h, index=began.index), unit="h")
+    return out.where(out - began <= RETRY_GIVE_UP)
+
+
+def risk_table(
+    events: pd.DataFrame, steps: pd.DataFrame, sync_jobs: pd.DataFrame, now: pd.Timestamp | None
+) -> pd.DataFrame:
+    """Return one row per job with outstanding failures, rates, threshold flags and state."""
+    ev = order_events(events.loc[events["status"].isin(["success", "failure"])])
+    ev = ev.assign(
+        job_id=ev["job_id"].fillna(""),
+        _object=object_key(ev),
+        _reference=reference_failures(ev, steps),
+    )
+    all_ev = events.assign(job_id=events["job_id"].fillna(""))
+    per_job = all_ev.groupby("job_id").agg(
+        service_principal_id=("service_principal_id", "first"),
+        events=("id", "size"),
+    )
+    per_job["failure_events"] = (
+        all_ev.loc[all_ev["status"] == "failure"].groupby("job_id").size()
+    )
+    latest = ev.drop_duplicates(["job_id", "_object"], keep="last")
+    failed = latest.loc[latest["status"] == "failure"]
+    per_job["failures"] = failed.groupby("job_id").size()
+    per_job["reference_failures"] = failed.loc[failed["_reference"]].groupby("job_id").size()
+    per_job["successes"] = latest.loc[latest["status"] == "success"].groupby("job_id").size()
+
+    jobs = latest_jobs(sync_jobs)
+    if not jobs.empty:
+        jobs = jobs.set_index("job_id")
+        per_job = per_job.reindex(per_job.index.union(jobs.index))
+        per_job["service_principal_id"] = per_job["service_principal_id"].fillna(
+            jobs["service_principal_id"]
+        )
+        for c in (
+            "status_code",
+            "quarantine_reason",
+            "quarantine_began",
+            "quarantine_series_count",
+            "quarantine_next_attempt",
+            "count_escrowed",
+        ):
+            per_job[c] = jobs[c]
+    else:
+        for c in ("status_code", "quarantine_reason"):
+            per_job[c] = pd.Series(dtype="str")
+        for c in ("quarantine_began", "quarantine_next_attempt"):
+            per_job[c] = pd.Series(dtype="datetime64[us, UTC]")
+        for c in ("quarantine_series_count", "count_escrowed"):
+            per_job[c] = pd.Series(dtype="Int64")
+    for c in ("events", "failure_events", "failures", "reference_failures", "successes"):
+        per_job[c] = per_job[c].fillna(0).astype("Int64")
+
+    failures = per_job["failures"]
+    non_ref = failures - per_job["reference_failures"]
+    per_job["non_reference_failures"] = non_ref
+    denominator = non_ref + per_job["successes"]
+    per_job["failure_rate"] = (non_ref / denominator.where(denominator > 0)).astype("Float64")
+    rate = per_job["failure_rate"].fillna(0)
+    per_job["over_base"] = failures >= BASE_THRESHOLD
+    per_job["over_proportion"] = per_job["over_base"] & (rate > PROPORTION_THRESHOLD)
+    per_job["over_non_reference"] = per_job["over_base"] & (non_ref > NON_REFERENCE_THRESHOLD)
+    per_job["over_total"] = failures > TOTAL_THRESHOLD
+    over = per_job["over_proportion"] | per_job["over_non_reference"] | per_job["over_total"]
+    near = (
+        ((failures >= APPROACHING * BASE_THRESHOLD) & (rate > APPROACHING * PROPORTION_THRESHOLD))
+        | (non_ref > APPROACHING * NON_REFERENCE_THRESHOLD)
+        | (failures > APPROACHING * TOTAL_THRESHOLD)
+    )
+    quarantined = per_job["status_code"].astype("str").str.casefold() == "quarantine"
+    per_job["risk"] = np.select(
+        [quarantined.fillna(False).astype(bool), over.astype(bool), near.astype(bool)],
+        ["quarantined", "over_threshold", "approaching"],
+        default="low",
+    )
+    if now is not None:
+        # When Graph gives no next attempt, the documented schedule says when it will be.
+        began = per_job["quarantine_began"].astype("datetime64[us, UTC]")
+        scheduled = next_retry(began, now).where(quarantined.fillna(False).astype(bool))
+        per_job["quarantine_next_attempt"] = (
+            per_job["quarantine_next_attempt"].astype("datetime64[us, UTC]").fillna(scheduled)
+        )
+    for c in ("over_base", "over_proportion", "over_non_reference", "over_total"):
+        per_job[c] = per_job[c].fillna(False).astype(bool)
+    out = per_job.reset_index(names="job_id")
+    out["job_id"] = out["job_id"].replace("", pd.NA).astype("str")
+    out = out.sort_values(["failures", "job_id"], ascending=[False, True], kind="stable")
+    return out.reset_index(drop=True)[COLUMNS]
+
+
+def build(
+    inputs: Inputs,
+    filters: Filters,
+    *,
+    include_noise: bool = True,
+    now: pd.Timestamp | None = None,
+    **params: Any,
+) -> ReportResult:
+    """Return per-job escrow risk and the thresholds it was measured against."""
+    sel = filters.apply_inputs(inputs)
+    table = risk_table(sel.events, sel.steps, sel.sync_jobs, now)
+    thresholds = {
+        "base_failures": BASE_THRESHOLD,
+        "failure_proportion": PROPORTION_THRESHOLD,
+        "non_reference_failures": NON_REFERENCE_THRESHOLD,
+        "total_failures": TOTAL_THRESHOLD,
+    }
+    return ReportResult(frame=table, data={"thresholds": thresholds})
