@@ -107,7 +107,7 @@ EVENTS = Table(
         Col("tenant_id", TEXT, "Entra tenant id."),
         Col("job_id", TEXT, "Synchronization job id, e.g. `scim.<guid>.<guid>`."),
         Col("cycle_id", TEXT, "Provisioning cycle (one run of the job)."),
-        Col("change_id", TEXT, "Unique id of this change within the cycle; joins portal CSV files."),
+        Col("change_id", TEXT, "Id of this change within the cycle; joins the portal CSV files."),
         Col("service_principal_id", TEXT, "Object id of the enterprise app running the job."),
         Col("service_principal_name", TEXT, "Display name of that enterprise app."),
         Col("action", TEXT, "What the service did to the object.", ACTIONS, required=True),

@@ -13,8 +13,8 @@ from pathlib import Path
 from ingest.errors import UsageError
 
 # Names provlens reads. Values of the SECRET ones never appear in logs or errors.
-GRAPH_TOKEN = "PROVLENS_GRAPH_TOKEN"
-SCIM_TOKEN = "PROVLENS_SCIM_TOKEN"
+GRAPH_TOKEN = "PROVLENS_GRAPH_TOKEN"  # noqa: S105 - a variable name, not a secret
+SCIM_TOKEN = "PROVLENS_SCIM_TOKEN"  # noqa: S105 - a variable name, not a secret
 SCIM_URL = "PROVLENS_SCIM_URL"
 GRAPH_URL = "PROVLENS_GRAPH_URL"
 STORE = "PROVLENS_STORE"

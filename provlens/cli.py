@@ -35,7 +35,7 @@ class Context:
     verbose: bool
     progress: bool  # draw progress bars (stderr is a terminal)
 
-    def store(self):  # noqa: ANN201 - imported lazily so `provlens --help` stays fast
+    def store(self):
         """Return the Store at ``store_path``."""
         from ingest.store import Store
 

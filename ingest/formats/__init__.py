@@ -34,7 +34,7 @@ class Options:
 
 
 class Source:
-    """A decoded input file: UTF-8 (with or without BOM) or UTF-16 with BOM; anything else is bad."""
+    """A decoded input file: UTF-8 (BOM or not) or UTF-16 with BOM; anything else is bad."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -100,10 +100,10 @@ class Source:
             return
         with self.path.open("rb") as fh:
             fh.seek(self._skip)
-            reader = codecs.getreader(self.encoding)(fh, errors="strict")
+            reader = codecs.getreader(self.encoding)(fh, "strict")
             n = 0
             try:
-                for n, line in enumerate(reader, start=1):  # noqa: B007 - n is used after the loop
+                for n, line in enumerate(reader, start=1):
                     yield n, line.lstrip("\ufeff") if n == 1 else line
             except UnicodeDecodeError:
                 raise BadInput(

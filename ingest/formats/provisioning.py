@@ -1,0 +1,293 @@
+"""Provisioning log files: every JSON shape Microsoft ships them in.
+
+Kinds:
+- ``graph``: Graph list responses (``{"@odata.context", "value": [...], "@odata.nextLink"?}``),
+  also several pages concatenated or one page per line (JSON Lines), and JSON Lines of records.
+- ``portal_json``: the admin center's JSON download, a bare array of records.
+- ``azure_monitor``: diagnostic-settings envelopes (``{"records": [...]}`` from a storage account,
+  Event Hub captures, or one envelope per line).
+- ``log_analytics``: ``AADProvisioningLogs`` exported as JSON (rows, or the query API's
+  ``{"tables": [{"columns", "rows"}]}``) or CSV.
+
+They share one reader: the document layer finds the records, and ingest.records reads each record
+whatever its shape, so a file mixing shapes still ingests.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from ingest.errors import BadInput
+from ingest.formats import FileFormat, Frames, Options, Source, register
+from ingest.records import records_to_frames
+
+CHUNK = 20_000
+_NOTHING = "nothing was stored"
+
+_PROVISIONING_HINT = re.compile(
+    r'"(activityDateTime|provisioningSteps|provisioningStatusInfo|provisioningAction|'
+    r'ProvisioningSteps|ProvisioningStatusInfo|statusInfo)"|"category"\s*:\s*"ProvisioningLogs"|'
+    r"AADProvisioningLogs",
+    re.IGNORECASE,
+)
+_JSON_POS = re.compile(r"line (\d+) column (\d+)")
+
+
+def _looks_json(source: Source) -> bool:
+    head = source.head().lstrip()
+    return head[:1] in ("{", "[")
+
+
+def _raw_bytes(source: Source) -> bytes:
+    if source.encoding == "utf-8":
+        data = source.path.read_bytes()
+        return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    return source.text().encode("utf-8")
+
+
+def _json_error(source: Source, exc: orjson.JSONDecodeError, line_offset: int = 0) -> BadInput:
+    msg = str(exc)
+    m = _JSON_POS.search(msg)
+    line = int(m.group(1)) + line_offset if m else line_offset + 1
+    col = int(m.group(2)) if m else 0
+    problem = msg.split(":")[0].strip() or "invalid JSON"
+    if "unexpected end" in msg.lower() or "eof" in msg.lower():
+        problem = "unexpected end of JSON (the file looks truncated)"
+    return BadInput(f"{source.name}:{line}", f"{problem} (column {col})", _NOTHING)
+
+
+def iter_documents(source: Source) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, document)`` for one JSON document, JSON Lines, or concatenated documents."""
+    data = _raw_bytes(source)
+    try:
+        yield f"{source.name}", orjson.loads(data)
+        return
+    except orjson.JSONDecodeError as exc:
+        if "trailing" not in str(exc).lower():
+            raise _json_error(source, exc) from None
+    # Several documents: one per line (JSON Lines), or pretty-printed pages back to back.
+    text = data.decode("utf-8")
+    lines = text.splitlines()
+    line_mode = True
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            line_mode = False
+        break
+    if line_mode:
+        for n, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{source.name}:{n}", orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise _json_error(source, exc, line_offset=n - 1) from None
+        return
+    import json
+
+    decoder = json.JSONDecoder()
+    pos, length = 0, len(text)
+    while True:
+        while pos < length and text[pos].isspace():
+            pos += 1
+        if pos >= length:
+            return
+        at_line = text.count("\n", 0, pos) + 1
+        try:
+            doc, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise BadInput(
+                f"{source.name}:{exc.lineno}",
+                f"invalid JSON: {exc.msg} (column {exc.colno})",
+                _NOTHING,
+            ) from None
+        yield f"{source.name}:{at_line}", doc
+        pos = end
+
+
+def _la_table_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for table in doc.get("tables") or []:
+        cols = [
+            str(c.get("name")) if isinstance(c, dict) else str(c) for c in table.get("columns", [])
+        ]
+        rows.extend(dict(zip(cols, row)) for row in table.get("rows", []))
+    return rows
+
+
+def _records_of(doc: Any) -> tuple[list[Any], str | None]:
+    """Return the records a document holds and the origin they imply (None = caller's)."""
+    if isinstance(doc, list):
+        if doc and all(
+            isinstance(d, dict) and "value" in d and isinstance(d["value"], list) for d in doc
+        ):
+            return [r for d in doc for r in d["value"]], None
+        if doc and isinstance(doc[0], dict) and any(k.lower() == "timegenerated" for k in doc[0]):
+            return doc, "log_analytics"
+        return doc, None
+    if isinstance(doc, dict):
+        if isinstance(doc.get("value"), list):
+            return doc["value"], None
+        if isinstance(doc.get("records"), list):
+            return doc["records"], None
+        if isinstance(doc.get("tables"), list):
+            return _la_table_rows(doc), "log_analytics"
+        if any(k.lower() == "timegenerated" for k in doc):
+            return [doc], "log_analytics"
+        return [doc], None
+    return [doc], None
+
+
+def _frames_from_records(
+    records: Iterable[tuple[str, Any]], origin: str, source: Source
+) -> Iterator[Frames]:
+    chunk: list[Any] = []
+    places: list[str] = []
+    for where, rec in records:
+        chunk.append(rec)
+        places.append(where)
+        if len(chunk) >= CHUNK:
+            yield records_to_frames(chunk, origin, locate=places.__getitem__)
+            chunk, places = [], []
+    if chunk:
+        yield records_to_frames(chunk, origin, locate=places.__getitem__)
+
+
+def parse_json(source: Source, options: Options) -> Iterator[Frames]:
+    """Yield canonical frames from any JSON shape of provisioning records."""
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for where, doc in iter_documents(source):
+        records, implied = _records_of(doc)
+        origin = implied or options.origin
+        bucket = groups.setdefault(origin, [])
+        many = len(records) > 1
+        for i, rec in enumerate(records):
+            bucket.append((f"{where}: record {i + 1}" if many else where, rec))
+    if not any(groups.values()):
+        raise BadInput(f"{source.name}:1", "the file holds no provisioning records", _NOTHING)
+    for origin, items in groups.items():
+        yield from _frames_from_records(items, origin, source)
+
+
+def _sniff_json(source: Source) -> bool:
+    return _looks_json(source) and bool(_PROVISIONING_HINT.search(source.head()))
+
+
+_ENVELOPE = re.compile(r'"category"\s*:\s*"ProvisioningLogs"', re.IGNORECASE)
+
+
+def _sniff_envelope(source: Source) -> bool:
+    return _looks_json(source) and bool(_ENVELOPE.search(source.head()))
+
+
+def _sniff_graph(source: Source) -> bool:
+    head = source.head().lstrip()
+    return head.startswith("{") and _sniff_json(source)
+
+
+def _sniff_portal(source: Source) -> bool:
+    return source.head().lstrip().startswith("[") and _sniff_json(source)
+
+
+# ---- Log Analytics CSV --------------------------------------------------------------------
+
+_HEADER_UNIT = re.compile(r"\s*\[[^\]]*\]\s*$")
+
+
+def _norm_header(h: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", _HEADER_UNIT.sub("", h).lower())
+
+
+def _csv_header(source: Source) -> list[str]:
+    first = source.head().splitlines()[0] if source.head() else ""
+    import csv
+
+    try:
+        return next(csv.reader([first]))
+    except (csv.Error, StopIteration):
+        return []
+
+
+def _sniff_la_csv(source: Source) -> bool:
+    if _looks_json(source):
+        return False
+    names = {_norm_header(h) for h in _csv_header(source)}
+    return "timegenerated" in names and bool(
+        names & {"provisioningsteps", "provisioningstatusinfo", "resulttype", "cycleid"}
+    )
+
+
+def read_csv_text(source: Source) -> pd.DataFrame:
+    """Read a CSV file as text columns, raising BadInput with the line of a malformed row."""
+    try:
+        return pd.read_csv(
+            io.StringIO(source.text()), dtype=str, keep_default_na=False, na_values=[""]
+        )
+    except pd.errors.ParserError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        line = m.group(1) if m else "1"
+        raise BadInput(f"{source.name}:{line}", f"malformed CSV: {exc}", _NOTHING) from None
+    except pd.errors.EmptyDataError:
+        raise BadInput(f"{source.name}:1", "the CSV file is empty", _NOTHING) from None
+
+
+def parse_la_csv(source: Source, options: Options) -> Iterator[Frames]:
+    """Yield frames from an AADProvisioningLogs CSV export."""
+    df = read_csv_text(source)
+    df.columns = [_HEADER_UNIT.sub("", c) for c in df.columns]
+    rows = df.astype(object).where(df.notna(), None).to_dict("records")
+    items = ((f"{source.name}:{i + 2}", r) for i, r in enumerate(rows))
+    yield from _frames_from_records(items, "log_analytics", source)
+
+
+TABLES = ("events", "steps", "modified_properties")
+
+register(
+    FileFormat(
+        "graph",
+        "Graph list response(s) of provisioning logs (JSON, JSON Lines)",
+        _sniff_graph,
+        parse_json,
+        priority=60,
+        tables=TABLES,
+    )
+)
+register(
+    FileFormat(
+        "portal_json",
+        "Admin center JSON download (a bare array of records)",
+        _sniff_portal,
+        parse_json,
+        priority=61,
+        tables=TABLES,
+    )
+)
+register(
+    FileFormat(
+        "azure_monitor",
+        "Azure Monitor diagnostic-settings / Event Hub envelopes",
+        _sniff_envelope,
+        parse_json,
+        priority=58,
+        tables=TABLES,
+    )
+)
+register(
+    FileFormat(
+        "log_analytics",
+        "AADProvisioningLogs export (JSON or CSV)",
+        _sniff_la_csv,
+        lambda s, o: parse_json(s, o) if _looks_json(s) else parse_la_csv(s, o),
+        priority=55,
+        tables=TABLES,
+    )
+)

@@ -1,0 +1,518 @@
+"""The local store: Parquet parts per table, listed by one manifest replaced atomically.
+
+Layout of a store directory::
+
+    manifest.json          the committed state: parts per table, watermarks, ingest log, version
+    parts/<table>/<seq>.parquet
+    writer.lock            held by the one writer at a time (readers never lock)
+
+A batch stages new parts, then commits by writing a new manifest to a temporary file and
+``os.replace``-ing it over the old one, so a crash or a bad input mid-ingest leaves the previous
+manifest, and so the previous state, readable. Keys are enforced at commit time: rows of older parts
+that a batch supersedes are removed by rewriting those parts, so reads need no de-duplication.
+Readers read the manifest, then its parts; a part replaced under them is retried with the new
+manifest, so the dashboard can read while an ingest writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ingest import schema
+from ingest.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+# Merge a table's parts into one when it has more than this many.
+MAX_PARTS = 24
+# Rows buffered in memory per table before a part is written.
+PART_ROWS = 250_000
+INGEST_LOG_KEEP = 500
+
+
+def _now_iso() -> str:
+    return pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _arrow_schema(table: str) -> pa.Schema:
+    types = {
+        schema.TEXT: pa.string(),
+        schema.TIME: pa.timestamp("us", tz="UTC"),
+        schema.INT: pa.int64(),
+        schema.FLOAT: pa.float64(),
+        schema.BOOL: pa.bool_(),
+    }
+    return pa.schema([(c.name, types[c.kind]) for c in schema.TABLES[table].columns])
+
+
+ARROW_SCHEMAS = {name: _arrow_schema(name) for name in schema.TABLES}
+
+
+def to_arrow(table: str, df: pd.DataFrame) -> pa.Table:
+    """Return ``df`` (any subset of the table's columns) as an Arrow table of the full schema."""
+    df = schema.conform(table, df)
+    return pa.Table.from_pandas(df, schema=ARROW_SCHEMAS[table], preserve_index=False)
+
+
+def to_pandas(table: str, tbl: pa.Table) -> pd.DataFrame:
+    """Return an Arrow table of a canonical table as a pandas frame with the schema's dtypes."""
+    df = tbl.to_pandas()
+    for c in schema.TABLES[table].columns:
+        if c.name in df.columns:
+            want = schema.DTYPES[c.kind]
+            if str(df[c.name].dtype) != want:
+                df[c.name] = df[c.name].astype(want)
+    return df
+
+
+@dataclass
+class Manifest:
+    """The committed state of a store."""
+
+    version: int = 0
+    seq: int = 0
+    parts: dict[str, list[str]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    watermarks: dict[str, str] = field(default_factory=dict)
+    ingests: list[dict[str, Any]] = field(default_factory=list)
+    created_at: str = ""
+
+    @classmethod
+    def load(cls, root: Path) -> Manifest:
+        path = root / MANIFEST
+        try:
+            raw = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            return cls()
+        except orjson.JSONDecodeError as exc:
+            raise UsageError(
+                f"{path}: the store manifest is damaged ({exc}); restore it from a backup "
+                "or point --store at a new directory"
+            ) from None
+        if raw.get("format") != FORMAT_VERSION:
+            raise UsageError(
+                f"{path}: store format {raw.get('format')!r} is not supported by this provlens "
+                f"(expects {FORMAT_VERSION})"
+            )
+        return cls(
+            version=raw["version"],
+            seq=raw["seq"],
+            parts=raw["parts"],
+            rows=raw.get("rows", {}),
+            watermarks=raw.get("watermarks", {}),
+            ingests=raw.get("ingests", []),
+            created_at=raw.get("created_at", ""),
+        )
+
+    def dump(self) -> bytes:
+        return orjson.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "version": self.version,
+                "seq": self.seq,
+                "parts": self.parts,
+                "rows": self.rows,
+                "watermarks": self.watermarks,
+                "ingests": self.ingests[-INGEST_LOG_KEEP:],
+                "created_at": self.created_at,
+            },
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS,
+        )
+
+
+class Store:
+    """A provlens store directory (see the module docstring)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path).expanduser()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    @staticmethod
+    def default_path() -> Path:
+        """Return PROVLENS_STORE, else the platform's user data directory for provlens."""
+        env = os.environ.get("PROVLENS_STORE")
+        if env:
+            return Path(env).expanduser()
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("provlens", appauthor=False)) / "store"
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def manifest(self) -> Manifest:
+        """Return the committed manifest (empty when the store does not exist yet)."""
+        return Manifest.load(self.path)
+
+    @property
+    def version(self) -> int:
+        """Number of commits so far; changes whenever the data does."""
+        return self.manifest().version
+
+    def exists(self) -> bool:
+        """Whether anything was ever committed here."""
+        return (self.path / MANIFEST).exists()
+
+    def watermark(self, key: str) -> pd.Timestamp | None:
+        """Return the watermark stored under ``key``, or None."""
+        value = self.manifest().watermarks.get(key)
+        return pd.Timestamp(value) if value else None
+
+    def read_arrow(
+        self,
+        table: str,
+        columns: Sequence[str] | None = None,
+        filters: Any = None,
+    ) -> pa.Table:
+        """Return ``table`` as Arrow, with only ``columns`` and rows passing pyarrow ``filters``."""
+        if table not in schema.TABLES:
+            raise UsageError(f"unknown table {table!r}; tables: {', '.join(schema.TABLES)}")
+        cols = list(columns) if columns is not None else None
+        for attempt in range(5):
+            manifest = self.manifest()
+            files = [self.path / p for p in manifest.parts.get(table, [])]
+            try:
+                if not files:
+                    empty = ARROW_SCHEMAS[table].empty_table()
+                    return empty.select(cols) if cols is not None else empty
+                tables = [pq.read_table(f, columns=cols, filters=filters) for f in files]
+                return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            except FileNotFoundError:
+                # A writer replaced a part after we read the manifest: read the new state.
+                time.sleep(0.05 * (attempt + 1))
+        raise UsageError(f"{self.path}: the store kept changing while being read; try again")
+
+    def read(
+        self,
+        table: str,
+        columns: Sequence[str] | None = None,
+        since: pd.Timestamp | None = None,
+        until: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Return ``table`` as a canonical frame; ``since``/``until`` filter its time column."""
+        filters = None
+        time_col = TIME_COLUMN.get(table)
+        if time_col and (since is not None or until is not None):
+            conds = []
+            if since is not None:
+                conds.append((time_col, ">=", pd.Timestamp(since).tz_convert("UTC")))
+            if until is not None:
+                conds.append((time_col, "<=", pd.Timestamp(until).tz_convert("UTC")))
+            filters = conds
+        return to_pandas(table, self.read_arrow(table, columns, filters))
+
+    def info(self) -> dict[str, Any]:
+        """Return path, row counts, time range, last ingest per source and on-disk size."""
+        m = self.manifest()
+        size = (
+            sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+            if (self.path.exists())
+            else 0
+        )
+        ranges: dict[str, tuple[str | None, str | None]] = {}
+        for table, col in TIME_COLUMN.items():
+            if not m.parts.get(table):
+                continue
+            tbl = self.read_arrow(table, [col])
+            mm = pc.min_max(tbl.column(col))
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            ranges[table] = (
+                _iso(lo) if lo is not None else None,
+                _iso(hi) if hi is not None else None,
+            )
+        last: dict[str, dict[str, Any]] = {}
+        for entry in m.ingests:
+            last[entry["source"]] = entry
+        return {
+            "path": str(self.path),
+            "version": m.version,
+            "rows": {t: m.rows.get(t, 0) for t in schema.TABLES},
+            "time_range": ranges,
+            "last_ingest": last,
+            "watermarks": dict(m.watermarks),
+            "bytes": size,
+        }
+
+    # ---- writing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def batch(self, source: str, detail: str = "") -> Iterator[Batch]:
+        """Stage a batch of frames; commit all of it on normal exit, none of it on an exception."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / "writer.lock"
+        with lock_path.open("a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                b = Batch(self, source, detail)
+                b._clean_debris()
+                try:
+                    yield b
+                except BaseException:
+                    b._discard()
+                    raise
+                b._commit()
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+TIME_COLUMN = {
+    "events": "activity_at",
+    "sync_jobs": "captured_at",
+    "scim_resources": "captured_at",
+    "scim_requests": "received_at",
+}
+
+
+def _iso(ts: Any) -> str:
+    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Batch:
+    """Frames staged for one all-or-nothing commit (see Store.batch)."""
+
+    def __init__(self, store: Store, source: str, detail: str) -> None:
+        self.store = store
+        self.source = source
+        self.detail = detail
+        self.base = store.manifest()
+        self.token = uuid.uuid4().hex[:12]
+        self._buffers: dict[str, list[pa.Table]] = {}
+        self._buffered: dict[str, int] = {}
+        self._staged: dict[str, list[str]] = {}
+        self._written: list[Path] = []
+        self._replace: dict[str, set[str]] = {}
+        self._watermarks: dict[str, str] = {}
+        self._seq = self.base.seq
+        self.added: dict[str, int] = {}
+
+    # public API
+
+    def add(self, frames: Mapping[str, pd.DataFrame]) -> None:
+        """Stage canonical frames (any subset of columns; missing ones are null)."""
+        for table, df in frames.items():
+            if table not in schema.TABLES:
+                raise ValueError(f"unknown table {table!r}")
+            if df is None or len(df) == 0:
+                continue
+            tbl = to_arrow(table, df)
+            self._buffers.setdefault(table, []).append(tbl)
+            self._buffered[table] = self._buffered.get(table, 0) + tbl.num_rows
+            self.added[table] = self.added.get(table, 0) + tbl.num_rows
+        if any(n >= PART_ROWS for n in self._buffered.values()):
+            self._flush()
+
+    def replace_groups(self, table: str, values: Sequence[str]) -> None:
+        """Drop stored rows of ``table`` whose group key is in ``values`` (group-mode tables)."""
+        if schema.TABLES[table].mode != "group":
+            raise ValueError(f"{table} is not a group-mode table")
+        self._replace.setdefault(table, set()).update(values)
+
+    def set_watermark(self, key: str, value: pd.Timestamp) -> None:
+        """Record a watermark, committed with the batch."""
+        self._watermarks[key] = _iso(value)
+
+    # internals
+
+    def _part_path(self, table: str) -> str:
+        self._seq += 1
+        return f"parts/{table}/{self._seq:08d}-{self.token}.parquet"
+
+    def _write(self, table: str, tbl: pa.Table) -> str:
+        rel = self._part_path(table)
+        path = self.store.path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(tbl, tmp, compression="zstd")
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self._written.append(path)
+        return rel
+
+    def _flush(self) -> None:
+        # Events and their children are flushed together so a part's children match its events.
+        for table in list(self._buffers):
+            tables = self._buffers.pop(table)
+            self._buffered.pop(table, None)
+            tbl = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            self._staged.setdefault(table, []).append(self._write(table, tbl))
+
+    def _discard(self) -> None:
+        self._buffers.clear()
+        for path in self._written:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        log.info("batch discarded; the store keeps version %s", self.base.version)
+
+    def _clean_debris(self) -> None:
+        """Delete part files no manifest lists (left by a crashed writer); we hold the lock."""
+        parts_dir = self.store.path / "parts"
+        if not parts_dir.exists():
+            return
+        listed = {p for parts in self.base.parts.values() for p in parts}
+        for path in parts_dir.rglob("*"):
+            if path.is_file() and path.relative_to(self.store.path).as_posix() not in listed:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+    def _commit(self) -> None:
+        self._flush()
+        if not self._staged and not self._replace and not self._watermarks:
+            return
+        new_parts: dict[str, list[str]] = {t: list(p) for t, p in self.base.parts.items()}
+        obsolete: list[str] = []
+        for table, staged in self._staged.items():
+            new_parts.setdefault(table, []).extend(staged)
+        # Enforce keys table by table; children follow their re-ingested events.
+        staged_events = self._staged_keys("events")
+        for table, spec in schema.TABLES.items():
+            if spec.mode == "child":
+                if staged_events is not None:
+                    self._resolve(table, new_parts, obsolete, replace=staged_events)
+            elif table in self._staged or table in self._replace:
+                replace = pa.array(sorted(self._replace.get(table, ())), pa.string())
+                self._resolve(table, new_parts, obsolete, replace=replace)
+        for table, parts in new_parts.items():
+            if len(parts) > MAX_PARTS:
+                new_parts[table] = [self._compact(table, parts)]
+                obsolete.extend(parts)
+        rows = {
+            t: sum(pq.ParquetFile(self.store.path / p).metadata.num_rows for p in parts)
+            for t, parts in new_parts.items()
+        }
+        m = Manifest(
+            version=self.base.version + 1,
+            seq=self._seq,
+            parts={t: p for t, p in new_parts.items() if p},
+            rows=rows,
+            watermarks={**self.base.watermarks, **self._watermarks},
+            ingests=[
+                *self.base.ingests,
+                {
+                    "at": _now_iso(),
+                    "source": self.source,
+                    "detail": self.detail,
+                    "added": dict(self.added),
+                },
+            ],
+            created_at=self.base.created_at or _now_iso(),
+        )
+        tmp = self.store.path / f"{MANIFEST}.{self.token}.tmp"
+        _fsync_write(tmp, m.dump())
+        os.replace(tmp, self.store.path / MANIFEST)
+        dir_fd = os.open(self.store.path, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        # Superseded parts are no longer listed; readers still holding the old manifest retry.
+        for rel in obsolete:
+            with contextlib.suppress(FileNotFoundError):
+                (self.store.path / rel).unlink()
+        log.info("committed store version %s: %s", m.version, self.added)
+
+    def _key_array(self, table: str, tbl: pa.Table) -> pa.Array:
+        key = schema.TABLES[table].key
+        if len(key) == 1:
+            return tbl.column(key[0]).cast(pa.string()).combine_chunks()
+        parts = [tbl.column(k).cast(pa.string()).fill_null("\x00") for k in key]
+        return pc.binary_join_element_wise(*parts, "\x1f").combine_chunks()
+
+    def _resolve(
+        self,
+        table: str,
+        parts: dict[str, list[str]],
+        obsolete: list[str],
+        replace: pa.Array | None = None,
+    ) -> None:
+        """Keep, for every key, only the rows of the newest part holding it.
+
+        ``replace`` holds keys whose rows in parts committed earlier are dropped even when this
+        batch has no rows for them (groups replaced by an empty pull; children of re-ingested
+        events). Row-mode tables also drop repeats of a key inside one part, keeping the last.
+        """
+        spec = schema.TABLES[table]
+        files = parts.get(table, [])
+        staged = set(self._staged.get(table, []))
+        seen = pa.array([], pa.string())
+        kept: list[str] = []
+        for rel in reversed(files):
+            keys = self._key_array(
+                table, pq.read_table(self.store.path / rel, columns=list(spec.key))
+            )
+            mask = pc.is_in(keys, value_set=seen) if len(seen) else None
+            if replace is not None and len(replace) and rel not in staged:
+                mask = _or(mask, pc.is_in(keys, value_set=replace))
+            if spec.mode == "row":
+                mask = _or(mask, _dup_not_last(keys))
+            if mask is not None and pc.any(mask).as_py():
+                keep = pc.invert(mask)
+                tbl = pq.read_table(self.store.path / rel).filter(keep)
+                obsolete.append(rel)
+                if tbl.num_rows:
+                    kept.append(self._write(table, tbl))
+                keys = keys.filter(keep)
+            else:
+                kept.append(rel)
+            if len(keys):
+                seen = pa.concat_arrays([seen, pc.unique(keys)])
+        parts[table] = list(reversed(kept))
+
+    def _staged_keys(self, table: str) -> pa.Array | None:
+        files = self._staged.get(table)
+        if not files:
+            return None
+        arrays = [
+            self._key_array(table, pq.read_table(self.store.path / f, columns=["id"]))
+            for f in files
+        ]
+        return pc.unique(pa.concat_arrays(arrays))
+
+    def _compact(self, table: str, files: list[str]) -> str:
+        tbl = pa.concat_tables([pq.read_table(self.store.path / f) for f in files])
+        return self._write(table, tbl)
+
+
+def _or(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return pc.or_(a, b)
+
+
+def _dup_not_last(keys: pa.Array) -> pa.Array | None:
+    """Mask of rows whose key occurs again later in the same array."""
+    n = len(keys)
+    if n == 0:
+        return None
+    s = pd.Series(keys.to_pandas(), copy=False)
+    dup = s.duplicated(keep="last")
+    if not dup.any():
+        return None
+    return pa.array(dup.to_numpy())
