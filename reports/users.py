@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
@@ -122,39 +123,49 @@ TIMELINE_COLUMNS = [
 ]
 
 
+def steps_text(steps: pd.DataFrame) -> pd.Series:
+    """Return each event's steps as text lines ``position. name [status]: description``."""
+    text = (
+        steps["position"].astype("str")
+        + ". "
+        + steps["name"].fillna(steps["step_type"]).astype("str")
+        + " ["
+        + steps["status"].astype("str")
+        + "]"
+        + (": " + steps["description"].astype("str")).fillna("")
+    )
+    ordered = text.iloc[np.lexsort((steps["position"].to_numpy(), steps["event_id"].to_numpy()))]
+    return ordered.groupby(steps["event_id"], sort=False).agg("\n".join)
+
+
+def modified_text(modified_properties: pd.DataFrame) -> pd.Series:
+    """Return each event's modified properties as text lines ``name: old → new`` (∅ = null)."""
+    mp = modified_properties
+    text = (
+        mp["name"].astype("str")
+        + ": "
+        + mp["old_value"].fillna("∅").astype("str")
+        + " → "
+        + mp["new_value"].fillna("∅").astype("str")
+    )
+    return text.groupby(mp["event_id"], sort=False).agg("\n".join)
+
+
+def with_children_text(
+    events: pd.DataFrame, steps: pd.DataFrame, modified_properties: pd.DataFrame
+) -> pd.DataFrame:
+    """Return events with two text columns, ``steps`` and ``modified_properties``."""
+    st = steps.loc[steps["event_id"].isin(events["id"])]
+    mp = modified_properties.loc[modified_properties["event_id"].isin(events["id"])]
+    return events.assign(
+        steps=events["id"].map(steps_text(st)).astype("str"),
+        modified_properties=events["id"].map(modified_text(mp)).astype("str"),
+    )
+
+
 def timeline_frame(timeline: Timeline) -> pd.DataFrame:
     """Return the timeline flat: one row per event, its steps and modified properties as text."""
-    st = timeline.steps
-    step_text = (
-        (
-            st["position"].astype("str")
-            + ". "
-            + st["name"].fillna(st["step_type"]).astype("str")
-            + " ["
-            + st["status"].astype("str")
-            + "]"
-            + (": " + st["description"].astype("str")).fillna("")
-        )
-        .groupby(st["event_id"], sort=False)
-        .agg("\n".join)
-    )
-    mp = timeline.modified_properties
-    mp_text = (
-        (
-            mp["name"].astype("str")
-            + ": "
-            + mp["old_value"].fillna("∅").astype("str")
-            + " → "
-            + mp["new_value"].fillna("∅").astype("str")
-        )
-        .groupby(mp["event_id"], sort=False)
-        .agg("\n".join)
-    )
-    ev = timeline.events
-    out = ev.assign(
-        steps=ev["id"].map(step_text).astype("str"),
-        modified_properties=ev["id"].map(mp_text).astype("str"),
-    )
+    out = with_children_text(timeline.events, timeline.steps, timeline.modified_properties)
     return out[TIMELINE_COLUMNS]
 
 

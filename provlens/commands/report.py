@@ -1,0 +1,151 @@
+"""`provlens report NAME`: run a report on the store and print or write it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import pandas as pd
+
+from ingest.errors import UsageError
+
+COMMAND = ("report",)
+HELP = "run a report (summary, cycles, users, failures, coverage, estimate ...) on the store"
+USER_REPORTS = ("users", "timeline", "estimate")
+
+log = logging.getLogger(__name__)
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the filters shared by reports and exports."""
+    from provlens.cli import parse_time
+
+    parser.add_argument("--since", metavar="ISO", type=parse_time, help="from this time (UTC)")
+    parser.add_argument("--until", metavar="ISO", type=parse_time, help="before this time (UTC)")
+    parser.add_argument(
+        "--service-principal-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this enterprise app (repeatable)",
+    )
+    parser.add_argument(
+        "--job-id", action="append", default=[], metavar="ID", help="only this job (repeatable)"
+    )
+    parser.add_argument(
+        "--action", action="append", default=[], metavar="ACTION", help="only this event action"
+    )
+    parser.add_argument(
+        "--status", action="append", default=[], metavar="STATUS", help="only this event status"
+    )
+
+
+def filters_from_args(args: argparse.Namespace):  # noqa: ANN201 - reports imported lazily
+    """Return the reports.Filters the arguments ask for."""
+    from reports import Filters
+
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        raise UsageError(f"--since {args.since} is not before --until {args.until}")
+    return Filters(
+        since=args.since,
+        until=args.until,
+        service_principal_ids=tuple(args.service_principal_id),
+        job_ids=tuple(args.job_id),
+        actions=tuple(a.casefold() for a in args.action),
+        statuses=tuple(s.casefold() for s in args.status),
+    )
+
+
+def load_inputs(store, tables, filters):  # noqa: ANN001, ANN201
+    """Return reports.Inputs with only ``tables`` read from ``store`` (time pushed down)."""
+    from reports import Inputs
+
+    frames = {}
+    for table in tables:
+        if table in ("events", "scim_requests"):
+            frames[table] = store.read(table, since=filters.since, until=filters.until)
+        else:
+            frames[table] = store.read(table)
+    return Inputs.from_tables(frames)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments."""
+    from reports import REPORTS
+
+    names = ", ".join(sorted(REPORTS))
+    parser.add_argument("name", metavar="NAME", choices=sorted(REPORTS), help=f"one of: {names}")
+    parser.add_argument(
+        "--format", choices=("table", "csv", "json", "xlsx"), default="table", help="output format"
+    )
+    parser.add_argument("--out", metavar="PATH", help="write to this file (xlsx needs it)")
+    parser.add_argument(
+        "--include-noise",
+        action="store_true",
+        help="show out-of-scope skips and no-op accountDisabled updates (hidden by default)",
+    )
+    parser.add_argument(
+        "--user",
+        metavar="X",
+        help="a user's object id, UPN or name (users, timeline, estimate: when will X be ready)",
+    )
+    add_filter_arguments(parser)
+
+
+def _print_table(name: str, result, shape: str) -> None:  # noqa: ANN001
+    from reports.export import flatten, jsonable
+
+    if result.frame is not None and shape == "rows":
+        if result.frame.empty:
+            print(f"{name}: no rows")
+        else:
+            with pd.option_context(
+                "display.max_rows", None,
+                "display.max_columns", None,
+                "display.width", 250,
+                "display.max_colwidth", 60,
+            ):  # fmt: skip
+                print(result.frame.to_string(index=False))
+    if result.data:
+        for key, value in flatten(result.data).items():
+            print(f"{key}: {'' if jsonable(value) is None else jsonable(value)}")
+    if result.hidden_noise:
+        print(
+            f"({result.hidden_noise} noise rows hidden: out-of-scope skips and no-op "
+            "accountDisabled updates; --include-noise shows them)"
+        )
+
+
+def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
+    """Run the report and print or write it."""
+    from reports import REPORTS, run_report
+    from reports.export import render, write_output
+
+    spec = REPORTS[args.name]
+    if args.format == "xlsx" and not args.out:
+        raise UsageError("--format xlsx writes a file: give --out PATH.xlsx")
+    if args.user and args.name not in USER_REPORTS:
+        raise UsageError(f"--user applies to {', '.join(USER_REPORTS)}, not {args.name}")
+    if args.name == "timeline" and not args.user:
+        raise UsageError("report timeline needs --user ID, UPN or name")
+    filters = filters_from_args(args)
+    try:
+        spec.load()
+    except ImportError as exc:
+        raise UsageError(f"report {args.name} is not available in this build ({exc})") from None
+    inputs = load_inputs(ctx.store(), spec.tables, filters)
+    params = {"user": args.user} if args.user else {}
+    result = run_report(
+        args.name, inputs, filters, include_noise=args.include_noise, now=ctx.now, **params
+    )
+    if args.format == "table" and not args.out:
+        _print_table(args.name, result, spec.shape)
+        return 0
+    fmt = "csv" if args.format == "table" else args.format
+    write_output(render(args.name, result, fmt, spec.shape), args.out)
+    if args.out:
+        print(f"wrote {args.out}", file=sys.stderr)
+    if result.hidden_noise:
+        log.info("%d noise rows hidden; --include-noise shows them", result.hidden_noise)
+    return 0

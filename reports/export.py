@@ -1,0 +1,328 @@
+"""Write report frames and objects as CSV, JSON, XLSX or parquet (DESIGN "Output conventions").
+
+JSON: timestamps are ISO 8601 UTC strings with milliseconds and a ``Z``, missing values ``null``,
+booleans JSON booleans. CSV (UTF-8) and XLSX: a text cell starting with ``=``, ``+``, ``-``, ``@``,
+tab or CR gets a leading ``'`` so a spreadsheet never runs it as a formula; numbers stay numbers.
+Files are written atomically (a temporary file in the same directory, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from ingest.errors import UsageError
+from reports import Inputs, ReportResult
+from reports.users import with_children_text
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+FORMATS = ("csv", "json", "xlsx", "parquet")
+
+
+# --- values -------------------------------------------------------------------------------
+
+
+def iso_z(values: pd.Series) -> pd.Series:
+    """Return UTC timestamps as ISO 8601 strings with milliseconds and ``Z`` (null stays null)."""
+    ts = pd.to_datetime(values, utc=True)
+    naive = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ms]")
+    text = np.char.add(np.datetime_as_string(naive, unit="ms"), "Z")
+    return pd.Series(text, index=values.index, dtype="object").where(ts.notna(), None)
+
+
+def _is_time(series: pd.Series) -> bool:
+    return isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(
+        series.dtype
+    )
+
+
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(series.dtype) or series.dtype == object
+
+
+def jsonable(value: Any) -> Any:
+    """Return ``value`` with timestamps as ISO Z strings, NaN/NA as None, numpy as Python."""
+    if isinstance(value, pd.DataFrame):
+        return records(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (pd.Timestamp, datetime)):
+        if pd.isna(value):
+            return None
+        ts = pd.Timestamp(value)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    if isinstance(value, pd.Timedelta):
+        return None if pd.isna(value) else value.total_seconds()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value
+
+
+def _json_columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
+    """Return each column as a list of JSON-ready Python values."""
+    cols: dict[str, list[Any]] = {}
+    for name in frame.columns:
+        s = frame[name]
+        if _is_time(s):
+            cols[str(name)] = iso_z(s).tolist()
+        elif pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_integer_dtype(s.dtype):
+            cols[str(name)] = [None if v is pd.NA else v for v in s.astype("object").tolist()]
+        elif pd.api.types.is_float_dtype(s.dtype):
+            f = s.astype("float64")
+            cols[str(name)] = f.astype("object").where(np.isfinite(f), None).tolist()
+        else:
+            cols[str(name)] = [jsonable(v) for v in s.astype("object").tolist()]
+    return cols
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return the rows of ``frame`` as JSON-ready dicts (keys = column names)."""
+    cols = _json_columns(frame)
+    names = list(cols)
+    return [dict(zip(names, row)) for row in zip(*cols.values())] if names else []
+
+
+def json_bytes(obj: pd.DataFrame | Mapping[str, Any]) -> bytes:
+    """Return a frame (as an array of rows) or an object as one JSON document."""
+    doc = records(obj) if isinstance(obj, pd.DataFrame) else jsonable(obj)
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
+# --- spreadsheets -------------------------------------------------------------------------
+
+
+def neutralise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy whose text cells starting with a formula trigger get a leading ``'``."""
+    out = frame.copy()
+    for name in out.columns:
+        s = out[name]
+        if _is_text(s) and not _is_time(s):
+            text = s.astype("str")
+            risky = text.str.startswith(FORMULA_TRIGGERS).fillna(False).astype(bool)
+            if risky.any():
+                out[name] = text.where(~risky, "'" + text)
+    return out
+
+
+def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    out = neutralise(frame)
+    for name in out.columns:
+        s = out[name]
+        if _is_time(s):
+            out[name] = iso_z(s)
+        elif pd.api.types.is_bool_dtype(s.dtype):
+            out[name] = s.map({True: "true", False: "false"}).astype("object")
+    return out
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """Return ``frame`` as UTF-8 CSV: ISO Z times, ``true``/``false``, empty for null."""
+    buf = io.StringIO()
+    _csv_ready(frame).to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue().encode("utf-8")
+
+
+def read_csv(source: str | Path | IO[bytes], like: pd.DataFrame) -> pd.DataFrame:
+    """Return a CSV written by :func:`csv_bytes` read back with the dtypes of ``like``.
+
+    Neutralised cells lose their leading ``'`` again.
+    """
+    raw = pd.read_csv(source, dtype="str", keep_default_na=False, na_values=[""])
+    out: dict[str, pd.Series] = {}
+    for name in like.columns:
+        s = raw[name] if name in raw.columns else pd.Series(pd.NA, index=raw.index, dtype="str")
+        dtype = like[name].dtype
+        if _is_time(like[name]):
+            out[name] = pd.to_datetime(s, utc=True, format="ISO8601").astype(dtype)
+        elif pd.api.types.is_bool_dtype(dtype):
+            out[name] = s.map({"true": True, "false": False}).astype(dtype)
+        elif pd.api.types.is_numeric_dtype(dtype):
+            out[name] = pd.to_numeric(s).astype(dtype)
+        else:
+            quoted = s.str.startswith(tuple("'" + t for t in FORMULA_TRIGGERS)).fillna(False)
+            out[name] = s.where(~quoted.astype(bool), s.str.slice(1)).astype(dtype)
+    return pd.DataFrame(out)
+
+
+_SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
+
+
+def _sheet_name(name: str, used: set[str]) -> str:
+    base = _SHEET_BAD.sub("_", name)[:31] or "sheet"
+    candidate, n = base, 1
+    while candidate.lower() in used:
+        n += 1
+        candidate = f"{base[: 31 - len(str(n)) - 1]}_{n}"
+    used.add(candidate.lower())
+    return candidate
+
+
+def xlsx_bytes(sheets: Mapping[str, pd.DataFrame]) -> bytes:
+    """Return an XLSX workbook with one sheet per frame; text is never a formula or a link."""
+    buf = io.BytesIO()
+    used: set[str] = set()
+    with pd.ExcelWriter(
+        buf,
+        engine="xlsxwriter",
+        datetime_format="yyyy-mm-dd hh:mm:ss.000",
+        engine_kwargs={
+            "options": {
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "strings_to_numbers": False,
+                "nan_inf_to_errors": False,
+            }
+        },
+    ) as writer:
+        for name, frame in sheets.items():
+            out = neutralise(frame)
+            for col in out.columns:
+                s = out[col]
+                if isinstance(s.dtype, pd.DatetimeTZDtype):
+                    # Excel has no time zones: cells hold UTC wall time.
+                    out[col] = s.dt.tz_convert("UTC").dt.tz_localize(None)
+                elif _is_text(s):
+                    out[col] = s.astype("object").where(s.notna(), None)
+            out.to_excel(writer, sheet_name=_sheet_name(name, used), index=False)
+    return buf.getvalue()
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """Return ``frame`` as parquet (types kept exactly)."""
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+# --- objects as tables --------------------------------------------------------------------
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Return a nested object as ``{"a.b.c": value}`` (lists become JSON text)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = orjson.dumps(jsonable(value)).decode()
+        else:
+            out[name] = value
+    return out
+
+
+def object_frame(data: Mapping[str, Any]) -> pd.DataFrame:
+    """Return an object as a two-column ``key``/``value`` frame (times as ISO Z text)."""
+    flat = flatten(data)
+    values = [
+        jsonable(v) if isinstance(v, (pd.Timestamp, datetime)) else jsonable(v) for v in flat.values()
+    ]
+    return pd.DataFrame(
+        {"key": pd.Series(list(flat), dtype="str"), "value": pd.Series(values, dtype="object")}
+    )
+
+
+def result_sheets(name: str, result: ReportResult) -> dict[str, pd.DataFrame]:
+    """Return a result as named tables: its rows, and its object as key/value pairs."""
+    sheets: dict[str, pd.DataFrame] = {}
+    if result.frame is not None:
+        sheets[name] = result.frame
+    if result.data:
+        sheets[name if result.frame is None else f"{name} info"] = object_frame(result.data)
+    return sheets
+
+
+def render(name: str, result: ReportResult, fmt: str, shape: str = "rows") -> bytes:
+    """Return a report result in ``fmt`` (csv, json, xlsx, parquet)."""
+    if fmt == "json":
+        if shape == "object" or result.frame is None:
+            return json_bytes(result.data or {})
+        return json_bytes(result.frame)
+    if fmt == "xlsx":
+        return xlsx_bytes(result_sheets(name, result))
+    table = result.frame if result.frame is not None else object_frame(result.data or {})
+    if fmt == "csv":
+        return csv_bytes(table)
+    if fmt == "parquet":
+        return parquet_bytes(table)
+    raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def frame_bytes(frame: pd.DataFrame, fmt: str, sheet: str = "data") -> bytes:
+    """Return a plain frame (an exported table) in ``fmt``."""
+    return render(sheet, ReportResult(frame=frame), fmt)
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, creating parent directories; return the path.
+
+    An existing directory (or a path ending in a separator) is refused rather than written into.
+    """
+    text = str(path)
+    target = Path(path).expanduser()
+    if text.endswith((os.sep, "/")) or target.is_dir():
+        raise UsageError(f"{target}: is a directory; give --out a file name")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"{target.parent}: is not a directory; cannot write {target.name}") from None
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_output(data: bytes, out: str | Path | None, stream: IO[bytes] | None = None) -> None:
+    """Write ``data`` to ``out`` (atomically) or, when None, to ``stream`` (default stdout)."""
+    if out is not None:
+        write_atomic(out, data)
+        return
+    if stream is None:
+        import sys
+
+        stream = sys.stdout.buffer
+    stream.write(data)
+    stream.flush()
+
+
+# --- composite exports --------------------------------------------------------------------
+
+
+def flat_events(inputs: Inputs) -> pd.DataFrame:
+    """Return events with their steps and modified properties as text columns (one file)."""
+    return with_children_text(inputs.events, inputs.steps, inputs.modified_properties).reset_index(
+        drop=True
+    )
