@@ -1,0 +1,59 @@
+"""provlens dashboard entry point: `streamlit run dashboard/app.py` (or `provlens dashboard`).
+
+Order of a rerun: page config, sign-in gate, sidebar (filters + store freshness), then either
+the empty-store guidance or the selected page. Pages only load (``dashboard.data``), call
+``reports`` and draw.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the project root.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import auth, sidebar, ui  # noqa: E402
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+st.set_page_config(page_title="provlens", page_icon="🔭", layout="wide")
+
+
+def _pages() -> list[st.Page]:
+    """Return the navigation pages, in menu order."""
+
+    def page(file: str, title: str, icon: str, default: bool = False) -> st.Page:
+        return st.Page(
+            PAGES_DIR / file, title=title, icon=icon, url_path=file[:-3], default=default
+        )
+
+    return [
+        page("overview.py", "Overview", ":material/dashboard:", default=True),
+        page("cycles.py", "Cycles", ":material/timeline:"),
+        page("users.py", "Users", ":material/person_search:"),
+        page("failures.py", "Failures", ":material/error:"),
+        page("coverage.py", "Coverage", ":material/filter_alt:"),
+        page("estimate.py", "Estimate", ":material/schedule:"),
+        page("scim_traffic.py", "Wiki SCIM traffic", ":material/swap_horiz:"),
+        page("export.py", "Export", ":material/download:"),
+    ]
+
+
+def main() -> None:
+    """Run one rerun of the app."""
+    if not auth.gate():
+        return
+    nav = st.navigation(_pages())
+    ctx = sidebar.draw()
+    if ctx.empty:
+        ui.empty_state(ctx)
+        return
+    nav.run()
+
+
+main()

@@ -1,0 +1,250 @@
+"""Cached loaders: the only place the dashboard reads the store and runs reports.
+
+Every cache is keyed by the store path and ``store.version`` (which grows with every committed
+ingest), so new data shows on the next rerun without clearing anything; report results and
+derived series are also keyed by the filters. Canonical tables are held with
+``st.cache_resource`` rather than ``st.cache_data``: cache_data pickles a copy on every hit,
+which for a million events costs seconds per rerun, and report functions never mutate their
+inputs (DESIGN/STYLE contract), so one shared frame is safe. Report results and chart series
+are small and go through ``st.cache_data``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import views
+from ingest import settings
+from ingest.schema import TABLES, empty_frame
+from ingest.store import Store
+from reports import REPORTS, Filters, Inputs, run_report
+from reports import users as reports_users
+from reports.noise import drop_noise
+from reports.users import Timeline
+
+TTL = 600  # seconds; the version key already invalidates on new data
+NOW_ENV = "PROVLENS_NOW"  # fixed reference time for reproducible runs (`provlens --now`)
+OVERRIDE_KEY = "provlens_store_override"
+
+# Columns of `events` the reports and pages read; the rest (raw enums, initiator, systems, free
+# text details) stay on disk, which keeps a million-event store comfortably in memory.
+EVENT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "activity_at",
+    "job_id",
+    "cycle_id",
+    "change_id",
+    "service_principal_id",
+    "service_principal_name",
+    "action",
+    "status",
+    "error_code",
+    "error_category",
+    "error_reason",
+    "error_additional_details",
+    "recommended_action",
+    "skip_reason",
+    "failed_step",
+    "duration_ms",
+    "source_id",
+    "source_name",
+    "source_upn",
+    "source_type",
+    "target_id",
+    "target_name",
+    "target_type",
+    "origin",
+)
+
+
+@dataclass(frozen=True)
+class FilterState:
+    """The sidebar's global filters, as plain hashable values."""
+
+    since: pd.Timestamp | None = None
+    until: pd.Timestamp | None = None  # exclusive, like reports.Filters
+    service_principal_ids: tuple[str, ...] = ()
+    job_ids: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    include_noise: bool = False
+
+    def to_filters(self) -> Filters:
+        """Return the equivalent ``reports.Filters``."""
+        return Filters(
+            since=self.since,
+            until=self.until,
+            service_principal_ids=self.service_principal_ids,
+            job_ids=self.job_ids,
+            actions=self.actions,
+            statuses=self.statuses,
+        )
+
+    def key(self) -> tuple[Any, ...]:
+        """Return a tuple of primitives identifying these filters (a cache key)."""
+        return (
+            None if self.since is None else self.since.isoformat(),
+            None if self.until is None else self.until.isoformat(),
+            self.service_principal_ids,
+            self.job_ids,
+            self.actions,
+            self.statuses,
+            self.include_noise,
+        )
+
+
+def default_store_path() -> Path:
+    """Return the store this server shows: PROVLENS_STORE, else the platform default."""
+    value = settings.get(settings.STORE)
+    return Path(value).expanduser() if value else Store.default_path()
+
+
+def store_path() -> Path:
+    """Return the store for this session (the demo store once 'Load the demo' ran)."""
+    override = st.session_state.get(OVERRIDE_KEY)
+    return Path(override) if override else default_store_path()
+
+
+def now() -> pd.Timestamp:
+    """Return the reference time: PROVLENS_NOW when set, else the current minute (UTC)."""
+    fixed = os.environ.get(NOW_ENV)
+    if fixed:
+        ts = pd.Timestamp(fixed)
+        return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    # Floored so report caches hold for a minute instead of missing on every rerun.
+    return pd.Timestamp.now(tz="UTC").floor("min")
+
+
+def store_version(path: Path) -> int:
+    """Return the store's data version (0 when nothing was committed yet)."""
+    return int(Store(path).version) if path.exists() else 0
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def store_info(path: str, version: int) -> dict[str, Any]:
+    """Return ``Store.info()`` for the store at ``path`` (empty dict when absent)."""
+    return dict(Store(Path(path)).info()) if Path(path).exists() else {}
+
+
+@st.cache_resource(ttl=TTL, max_entries=24, show_spinner="Loading from the store…")
+def load_table(path: str, version: int, table: str) -> pd.DataFrame:
+    """Return one canonical table (for `events`, only the columns in EVENT_COLUMNS)."""
+    columns = list(EVENT_COLUMNS) if table == "events" else None
+    if not Path(path).exists():
+        frame = empty_frame(table)
+        return frame[columns] if columns else frame
+    return Store(Path(path)).read(table, columns=columns)
+
+
+def load_inputs(path: Path, version: int, tables: tuple[str, ...] = tuple(TABLES)) -> Inputs:
+    """Return ``reports.Inputs`` holding ``tables`` (the others empty)."""
+    return Inputs(**{t: load_table(str(path), version, t) for t in tables})
+
+
+@dataclass(frozen=True)
+class Report:
+    """A report's output as the dashboard uses it."""
+
+    frame: pd.DataFrame | None
+    data: dict[str, Any] | None
+    hidden_noise: int
+
+
+@st.cache_data(ttl=TTL, show_spinner="Computing…", max_entries=256)
+def _report(
+    path: str,
+    version: int,
+    name: str,
+    filter_key: tuple[Any, ...],
+    now_iso: str,
+    params: tuple[tuple[str, Any], ...],
+    _filters: FilterState,
+) -> Report:
+    result = run_report(
+        name,
+        load_inputs(Path(path), version, REPORTS[name].tables),
+        filters=_filters.to_filters(),
+        include_noise=_filters.include_noise,
+        now=pd.Timestamp(now_iso),
+        **dict(params),
+    )
+    return Report(result.frame, result.data, int(result.hidden_noise))
+
+
+def report(name: str, path: Path, version: int, filters: FilterState, **params: Any) -> Report:
+    """Run report ``name`` through the cache and return its frame/data and hidden-noise count."""
+    key = filters.key()
+    return _report(
+        str(path), version, name, key, now().isoformat(), tuple(sorted(params.items())), filters
+    )
+
+
+def _filtered_events(
+    path: str, version: int, filters: FilterState, keep_noise: bool
+) -> pd.DataFrame:
+    """Return the stored events passing the filters (noise dropped unless ``keep_noise``)."""
+    events = filters.to_filters().apply_events(load_table(path, version, "events"))
+    if keep_noise:
+        return events
+    mods = load_table(path, version, "modified_properties")
+    kept, _ = drop_noise(events, mods, filters.include_noise)
+    return kept
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=128)
+def event_counts(
+    path: str,
+    version: int,
+    filter_key: tuple[Any, ...],
+    by: str,
+    status: str | None,
+    keep_noise: bool,
+    _filters: FilterState,
+) -> pd.DataFrame:
+    """Return filtered events counted per time bucket and ``by`` (optionally one status only)."""
+    events = _filtered_events(path, version, _filters, keep_noise)
+    if status is not None:
+        events = events[events["status"] == status]
+    if events.empty:
+        return views.counts_over_time(events, "activity_at", by, "D")
+    span = events["activity_at"].max() - events["activity_at"].min()
+    return views.counts_over_time(events, "activity_at", by, views.bucket_for(span))
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+def latest_failures(
+    path: str, version: int, filter_key: tuple[Any, ...], limit: int, _filters: FilterState
+) -> pd.DataFrame:
+    """Return the newest failed events passing the filters."""
+    events = _filtered_events(path, version, _filters, keep_noise=True)
+    return views.latest_failures(events, limit)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+def scim_requests(
+    path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
+) -> pd.DataFrame:
+    """Return the wiki's SCIM requests passing the time filter."""
+    frame = load_table(path, version, "scim_requests")
+    return _filters.to_filters().apply_table("scim_requests", frame)
+
+
+def clear_caches() -> None:
+    """Drop every cached table, report and series (the sidebar's refresh button)."""
+    st.cache_data.clear()
+    load_table.clear()
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+def user_timeline(
+    path: str, version: int, filter_key: tuple[Any, ...], user: str, _filters: FilterState
+) -> Timeline:
+    """Return one object's events, steps and modified properties (reports.users.user_timeline)."""
+    inputs = load_inputs(Path(path), version, REPORTS["timeline"].tables)
+    return reports_users.user_timeline(inputs, user, _filters.to_filters())

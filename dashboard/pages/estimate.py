@@ -1,0 +1,157 @@
+"""Estimate: how long provisioning takes — documented range beside observed throughput, ETA."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import ui, views
+from dashboard.sidebar import context
+
+ctx = context()
+ui.header(
+    "Estimate",
+    ctx,
+    "Microsoft documents 0.01 to 0.08 minutes per assigned user, group and group member for a "
+    "cycle that processes everything (10 to 80 minutes per 1,000 objects); incremental cycles "
+    "repeat about every 40 minutes and only process changes. The observed estimate uses your "
+    "own cycles' throughput.",
+)
+
+base = ctx.report("estimate").data or {}
+observed_scope = int(base.get("objects_in_scope") or 0)
+
+left, right = st.columns(2)
+with left:
+    scope = st.number_input(
+        "Objects in scope (users + assigned groups)",
+        min_value=0,
+        value=observed_scope,
+        step=100,
+        key="estimate_scope",
+        help="Defaults to what the stored assignments and group members put in scope.",
+    )
+with right:
+    mode = st.radio(
+        "Cycle",
+        ["initial", "incremental"],
+        horizontal=True,
+        key="estimate_mode",
+        help="Initial: every object in scope is processed. Incremental: only changed objects.",
+    )
+changed = None
+if mode == "incremental":
+    changed = st.number_input(
+        "Objects changed since the last cycle",
+        min_value=0,
+        value=min(int(scope), 100),
+        step=10,
+        key="estimate_changed",
+    )
+
+objects = int(changed) if changed is not None else int(scope)
+est = views.scale_estimate(base, objects)
+
+cols = st.columns(4)
+with cols[0]:
+    ui.kpi("Objects to process", f"{int(est.get('objects_in_scope') or 0):,}")
+with cols[1]:
+    ui.kpi(
+        "Documented range",
+        f"{ui.fmt_duration(60 * (est.get('docs_min_minutes') or 0))} – "
+        f"{ui.fmt_duration(60 * (est.get('docs_max_minutes') or 0))}",
+        "0.01 to 0.08 minutes per object.",
+    )
+with cols[2]:
+    p50 = est.get("estimate_minutes_p50")
+    ui.kpi(
+        "Observed estimate (p50)",
+        ui.fmt_duration(None if p50 is None else 60 * p50),
+        f"From {est.get('cycles_observed') or 0} measured cycle(s).",
+    )
+with cols[3]:
+    p90 = est.get("estimate_minutes_p90")
+    ui.kpi("Observed estimate (p90)", ui.fmt_duration(None if p90 is None else 60 * p90))
+
+rate = est.get("observed_objects_per_min")
+st.caption(
+    "Observed throughput: "
+    + (f"{rate:,.1f} objects per minute." if rate else "not enough cycles with events to measure.")
+)
+
+st.subheader("Documented range against your observed throughput")
+bars = [
+    ("Documented fastest", est.get("docs_min_minutes"), "#9ca3af"),
+    ("Observed p50", est.get("estimate_minutes_p50"), "#2563eb"),
+    ("Observed p90", est.get("estimate_minutes_p90"), "#1e40af"),
+    ("Documented slowest", est.get("docs_max_minutes"), "#6b7280"),
+]
+shown = [(label, float(v) / 60, color) for label, v, color in bars if v is not None]
+if shown:
+    fig = go.Figure(
+        go.Bar(
+            x=[v for _, v, _ in shown],
+            y=[label for label, _, _ in shown],
+            orientation="h",
+            marker={"color": [c for _, _, c in shown]},
+            text=[ui.fmt_duration(v * 3600) for _, v, _ in shown],
+            textposition="auto",
+        )
+    )
+    fig.update_layout(height=260, xaxis_title="Duration (hours)", yaxis={"autorange": "reversed"})
+    ui.chart(fig, "estimate_range")
+
+st.subheader("Running cycle")
+current = base.get("current_cycle")
+if current:
+    processed = int(current.get("processed") or 0)
+    remaining = current.get("remaining")
+    if remaining is not None:
+        total = processed + int(remaining)
+        st.progress(
+            processed / total if total else 0.0,
+            text=f"{processed:,} of {total:,} objects processed",
+        )
+    else:
+        st.caption(
+            f"{processed:,} objects processed so far; an incremental cycle only processes "
+            "changes, so there is no total to count down."
+        )
+    run_cols = st.columns(4)
+    with run_cols[0]:
+        ui.kpi("Started", ui.fmt_time(current.get("started_at")))
+    with run_cols[1]:
+        ui.kpi("Kind", str(current.get("kind") or "unknown"))
+    with run_cols[2]:
+        ui.kpi("Remaining objects", "—" if remaining is None else f"{int(remaining):,}")
+    with run_cols[3]:
+        ui.kpi("ETA", ui.fmt_time(current.get("eta")))
+    st.caption("Cycle id")
+    st.code(str(current.get("cycle_id")), language=None)
+else:
+    st.info("No cycle is running (per the latest job status and events).")
+
+st.subheader("Next incremental cycle")
+nxt = base.get("next_incremental_at")
+inc_p50 = base.get("incremental_minutes_p50")
+next_cols = st.columns(3)
+with next_cols[0]:
+    ui.kpi(
+        "Expected start",
+        ui.fmt_time(None if nxt is None else pd.Timestamp(nxt)),
+        "The last cycle's end (or the running cycle's ETA) plus the job's schedule interval.",
+    )
+with next_cols[1]:
+    interval = base.get("interval_s")
+    ui.kpi("Schedule interval", ui.fmt_duration(interval))
+with next_cols[2]:
+    ui.kpi(
+        "Typical incremental cycle (p50)",
+        ui.fmt_duration(None if inc_p50 is None else 60 * inc_p50),
+    )
+if base.get("objects_in_scope_basis") == "events":
+    st.caption(
+        "No assignments are stored, so the scope size is the number of distinct objects seen in "
+        "events. Ingest the app's assignments (provlens ingest graph) for the real scope."
+    )

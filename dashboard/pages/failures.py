@@ -1,0 +1,100 @@
+"""Failures: top error codes with who owns the fix, trend, affected users; skip reasons apart."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from dashboard import data, ui, views
+from dashboard.sidebar import context
+
+OWNER_LABELS = {
+    "identity_admin": "Identity admin (Entra)",
+    "app_admin": "App admin (wiki)",
+    "data_owner": "Data owner (user attributes)",
+    "unknown": "Unknown",
+}
+
+ctx = context()
+ui.header(
+    "Failures",
+    ctx,
+    "Events with status failure, grouped by error code, with who owns the fix and what to do. "
+    "Skipped events are listed apart below.",
+)
+
+failures = ctx.report("failures")
+frame = failures.frame
+ui.noise_note(failures.hidden_noise)
+
+total = int(frame["events"].sum()) if frame is not None and not frame.empty else 0
+cols = st.columns(3)
+with cols[0]:
+    ui.kpi("Failed events", f"{total:,}")
+with cols[1]:
+    ui.kpi("Error codes", f"{0 if frame is None else len(frame):,}")
+with cols[2]:
+    objects = int(frame["objects"].sum()) if frame is not None and not frame.empty else 0
+    ui.kpi("Affected objects (per code, summed)", f"{objects:,}")
+
+st.subheader("Top error codes")
+if frame is None or frame.empty:
+    st.success("No failures in the selected range.")
+else:
+    top = frame.head(15).assign(
+        code=lambda f: f["error_code"].fillna("(none)").map(views.plot_escape),
+        owner_label=lambda f: f["owner"].map(OWNER_LABELS).fillna(f["owner"]),
+    )
+    fig = px.bar(
+        top.iloc[::-1],
+        x="events",
+        y="code",
+        color="owner_label",
+        orientation="h",
+        labels={"events": "Failed events", "code": "Error code", "owner_label": "Who fixes it"},
+    )
+    fig.update_layout(height=max(260, 40 * len(top)))
+    ui.chart(fig, "failures_top")
+    ui.table(
+        frame.assign(owner=frame["owner"].map(OWNER_LABELS).fillna(frame["owner"])),
+        "failures",
+        column_config={
+            "recommended_action": st.column_config.TextColumn("Recommended action", width="large"),
+            "sample_reason": st.column_config.TextColumn("Sample reason", width="large"),
+        },
+    )
+
+    st.subheader("Failures over time")
+    trend = data.event_counts(
+        str(ctx.store_path),
+        ctx.version,
+        ctx.filters.key(),
+        "error_code",
+        "failure",
+        True,
+        ctx.filters,
+    )
+    trend = trend.assign(error_code=trend["error_code"].map(views.plot_escape))
+    fig = px.bar(
+        trend,
+        x="bucket",
+        y="count",
+        color="error_code",
+        labels={"bucket": "Time (UTC)", "count": "Failed events", "error_code": "Error code"},
+    )
+    ui.chart(fig, "failures_trend")
+
+    st.subheader("Affected users")
+    users = ctx.report("users").frame
+    affected = views.affected_users(users)
+    ui.table(affected, "affected-users", empty="No user has a failure in the selected range.")
+
+st.subheader("Skip reasons")
+skips = ctx.report("skips")
+ui.noise_note(skips.hidden_noise)
+ui.table(
+    skips.frame,
+    "skips",
+    empty="No skipped events in the selected range"
+    + (" (out-of-scope skips are hidden as noise)." if not ctx.filters.include_noise else "."),
+)

@@ -1,0 +1,158 @@
+"""Users: find a user, see their timeline, steps, changes, wiki requests and verdict."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from dashboard import data, ui, views
+from dashboard.sidebar import context
+
+ctx = context()
+ui.header(
+    "Users",
+    ctx,
+    "Why did a user not get (or lose) access? Search, pick one, and read what Entra did and "
+    "what the wiki answered.",
+)
+
+users = ctx.report("users")
+query = st.text_input(
+    "Search by name, UPN or object id",
+    key="users_query",
+    placeholder="e.g. ada.lovelace@contoso.com",
+)
+frame = users.frame if users.frame is not None else pd.DataFrame()
+matches = views.search_users(frame, query) if not frame.empty else frame
+ui.noise_note(users.hidden_noise)
+st.caption(
+    f"{len(matches):,} of {len(frame):,} users shown"
+    + (" (first 200)" if len(matches) == 200 else "")
+)
+ui.table(matches, "users", key="users_matches", height=260, empty="No user matches the search.")
+
+if matches.empty:
+    st.stop()
+
+choices = views.user_choices(matches)
+picked = st.selectbox(
+    "User",
+    options=list(choices),
+    format_func=lambda k: choices[k],
+    key="users_pick",
+    help="Pick one to see their timeline.",
+)
+if picked is None:
+    st.stop()
+
+row = matches[views.user_key(matches) == picked].iloc[0]
+timeline = data.user_timeline(
+    str(ctx.store_path), ctx.version, ctx.filters.key(), picked, ctx.filters
+)
+events = timeline.events
+if not ctx.filters.include_noise and "noise" in events.columns:
+    hidden = int(events["noise"].sum())
+    events = events[~events["noise"]]
+    ui.noise_note(hidden)
+
+st.subheader("Selected user")
+st.text(
+    f"Name: {row['source_name'] if pd.notna(row['source_name']) else '—'}\n"
+    f"UPN:  {row['source_upn'] if pd.notna(row['source_upn']) else '—'}\n"
+    f"Entra object id: {row['source_id'] if pd.notna(row['source_id']) else '—'}\n"
+    f"Wiki SCIM id:    {row['target_id'] if pd.notna(row['target_id']) else '—'}"
+)
+
+correlation = ctx.report("correlation").frame
+user_corr = views.correlation_for_events(correlation, events["id"])
+verdict = views.latest_verdict(user_corr)
+
+cols = st.columns(4)
+with cols[0]:
+    ui.kpi("Events", f"{len(events):,}")
+with cols[1]:
+    ui.kpi("Failures", f"{int((events['status'] == 'failure').sum()):,}")
+with cols[2]:
+    ui.kpi("Last status", str(row["last_status"]) if pd.notna(row["last_status"]) else "—")
+with cols[3]:
+    ui.kpi(
+        "Entra ↔ wiki verdict",
+        verdict or "—",
+        "both_ok: Entra and the wiki agree; rejected_by_wiki: the wiki answered ≥ 400; "
+        "not_sent_to_wiki: Entra failed or skipped before calling the wiki; unmatched: Entra "
+        "reports success but no wiki request was found.",
+    )
+
+st.subheader("Timeline")
+if events.empty:
+    st.info("No events for this user in the selected range.")
+else:
+    fig = px.scatter(
+        events,
+        x="activity_at",
+        y="action",
+        color="status",
+        color_discrete_map=ui.STATUS_COLORS,
+        symbol="status",
+        hover_data={"error_code": True, "cycle_id": True, "activity_at": True},
+        labels={"activity_at": "Time (UTC)", "action": "Action", "status": "Status"},
+    )
+    fig.update_traces(marker={"size": 12})
+    fig.update_layout(height=260)
+    ui.chart(fig, "users_timeline")
+ui.table(
+    events[[c for c in views.TIMELINE_EVENT_COLUMNS if c in events.columns]],
+    "user-events",
+    empty="No events.",
+)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Steps")
+    steps = views.rows_for_events(timeline.steps, events["id"])
+    ui.table(
+        steps[["event_id", "position", "name", "step_type", "status", "description"]],
+        "user-steps",
+        empty="No steps recorded for these events.",
+    )
+with right:
+    st.subheader("Modified properties (old → new)")
+    mods = views.rows_for_events(timeline.modified_properties, events["id"])
+    ui.table(
+        mods[["event_id", "name", "old_value", "new_value"]],
+        "user-modified-properties",
+        empty="No attribute changes recorded for these events.",
+    )
+
+st.subheader("Wiki SCIM requests for this user")
+requests = data.scim_requests(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)
+wiki = views.requests_by_id(requests, user_corr)
+if not user_corr.empty:
+    ui.table(user_corr, "user-correlation", empty="No correlation rows.")
+ui.table(
+    wiki,
+    "user-wiki-requests",
+    empty="No wiki SCIM request matched this user's events (±120 s, same object).",
+)
+
+pack = views.support_pack(
+    {k: (None if pd.isna(v) else v) for k, v in row.to_dict().items()} | {"verdict": verdict},
+    {
+        "events": events,
+        "steps": steps,
+        "modified_properties": mods,
+        "correlation": user_corr,
+        "wiki_requests": wiki,
+    },
+)
+st.download_button(
+    "Download support pack (zip)",
+    data=pack,
+    file_name=f"provlens-support-{views.safe_file_part(picked)}.zip",
+    mime="application/zip",
+    type="primary",
+    icon=":material/folder_zip:",
+    key="users_support_pack",
+    on_click="ignore",
+)
