@@ -146,7 +146,8 @@ def _join_on_change_id(
         if missing.any():
             stored = store.read("events", ["id", "change_id"]).drop_duplicates("change_id")
             lookup = stored.set_index("change_id")["id"]
-            merged.loc[missing, "event_id"] = merged.loc[missing, "change_id"].map(lookup)
+            found = merged["change_id"].map(lookup).astype("str")
+            merged["event_id"] = merged["event_id"].astype("str").fillna(found)
             missing = merged["event_id"].isna()
         if missing.any():
             i = int(missing.to_numpy().nonzero()[0][0])

@@ -69,7 +69,7 @@ def iter_documents(source: Source) -> Iterator[tuple[str, Any]]:
         yield f"{source.name}", orjson.loads(data)
         return
     except orjson.JSONDecodeError as exc:
-        if "trailing" not in str(exc).lower():
+        if not any(w in str(exc).lower() for w in ("trailing", "after document")):
             raise _json_error(source, exc) from None
     # Several documents: one per line (JSON Lines), or pretty-printed pages back to back.
     text = data.decode("utf-8")
