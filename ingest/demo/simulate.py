@@ -1,0 +1,1919 @@
+"""The demo tenant simulator: Entra provisioning users and groups into the wiki over SCIM.
+
+:func:`generate` builds a tenant (users, assigned and nested groups, direct and Default Access
+assignments), runs one initial cycle at the scenario's throughput and then incremental cycles about
+every 40 minutes (joiners, movers, leavers, out-of-scope noise, escrowed retries, an optional
+quarantine), and writes what each side would record: Graph provisioning-log pages, the sync job,
+the app's role assignments and group members, the wiki's SCIM audit log and its final SCIM state,
+plus ``scenario.json`` with the ground truth. Times are derived from ``Scenario.end`` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+import numpy as np
+import orjson
+
+from ingest.demo import payloads as P
+from ingest.demo.scenario import (
+    APP_NAME,
+    CONTRACTORS,
+    DEPARTMENTS,
+    DOCS_MAX_MINUTES_PER_OBJECT,
+    DOCS_MIN_MINUTES_PER_OBJECT,
+    DOMAIN,
+    FAMILY_NAMES,
+    GIVEN_NAMES,
+    JOB_TITLES,
+    TENANT_NAME,
+    TRICKY_USERS,
+    WIKI_HOST,
+    Scenario,
+)
+from ingest.demo.writers import (
+    GRAPH_ROOT,
+    JsonLines,
+    ProvisioningPages,
+    fmt_graph_time,
+    fmt_ms_time,
+    write_json,
+)
+from ingest.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+SECOND: Final = 10_000_000  # ticks of 100 ns
+MINUTE: Final = 60 * SECOND
+HOUR: Final = 60 * MINUTE
+DAY: Final = 24 * HOUR
+DEFAULT_ACCESS: Final = "00000000-0000-0000-0000-000000000000"
+ENTRA_CLIENTS: Final = ("203.0.113.7", "203.0.113.12", "203.0.113.29")
+ADMIN_CLIENT: Final = "198.51.100.23"
+# Escrowed objects are retried with decreasing frequency: delay after the n-th failure.
+ESCROW_BACKOFF: Final = (0, 2 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR)
+QUARANTINE_RETRY: Final = (6 * HOUR, 12 * HOUR)  # after the first failure (how-long.md §6)
+MEMBERS_PER_PATCH: Final = 50
+AUDIT_FILE: Final = "wiki-scim-audit.jsonl"
+
+
+class Draw:
+    """Buffered draws from one seeded numpy Generator: cheap scalars, reproducible order."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self._u: list[float] = []
+        self._ui = 0
+        self._b = b""
+        self._bi = 0
+
+    def u(self) -> float:
+        """Return a uniform float in [0, 1)."""
+        if self._ui >= len(self._u):
+            self._u = self.rng.random(1 << 16).tolist()
+            self._ui = 0
+        v = self._u[self._ui]
+        self._ui += 1
+        return v
+
+    def below(self, lo: int, hi: int) -> int:
+        """Return an integer in [lo, hi)."""
+        return lo + int(self.u() * (hi - lo))
+
+    def choice(self, seq: tuple | list) -> Any:
+        """Return one element of ``seq``."""
+        return seq[int(self.u() * len(seq))]
+
+    def bytes(self, n: int) -> bytes:
+        """Return ``n`` random bytes."""
+        if self._bi + n > len(self._b):
+            self._b = self.rng.bytes(1 << 20)
+            self._bi = 0
+        v = self._b[self._bi : self._bi + n]
+        self._bi += n
+        return v
+
+    def guid(self) -> str:
+        """Return a random (version 4) GUID string."""
+        h = bytearray(self.bytes(16))
+        h[6] = (h[6] & 0x0F) | 0x40
+        h[8] = (h[8] & 0x3F) | 0x80
+        x = h.hex()
+        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+    def hex(self, n: int) -> str:
+        """Return ``n`` random hex digits."""
+        return self.bytes((n + 1) // 2).hex()[:n]
+
+
+@dataclass(slots=True)
+class User:
+    """An Entra user and, in ``wiki``, what the wiki holds for it."""
+
+    idx: int
+    oid: str
+    given: str
+    family: str
+    display: str
+    upn: str
+    mail: str | None
+    department: str
+    title: str
+    direct_role: str | None = None  # "user", "admin" or "default"
+    groups: list[int] = field(default_factory=list)  # direct memberships
+    deleted: bool = False
+    special: str | None = None  # conflict, mandatory_missing, wiki_missing, tricky
+    fix_at: int | None = None  # when an admin fixes the persistent failure
+    scim_id: str | None = None
+    wiki_active: bool = False
+    wiki_attrs: tuple[str, str, str, str | None, str, str] | None = None
+    created_at: int = 0
+    modified_at: int = 0
+    assigned_at: int = 0
+
+
+@dataclass(slots=True)
+class Group:
+    """An Entra group: assigned with a role, with Default Access, or nested in another group."""
+
+    idx: int
+    oid: str
+    name: str
+    role: str | None  # "user", "admin", "default" or None (nested, not assigned)
+    parent: int | None = None
+    members: list[int] = field(default_factory=list)
+    scim_id: str | None = None
+    created_at: int = 0
+    modified_at: int = 0
+    assigned_at: int = 0
+
+
+@dataclass(slots=True)
+class Work:
+    """One object the service has to process in a cycle (a change or an escrowed retry)."""
+
+    kind: str  # create, update, noop, disable, delete, skip, skip_filter
+    user: User
+    due: int
+    changes: list[tuple[str, str, str, str]] = field(default_factory=list)
+    planned: str | None = None  # transient failure planned for the next attempt
+    attempts: int = 0
+
+
+@dataclass
+class Cycle:
+    """One run of the job."""
+
+    cycle_id: str
+    began: int
+    ended: int = 0
+    events: int = 0
+    failures: int = 0
+    exports: int = 0
+    imported: int = 0
+    quarantined: bool = False
+    first_event: int | None = None
+    last_event: int | None = None
+
+
+class Pool:
+    """A set of user indexes with O(1) add, remove and random pick."""
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+        self.pos: dict[int, int] = {}
+
+    def add(self, x: int) -> None:
+        """Add ``x`` (no-op when present)."""
+        if x not in self.pos:
+            self.pos[x] = len(self.items)
+            self.items.append(x)
+
+    def remove(self, x: int) -> None:
+        """Remove ``x`` (no-op when absent)."""
+        i = self.pos.pop(x, None)
+        if i is None:
+            return
+        last = self.items.pop()
+        if i < len(self.items):
+            self.items[i] = last
+            self.pos[last] = i
+
+    def pick(self, d: Draw) -> int | None:
+        """Return a random member, or None when empty."""
+        return self.items[d.below(0, len(self.items))] if self.items else None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def parse_end(text: str) -> int:
+    """Return the ISO time ``text`` (UTC) as ticks since the Unix epoch."""
+    t = text.rstrip("Z").replace("T", " ")
+    st = time.strptime(t[:19], "%Y-%m-%d %H:%M:%S")
+    return calendar.timegm(st) * SECOND
+
+
+class Simulator:
+    """Runs the scenario and writes the raw files; ``truth`` holds the ground truth."""
+
+    def __init__(self, sc: Scenario, out: Path, tick: Callable[[int], None] | None = None) -> None:
+        self.sc = sc
+        self.out = out
+        self.tick = tick or (lambda _t: None)
+        self.rng = np.random.default_rng(sc.seed)
+        self.d = Draw(self.rng)
+        self.end = parse_end(sc.end)
+        self.start = self.end - sc.days * DAY
+        d = self.d
+        self.tenant_id = d.guid()
+        self.sp_id = d.guid()
+        self.app_id = d.guid()
+        self.job_id = f"scim.{d.hex(32)}.{d.guid()}"
+        self.role_ids = {"user": d.guid(), "admin": d.guid(), "default": DEFAULT_ACCESS}
+        self.C = P.Constants(
+            self.tenant_id, self.job_id, self.sp_id, self.app_id, d.guid(), d.guid()
+        )
+        self.users: list[User] = []
+        self.groups: list[Group] = []
+        self.upns: dict[str, int] = {}
+        self.pending: list[Work] = []
+        self.busy: set[int] = set()
+        self.active = Pool()
+        self.outscope = Pool()
+        self.group_delta: dict[int, tuple[list[int], list[int]]] = {}
+        self.cycles: list[Cycle] = []
+        self.cycle: Cycle | None = None
+        self.wiki_extra: list[dict[str, Any]] = []  # stale and orphan accounts, as resources
+        self.stale_by_user: dict[int, int] = {}  # user idx -> index in wiki_extra
+        self.escrowed: set[int] = set()
+        self.quarantine_snapshot: dict[str, Any] | None = None
+        self.truth_fail: dict[str, dict[str, Any]] = {
+            k: {"error_code": v["code"], "events": 0, "objects": set()}
+            for k, v in P.FAILURES.items()
+        }
+        self.truth_skip: dict[str, dict[str, Any]] = {
+            "not_entitled": {"events": 0, "objects": set()},
+            "scoping_filter": {"events": 0, "objects": set()},
+        }
+        self.by_action_status: dict[str, dict[str, int]] = {}
+        self.noise_noop = 0
+        self.changes = {"joiners": 0, "movers": 0, "unassigned": 0, "deleted": 0}
+        self.wiki_only: list[str] = []
+        self.entra_only: list[str] = []
+        self.orphans: list[str] = []
+        self.requests = 0
+        self._last_rid = ""
+        self._q_fails = 0
+        self.initial: dict[str, Any] = {}
+        self.planned_initial: dict[int, str] = {}
+        self.quarantine_captured_at: str | None = None
+        self.pages = ProvisioningPages(
+            out,
+            f"servicePrincipal/id eq '{self.sp_id}' and activityDateTime ge "
+            f"{fmt_graph_time(self.start)[:19]}Z",
+        )
+        self.audit = JsonLines(out / AUDIT_FILE)
+
+    # --- tenant ---------------------------------------------------------------------------------
+
+    def _new_user(
+        self,
+        at: int,
+        given: str | None = None,
+        family: str | None = None,
+        display: str | None = None,
+    ) -> User:
+        d = self.d
+        given = given or d.choice(GIVEN_NAMES)
+        family = family or d.choice(FAMILY_NAMES)
+        base = f"{given}.{family}".lower()
+        n = self.upns.get(base, 0) + 1
+        self.upns[base] = n
+        local = base if n == 1 else f"{base}{n}"
+        dept = d.choice(DEPARTMENTS)
+        u = User(
+            idx=len(self.users),
+            oid=d.guid(),
+            given=given,
+            family=family,
+            display=display or f"{given} {family}",
+            upn=f"{local}@{DOMAIN}",
+            mail=f"{local}@{DOMAIN}",
+            department=dept,
+            title=d.choice(JOB_TITLES[dept]),
+            created_at=at,
+        )
+        self.users.append(u)
+        return u
+
+    def build_tenant(self) -> None:
+        """Create users, groups and assignments as they stand at the start of the window."""
+        sc, d = self.sc, self.d
+        before = self.start - 400 * DAY
+        ng = sc.group_count
+        n_nested = max(1, ng // 10)
+        # group 0: All Staff with Default Access; then nested groups; the rest assigned.
+        names = self._group_names(ng)
+        for i in range(ng):
+            role: str | None
+            if i == 0:
+                role = "default"
+            elif i <= n_nested:
+                role = None
+            else:
+                role = "admin" if i % 7 == 0 else "user"
+            g = Group(i, d.guid(), names[i], role, created_at=before + d.below(0, 300) * DAY)
+            g.assigned_at = self.start - d.below(1, 60) * DAY - d.below(0, DAY)
+            self.groups.append(g)
+        assigned = [g.idx for g in self.groups if g.role in ("user", "admin")]
+        for g in self.groups[1 : n_nested + 1]:
+            g.parent = assigned[d.below(0, len(assigned))]
+        for given, family, display in TRICKY_USERS:
+            u = self._new_user(before, given, family, display)
+            u.special = "tricky"
+            self._join(u, assigned[d.below(0, len(assigned))])
+        while len(self.users) < sc.users:
+            u = self._new_user(before + d.below(0, 390) * DAY)
+            r = d.u()
+            if r < 0.08:
+                u.direct_role = "admin" if d.u() < 0.1 else "user"
+                u.assigned_at = self.start - d.below(1, 90) * DAY
+                if d.u() < 0.3:
+                    self._join(u, assigned[d.below(0, len(assigned))])
+            elif r < 0.80:
+                self._join(u, assigned[d.below(0, len(assigned))])
+                if d.u() < 0.15:
+                    self._join(u, assigned[d.below(0, len(assigned))])
+            elif r < 0.85:
+                self._join(u, d.below(1, n_nested + 1))  # only through a nested group
+            elif r < 0.90:
+                if d.u() < 0.1:
+                    u.direct_role = "default"
+                    u.assigned_at = self.start - d.below(1, 90) * DAY
+                else:
+                    self._join(u, 0)
+            # else: not assigned at all
+            if d.u() < 0.2 and 0 not in u.groups:
+                self._join(u, 0)  # All Staff is assigned with Default Access only
+            if r < 0.80 and d.u() < 0.02:
+                u.department, u.title = CONTRACTORS, "Contractor"
+        self._plan_failures()
+
+    def _group_names(self, n: int) -> list[str]:
+        names = ["All Staff (Default Access)"]
+        teams = [f"Wiki Readers - {dep}" for dep in DEPARTMENTS]
+        teams += [f"Wiki Editors - {dep}" for dep in DEPARTMENTS]
+        nested = [f"{dep} Interns" for dep in DEPARTMENTS]
+        n_nested = max(1, n // 10)
+        for i in range(n_nested):
+            names.append(nested[i % len(nested)] + ("" if i < len(nested) else f" {i}"))
+        i = 0
+        while len(names) < n:
+            base = teams[i % len(teams)]
+            names.append(base if i < len(teams) else f"{base} {i // len(teams) + 1}")
+            i += 1
+        return names
+
+    def _join(self, u: User, gi: int) -> None:
+        if gi not in u.groups:
+            u.groups.append(gi)
+            self.groups[gi].members.append(u.idx)
+
+    def _leave_all(self, u: User) -> list[int]:
+        """Remove ``u`` from its direct assignment and assigned groups; return the groups left."""
+        left = [gi for gi in u.groups if self.groups[gi].role in ("user", "admin")]
+        for gi in left:
+            self.groups[gi].members.remove(u.idx)
+        u.groups = [gi for gi in u.groups if gi not in left]
+        if u.direct_role in ("user", "admin"):
+            u.direct_role = None
+        return left
+
+    def in_scope(self, u: User) -> bool:
+        """True when assigned directly or as a direct group member with a non-default role."""
+        if u.deleted:
+            return False
+        if u.direct_role in ("user", "admin"):
+            return True
+        return any(self.groups[gi].role in ("user", "admin") for gi in u.groups)
+
+    def _plan_failures(self) -> None:
+        counts = self.sc.failure_counts()
+        candidates = [
+            u.idx
+            for u in self.users
+            if u.special is None and self.in_scope(u) and u.department != CONTRACTORS
+        ]
+        need = sum(counts.values()) + self.sc.wiki_missing
+        if len(candidates) < need:
+            raise UsageError("too few users for the injected failures; raise --users")
+        order = self.rng.permutation(len(candidates)).tolist()
+        picks = iter(candidates[i] for i in order)
+        window = self.end - self.start
+        for kind in ("conflict", "mandatory_missing"):
+            for k in range(counts[kind]):
+                u = self.users[next(picks)]
+                u.special = kind
+                if k < round(counts[kind] * self.sc.fixed_fraction):
+                    u.fix_at = self.start + int(window * (0.55 + 0.35 * self.d.u()))
+                if kind == "mandatory_missing":
+                    u.mail = None
+                else:
+                    self._stale_account(u)
+        for kind in ("throttled", "server_error"):
+            for _ in range(counts[kind]):
+                self.planned_initial[next(picks)] = kind
+        for _ in range(self.sc.wiki_missing):
+            u = self.users[next(picks)]
+            u.special = "wiki_missing"
+            self.entra_only.append(u.oid)
+
+    def _stale_account(self, u: User) -> None:
+        """A deactivated wiki account holding ``u``'s userName in other letter case."""
+        local, domain = u.upn.split("@")
+        user_name = ".".join(p.capitalize() for p in local.split(".")) + "@" + domain
+        created = self.start - self.d.below(200, 700) * DAY
+        res = self._resource(
+            self.d.hex(20),
+            None,
+            user_name,
+            u.given,
+            u.family,
+            f"{u.given} {u.family}",
+            user_name,
+            None,
+            None,
+            False,
+            created,
+            created + self.d.below(1, 150) * DAY,
+        )
+        self.stale_by_user[u.idx] = len(self.wiki_extra)
+        self.wiki_extra.append(res)
+
+    # --- output primitives ----------------------------------------------------------------------
+
+    def request(
+        self,
+        t: int,
+        method: str,
+        path: str,
+        status: int,
+        request: dict[str, Any] | None = None,
+        response: dict[str, Any] | None = None,
+        client: str | None = None,
+    ) -> str:
+        """Write one wiki audit record at ``t``; return its request id."""
+        rid = f"r-{self.d.hex(16)}"
+        rec: dict[str, Any] = {
+            "time": fmt_ms_time(t),
+            "request_id": rid,
+            "method": method,
+            "path": path,
+            "status": status,
+            "latency_ms": self.d.below(12, 90) if method == "GET" else self.d.below(25, 240),
+            "client": client or self.d.choice(ENTRA_CLIENTS),
+        }
+        if request is not None:
+            rec["request"] = request
+        if response is not None:
+            rec["response"] = response
+        self.audit.add(rec)
+        self.requests += 1
+        self._last_rid = rid
+        return rid
+
+    def event(
+        self,
+        t: int,
+        action: str,
+        status: str,
+        source: User | Group,
+        target_id: str | None,
+        steps: list[dict[str, Any]],
+        props: list[dict[str, str | None]],
+        duration_ms: int,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        """Write one provisioning record at ``t`` in the current cycle."""
+        cyc = self.cycle
+        assert cyc is not None
+        if isinstance(source, User):
+            kind = "User"
+            details = {
+                "id": source.oid,
+                "odatatype": "User",
+                "DisplayName": source.display,
+                "UserPrincipalName": source.upn,
+            }
+        else:
+            kind = "Group"
+            details = {"id": source.oid, "odatatype": "Group", "DisplayName": source.name}
+        name = source.display if isinstance(source, User) else source.name
+        self.pages.add(
+            {
+                "id": self.d.guid(),
+                "activityDateTime": fmt_graph_time(t),
+                "tenantId": self.tenant_id,
+                "jobId": self.job_id,
+                "cycleId": cyc.cycle_id,
+                "changeId": self.d.guid(),
+                "provisioningAction": action,
+                "durationInMilliseconds": duration_ms,
+                "servicePrincipal": self.C.service_principal,
+                "sourceSystem": self.C.source_system,
+                "targetSystem": self.C.target_system,
+                "initiatedBy": self.C.initiated_by,
+                "sourceIdentity": {
+                    "id": source.oid,
+                    "displayName": name,
+                    "identityType": kind,
+                    "details": details,
+                },
+                "targetIdentity": {
+                    "id": target_id or "",
+                    "displayName": "",
+                    "identityType": kind,
+                    "details": {},
+                },
+                "provisioningStatusInfo": {"status": status, "errorInformation": error},
+                "provisioningSteps": steps,
+                "modifiedProperties": props,
+            }
+        )
+        per = self.by_action_status.setdefault(action, {})
+        per[status] = per.get(status, 0) + 1
+        cyc.events += 1
+        cyc.imported += 1
+        if status == "failure":
+            cyc.failures += 1
+        elif status == "success" and action != "other":
+            cyc.exports += 1
+        if cyc.first_event is None:
+            cyc.first_event = t
+        cyc.last_event = t
+
+    def _fail(self, kind: str, obj: str) -> None:
+        self.truth_fail[kind]["events"] += 1
+        self.truth_fail[kind]["objects"].add(obj)
+
+    # --- SCIM resources -------------------------------------------------------------------------
+
+    def _resource(
+        self,
+        scim_id: str,
+        external_id: str | None,
+        user_name: str,
+        given: str,
+        family: str,
+        display: str,
+        mail: str | None,
+        department: str | None,
+        title: str | None,
+        active: bool,
+        created: int,
+        modified: int,
+    ) -> dict[str, Any]:
+        res: dict[str, Any] = {"schemas": [P.CORE_USER, P.ENTERPRISE_USER], "id": scim_id}
+        if external_id:
+            res["externalId"] = external_id
+        res["userName"] = user_name
+        res["name"] = {"formatted": f"{given} {family}", "familyName": family, "givenName": given}
+        res["displayName"] = display
+        res["active"] = active
+        if mail:
+            res["emails"] = [{"value": mail, "type": "work", "primary": True}]
+        if title:
+            res["title"] = title
+        if department:
+            res[P.ENTERPRISE_USER] = {"department": department}
+        res["meta"] = {
+            "resourceType": "User",
+            "created": fmt_ms_time(created),
+            "lastModified": fmt_ms_time(modified),
+            "location": P.location(P.user_path(scim_id)),
+        }
+        return res
+
+    def user_resource(self, u: User) -> dict[str, Any]:
+        """Return the wiki's SCIM resource for ``u`` as the wiki currently holds it."""
+        assert u.scim_id is not None and u.wiki_attrs is not None
+        display, given, family, mail, dept, title = u.wiki_attrs
+        return self._resource(
+            u.scim_id,
+            u.oid,
+            u.upn,
+            given,
+            family,
+            display,
+            mail,
+            dept,
+            title,
+            u.wiki_active,
+            u.created_at,
+            u.modified_at,
+        )
+
+    def _post_body(self, u: User) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "schemas": [P.CORE_USER, P.ENTERPRISE_USER],
+            "externalId": u.oid,
+            "userName": u.upn,
+            "active": True,
+            "displayName": u.display,
+            "emails": [{"primary": True, "type": "work", "value": u.mail}],
+            "meta": {"resourceType": "User"},
+            "name": {
+                "formatted": f"{u.given} {u.family}",
+                "familyName": u.family,
+                "givenName": u.given,
+            },
+            "title": u.title,
+            P.ENTERPRISE_USER: {"department": u.department},
+            "roles": [],
+        }
+        return body
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def _import_step(self, u: User, change: str) -> dict[str, Any]:
+        roles = {"user": "Wiki User", "admin": "Wiki Admin", "default": "msiam_access"}
+        role = roles.get(u.direct_role or "", "")
+        if not role:
+            gr = [self.groups[gi].role for gi in u.groups]
+            role = "Wiki User" if "user" in gr else ("Wiki Admin" if "admin" in gr else "")
+        name = "EntryImportAdd" if change == "Add" else "EntryImport"
+        return P.step(
+            name,
+            "import",
+            "success",
+            f"Received User '{u.upn}' change of type ({change}) from Azure Active Directory",
+            {
+                "objectId": u.oid,
+                "accountEnabled": "True",
+                "department": u.department,
+                "displayName": u.display,
+                "givenName": u.given,
+                "surname": u.family,
+                "jobTitle": u.title,
+                "mail": u.mail or "",
+                "mailNickname": u.upn.split("@")[0],
+                "userPrincipalName": u.upn,
+                "IsSoftDeleted": "False",
+                "appRoleAssignments": role,
+            },
+        )
+
+    def _match_found(self, u: User) -> dict[str, Any]:
+        return P.step(
+            "EntryImportByMatchingProperty",
+            "matching",
+            "success",
+            f"Retrieved User '{u.upn}' from {APP_NAME}",
+            {"id": u.scim_id or "", "userName": u.upn, "active": str(u.wiki_active)},
+        )
+
+    def _duration(self) -> int:
+        return self.d.below(180, 2600)
+
+    # --- processing one object ------------------------------------------------------------------
+
+    def do_create(self, w: Work, t: int, quarantined: bool) -> bool:
+        """Provision a new user; return True on success."""
+        u = w.user
+        dur = self._duration()
+        t0 = t - dur * 10_000
+        if u.mail is None and self._fixed(u, t):
+            u.mail = u.upn  # an admin filled in the missing attribute in Entra
+        steps = [self._import_step(u, "Add"), P.scoping_step("User", True, True, True)]
+        if u.mail is None:
+            steps.append(
+                P.step(
+                    "EntrySynchronizationAdd",
+                    "processing",
+                    "failure",
+                    f"User '{u.upn}' could not be created in {APP_NAME}: the mandatory target "
+                    f"attribute '{P.MAIL_PATH}' has no value",
+                    {"MissingAttributes": P.MAIL_PATH},
+                )
+            )
+            self.event(
+                t,
+                "create",
+                "failure",
+                u,
+                None,
+                steps,
+                [],
+                dur,
+                P.error_info("mandatory_missing", None),
+            )
+            self._fail("mandatory_missing", u.oid)
+            return False
+        query = P.user_path() + "?filter=" + quote(f'userName eq "{u.upn}"', safe="")
+        if quarantined:
+            return self._unauthorized(u, t, t0, dur, steps, "create", "GET", query)
+        if u.special == "wiki_missing":
+            # Entra records a success although the wiki never received a request.
+            u.scim_id = self.d.hex(20)
+            self._create_props_event(u, t, dur, steps)
+            return True
+        self.request(t0, "GET", query, 200, response=P.empty_list_response())
+        steps.append(
+            P.step(
+                "EntryImportByMatchingProperty",
+                "matching",
+                "success",
+                f"Searched {APP_NAME} for a User whose userName is '{u.upn}'; no match found",
+                {},
+            )
+        )
+        steps.append(
+            P.step(
+                "EntrySynchronizationAdd",
+                "processing",
+                "success",
+                f"User '{u.upn}' will be created in {APP_NAME} (User is active and assigned in "
+                f"Azure Active Directory, but no matching User was found in {APP_NAME})",
+                {},
+            )
+        )
+        t1 = t0 + self.d.below(1, max(2, dur - 20)) * 10_000
+        failure = w.planned
+        if failure is None and u.special == "conflict" and not self._fixed(u, t):
+            failure = "conflict"
+        if failure is not None:
+            status = P.FAILURES[failure]["status"]
+            if failure == "conflict":
+                body = P.scim_error(
+                    409, "uniqueness", f"userName '{u.upn}' is already taken by another user"
+                )
+            else:
+                scim_type, detail = P.SCIM_ERROR_DETAIL[status]
+                body = P.scim_error(status, scim_type, detail)
+            self.request(t1, "POST", P.user_path(), status, self._post_body(u), body)
+            steps.append(
+                P.step(
+                    "EntryExportAdd",
+                    "export",
+                    "failure",
+                    f"Failed to create User '{u.upn}' in {APP_NAME}",
+                    {"ReportableIdentifier": u.upn},
+                )
+            )
+            self.event(
+                t,
+                "create",
+                "failure",
+                u,
+                None,
+                steps,
+                [],
+                dur,
+                P.error_info(failure, orjson.dumps(body)),
+            )
+            self._fail(failure, u.oid)
+            return False
+        if u.special == "conflict":
+            self._remove_stale(u)
+        u.scim_id = self.d.hex(20)
+        u.wiki_active = True
+        u.wiki_attrs = (u.display, u.given, u.family, u.mail, u.department, u.title)
+        u.created_at = u.modified_at = t1
+        self.request(t1, "POST", P.user_path(), 201, self._post_body(u), self.user_resource(u))
+        self._create_props_event(u, t, dur, steps)
+        return True
+
+    def _create_props_event(self, u: User, t: int, dur: int, steps: list[dict[str, Any]]) -> None:
+        if len(steps) == 2:  # the wiki-missing case skipped the matching/processing steps
+            steps.append(
+                P.step(
+                    "EntrySynchronizationAdd",
+                    "processing",
+                    "success",
+                    f"User '{u.upn}' will be created in {APP_NAME}",
+                    {},
+                )
+            )
+        steps.append(
+            P.step(
+                "EntryExportAdd",
+                "export",
+                "success",
+                f"User '{u.upn}' was created in {APP_NAME}",
+                {"ReportableIdentifier": u.upn},
+            )
+        )
+        props = [
+            P.prop("externalId", None, u.oid),
+            P.prop("userName", None, u.upn),
+            P.prop("active", None, "True"),
+            P.prop("displayName", None, u.display),
+            P.prop(P.MAIL_PATH, None, u.mail),
+            P.prop("name.givenName", None, u.given),
+            P.prop("name.familyName", None, u.family),
+            P.prop("title", None, u.title),
+            P.prop(P.DEPARTMENT_PATH, None, u.department),
+            P.prop("accountDisabled", None, "False"),
+        ]
+        self.event(t, "create", "success", u, u.scim_id, steps, props, dur)
+
+    def _fixed(self, u: User, t: int) -> bool:
+        return u.fix_at is not None and t >= u.fix_at
+
+    def _remove_stale(self, u: User) -> None:
+        i = self.stale_by_user.pop(u.idx, None)
+        if i is not None:
+            self.wiki_extra[i] = {}  # deleted by the wiki admin (in its UI, not over SCIM)
+
+    def _unauthorized(
+        self,
+        source: User | Group,
+        t: int,
+        t0: int,
+        dur: int,
+        steps: list[dict[str, Any]],
+        action: str,
+        method: str,
+        path: str,
+    ) -> bool:
+        body = P.scim_error(401, None, P.SCIM_ERROR_DETAIL[401][1])
+        self.request(t0, method, path, 401, response=body)
+        label = source.upn if isinstance(source, User) else source.name
+        steps.append(
+            P.step(
+                "EntryImportByMatchingProperty",
+                "matching",
+                "failure",
+                f"Failed to query {APP_NAME} for '{label}'",
+                {},
+            )
+        )
+        target = source.scim_id
+        self.event(
+            t,
+            action,
+            "failure",
+            source,
+            target,
+            steps,
+            [],
+            dur,
+            P.error_info("unauthorized", orjson.dumps(body)),
+        )
+        self._fail("unauthorized", source.oid)
+        return False
+
+    def do_update(self, w: Work, t: int, quarantined: bool) -> bool:
+        """Apply a mover's changes (or a no-op accountDisabled update); True on success."""
+        u = w.user
+        assert u.scim_id is not None
+        dur = self._duration()
+        t0 = t - dur * 10_000
+        steps = [self._import_step(u, "Update"), P.scoping_step("User", True, True, True)]
+        if quarantined:
+            return self._unauthorized(u, t, t0, dur, steps, "update", "GET", P.user_path(u.scim_id))
+        self.request(t0, "GET", P.user_path(u.scim_id), 200, response=self.user_resource(u))
+        steps.append(self._match_found(u))
+        steps.append(
+            P.step(
+                "EntrySynchronizationUpdate",
+                "processing",
+                "success",
+                f"User '{u.upn}' will be updated in {APP_NAME}",
+                {},
+            )
+        )
+        if w.kind == "noop":
+            ops = [("Replace", "active", "True")]
+            props = [P.prop("accountDisabled", None, "False")]
+        else:
+            ops = [("Replace", path, new) for path, _name, _old, new in w.changes]
+            props = [P.prop(name, old, new) for _path, name, old, new in w.changes]
+            props.append(P.prop("accountDisabled", None, "False"))
+        t1 = t0 + self.d.below(1, max(2, dur - 20)) * 10_000
+        if w.planned is not None:
+            status = P.FAILURES[w.planned]["status"]
+            scim_type, detail = P.SCIM_ERROR_DETAIL[status]
+            body = P.scim_error(status, scim_type, detail)
+            self.request(t1, "PATCH", P.user_path(u.scim_id), status, P.patch_body(ops), body)
+            steps.append(
+                P.step(
+                    "EntryExportUpdate",
+                    "export",
+                    "failure",
+                    f"Failed to update User '{u.upn}' in {APP_NAME}",
+                    {"ReportableIdentifier": u.upn},
+                )
+            )
+            self.event(
+                t,
+                "update",
+                "failure",
+                u,
+                u.scim_id,
+                steps,
+                props,
+                dur,
+                P.error_info(w.planned, orjson.dumps(body)),
+            )
+            self._fail(w.planned, u.oid)
+            return False
+        u.wiki_attrs = (u.display, u.given, u.family, u.mail, u.department, u.title)
+        u.modified_at = t1
+        self.request(
+            t1, "PATCH", P.user_path(u.scim_id), 200, P.patch_body(ops), self.user_resource(u)
+        )
+        steps.append(
+            P.step(
+                "EntryExportUpdate",
+                "export",
+                "success",
+                f"User '{u.upn}' was updated in {APP_NAME}",
+                {"ReportableIdentifier": u.upn},
+            )
+        )
+        self.event(t, "update", "success", u, u.scim_id, steps, props, dur)
+        if w.kind == "noop":
+            self.noise_noop += 1
+        return True
+
+    def do_disable(self, w: Work, t: int, quarantined: bool) -> bool:
+        """Disable a user who left scope: PATCH active "False" (Entra's default flag variant)."""
+        u = w.user
+        assert u.scim_id is not None
+        dur = self._duration()
+        t0 = t - dur * 10_000
+        steps = [self._import_step(u, "Update")]
+        scope = P.scoping_step("User", False, False, True)
+        scope["status"] = "success"
+        steps.append(scope)
+        if quarantined:
+            return self._unauthorized(
+                u, t, t0, dur, steps, "disable", "GET", P.user_path(u.scim_id)
+            )
+        self.request(t0, "GET", P.user_path(u.scim_id), 200, response=self.user_resource(u))
+        steps.append(self._match_found(u))
+        steps.append(
+            P.step(
+                "EntrySynchronizationUpdate",
+                "processing",
+                "success",
+                f"User '{u.upn}' will be disabled in {APP_NAME} (User is no longer assigned "
+                "to the application in Azure Active Directory)",
+                {},
+            )
+        )
+        t1 = t0 + self.d.below(1, max(2, dur - 20)) * 10_000
+        u.wiki_active = False
+        u.modified_at = t1
+        self.request(
+            t1,
+            "PATCH",
+            P.user_path(u.scim_id),
+            200,
+            P.patch_body([("Replace", "active", "False")]),
+            self.user_resource(u),
+        )
+        steps.append(
+            P.step(
+                "EntryExportUpdate",
+                "export",
+                "success",
+                f"User '{u.upn}' was disabled in {APP_NAME}",
+                {"ReportableIdentifier": u.upn},
+            )
+        )
+        self.event(
+            t, "disable", "success", u, u.scim_id, steps, [P.prop("active", "True", "False")], dur
+        )
+        return True
+
+    def do_delete(self, w: Work, t: int, quarantined: bool) -> bool:
+        """Delete a user hard-deleted in Entra: DELETE /Users/{id}."""
+        u = w.user
+        assert u.scim_id is not None
+        dur = self._duration()
+        t0 = t - dur * 10_000
+        steps = [
+            P.step(
+                "EntryImportDelete",
+                "import",
+                "success",
+                f"Received User '{u.upn}' change of type (Delete) from Azure Active Directory",
+                {"objectId": u.oid, "userPrincipalName": u.upn, "IsSoftDeleted": "True"},
+            )
+        ]
+        if quarantined:
+            return self._unauthorized(u, t, t0, dur, steps, "delete", "GET", P.user_path(u.scim_id))
+        self.request(t0, "GET", P.user_path(u.scim_id), 200, response=self.user_resource(u))
+        steps.append(self._match_found(u))
+        steps.append(
+            P.step(
+                "EntrySynchronizationDelete",
+                "processing",
+                "success",
+                f"User '{u.upn}' will be deleted from {APP_NAME} (User was permanently "
+                "deleted in Azure Active Directory)",
+                {},
+            )
+        )
+        t1 = t0 + self.d.below(1, max(2, dur - 20)) * 10_000
+        self.request(t1, "DELETE", P.user_path(u.scim_id), 204)
+        steps.append(
+            P.step(
+                "EntryExportDelete",
+                "export",
+                "success",
+                f"User '{u.upn}' was deleted from {APP_NAME}",
+                {"ReportableIdentifier": u.upn},
+            )
+        )
+        self.event(t, "delete", "success", u, u.scim_id, steps, [], dur)
+        u.wiki_attrs = None  # gone from the wiki
+        return True
+
+    def do_skip(self, w: Work, t: int, change: str) -> None:
+        """Record a skip: out of scope (NotEffectivelyEntitled) or filtered by the scope filter."""
+        u = w.user
+        by_filter = w.kind == "skip_filter"
+        assigned = by_filter or u.direct_role == "default" or 0 in u.groups
+        steps = [
+            self._import_step(u, change),
+            P.scoping_step("User", assigned, by_filter, not by_filter),
+            P.skip_step("User", u.upn, by_filter),
+        ]
+        self.event(t, "create", "skipped", u, None, steps, [], self.d.below(20, 400))
+        key = "scoping_filter" if by_filter else "not_entitled"
+        self.truth_skip[key]["events"] += 1
+        self.truth_skip[key]["objects"].add(u.oid)
+
+    def do_group_create(self, g: Group, t: int) -> None:
+        """Create an assigned group, then add its provisioned direct members."""
+        dur = self._duration()
+        t0 = t - dur * 10_000
+        nick = g.name.lower().replace(" ", "-").replace("(", "").replace(")", "")
+        steps = [
+            P.step(
+                "EntryImportAdd",
+                "import",
+                "success",
+                f"Received Group '{g.name}' change of type (Add) from Azure Active Directory",
+                {
+                    "objectId": g.oid,
+                    "displayName": g.name,
+                    "mailEnabled": "False",
+                    "securityEnabled": "True",
+                    "mailNickname": nick,
+                },
+            ),
+            P.scoping_step("Group", True, True, True),
+        ]
+        query = (
+            P.group_path()
+            + "?excludedAttributes=members&filter="
+            + quote(f'displayName eq "{g.name}"', safe="")
+        )
+        self.request(t0, "GET", query, 200, response=P.empty_list_response())
+        steps.append(
+            P.step(
+                "EntryImportByMatchingProperty",
+                "matching",
+                "success",
+                f"Searched {APP_NAME} for a Group whose displayName is '{g.name}'; no match found",
+                {},
+            )
+        )
+        steps.append(
+            P.step(
+                "EntrySynchronizationAdd",
+                "processing",
+                "success",
+                f"Group '{g.name}' will be created in {APP_NAME} (Group is assigned in Azure "
+                f"Active Directory, but no matching Group was found in {APP_NAME})",
+                {},
+            )
+        )
+        t1 = t0 + self.d.below(1, max(2, dur - 20)) * 10_000
+        g.scim_id = self.d.hex(20)
+        g.created_at = g.modified_at = t1
+        body = {
+            "schemas": [P.CORE_GROUP, P.MS_GROUP_EXT],
+            "externalId": g.oid,
+            "displayName": g.name,
+            "meta": {"resourceType": "Group"},
+        }
+        self.request(t1, "POST", P.group_path(), 201, body, self._group_resource(g))
+        steps.append(
+            P.step(
+                "EntryExportAdd",
+                "export",
+                "success",
+                f"Group '{g.name}' was created in {APP_NAME}",
+                {"ReportableIdentifier": g.name},
+            )
+        )
+        props = [P.prop("externalId", None, g.oid), P.prop("displayName", None, g.name)]
+        self.event(t, "create", "success", g, g.scim_id, steps, props, dur)
+        members = [m for m in g.members if self.users[m].wiki_active]
+        self._member_patches(g, t, members, [])
+
+    def _group_resource(self, g: Group) -> dict[str, Any]:
+        assert g.scim_id is not None
+        return {
+            "schemas": [P.CORE_GROUP],
+            "id": g.scim_id,
+            "externalId": g.oid,
+            "displayName": g.name,
+            "meta": {
+                "resourceType": "Group",
+                "created": fmt_ms_time(g.created_at),
+                "lastModified": fmt_ms_time(g.modified_at),
+                "location": P.location(P.group_path(g.scim_id)),
+            },
+        }
+
+    def _member_patches(self, g: Group, t: int, adds: list[int], removes: list[int]) -> None:
+        """PATCH the group's members in batches, within a minute after the event at ``t``."""
+        assert g.scim_id is not None
+        ops: list[tuple[str, list[int]]] = [
+            ("Add", adds[i : i + MEMBERS_PER_PATCH]) for i in range(0, len(adds), MEMBERS_PER_PATCH)
+        ]
+        ops += [
+            ("Remove", removes[i : i + MEMBERS_PER_PATCH])
+            for i in range(0, len(removes), MEMBERS_PER_PATCH)
+        ]
+        if not ops:
+            return
+        gap = min(SECOND, 60 * SECOND // len(ops))
+        for k, (op, chunk) in enumerate(ops, start=1):
+            value = [{"$ref": None, "value": self.users[m].scim_id} for m in chunk]
+            self.request(
+                t + k * gap,
+                "PATCH",
+                P.group_path(g.scim_id),
+                204,
+                P.patch_body([(op, "members", value)]),
+            )
+        g.modified_at = t + len(ops) * gap
+
+    def do_group_update(self, g: Group, t: int, adds: list[int], removes: list[int]) -> None:
+        """Record a group membership update and send the member PATCHes."""
+        assert g.scim_id is not None
+        dur = self._duration()
+        t0 = t - dur * 10_000
+        path = P.group_path(g.scim_id)
+        self.request(
+            t0, "GET", path + "?excludedAttributes=members", 200, response=self._group_resource(g)
+        )
+        steps = [
+            P.step(
+                "EntryImport",
+                "import",
+                "success",
+                f"Received Group '{g.name}' change of type (Update) from Azure Active Directory",
+                {"objectId": g.oid, "displayName": g.name},
+            ),
+            P.scoping_step("Group", True, True, True),
+            P.step(
+                "EntryImportByMatchingProperty",
+                "matching",
+                "success",
+                f"Retrieved Group '{g.name}' from {APP_NAME}",
+                {"id": g.scim_id},
+            ),
+            P.step(
+                "EntrySynchronizationUpdate",
+                "processing",
+                "success",
+                f"Group '{g.name}' will be updated in {APP_NAME}",
+                {},
+            ),
+            P.step(
+                "EntryExportUpdate",
+                "export",
+                "success",
+                f"Group '{g.name}' was updated in {APP_NAME}",
+                {"ReportableIdentifier": g.name},
+            ),
+        ]
+        props = []
+        if adds:
+            props.append(P.prop("members", None, ",".join(self.users[m].oid for m in adds)))
+        if removes:
+            props.append(P.prop("members", ",".join(self.users[m].oid for m in removes), None))
+        self.event(t, "update", "success", g, g.scim_id, steps, props, dur)
+        self._member_patches(g, t, adds, removes)
+
+    # --- cycles ---------------------------------------------------------------------------------
+
+    def _begin_cycle(self, t: int) -> Cycle:
+        cyc = Cycle(self.d.guid(), t)
+        self.cycles.append(cyc)
+        self.cycle = cyc
+        return cyc
+
+    def _slots(self, begin: int, n: int, total: int | None = None) -> Iterator[int]:
+        """Event times: ``n`` slots from ``begin``, evenly spaced with jitter, ``total`` long."""
+        spacing = self.sc.minutes_per_object * MINUTE
+        if total is not None and n > 1:
+            spacing = total / (n - 1)
+        for i in range(n):
+            jitter = 0.0 if i in (0, n - 1) else (self.d.u() - 0.5) * 0.6 * spacing
+            yield begin + int(i * spacing + jitter)
+
+    def run_initial_cycle(self) -> None:
+        """The first cycle: every assigned object, at the scenario's throughput."""
+        d = self.d
+        self.request(
+            self.start + MINUTE,
+            "GET",
+            P.user_path() + "?filter=" + quote(f'userName eq "{d.guid()}"', safe=""),
+            200,
+            response=P.empty_list_response(),
+        )
+        self.wiki_only.append(self._last_rid)  # the portal's "Test Connection"
+        items: list[tuple[str, Any]] = []
+        for u in self.users:
+            if self.in_scope(u):
+                if u.department == CONTRACTORS:
+                    items.append(("skip_filter", u))
+                else:
+                    items.append(("create", u))
+            else:
+                items.append(("skip", u))
+        order = self.rng.permutation(len(items)).tolist()
+        items = [items[i] for i in order]
+        items.append(("group_skip", self.groups[0]))
+        items += [("group", g) for g in self.groups if g.role in ("user", "admin")]
+        n = len(items)
+        minutes = n * self.sc.minutes_per_object
+        began = self.start + 5 * MINUTE
+        if began + int(minutes * MINUTE) + HOUR > self.end:
+            raise UsageError(
+                f"the initial cycle of {n} objects takes {minutes:.0f} minutes, longer than "
+                f"--days {self.sc.days}; raise --days or lower --users"
+            )
+        cyc = self._begin_cycle(began)
+        for (kind, obj), t in zip(items, self._slots(began, n, int(minutes * MINUTE)), strict=True):
+            if kind == "create":
+                w = Work("create", obj, t, planned=self.planned_initial.get(obj.idx))
+                self._process(w, t, False)
+            elif kind in ("skip", "skip_filter"):
+                self.do_skip(Work(kind, obj, t), t, "Add")
+                if kind == "skip":
+                    self.outscope.add(obj.idx)
+            elif kind == "group_skip":
+                self._group_skip(obj, t)
+            else:
+                self.do_group_create(obj, t)
+            if cyc.events % 2000 == 0:
+                self.tick(t)
+        cyc.ended = cyc.last_event or began
+        self.initial = {
+            "cycle_id": cyc.cycle_id,
+            "started_at": fmt_graph_time(cyc.first_event or began),
+            "ended_at": fmt_graph_time(cyc.ended),
+            "objects": n,
+            "objects_in_scope": sum(1 for u in self.users if self.in_scope(u))
+            + sum(1 for g in self.groups if g.role in ("user", "admin")),
+            "minutes": (cyc.ended - (cyc.first_event or began)) / MINUTE,
+        }
+
+    def _group_skip(self, g: Group, t: int) -> None:
+        steps = [
+            P.step(
+                "EntryImportAdd",
+                "import",
+                "success",
+                f"Received Group '{g.name}' change of type (Add) from Azure Active Directory",
+                {"objectId": g.oid, "displayName": g.name},
+            ),
+            P.scoping_step("Group", True, False, True),
+            P.skip_step("Group", g.name, False),
+        ]
+        self.event(t, "create", "skipped", g, None, steps, [], self.d.below(20, 400))
+        self.truth_skip["not_entitled"]["events"] += 1
+        self.truth_skip["not_entitled"]["objects"].add(g.oid)
+
+    def _process(self, w: Work, t: int, quarantined: bool) -> None:
+        """Attempt ``w`` at ``t``; reschedule it as an escrowed retry when it fails."""
+        u = w.user
+        if w.kind in ("skip", "skip_filter"):
+            self.do_skip(w, t, "Update")
+            self.busy.discard(u.idx)
+            return
+        if w.kind == "create":
+            ok = self.do_create(w, t, quarantined)
+        elif w.kind in ("update", "noop"):
+            ok = self.do_update(w, t, quarantined)
+        elif w.kind == "disable":
+            ok = self.do_disable(w, t, quarantined)
+        else:
+            ok = self.do_delete(w, t, quarantined)
+        w.attempts += 1
+        if ok:
+            self.busy.discard(u.idx)
+            self.escrowed.discard(u.idx)
+            self._after_success(w, t)
+            return
+        w.planned = None  # transient failures succeed on the retry
+        self.escrowed.add(u.idx)
+        self.busy.add(u.idx)
+        if u.special in ("conflict", "mandatory_missing") and not quarantined:
+            delay = ESCROW_BACKOFF[min(w.attempts - 1, len(ESCROW_BACKOFF) - 1)]
+            w.due = t + delay
+            if u.fix_at is not None and u.special == "mandatory_missing":
+                w.due = min(w.due, u.fix_at)  # the fix is a change Entra picks up next cycle
+        else:
+            w.due = t
+        self.pending.append(w)
+
+    def _after_success(self, w: Work, t: int) -> None:
+        u = w.user
+        if w.kind == "create":
+            if u.special != "wiki_missing":
+                self.active.add(u.idx)
+            for gi in u.groups:
+                g = self.groups[gi]
+                if g.scim_id is not None and g.role in ("user", "admin"):
+                    self.group_delta.setdefault(gi, ([], []))[0].append(u.idx)
+        elif w.kind == "disable":
+            self.outscope.add(u.idx)
+
+    def _changes(self, since: int, until: int) -> None:
+        """Draw the source changes of (since, until] and queue them as work."""
+        sc, d = self.sc, self.d
+        days = (until - since) / DAY
+        n = sc.users
+        draws = self.rng.poisson(
+            [
+                sc.joiners_per_day * n * days,
+                sc.movers_per_day * n * days,
+                sc.unassigned_per_day * n * days,
+                sc.deleted_per_day * n * days,
+                sc.noise_skips_per_day * n * days,
+                sc.noise_noop_updates_per_day * n * days,
+            ]
+        ).tolist()
+        joiners, movers, unassigned, deleted, skips, noops = draws
+        assigned = [g.idx for g in self.groups if g.role in ("user", "admin")]
+        for _ in range(joiners):
+            u = self._new_user(since + d.below(0, until - since))
+            if d.u() < 0.1:
+                u.direct_role = "user"
+                u.assigned_at = u.created_at
+            else:
+                self._join(u, assigned[d.below(0, len(assigned))])
+            self._queue(Work("create", u, until, planned=self._transient()))
+            self.changes["joiners"] += 1
+        for _ in range(movers):
+            v = self._pick(self.active)
+            if v is None:
+                break
+            self._queue(Work("update", v, until, changes=self._move(v), planned=self._transient()))
+            self.changes["movers"] += 1
+        for _ in range(noops):
+            v = self._pick(self.active)
+            if v is None:
+                break
+            self._queue(Work("noop", v, until))
+        for kind, count in (("disable", unassigned), ("delete", deleted)):
+            for _ in range(count):
+                v = self._pick(self.active)
+                if v is None:
+                    break
+                self.active.remove(v.idx)
+                left = self._leave_all(v)
+                if kind == "delete":
+                    v.deleted = True
+                    for gi in list(v.groups):
+                        self.groups[gi].members.remove(v.idx)
+                    v.groups = []
+                    v.direct_role = None
+                    self.changes["deleted"] += 1
+                else:
+                    for gi in left:
+                        g = self.groups[gi]
+                        if g.scim_id is not None:
+                            self.group_delta.setdefault(gi, ([], []))[1].append(v.idx)
+                    self.changes["unassigned"] += 1
+                self._queue(Work(kind, v, until))
+        for _ in range(skips):
+            v = self._pick(self.outscope)
+            if v is None:
+                break
+            if v.deleted or self.in_scope(v):
+                continue
+            self._queue(Work("skip", v, until))
+
+    def _pick(self, pool: Pool) -> User | None:
+        for _ in range(8):
+            i = pool.pick(self.d)
+            if i is None:
+                return None
+            u = self.users[i]
+            if i not in self.busy and u.special in (None, "tricky"):
+                return u
+        return None
+
+    def _queue(self, w: Work) -> None:
+        self.busy.add(w.user.idx)
+        self.pending.append(w)
+
+    def _transient(self) -> str | None:
+        if self.d.u() < self.sc.transient_failure_rate:
+            return "throttled" if self.d.u() < 0.5 else "server_error"
+        return None
+
+    def _move(self, u: User) -> list[tuple[str, str, str, str]]:
+        """Change a mover's attributes in Entra; return (SCIM path, property, old, new)."""
+        d = self.d
+        r = d.u()
+        if r < 0.6:
+            dept = d.choice([x for x in DEPARTMENTS if x != u.department])
+            title = d.choice(JOB_TITLES[dept])
+            out = [
+                (P.DEPARTMENT_PATH, P.DEPARTMENT_PATH, u.department, dept),
+                ("title", "title", u.title, title),
+            ]
+            u.department, u.title = dept, title
+        elif r < 0.85 and u.special != "tricky":
+            family = d.choice([x for x in FAMILY_NAMES if x != u.family][:40])
+            display = f"{u.given} {family}"
+            out = [
+                ("name.familyName", "name.familyName", u.family, family),
+                ("displayName", "displayName", u.display, display),
+            ]
+            u.family, u.display = family, display
+        else:
+            title = d.choice([x for x in JOB_TITLES[u.department] if x != u.title] or [u.title])
+            out = [("title", "title", u.title, title)]
+            u.title = title
+        return out
+
+    def run_incremental_cycles(self) -> None:
+        """Incremental cycles about every 40 minutes until the end of the window."""
+        sc, d = self.sc, self.d
+        interval = sc.cycle_interval_minutes * MINUTE
+        assert self.cycle is not None
+        prev_start = self.cycle.began
+        prev_end = self.cycle.ended
+        changes_until = prev_end
+        q_trigger = self.start + int((self.end - self.start) * 0.6)
+        q_first: int | None = None
+        q_done = not sc.quarantine
+        q_fix = 0
+        while True:
+            start = max(prev_start + interval, prev_end + 2 * MINUTE) + d.below(0, 90) * SECOND
+            if q_first is not None and not q_done:
+                start = q_first + QUARANTINE_RETRY[min(self._q_fails - 1, 1)]
+            if start + 20 * MINUTE > self.end:
+                break
+            self._changes(changes_until, start)
+            changes_until = start
+            due = [w for w in self.pending if w.due <= start]
+            if due:
+                ids = {id(w) for w in due}
+                self.pending = [w for w in self.pending if id(w) not in ids]
+            quarantined = False
+            if not q_done:
+                if q_first is None and start >= q_trigger and due:
+                    q_first, self._q_fails, q_fix = start, 0, start + 9 * HOUR
+                if q_first is not None:
+                    quarantined = start < q_fix
+                    if not quarantined:
+                        q_done = True
+            cyc = self._begin_cycle(start)
+            cyc.quarantined = quarantined
+            times = list(self._slots(start + d.below(5, 40) * SECOND, len(due)))
+            for w, t in zip(due, times, strict=True):
+                self._process(w, t, quarantined)
+            if not quarantined and self.group_delta:
+                step = int(self.sc.minutes_per_object * MINUTE)
+                tg = (times[-1] if times else start) + step
+                for gi in sorted(self.group_delta):
+                    adds, removes = self.group_delta[gi]
+                    self.do_group_update(self.groups[gi], tg, adds, removes)
+                    tg += step
+                self.group_delta = {}
+            cyc.ended = cyc.last_event if cyc.last_event is not None else start + 20 * SECOND
+            if quarantined:
+                self._q_fails += 1
+                if self._q_fails == 2 and q_first is not None:
+                    self.quarantine_snapshot = self._job_snapshot(
+                        cyc.ended + 20 * MINUTE, quarantine=(q_first, cyc)
+                    )
+            prev_start, prev_end = start, cyc.ended
+            self.tick(cyc.ended)
+        if sc.quarantine and q_first is None:
+            log.warning("no cycle had work after the quarantine trigger; no quarantine simulated")
+
+    # --- wiki-only traffic ----------------------------------------------------------------------
+
+    def wiki_side_extras(self) -> None:
+        """Orphans: accounts the wiki has that Entra does not manage (one made over SCIM)."""
+        d = self.d
+        for k in range(self.sc.wiki_orphans):
+            given, family = ("Wiki", "Backup") if k == 0 else ("Legacy", f"Admin{k}")
+            user_name = f"svc-{given.lower()}-{family.lower()}@{DOMAIN}"
+            scim_id = d.hex(20)
+            if k == 0:
+                t = self.start + int((self.end - self.start) * 0.45)
+                body = {
+                    "schemas": [P.CORE_USER],
+                    "userName": user_name,
+                    "active": True,
+                    "displayName": f"{given} {family} (service account)",
+                    "name": {"givenName": given, "familyName": family},
+                    "emails": [{"primary": True, "type": "work", "value": user_name}],
+                }
+                res = self._resource(
+                    scim_id,
+                    None,
+                    user_name,
+                    given,
+                    family,
+                    f"{given} {family} (service account)",
+                    user_name,
+                    None,
+                    None,
+                    True,
+                    t,
+                    t,
+                )
+                self.request(t, "POST", P.user_path(), 201, body, res, client=ADMIN_CLIENT)
+                self.wiki_only.append(self._last_rid)
+                self.request(
+                    t + 3 * SECOND,
+                    "GET",
+                    P.user_path(scim_id),
+                    200,
+                    response=res,
+                    client=ADMIN_CLIENT,
+                )
+                self.wiki_only.append(self._last_rid)
+            else:
+                created = self.start - d.below(100, 900) * DAY
+                res = self._resource(
+                    scim_id,
+                    None,
+                    user_name,
+                    given,
+                    family,
+                    f"{given} {family}",
+                    user_name,
+                    None,
+                    None,
+                    True,
+                    created,
+                    created,
+                )
+            self.wiki_extra.append(res)
+            self.orphans.append(scim_id)
+
+    # --- state files ----------------------------------------------------------------------------
+
+    def _job_snapshot(self, captured: int, quarantine: tuple[int, Cycle] | None = None) -> dict:
+        """Return the jobs list response as Graph would answer at ``captured``."""
+        done = [c for c in self.cycles if c.ended <= captured]
+        last = done[-1]
+        entitled = sum(1 for u in self.users if self.in_scope(u)) + sum(
+            1 for g in self.groups if g.role in ("user", "admin")
+        )
+
+        def execution(c: Cycle) -> dict[str, Any]:
+            state = "Succeeded"
+            err: dict[str, Any] = {"code": "None", "message": "", "tenantActionable": False}
+            if c.quarantined:
+                state = "Failed"
+                f = P.FAILURES["unauthorized"]
+                err = {"code": f["code"], "message": f["reason"], "tenantActionable": True}
+            elif c.failures:
+                state = "EntryLevelErrors"
+            return {
+                "activityIdentifier": c.cycle_id,
+                "countEntitled": entitled,
+                "countEntitledForProvisioning": entitled,
+                "countEscrowed": len(self.escrowed),
+                "countEscrowedRaw": len(self.escrowed),
+                "countExported": c.exports,
+                "countExports": c.exports + c.failures,
+                "countImported": c.imported,
+                "countImportedDeltas": c.imported,
+                "countImportedReferenceDeltas": 0,
+                "state": state,
+                "error": err,
+                "timeBegan": fmt_graph_time(c.began),
+                "timeEnded": fmt_graph_time(c.ended),
+            }
+
+        clean = [c for c in done if not c.failures and not c.quarantined]
+        with_exports = [c for c in clean if c.exports]
+        users_synced = sum(1 for u in self.users if u.scim_id is not None)
+        groups_synced = sum(1 for g in self.groups if g.scim_id is not None)
+        status: dict[str, Any] = {
+            "code": "Active",
+            "countSuccessiveCompleteFailures": 0,
+            "escrowsPruned": False,
+            "lastExecution": execution(last),
+            "lastSuccessfulExecution": execution(clean[-1]) if clean else None,
+            "lastSuccessfulExecutionWithExports": execution(with_exports[-1])
+            if with_exports
+            else None,
+            "progress": [],
+            "quarantine": None,
+            "steadyStateFirstAchievedTime": fmt_graph_time(self.cycles[0].ended),
+            "steadyStateLastAchievedTime": fmt_graph_time(
+                (clean[-1] if clean else self.cycles[0]).ended
+            ),
+            "synchronizedEntryCountByType": [
+                {"key": "user to User", "value": users_synced},
+                {"key": "group to Group", "value": groups_synced},
+            ],
+            "troubleshootingUrl": None,
+        }
+        if quarantine is not None:
+            began, cyc = quarantine
+            f = P.FAILURES["unauthorized"]
+            status["code"] = "Quarantine"
+            status["countSuccessiveCompleteFailures"] = self._q_fails
+            status["quarantine"] = {
+                "currentBegan": fmt_graph_time(cyc.ended),
+                "nextAttempt": fmt_graph_time(began + QUARANTINE_RETRY[1]),
+                "reason": "EncounteredQuarantineException",
+                "seriesBegan": fmt_graph_time(began),
+                "seriesCount": self._q_fails - 1,
+                "error": {"code": f["code"], "message": f["reason"], "tenantActionable": True},
+            }
+        job = {
+            "id": self.job_id,
+            "templateId": "scim",
+            "schedule": {
+                "expiration": None,
+                "interval": f"PT{self.sc.cycle_interval_minutes}M",
+                "state": "Active",
+            },
+            "status": status,
+            "synchronizationJobSettings": [
+                {"name": "QuarantineTooManyDeletesThreshold", "value": "500"},
+            ],
+        }
+        return {
+            "@odata.context": f"{GRAPH_ROOT}/$metadata#servicePrincipals('{self.sp_id}')"
+            "/synchronization/jobs",
+            "value": [job],
+            "_captured": captured,
+        }
+
+    def _assignment_id(self) -> str:
+        return base64.urlsafe_b64encode(self.d.bytes(32)).decode().rstrip("=")
+
+    def write_state_files(self) -> list[Path]:
+        """Write jobs, assignments, members and the wiki's users/groups; return their paths."""
+        out = self.out
+        paths = []
+        snap = self._job_snapshot(self.end)
+        snap.pop("_captured")
+        paths.append(write_json(out / f"jobs-{self.sp_id}.json", snap))
+        items = []
+        for u in self.users:
+            if u.direct_role and not u.deleted:
+                items.append((u.assigned_at, u.oid, u.display, "User", u.direct_role))
+        for g in self.groups:
+            if g.role:
+                items.append((g.assigned_at, g.oid, g.name, "Group", g.role))
+        value = [
+            {
+                "id": self._assignment_id(),
+                "deletedDateTime": None,
+                "appRoleId": self.role_ids[role],
+                "createdDateTime": fmt_graph_time(at),
+                "principalDisplayName": name,
+                "principalId": oid,
+                "principalType": ptype,
+                "resourceDisplayName": APP_NAME,
+                "resourceId": self.sp_id,
+            }
+            for at, oid, name, ptype, role in items
+        ]
+        paths.append(
+            write_json(
+                out / f"assignments-{self.sp_id}.json",
+                {
+                    "@odata.context": f"{GRAPH_ROOT}/$metadata#servicePrincipals('{self.sp_id}')"
+                    "/appRoleAssignedTo",
+                    "value": value,
+                },
+            )
+        )
+        for g in self.groups:
+            paths.append(self._write_members(g))
+        paths.append(self._write_wiki_users())
+        groups = [self._group_resource(g) for g in self.groups if g.scim_id is not None]
+        paths.append(
+            write_json(
+                out / "wiki-groups.json",
+                {
+                    "schemas": [P.LIST_RESPONSE],
+                    "totalResults": len(groups),
+                    "itemsPerPage": len(groups),
+                    "startIndex": 1,
+                    "Resources": groups,
+                },
+            )
+        )
+        return paths
+
+    def _member(self, u: User) -> dict[str, Any]:
+        return {
+            "@odata.type": "#microsoft.graph.user",
+            "id": u.oid,
+            "businessPhones": [],
+            "displayName": u.display,
+            "givenName": u.given,
+            "jobTitle": u.title,
+            "mail": u.mail,
+            "mobilePhone": None,
+            "officeLocation": None,
+            "preferredLanguage": None,
+            "surname": u.family,
+            "userPrincipalName": u.upn,
+        }
+
+    def _write_members(self, g: Group) -> Path:
+        """transitiveMembers of ``g``: its users, nested groups and their users."""
+        value: list[dict[str, Any]] = [self._member(self.users[m]) for m in g.members]
+        seen = set(g.members)
+        for child in self.groups:
+            if child.parent == g.idx:
+                value.append(
+                    {
+                        "@odata.type": "#microsoft.graph.group",
+                        "id": child.oid,
+                        "deletedDateTime": None,
+                        "description": f"{child.name} (nested in {g.name})",
+                        "displayName": child.name,
+                        "groupTypes": [],
+                        "mail": None,
+                        "mailEnabled": False,
+                        "mailNickname": child.name.lower().replace(" ", "-"),
+                        "securityEnabled": True,
+                    }
+                )
+                value += [self._member(self.users[m]) for m in child.members if m not in seen]
+                seen.update(child.members)
+        return write_json(
+            self.out / f"members-{g.oid}.json",
+            {"@odata.context": f"{GRAPH_ROOT}/$metadata#directoryObjects", "value": value},
+        )
+
+    def _write_wiki_users(self) -> Path:
+        """The wiki's users as one ListResponse, streamed resource by resource."""
+        chunks = []
+        count = 0
+        for u in self.users:
+            if u.scim_id is not None and u.wiki_attrs is not None and u.special != "wiki_missing":
+                chunks.append(orjson.dumps(self.user_resource(u)))
+                count += 1
+        for res in self.wiki_extra:
+            if res:
+                chunks.append(orjson.dumps(res))
+                count += 1
+        head = orjson.dumps(
+            {
+                "schemas": [P.LIST_RESPONSE],
+                "totalResults": count,
+                "itemsPerPage": count,
+                "startIndex": 1,
+            }
+        )
+        path = self.out / "wiki-users.json"
+        path.write_bytes(head[:-1] + b',"Resources":[' + b",".join(chunks) + b"]}")
+        return path
+
+    # --- ground truth ---------------------------------------------------------------------------
+
+    def truth(self, files: list[str]) -> dict[str, Any]:
+        """Return the ground truth written to scenario.json."""
+        in_scope = [u for u in self.users if self.in_scope(u)]
+        groups = [g for g in self.groups if g.role in ("user", "admin")]
+        wiki_users = [
+            u for u in self.users if u.wiki_attrs is not None and u.special != "wiki_missing"
+        ]
+        cycles = [
+            {
+                "cycle_id": c.cycle_id,
+                "started_at": fmt_graph_time(c.first_event),
+                "ended_at": fmt_graph_time(c.last_event or c.first_event),
+                "events": c.events,
+                "kind": "initial" if i == 0 else "incremental",
+                "quarantined": c.quarantined,
+            }
+            for i, c in enumerate(self.cycles)
+            if c.first_event is not None
+        ]
+        return {
+            "label": f"{TENANT_NAME}: simulated data, not a real tenant",
+            "scenario": self.sc.to_json(),
+            "tenant": {
+                "tenant_id": self.tenant_id,
+                "tenant_name": TENANT_NAME,
+                "service_principal_id": self.sp_id,
+                "service_principal_name": APP_NAME,
+                "app_id": self.app_id,
+                "job_id": self.job_id,
+                "wiki_host": WIKI_HOST,
+            },
+            "window": {"start": fmt_graph_time(self.start), "end": fmt_graph_time(self.end)},
+            "rate": {
+                "minutes_per_object": self.sc.minutes_per_object,
+                "objects_per_min": self.sc.objects_per_min,
+                "docs_min_minutes_per_object": DOCS_MIN_MINUTES_PER_OBJECT,
+                "docs_max_minutes_per_object": DOCS_MAX_MINUTES_PER_OBJECT,
+            },
+            "initial_cycle": self.initial,
+            "cycles": cycles,
+            "cycles_run": len(self.cycles),
+            "events": {
+                "total": self.pages.records,
+                "by_action_status": self.by_action_status,
+            },
+            "failures": {
+                k: {
+                    "error_code": v["error_code"],
+                    "events": v["events"],
+                    "objects": len(v["objects"]),
+                }
+                for k, v in self.truth_fail.items()
+            },
+            "skips": {
+                k: {
+                    "skip_reason": "NotEffectivelyEntitled",
+                    "events": v["events"],
+                    "objects": len(v["objects"]),
+                }
+                for k, v in self.truth_skip.items()
+            },
+            "noise": {
+                "skip_events": sum(v["events"] for v in self.truth_skip.values()),
+                "noop_update_events": self.noise_noop,
+            },
+            "changes": self.changes,
+            "scope_at_end": {
+                "users_total": sum(1 for u in self.users if not u.deleted),
+                "in_scope_users": len(in_scope),
+                "scoping_filtered_users": sum(1 for u in in_scope if u.department == CONTRACTORS),
+                "assigned_groups": len(groups),
+                "objects_in_scope": len(in_scope) + len(groups),
+                "escrowed": len(self.escrowed),
+            },
+            "wiki": {
+                "requests": self.requests,
+                "users": len(wiki_users) + sum(1 for r in self.wiki_extra if r),
+                "users_active": sum(1 for u in wiki_users if u.wiki_active)
+                + sum(1 for r in self.wiki_extra if r and r["active"]),
+                "groups": sum(1 for g in self.groups if g.scim_id is not None),
+                "wiki_only_request_ids": self.wiki_only,
+                "orphan_user_ids": self.orphans,
+                "entra_only_user_ids": self.entra_only,
+                "stale_conflict_accounts": sum(1 for r in self.wiki_extra if r) - len(self.orphans),
+            },
+            "files": files,
+        }
+
+
+def generate(sc: Scenario, out: Path, tick: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Simulate ``sc`` and write every raw file plus scenario.json into ``out``; return truth."""
+    out.mkdir(parents=True, exist_ok=True)
+    sim = Simulator(sc, out, tick)
+    sim.build_tenant()
+    sim.run_initial_cycle()
+    sim.run_incremental_cycles()
+    sim.wiki_side_extras()
+    pages = sim.pages.close()
+    audit = sim.audit.close()
+    paths = [*pages, audit, *sim.write_state_files()]
+    if sim.quarantine_snapshot is not None:
+        snap = sim.quarantine_snapshot
+        captured = snap.pop("_captured")
+        path = write_json(out / f"jobs-{sim.sp_id}-quarantine.json", snap)
+        paths.append(path)
+        sim.quarantine_captured_at = fmt_graph_time(captured)
+    files = sorted(p.name for p in paths)
+    truth = sim.truth(files)
+    if sim.quarantine_snapshot is not None:
+        truth["quarantine"] = {
+            "snapshot_file": f"jobs-{sim.sp_id}-quarantine.json",
+            "captured_at": sim.quarantine_captured_at,
+        }
+    write_json(out / "scenario.json", truth)
+    return truth
