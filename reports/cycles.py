@@ -13,7 +13,6 @@ from reports.inputs import latest_jobs, object_key
 COLUMNS = [
     "cycle_id",
     "job_id",
-    "service_principal_id",
     "started_at",
     "ended_at",
     "duration_s",
@@ -27,6 +26,7 @@ COLUMNS = [
     "warning",
     "objects_per_min",
     "gap_before_s",
+    "service_principal_id",
 ]
 _STATUSES = ("success", "failure", "skipped", "warning")
 
