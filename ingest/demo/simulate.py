@@ -1057,7 +1057,11 @@ class Simulator:
         self.truth_skip[key]["objects"].add(u.oid)
 
     def do_group_create(self, g: Group, t: int) -> None:
-        """Create an assigned group, then add its provisioned direct members."""
+        """Create an assigned group, then add its provisioned direct members.
+
+        Groups are matched on externalId = objectId (a common mapping for SCIM apps; the
+        default displayName matching would be ambiguous for renamed groups).
+        """
         dur = self._duration()
         t0 = t - dur * 10_000
         nick = g.name.lower().replace(" ", "-").replace("(", "").replace(")", "")
@@ -1080,7 +1084,7 @@ class Simulator:
         query = (
             P.group_path()
             + "?excludedAttributes=members&filter="
-            + quote(f'displayName eq "{g.name}"', safe="")
+            + quote(f'externalId eq "{g.oid}"', safe="")
         )
         self.request(t0, "GET", query, 200, response=P.empty_list_response())
         steps.append(
@@ -1088,7 +1092,7 @@ class Simulator:
                 "EntryImportByMatchingProperty",
                 "matching",
                 "success",
-                f"Searched {APP_NAME} for a Group whose displayName is '{g.name}'; no match found",
+                f"Searched {APP_NAME} for a Group whose externalId is '{g.oid}'; no match found",
                 {},
             )
         )

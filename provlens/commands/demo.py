@@ -1,0 +1,82 @@
+"""`provlens demo`: a simulated tenant and wiki, ingested into the demo's own store."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from provlens.cli import Context
+
+COMMAND = ("demo",)
+HELP = "simulate a demo tenant (Contoso (demo) -> TheOrgWiki), ingest it and open the dashboard"
+
+log = logging.getLogger(__name__)
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
+    return n
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add this command's arguments."""
+    parser.add_argument("--users", type=_positive, default=2000, help="users (default 2000)")
+    parser.add_argument("--groups", type=_positive, help="groups (default: from --users)")
+    parser.add_argument("--seed", type=_positive, default=7, help="random seed (default 7)")
+    parser.add_argument("--days", type=_positive, default=7, help="days of history (default 7)")
+    parser.add_argument(
+        "--quarantine", action="store_true", help="include a quarantine episode (bad token)"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="write the raw files here (default: <store>/raw)"
+    )
+    parser.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    parser.add_argument("--port", type=_positive, default=8501, help="dashboard port (8501)")
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Generate and ingest the demo, print the store path, then serve the dashboard."""
+    from ingest.demo.run import build, demo_store_path, end_of_window
+    from ingest.demo.scenario import Scenario
+
+    scenario = Scenario(
+        users=args.users,
+        groups=args.groups,
+        seed=args.seed,
+        days=args.days,
+        end=end_of_window(ctx.now),
+        quarantine=args.quarantine,
+    )
+    store_path = ctx.store_path if ctx.store_given else demo_store_path()
+    result = build(
+        scenario,
+        store_path,
+        Path(args.out).expanduser() if args.out else None,
+        fresh_store=not ctx.store_given,
+        progress=ctx.progress,
+    )
+    log.info(
+        "demo: %d users, %d events, %d wiki requests; generated in %.1f s, ingested in %.1f s",
+        args.users,
+        result.truth["events"]["total"],
+        result.truth["wiki"]["requests"],
+        result.generate_seconds,
+        result.ingest_seconds,
+    )
+    log.info("demo: raw files in %s", result.raw_dir)
+    print(store_path)  # the one line scripts read: where the demo store is
+    sys.stdout.flush()
+    if args.no_dashboard:
+        return 0
+    from dashboard.launch import run as launch
+
+    return int(launch(store_path, port=args.port, address="localhost", demo=True, now=ctx.now))
