@@ -80,7 +80,7 @@ def scope_table(assignments: pd.DataFrame, group_members: pd.DataFrame) -> pd.Da
     both = pd.concat([direct, through_groups], ignore_index=True)
     both["_rank"] = both["scope_via"].map(SCOPE_RANK)
     best = both.sort_values("_rank", kind="stable").drop_duplicates("principal_id")
-    best = best.set_index("principal_id")[["scope_via"]]
+    best = best.set_index("principal_id")[["scope_via"]].astype("str")
     best["in_scope"] = best["scope_via"].isin(["direct", "group"])
     return best
 
@@ -93,10 +93,15 @@ def in_scope_groups(assignments: pd.DataFrame) -> pd.Index:
 
 
 def _first_known(*series: pd.Series) -> pd.Series:
-    out = series[0]
+    out = series[0].astype("str")
     for s in series[1:]:
-        out = out.fillna(s)
+        out = out.fillna(s.astype("str"))
     return out
+
+
+def _lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
+    """Return ``values`` (uniquely indexed) looked up by ``keys``, keeping the dtype."""
+    return values.reindex(keys.to_numpy()).set_axis(keys.index)
 
 
 def coverage_table(
@@ -182,16 +187,16 @@ def coverage_table(
     rows = pd.concat([rows, orphans], ignore_index=True) if len(orphans) else rows
 
     pid = rows["principal_id"]
-    rows["scope_via"] = pid.map(scope["scope_via"]).fillna("none").astype("str")
+    rows["scope_via"] = _lookup(scope["scope_via"], pid).fillna("none")
     rows["in_scope"] = rows["scope_via"].isin(["direct", "group"]).astype(bool)
     rows["wiki_state"] = np.select(
         [rows["_active"].isna(), rows["_active"].fillna(False).astype(bool)],
         ["absent", "active"],
         default="inactive",
     )
-    rows["last_status"] = pid.map(last["status"]).astype("str")
-    rows["last_at"] = pid.map(last["activity_at"]).astype("datetime64[us, UTC]")
-    rows["last_error_code"] = pid.map(last_error).astype("str")
+    rows["last_status"] = _lookup(last["status"], pid)
+    rows["last_at"] = _lookup(last["activity_at"], pid)
+    rows["last_error_code"] = _lookup(last_error, pid)
 
     in_scope = rows["in_scope"]
     active = rows["wiki_state"] == "active"
