@@ -130,7 +130,9 @@ def test_initial_cycle_follows_the_documented_rate(built) -> None:
     cyc = ev[ev["cycle_id"] == ini["cycle_id"]]
     minutes = (cyc["activity_at"].max() - cyc["activity_at"].min()).total_seconds() / 60
     in_scope = ini["objects_in_scope"]
-    assert DOCS_MIN_MINUTES_PER_OBJECT * in_scope <= minutes <= DOCS_MAX_MINUTES_PER_OBJECT * in_scope
+    assert (
+        DOCS_MIN_MINUTES_PER_OBJECT * in_scope <= minutes <= DOCS_MAX_MINUTES_PER_OBJECT * in_scope
+    )
     observed = cyc["source_id"].nunique() / minutes
     assert observed == pytest.approx(truth["rate"]["objects_per_min"], rel=0.10)
     # Incremental cycles follow about every 40 minutes after it.
@@ -215,8 +217,9 @@ def test_failure_counts_match_the_scenario(built) -> None:
     assert cat["TheOrgWikiEntryConflict"] == "non_service_failure"
     assert cat["TheOrgWikiTooManyRequests"] == "failure"
     # Transient failures succeed on a later retry.
-    transient = fail[fail["error_code"].isin(["TheOrgWikiTooManyRequests",
-                                              "TheOrgWikiInternalServerError"])]  # fmt: skip
+    transient = fail[
+        fail["error_code"].isin(["TheOrgWikiTooManyRequests", "TheOrgWikiInternalServerError"])
+    ]
     later = ev[ev["source_id"].isin(transient["source_id"]) & (ev["status"] == "success")]
     assert set(later["source_id"]) == set(transient["source_id"])
 
