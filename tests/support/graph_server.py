@@ -13,8 +13,10 @@ API's throttle (N requests per window on ``/auditLogs``: 429 ``TooManyRequests``
 ``Retry-After``), empty pages, and scripted :class:`Fault`\\ s — 4xx/5xx with or without
 ``Retry-After``, a connection reset mid-page, a truncated body, a slow response, a malformed page.
 
-Use :class:`GraphFixture` directly (``with GraphFixture() as g: ...``) or the ``graph_server``
-pytest fixture in ``tests/conftest.py``. ``g.seed(n)`` fills a reproducible dataset.
+Use :class:`GraphFixture` directly (``with GraphFixture() as g: ...``, e.g. in a benchmark) or
+the ``graph_server`` pytest fixture below (``from tests.support.graph_server import
+graph_server``). ``g.seed(n)`` fills a reproducible dataset; faults match the URL decoded, so
+``Fault("reset", match="activityDateTime ge 2026-11-02")`` hits one time slice.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import pytest
 
 JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;charset=utf-8"
 DEFAULT_ACCESS = "00000000-0000-0000-0000-000000000000"
@@ -508,7 +512,7 @@ class _Handler(BaseHTTPRequestHandler):
         if g.token is not None and self.headers.get("Authorization") != f"Bearer {g.token}":
             self._error(401, "Access token is empty or invalid.")
             return
-        fault = g._take_fault(path + "?" + split.query)
+        fault = g._take_fault(unquote(path + "?" + split.query))
         if fault and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
@@ -702,6 +706,13 @@ def sync_job(
     }
 
 
+@pytest.fixture
+def graph_server() -> Iterator[GraphFixture]:
+    """A running :class:`GraphFixture` (token ``test-token``, no throttle, no data)."""
+    with GraphFixture() as g:
+        yield g
+
+
 def timestamps(records: Iterable[dict[str, Any]]) -> list[datetime]:
     """Return the activity times of ``records`` (helper for assertions)."""
     return [_as_dt(r["activityDateTime"]) for r in records]
@@ -713,6 +724,7 @@ __all__ = [
     "GraphFixture",
     "Logged",
     "compile_filter",
+    "graph_server",
     "make_record",
     "sync_job",
     "timestamps",
