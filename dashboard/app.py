@@ -1,8 +1,8 @@
 """provlens dashboard entry point: `streamlit run dashboard/app.py` (or `provlens dashboard`).
 
 Order of a rerun: page config, sign-in gate, sidebar (filters + store freshness), then either
-the empty-store guidance or the selected page. Pages only load (``dashboard.data``), call
-``reports`` and draw.
+the empty-store guidance or the selected page (``dashboard/screens/*.py``). Pages only load
+(``dashboard.data``), call ``reports`` and draw.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import streamlit as st  # noqa: E402
 
 from dashboard import auth, sidebar, ui  # noqa: E402
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+# Not "pages/": Streamlit treats a pages/ folder beside the entry script as the old multipage
+# mode and would run those files directly for their URLs, skipping the sign-in gate here.
+PAGES_DIR = Path(__file__).resolve().parent / "screens"
 
 st.set_page_config(page_title="provlens", page_icon="🔭", layout="wide")
 

@@ -1,0 +1,257 @@
+"""AppTest: every dashboard page on a known store shows what the report functions compute."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ingest.store import Store
+from reports import Filters, Inputs, run_report
+from tests.e2e import fixture_data as fx
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+NOW = pd.Timestamp(fx.NOW)
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dash") / "store"
+    fx.build_store(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(store_path: Path) -> Inputs:
+    store = Store(store_path)
+    return Inputs(**{t: store.read(t) for t in Inputs.__dataclass_fields__})
+
+
+@pytest.fixture
+def env(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PROVLENS_STORE", str(store_path))
+    monkeypatch.setenv("PROVLENS_NOW", fx.NOW)
+    return store_path
+
+
+def _app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page:
+        at.switch_page(f"screens/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def frames(at: AppTest) -> list[pd.DataFrame]:
+    return [d.value for d in at.dataframe]
+
+
+def charts(at: AppTest) -> list:
+    return list(at.get("plotly_chart"))
+
+
+def report(name: str, inputs: Inputs, **kw):
+    return run_report(name, inputs, now=NOW, **kw)
+
+
+def test_overview_kpis_equal_summary_and_job_state(env: Path, inputs: Inputs) -> None:
+    at = _app()
+    summary = report("summary", inputs).data
+    cycles = report("cycles", inputs).frame
+    m = metrics(at)
+    assert m["Events"] == f"{summary['events']:,}" == "12"
+    assert m["Success rate"] == f"{100 * summary['success_rate']:.1f} %"
+    assert m["Failures"] == str(sum(summary["failures_by_error_code"].values())) == "3"
+    assert m["Objects"] == str(summary["source_objects"])
+    assert m["Job state"] == "Active"
+    assert m["Quarantined jobs"] == "0"
+    assert m["Last cycle started"] == cycles.iloc[-1]["started_at"].strftime("%Y-%m-%d %H:%M UTC")
+    assert m["Last cycle duration"] == "10.0 min"
+    latest = frames(at)[-1]
+    assert list(latest["error_code"]) == [
+        "SystemForCrossDomainIdentityManagementServiceIncompatible",
+        "TheOrgWikiEntryConflict",
+        "TheOrgWikiEntryConflict",
+    ]
+    assert charts(at), "events-over-time chart missing"
+
+
+def test_sidebar_filters_change_the_numbers(env: Path, inputs: Inputs) -> None:
+    at = _app()
+    at.sidebar.multiselect(key="f_statuses").set_value(["failure"]).run()
+    expected = report("summary", inputs, filters=Filters(statuses=("failure",))).data
+    assert metrics(at)["Events"] == str(expected["events"]) == "3"
+    # Time range: only the first day (cycle 1).
+    at.sidebar.multiselect(key="f_statuses").set_value([]).run()
+    at.sidebar.date_input(key="f_range").set_value((dt.date(2026, 11, 18), dt.date(2026, 11, 18)))
+    at.run()
+    day1 = Filters(until=pd.Timestamp("2026-11-19T00:00:00Z"))
+    expected = report("summary", inputs, filters=day1).data
+    assert metrics(at)["Events"] == str(expected["events"]) == "7"
+
+
+def test_cycles_page_matches_cycles_report(env: Path, inputs: Inputs) -> None:
+    at = _app("cycles")
+    cycles = report("cycles", inputs).frame
+    m = metrics(at)
+    assert m["Cycles"] == str(len(cycles)) == "3"
+    assert m["Initial cycles"] == "1"
+    assert m["Median duration"] == f"{cycles['duration_s'].median() / 60:.1f} min"
+    table = frames(at)[-1]
+    assert list(table["cycle_id"]) == list(cycles["cycle_id"])
+    assert list(table["kind"]) == ["initial", "incremental", "incremental"]
+    assert len(charts(at)) == 4  # timeline, duration, throughput, gaps
+
+
+def test_users_search_timeline_and_literal_names(env: Path, inputs: Inputs) -> None:
+    at = _app("users")
+    at.text_input(key="users_query").input("xss@contoso").run()
+    matches = frames(at)[0]
+    assert list(matches["source_name"]) == [fx.XSS_NAME]
+    assert at.selectbox(key="users_pick").value == "obj-u3"
+    timeline = report("timeline", inputs, user="obj-u3").frame
+    m = metrics(at)
+    assert m["Events"] == str(len(timeline)) == "2"
+    assert m["Failures"] == "0"
+    # The hostile name is only ever shown as text, never as Markdown/HTML.
+    assert fx.XSS_NAME in at.text[0].value
+    for md in at.markdown:
+        assert "<img" not in md.value and "**bold**" not in md.value
+    mods = next(f for f in frames(at) if "old_value" in f.columns)
+    assert list(mods["new_value"]) == [fx.XSS_NAME, "True"]
+    assert at.get("download_button"), "support pack download missing"
+
+
+def test_users_page_shows_a_failed_users_error(env: Path) -> None:
+    at = _app("users")
+    at.text_input(key="users_query").input("katherine").run()
+    m = metrics(at)
+    assert m["Failures"] == "2"
+    assert m["Last status"] == "failure"
+
+
+def test_failures_page_matches_failures_and_skips_reports(env: Path, inputs: Inputs) -> None:
+    at = _app("failures")
+    failures = report("failures", inputs).frame
+    m = metrics(at)
+    assert m["Failed events"] == str(int(failures["events"].sum())) == "3"
+    assert m["Error codes"] == str(len(failures)) == "2"
+    table = next(f for f in frames(at) if "error_code" in f.columns and "owner" in f.columns)
+    assert list(table["error_code"]) == list(failures["error_code"])
+    assert list(table["events"]) == list(failures["events"])
+    # Out-of-scope skip is noise: hidden by default, shown once the toggle is off.
+    assert not any("skip_reason" in f.columns for f in frames(at))
+    at.sidebar.toggle(key="f_hide_noise").set_value(False).run()
+    skips = next(f for f in frames(at) if "skip_reason" in f.columns)
+    assert list(skips["skip_reason"]) == ["NotEffectivelyEntitled"]
+
+
+def test_coverage_page_counts_each_verdict(env: Path, inputs: Inputs) -> None:
+    at = _app("coverage")
+    coverage = report("coverage", inputs).frame
+    counts = coverage["verdict"].value_counts()
+    labels = [t.label for t in at.tabs]
+    for verdict in ("provisioned", "failed", "orphaned"):
+        assert f"{verdict} ({int(counts.get(verdict, 0)):,})" in labels
+    provisioned = frames(at)[0]
+    assert sorted(provisioned["principal_id"]) == sorted(
+        coverage.loc[coverage["verdict"] == "provisioned", "principal_id"]
+    )
+
+
+def test_estimate_page_matches_estimate_and_scales_with_scope(env: Path, inputs: Inputs) -> None:
+    at = _app("estimate")
+    est = report("estimate", inputs).data
+    m = metrics(at)
+    assert m["Objects to process"] == str(est["objects_in_scope"]) == "8"
+    assert m["Expected start"] == est["next_incremental_at"].strftime("%Y-%m-%d %H:%M UTC")
+    before = m["Documented range"]
+    at.number_input(key="estimate_scope").set_value(80_000).run()
+    m = metrics(at)
+    assert m["Objects to process"] == "80,000"
+    # 0.01 to 0.08 minutes per object: 800 to 6,400 minutes.
+    assert m["Documented range"] == "13 h 20 min – 4.4 days" != before
+
+
+def test_scim_traffic_page_counts_requests(env: Path, inputs: Inputs) -> None:
+    at = _app("scim_traffic")
+    req = inputs.scim_requests
+    m = metrics(at)
+    assert m["Requests"] == str(len(req)) == "13"
+    assert m["Throttled (429)"] == str(int((req["status_code"] == 429).sum())) == "2"
+    assert m["Errors (≥ 400)"] == str(int((req["status_code"] >= 400).sum()))
+
+
+def test_export_page_previews_the_report(env: Path, inputs: Inputs) -> None:
+    at = _app("export")
+    failures = report("failures", inputs).frame
+    preview = frames(at)[0]
+    assert list(preview["error_code"]) == list(failures["error_code"])
+    at.selectbox(key="export_report").set_value("summary").run()
+    preview = frames(at)[0]
+    row = preview.set_index("key").loc["events", "value"]
+    assert int(row) == 12
+
+
+def test_empty_store_shows_guidance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVLENS_STORE", str(tmp_path / "nothing-here"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert [s.value for s in at.main.subheader] == ["No provisioning data in this store yet"]
+    assert "provlens ingest graph" in at.code[0].value
+    assert [b.label for b in at.button if b.label == "Load the demo"]
+    assert not at.metric and not at.dataframe
+
+
+AUTH = {
+    "auth": {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "x" * 32,
+        "microsoft": {
+            "client_id": "c",
+            "client_secret": "s",
+            "server_metadata_url": "https://login.microsoftonline.com/t/v2.0/.well-known/openid-configuration",
+        },
+    },
+    "provlens": {"allowed_users": ["Alice@Contoso.com"], "allowed_groups": ["gid-wiki-admins"]},
+}
+
+
+def _signed_in(user: dict) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets = AUTH
+    at.user = {"is_logged_in": True, **user}
+    return at.run()
+
+
+def test_signed_in_user_not_on_allow_list_sees_no_data(env: Path) -> None:
+    at = _signed_in({"email": "mallory@contoso.com", "groups": ["gid-other"]})
+    assert not at.exception
+    assert "not on this dashboard's allow-list" in at.error[0].value
+    assert not at.metric and not at.dataframe and not charts(at)
+    assert not at.get("download_button")
+    assert not at.sidebar.multiselect  # no filters, no store details either
+
+
+def test_allowed_user_and_group_see_data(env: Path) -> None:
+    at = _signed_in({"email": "alice@contoso.com"})
+    assert metrics(at)["Events"] == "12"
+    at = _signed_in({"email": "bob@contoso.com", "groups": ["gid-wiki-admins"]})
+    assert metrics(at)["Events"] == "12"
+
+
+def test_signed_out_user_gets_the_sign_in_button(env: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets = AUTH
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert [b.label for b in at.button] == ["Sign in with Microsoft"]
+    assert not at.metric
