@@ -52,7 +52,8 @@ def test_demo_into_given_store_prints_it_and_is_idempotent(tmp_path: Path, capsy
 
 
 def test_demo_without_store_uses_its_own_store(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.delenv("PROVLENS_STORE", raising=False)
+    # PROVLENS_STORE names the user's real store: the demo must not write there.
+    monkeypatch.setenv("PROVLENS_STORE", str(tmp_path / "real"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     out_dir = tmp_path / "raw"
     argv = [
@@ -70,10 +71,9 @@ def test_demo_without_store_uses_its_own_store(tmp_path: Path, monkeypatch, caps
     assert main(argv) == 0
     printed = Path(capsys.readouterr().out.strip())
     assert printed == tmp_path / "data" / "provlens" / "demo-store"
-    assert printed != Store.default_path()
     assert (out_dir / "scenario.json").is_file()
     assert Store(printed).info()["rows"]["events"] > 100
-    assert not Store.default_path().exists()
+    assert not (tmp_path / "real").exists()
 
 
 @pytest.mark.parametrize(

@@ -1809,6 +1809,8 @@ class Simulator:
     def truth(self, files: list[str]) -> dict[str, Any]:
         """Return the ground truth written to scenario.json."""
         in_scope = [u for u in self.users if self.in_scope(u)]
+        out = [u for u in self.users if not u.deleted and not self.in_scope(u)]
+        nested = {g.idx for g in self.groups if g.role is None}
         groups = [g for g in self.groups if g.role in ("user", "admin")]
         wiki_users = [
             u for u in self.users if u.wiki_attrs is not None and u.special != "wiki_missing"
@@ -1876,6 +1878,13 @@ class Simulator:
                 "users_total": sum(1 for u in self.users if not u.deleted),
                 "in_scope_users": len(in_scope),
                 "scoping_filtered_users": sum(1 for u in in_scope if u.department == CONTRACTORS),
+                "nested_group_users_not_in_scope": sum(
+                    1 for u in out if any(gi in nested for gi in u.groups)
+                ),
+                "default_access_users_not_in_scope": sum(
+                    1 for u in out if u.direct_role == "default" or 0 in u.groups
+                ),
+                "unassigned_users": sum(1 for u in out if not u.groups and not u.direct_role),
                 "assigned_groups": len(groups),
                 "objects_in_scope": len(in_scope) + len(groups),
                 "escrowed": len(self.escrowed),

@@ -56,12 +56,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         end=end_of_window(ctx.now),
         quarantine=args.quarantine,
     )
-    store_path = ctx.store_path if ctx.store_given else demo_store_path()
+    # Only an explicit --store redirects the demo; PROVLENS_STORE names the user's real store.
+    explicit = bool(getattr(args, "store", None))
+    store_path = ctx.store_path if explicit else demo_store_path()
+    if ctx.store_given and not explicit:
+        log.info("demo: PROVLENS_STORE is set; the demo still uses its own store %s", store_path)
     result = build(
         scenario,
         store_path,
         Path(args.out).expanduser() if args.out else None,
-        fresh_store=not ctx.store_given,
+        fresh_store=not explicit,
         progress=ctx.progress,
     )
     log.info(
