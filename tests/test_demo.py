@@ -265,6 +265,14 @@ def test_wiki_state_agrees_with_entra_except_injected(built) -> None:
     assert orphans["external_id"].isna().all()
     upns = set(ev["source_upn"].dropna().str.lower())
     assert not set(orphans["user_name"].str.lower()) & upns
+    # Each disable was a PATCH setting active to "False" (Entra's default string form).
+    rq = f["scim_requests"]
+    disables = ev[(ev["action"] == "disable") & (ev["status"] == "success")]
+    off = rq[(rq["operation"] == "patch") & (rq["active_set"] == False)]  # noqa: E712
+    assert len(off) == len(disables) > 0
+    assert set(off["resource_id"]) == set(disables["target_id"])
+    deletes = ev[(ev["action"] == "delete") & (ev["status"] == "success")]
+    assert set(rq.loc[rq["method"] == "DELETE", "resource_id"]) == set(deletes["target_id"])
     # The user Entra claims to have created never reached the wiki.
     assert entra_only and entra_only <= set(ev.loc[ev["action"] == "create", "source_id"])
 

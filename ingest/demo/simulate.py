@@ -62,6 +62,8 @@ ADMIN_CLIENT: Final = "198.51.100.23"
 ESCROW_BACKOFF: Final = (0, 2 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR)
 QUARANTINE_RETRY: Final = (6 * HOUR, 12 * HOUR)  # after the first failure (how-long.md §6)
 MEMBERS_PER_PATCH: Final = 50
+# Expected changes over the window at least (joiners, movers, unassigned, deleted, skips, no-ops).
+MIN_CHANGES: Final = (4, 8, 4, 3, 12, 6)
 AUDIT_FILE: Final = "wiki-scim-audit.jsonl"
 
 
@@ -1358,16 +1360,17 @@ class Simulator:
         sc, d = self.sc, self.d
         days = (until - since) / DAY
         n = sc.users
-        draws = self.rng.poisson(
-            [
-                sc.joiners_per_day * n * days,
-                sc.movers_per_day * n * days,
-                sc.unassigned_per_day * n * days,
-                sc.deleted_per_day * n * days,
-                sc.noise_skips_per_day * n * days,
-                sc.noise_noop_updates_per_day * n * days,
-            ]
-        ).tolist()
+        rates = (
+            sc.joiners_per_day,
+            sc.movers_per_day,
+            sc.unassigned_per_day,
+            sc.deleted_per_day,
+            sc.noise_skips_per_day,
+            sc.noise_noop_updates_per_day,
+        )
+        # Small tenants still show every kind of change over the window.
+        lam = [max(r * n, m / sc.days) * days for r, m in zip(rates, MIN_CHANGES, strict=True)]
+        draws = self.rng.poisson(lam).tolist()
         joiners, movers, unassigned, deleted, skips, noops = draws
         assigned = [g.idx for g in self.groups if g.role in ("user", "admin")]
         for _ in range(joiners):
