@@ -103,8 +103,9 @@ def build(
             if not start_ticks:
                 start_ticks.append(t)
             assert bar is not None
-            bar.n = min(bar.total, round((t - start_ticks[0]) / HOUR))
-            bar.refresh()
+            hours = min(bar.total, int((t - start_ticks[0]) // HOUR))
+            if hours != bar.n:
+                bar.update(hours - bar.n)
 
     try:
         truth = generate(scenario, raw, tick)
