@@ -417,6 +417,7 @@ class GraphSession:
                     if status == 401 and not reauthenticated:
                         reauthenticated = True  # an expired token: the provider fetches a new one
                         log.info("Graph answered 401 for %s; retrying once with a new token", url)
+                        self.stats.retries += 1
                         continue
                     if status in (401, 403):
                         raise self._denied(status, code, message, url, need)
@@ -638,6 +639,7 @@ async def pull_logs(
     slices = time_slices(start, now, c.slice)
     contiguous = True
     failed_in_a_row = 0
+    stopped = ""
     builder = session.client.audit_logs.provisioning
     log.info("provisioning logs %s from %s to %s in %d slices", key, start, now, len(slices))
     for n, (a, b) in enumerate(slices, start=1):
@@ -656,7 +658,7 @@ async def pull_logs(
             contiguous = False
             failed_in_a_row += 1
             if failed_in_a_row >= c.max_failed_slices_in_a_row and n < len(slices):
-                result.failed.append(f"stopped after {failed_in_a_row} failed slices in a row")
+                stopped = f"stopped after {failed_in_a_row} failed time slices in a row, "
                 break
         else:
             failed_in_a_row = 0
@@ -670,7 +672,8 @@ async def pull_logs(
     if result.failed:
         mark = _odata_time(result.watermark) if result.watermark is not None else "unset"
         raise RemoteError(
-            f"provisioning logs: {len(result.failed)} problem(s), first: {result.failed[0]}; "
+            f"provisioning logs: {stopped}{len(result.failed)} failed time slice(s), first "
+            f"{result.failed[0]}; "
             f"{result.records} records from the other slices were stored and the watermark "
             f"{key} stays at {mark}, so the next run retries the rest"
         )
