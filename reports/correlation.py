@@ -204,7 +204,7 @@ def build(
     n_ev, n_req = len(events), len(requests)
 
     req_pos, ev_pos = _positions(events, requests, window)
-    # Matched requests ordered by event, then time, then request id.
+    # Matched requests ordered by event, then time, then input order.
     rq_t = _naive(requests["received_at"]) if n_req else np.empty(0, "M8[us]")
     order = np.lexsort((req_pos, rq_t[req_pos].astype(np.int64), ev_pos))
     req_pos, ev_pos = req_pos[order], ev_pos[order]

@@ -1,0 +1,234 @@
+"""scim-traffic: the wiki's SCIM traffic per minute and per Entra provisioning cycle.
+
+One frame, two granularities (``granularity`` says which; ``granularity="minute"`` or
+``"cycle"`` as a parameter keeps only one):
+
+- ``minute`` rows: one per UTC minute with at least one request.
+- ``cycle`` rows: one per Entra cycle (events sharing ``job_id`` + ``cycle_id``), also when the
+  wiki saw no request in it. A request belongs to a cycle when it was received between the
+  cycle's first event - 120 s and last event + 120 s (the correlation window, since requests
+  precede the event Entra logs); when cycles overlap, to the one that started last.
+
+Columns:
+``granularity`` (minute, cycle); ``period_start``, ``period_end`` (the minute, or the cycle's
+first/last event); ``job_id``, ``cycle_id`` (cycle rows); ``events`` (Entra events in the cycle);
+``requests``; ``requests_per_min`` (requests ÷ the period's length in minutes, at least one);
+``status_2xx``, ``status_3xx``, ``status_4xx``, ``status_5xx``, ``status_unknown``;
+``throttled_429`` and ``conflict_409`` (also counted in ``status_4xx``); ``status_mix``
+(text, e.g. ``"200:41 201:3 409:1"``); ``creates``, ``updates`` (replace + patch),
+``deletes``, ``reads`` (read + query), ``other_ops``; ``latency_p50_ms``, ``latency_p95_ms``,
+``latency_p99_ms`` (linear-interpolated quantiles of the requests with a latency); ``first_at``,
+``last_at`` (first/last request). Filters: time range on ``received_at`` (minute rows) and on
+the cycle's first event (cycle rows); service principal and job filters select cycles.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from reports import Filters, Inputs, ReportResult
+
+SLACK: Final = pd.Timedelta(seconds=120)
+COLUMNS: Final = [
+    "granularity",
+    "period_start",
+    "period_end",
+    "job_id",
+    "cycle_id",
+    "events",
+    "requests",
+    "requests_per_min",
+    "status_2xx",
+    "status_3xx",
+    "status_4xx",
+    "status_5xx",
+    "status_unknown",
+    "throttled_429",
+    "conflict_409",
+    "status_mix",
+    "creates",
+    "updates",
+    "deletes",
+    "reads",
+    "other_ops",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "first_at",
+    "last_at",
+]
+_COUNTS: Final = [
+    "status_2xx",
+    "status_3xx",
+    "status_4xx",
+    "status_5xx",
+    "status_unknown",
+    "throttled_429",
+    "conflict_409",
+    "creates",
+    "updates",
+    "deletes",
+    "reads",
+    "other_ops",
+]
+
+
+def _flags(requests: pd.DataFrame) -> pd.DataFrame:
+    """Return 0/1 columns per request for each counted category."""
+    code = requests["status_code"].astype("float64")  # NaN for unknown
+    op = requests["operation"].astype("object")
+    flags = {
+        "status_2xx": (code >= 200) & (code < 300),
+        "status_3xx": (code >= 300) & (code < 400),
+        "status_4xx": (code >= 400) & (code < 500),
+        "status_5xx": (code >= 500) & (code < 600),
+        "status_unknown": code.isna() | (code < 200) | (code >= 600),
+        "throttled_429": code == 429,
+        "conflict_409": code == 409,
+        "creates": op == "create",
+        "updates": op.isin(["replace", "patch"]),
+        "deletes": op == "delete",
+        "reads": op.isin(["read", "query"]),
+    }
+    out = pd.DataFrame(
+        {k: v.to_numpy(bool).astype("int64") for k, v in flags.items()}, index=requests.index
+    )
+    out["other_ops"] = 1 - out[["creates", "updates", "deletes", "reads"]].sum(axis=1)
+    return out
+
+
+def _aggregate(requests: pd.DataFrame, key: pd.Series) -> pd.DataFrame:
+    """Return per-key counts, status mix, latency quantiles and first/last times."""
+    flags = _flags(requests)
+    work = flags.assign(
+        _key=key.to_numpy(),
+        _t=requests["received_at"].to_numpy(),
+        _lat=requests["latency_ms"].astype("float64").to_numpy(),
+    )
+    g = work.groupby("_key", sort=True)
+    out = g[_COUNTS].sum()
+    out["requests"] = g.size()
+    out["first_at"] = g["_t"].min()
+    out["last_at"] = g["_t"].max()
+    for name, q in (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99)):
+        out[name] = g["_lat"].quantile(q)
+    codes = requests["status_code"].astype("Int64").astype("str").fillna("unknown")
+    mix = (
+        pd.DataFrame({"_key": key.to_numpy(), "_code": codes.to_numpy()})
+        .groupby(["_key", "_code"], sort=True)
+        .size()
+    )
+    text = (mix.index.get_level_values("_code") + ":" + mix.astype(str).to_numpy()).to_series(
+        index=mix.index.get_level_values("_key")
+    )
+    out["status_mix"] = text.groupby(level=0).agg(" ".join)
+    return out
+
+
+def _minutes(requests: pd.DataFrame) -> pd.DataFrame:
+    minute = requests["received_at"].dt.floor("min")
+    agg = _aggregate(requests, minute)
+    agg = agg.reset_index(names="period_start")
+    agg["period_end"] = agg["period_start"] + pd.Timedelta(minutes=1)
+    agg["requests_per_min"] = agg["requests"].astype("float64")
+    agg["granularity"] = "minute"
+    return agg
+
+
+def _cycles(events: pd.DataFrame, requests: pd.DataFrame, slack: pd.Timedelta) -> pd.DataFrame:
+    ev = events.loc[events["cycle_id"].notna() & events["activity_at"].notna()]
+    if ev.empty:
+        return pd.DataFrame()
+    ev = ev.assign(job_id=ev["job_id"].fillna(""))
+    cyc = (
+        ev.groupby(["job_id", "cycle_id"], sort=False)
+        .agg(
+            period_start=("activity_at", "min"),
+            period_end=("activity_at", "max"),
+            events=("id", "size"),
+        )
+        .reset_index()
+        .sort_values(["period_start", "job_id", "cycle_id"], kind="stable")
+        .reset_index(drop=True)
+    )
+    cyc["_n"] = np.arange(len(cyc))
+    agg = pd.DataFrame()
+    if not requests.empty:
+        left = pd.DataFrame(
+            {"_t": requests["received_at"].to_numpy(), "_i": np.arange(len(requests))}
+        ).sort_values("_t", kind="stable")
+        right = pd.DataFrame(
+            {
+                "_t": (cyc["period_start"] - slack).to_numpy(),
+                "_n": cyc["_n"].to_numpy(),
+                "_end": (cyc["period_end"] + slack).to_numpy(),
+            }
+        ).sort_values("_t", kind="stable")
+        m = pd.merge_asof(left, right, on="_t", direction="backward")
+        inside = m["_n"].notna() & (m["_t"] <= m["_end"])
+        m = m.loc[inside.to_numpy(bool)]
+        if not m.empty:
+            picked = requests.iloc[m["_i"].to_numpy()]
+            agg = _aggregate(picked, pd.Series(m["_n"].astype("int64").to_numpy()))
+    out = cyc.merge(agg, left_on="_n", right_index=True, how="left") if not agg.empty else cyc
+    out = out.reindex(columns=[*cyc.columns, *[c for c in agg.columns if c not in cyc.columns]])
+    for col in [*_COUNTS, "requests"]:
+        out[col] = out[col].fillna(0).astype("int64") if col in out else 0
+    minutes = (out["period_end"] - out["period_start"]).dt.total_seconds() / 60
+    out["requests_per_min"] = out["requests"] / minutes.clip(lower=1.0)
+    out["granularity"] = "cycle"
+    out["job_id"] = out["job_id"].replace("", None)
+    return out.drop(columns="_n")
+
+
+def build(
+    inputs: Inputs,
+    filters: Filters,
+    *,
+    include_noise: bool = False,
+    now: pd.Timestamp | None = None,
+    granularity: str = "both",
+    slack_s: float = 120,
+    **params: Any,
+) -> ReportResult:
+    """Return request counts, status mix, latency quantiles and 429s per minute and per cycle."""
+    if granularity not in ("both", "minute", "cycle"):
+        raise ValueError(f"granularity must be both, minute or cycle, not {granularity!r}")
+    requests = inputs.scim_requests.loc[inputs.scim_requests["received_at"].notna()]
+    requests = requests.drop_duplicates("request_id", keep="last")
+    parts = []
+    if granularity in ("both", "minute") and not requests.empty:
+        parts.append(_minutes(filters.apply(requests, "received_at")))
+    if granularity in ("both", "cycle"):
+        events = filters.apply_events(inputs.events)
+        cycles = _cycles(events, requests, pd.Timedelta(seconds=slack_s))
+        if not cycles.empty:
+            parts.append(cycles)
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return ReportResult(frame=_empty())
+    out = pd.concat([p.reindex(columns=COLUMNS) for p in parts], ignore_index=True)
+    return ReportResult(frame=_typed(out))
+
+
+def _empty() -> pd.DataFrame:
+    return _typed(pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS}))
+
+
+def _typed(out: pd.DataFrame) -> pd.DataFrame:
+    """Return ``out`` with stable dtypes: text, UTC times, ints, floats."""
+    out = out.copy()
+    for col in ("granularity", "job_id", "cycle_id", "status_mix"):
+        out[col] = out[col].astype("object").where(out[col].notna(), None).astype("str")
+    for col in ("period_start", "period_end", "first_at", "last_at"):
+        out[col] = pd.to_datetime(out[col], utc=True).astype("datetime64[us, UTC]")
+    for col in ("events",):
+        out[col] = out[col].astype("Int64")
+    for col in [*_COUNTS, "requests"]:
+        out[col] = out[col].fillna(0).astype("int64")
+    for col in ("requests_per_min", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"):
+        out[col] = out[col].astype("Float64")
+    return out[COLUMNS]
