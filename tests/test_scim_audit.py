@@ -494,3 +494,32 @@ def test_property_filter_user_name_round_trips(name):
     assert filter_value(filt, "userName") == name
     row = request_row(method="GET", path="/Users?filter=" + quote(filt), status=200)
     assert row["user_name"] == name and row["operation"] == "query"
+
+
+def test_the_documented_examples_parse_as_documented(tmp_path):
+    """docs/scim-audit-format.md: every example record parses to the row the text promises."""
+    import re
+
+    doc = (Path(__file__).parents[1] / "docs" / "scim-audit-format.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", doc, re.DOTALL)
+    records = [json.loads(b) for b in blocks]
+    path = write_jsonl(tmp_path / "doc.jsonl", records)
+    frame = parse_file(path, kind="scim_audit")["scim_requests"].set_index("request_id")
+    cols = ["operation", "resource_type", "user_name", "active_set", "status_code", "scim_type"]
+    got = {
+        rid: tuple(None if pd.isna(v) else v for v in row)
+        for rid, row in frame[cols].astype(object).iterrows()
+    }
+    alice = "alice@contoso.example"
+    assert got == {
+        "r-0001": ("create", "User", alice, True, 201, None),
+        "r-0002": ("create", "User", alice, True, 409, "uniqueness"),
+        "r-0003": ("read", "User", alice, None, 200, None),
+        "r-0004": ("query", "User", alice, None, 200, None),
+        "r-0005": ("query", "User", alice, None, 200, None),
+        "r-0006": ("replace", "User", alice, False, 200, None),
+        "r-0007": ("patch", "User", None, False, 204, None),
+        "r-0008": ("patch", "Group", None, None, 204, None),
+        "r-0009": ("delete", "User", None, None, 204, None),
+        "r-0010": ("query", "Schemas", None, None, 200, None),
+    }
