@@ -73,8 +73,10 @@ def test_overview_kpis_equal_summary_and_job_state(env: Path, inputs: Inputs) ->
     assert m["Objects"] == str(summary["source_objects"])
     assert m["Job state"] == "Active"
     assert m["Quarantined jobs"] == "0"
-    assert m["Last cycle started"] == cycles.iloc[-1]["started_at"].strftime("%Y-%m-%d %H:%M UTC")
-    assert m["Last cycle duration"] == "10.0 min"
+    assert m["Last cycle"] == "10.0 min"
+    last = next(x for x in at.metric if x.label == "Last cycle")
+    assert last.delta == "started " + cycles.iloc[-1]["started_at"].strftime("%Y-%m-%d %H:%M UTC")
+    assert m["Cycles"] == str(summary["cycles"]) == "3"
     latest = frames(at)[-1]
     assert list(latest["error_code"]) == [
         "SystemForCrossDomainIdentityManagementServiceIncompatible",

@@ -42,16 +42,17 @@ with cols[1]:
         "Jobs whose latest snapshot shows a quarantine.",
     )
 with cols[2]:
-    ui.kpi(
-        "Last cycle started",
-        ui.fmt_time(None if last_cycle is None else last_cycle["started_at"]),
+    st.metric(
+        "Last cycle",
+        ui.fmt_duration(None if last_cycle is None else last_cycle["duration_s"]),
+        delta=None if last_cycle is None else f"started {ui.fmt_time(last_cycle['started_at'])}",
+        delta_color="off",
+        delta_arrow="off",
+        help="Duration from the cycle's first to its last event.",
+        border=True,
     )
 with cols[3]:
-    ui.kpi(
-        "Last cycle duration",
-        ui.fmt_duration(None if last_cycle is None else last_cycle["duration_s"]),
-        "First to last event of the cycle.",
-    )
+    ui.kpi("Cycles", f"{summary.get('cycles', 0):,}", "Distinct provisioning cycles.")
 
 if not quarantined.empty:
     st.error("A job is in quarantine — Entra has slowed or stopped provisioning for it.")
