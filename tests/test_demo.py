@@ -320,3 +320,28 @@ def test_demo_store_is_not_the_default_store(monkeypatch, tmp_path: Path) -> Non
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert demo_store_path() != Store.default_path()
     assert demo_store_path().name == "demo-store"
+
+
+def test_audit_log_is_in_time_order_and_shaped_like_design(tmp_path: Path) -> None:
+    truth = generate(Scenario(users=400, seed=8, days=3, end=END, quarantine=True), tmp_path)
+    lines = (tmp_path / "wiki-scim-audit.jsonl").read_bytes().splitlines()
+    records = [orjson.loads(line) for line in lines]
+    assert len(records) == truth["wiki"]["requests"]
+    times = [r["time"] for r in records]
+    assert times == sorted(times)
+    keys = ["time", "request_id", "method", "path", "status", "latency_ms", "client"]
+    assert all(list(r)[:7] == keys for r in records)
+    assert len({r["request_id"] for r in records}) == len(records)
+    methods = {r["method"] for r in records}
+    assert methods == {"GET", "POST", "PATCH", "DELETE"}
+    filters = [r for r in records if "?filter=userName%20eq%20" in r["path"]]
+    answered = [r for r in filters if r["status"] == 200]
+    assert answered and all(r["response"]["totalResults"] == 0 for r in answered)
+    assert {r["status"] for r in filters} == {200, 401}  # 401 while the token was bad
+    disables = [
+        r
+        for r in records
+        if r["method"] == "PATCH"
+        and r["request"]["Operations"] == [{"op": "Replace", "path": "active", "value": "False"}]
+    ]
+    assert disables and all(r["response"]["active"] is False for r in disables)

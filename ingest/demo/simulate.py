@@ -41,7 +41,7 @@ from ingest.demo.scenario import (
 )
 from ingest.demo.writers import (
     GRAPH_ROOT,
-    JsonLines,
+    OrderedJsonLines,
     ProvisioningPages,
     fmt_graph_time,
     fmt_ms_time,
@@ -278,12 +278,14 @@ class Simulator:
         self.initial: dict[str, Any] = {}
         self.planned_initial: dict[int, str] = {}
         self.quarantine_captured_at: str | None = None
+        self.extras_done = False
         self.pages = ProvisioningPages(
             out,
             f"servicePrincipal/id eq '{self.sp_id}' and activityDateTime ge "
             f"{fmt_graph_time(self.start)[:19]}Z",
         )
-        self.audit = JsonLines(out / AUDIT_FILE)
+        # Requests run up to a minute after their event; hold lines 5 minutes to write in order.
+        self.audit = OrderedJsonLines(out / AUDIT_FILE, horizon=5 * MINUTE)
 
     # --- tenant ---------------------------------------------------------------------------------
 
@@ -488,7 +490,7 @@ class Simulator:
             rec["request"] = request
         if response is not None:
             rec["response"] = response
-        self.audit.add(rec)
+        self.audit.add_at(t, rec)
         self.requests += 1
         self._last_rid = rid
         return rid
@@ -1476,6 +1478,7 @@ class Simulator:
         prev_end = self.cycle.ended
         changes_until = prev_end
         q_trigger = self.start + int((self.end - self.start) * 0.6)
+        extras_at = max(prev_end + HOUR, self.start + int((self.end - self.start) * 0.45))
         q_first: int | None = None
         q_done = not sc.quarantine
         q_fix = 0
@@ -1485,6 +1488,9 @@ class Simulator:
                 start = q_first + QUARANTINE_RETRY[min(self._q_fails - 1, 1)]
             if start + 20 * MINUTE > self.end:
                 break
+            if not self.extras_done and start >= extras_at:
+                # An admin script creates a service account over SCIM between two cycles.
+                self.wiki_side_extras(prev_end + (start - prev_end) // 2)
             self._changes(changes_until, start)
             changes_until = start
             due = [w for w in self.pending if w.due <= start]
@@ -1526,15 +1532,15 @@ class Simulator:
 
     # --- wiki-only traffic ----------------------------------------------------------------------
 
-    def wiki_side_extras(self) -> None:
-        """Orphans: accounts the wiki has that Entra does not manage (one made over SCIM)."""
+    def wiki_side_extras(self, t: int) -> None:
+        """Orphans: accounts the wiki has that Entra does not manage (one made over SCIM at t)."""
         d = self.d
+        self.extras_done = True
         for k in range(self.sc.wiki_orphans):
             given, family = ("Wiki", "Backup") if k == 0 else ("Legacy", f"Admin{k}")
             user_name = f"svc-{given.lower()}-{family.lower()}@{DOMAIN}"
             scim_id = d.hex(20)
             if k == 0:
-                t = self.start + int((self.end - self.start) * 0.45)
                 body = {
                     "schemas": [P.CORE_USER],
                     "userName": user_name,
@@ -1914,7 +1920,8 @@ def generate(sc: Scenario, out: Path, tick: Callable[[int], None] | None = None)
     sim.build_tenant()
     sim.run_initial_cycle()
     sim.run_incremental_cycles()
-    sim.wiki_side_extras()
+    if not sim.extras_done:
+        sim.wiki_side_extras(sim.cycles[-1].ended + MINUTE)
     pages = sim.pages.close()
     audit = sim.audit.close()
     paths = [*pages, audit, *sim.write_state_files()]

@@ -8,6 +8,7 @@ the wiki's audit records as JSON Lines. Nothing here reads the clock.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import time
 from pathlib import Path
 from types import TracebackType
@@ -118,3 +119,37 @@ class JsonLines:
         tb: TracebackType | None,
     ) -> None:
         self._fh.close()
+
+
+class OrderedJsonLines(JsonLines):
+    """JSON Lines written in time order although records arrive slightly out of order.
+
+    Records are held in a heap and written once no later arrival can precede them: callers
+    promise that a record added at time ``t`` is never earlier than ``t - horizon`` of any record
+    added before it. Memory stays bounded by what arrives within the horizon.
+    """
+
+    def __init__(self, path: Path, horizon: int) -> None:
+        super().__init__(path)
+        self.horizon = horizon
+        self._heap: list[tuple[int, int, bytes]] = []
+        self._seq = 0
+
+    def add_at(self, ticks: int, record: dict[str, Any]) -> None:
+        """Queue ``record`` stamped ``ticks``; write everything older than the horizon."""
+        self._seq += 1
+        heapq.heappush(self._heap, (ticks, self._seq, orjson.dumps(record)))
+        self.lines += 1
+        limit = ticks - self.horizon
+        while self._heap and self._heap[0][0] < limit:
+            self._write(heapq.heappop(self._heap)[2])
+
+    def _write(self, line: bytes) -> None:
+        self._fh.write(line)
+        self._fh.write(b"\n")
+
+    def close(self) -> Path:
+        """Write what is left, in order, and close the file."""
+        while self._heap:
+            self._write(heapq.heappop(self._heap)[2])
+        return super().close()
