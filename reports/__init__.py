@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ingest.schema import TABLES, empty_frame
+from reports.inputs import isin
 
 # The time column each canonical table is filtered on by Filters.since/until.
 TIME_COLUMNS: dict[str, str | None] = {
@@ -71,7 +72,7 @@ class Filters:
             ("status", self.statuses),
         ):
             if values and column in frame.columns:
-                keep &= frame[column].isin(values).fillna(False).astype(bool)
+                keep &= isin(frame[column], values)
         return keep
 
     def apply(self, frame: pd.DataFrame, time_column: str | None = None) -> pd.DataFrame:
@@ -99,13 +100,13 @@ class Filters:
             steps, mods = inputs.steps, inputs.modified_properties
         else:
             ids = events["id"]
-            steps = inputs.steps.loc[inputs.steps["event_id"].isin(ids)]
-            mods = inputs.modified_properties.loc[inputs.modified_properties["event_id"].isin(ids)]
+            steps = inputs.steps.loc[isin(inputs.steps["event_id"], ids)]
+            mods = inputs.modified_properties.loc[isin(inputs.modified_properties["event_id"], ids)]
         assignments = self.apply_table("assignments", inputs.assignments)
         members = inputs.group_members
         if self.service_principal_ids:
             groups = assignments.loc[assignments["principal_type"] == "group", "principal_id"]
-            members = members.loc[members["group_id"].isin(groups)]
+            members = members.loc[isin(members["group_id"], groups)]
         return Inputs(
             events=events,
             steps=steps,

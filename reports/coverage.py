@@ -7,13 +7,14 @@ assignments are reported with ``scope_via`` nested_group / default_access, not i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import casefold, last_rows, latest_scim_snapshot, order_events
+from reports.inputs import casefold, last_rows, latest_scim_snapshot, lookup, order_events, slim
 
 COLUMNS = [
     "principal_id",
@@ -99,9 +100,7 @@ def _first_known(*series: pd.Series) -> pd.Series:
     return out
 
 
-def _lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
-    """Return ``values`` (uniquely indexed) looked up by ``keys``, keeping the dtype."""
-    return values.reindex(keys.to_numpy()).set_axis(keys.index)
+
 
 
 def coverage_table(
@@ -156,7 +155,7 @@ def coverage_table(
         .loc[lambda s: ~s.index.duplicated()]
     )
     ext_known = wiki["external_id"].where(wiki["external_id"].isin(entra.index))
-    upn_match = casefold(wiki["user_name"]).map(by_upn)
+    upn_match = lookup(by_upn, casefold(wiki["user_name"]))
     wiki = wiki.assign(
         _pid=_first_known(ext_known, upn_match, wiki["external_id"]).astype("str"),
         _how=np.where(ext_known.notna(), 0, np.where(upn_match.notna(), 1, 2)),
@@ -187,16 +186,16 @@ def coverage_table(
     rows = pd.concat([rows, orphans], ignore_index=True) if len(orphans) else rows
 
     pid = rows["principal_id"]
-    rows["scope_via"] = _lookup(scope["scope_via"], pid).fillna("none")
+    rows["scope_via"] = lookup(scope["scope_via"], pid).fillna("none")
     rows["in_scope"] = rows["scope_via"].isin(["direct", "group"]).astype(bool)
     rows["wiki_state"] = np.select(
         [rows["_active"].isna(), rows["_active"].fillna(False).astype(bool)],
         ["absent", "active"],
         default="inactive",
     )
-    rows["last_status"] = _lookup(last["status"], pid)
-    rows["last_at"] = _lookup(last["activity_at"], pid)
-    rows["last_error_code"] = _lookup(last_error, pid)
+    rows["last_status"] = lookup(last["status"], pid)
+    rows["last_at"] = lookup(last["activity_at"], pid)
+    rows["last_error_code"] = lookup(last_error, pid)
 
     in_scope = rows["in_scope"]
     active = rows["wiki_state"] == "active"
@@ -248,6 +247,7 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the coverage rows and, in ``data``, the count of users per verdict."""
-    sel = filters.apply_inputs(inputs)
+    slimmed = replace(inputs, events=slim(inputs.events, "source_type", "error_code"))
+    sel = filters.apply_inputs(slimmed)
     table = coverage_table(sel.events, sel.assignments, sel.group_members, sel.scim_resources)
     return ReportResult(frame=table, data={"verdict_counts": verdict_counts(table)})

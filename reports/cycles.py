@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import latest_jobs, object_key
+from reports.inputs import latest_jobs, lookup, object_key, slim
 
 COLUMNS = [
     "cycle_id",
@@ -97,7 +97,7 @@ def _kinds(cycles: pd.DataFrame, sync_jobs: pd.DataFrame) -> pd.Series:
         else pd.Series(dtype="datetime64[us, UTC]")
     )
     known = cycles["job_id"].isin(steady.index)
-    steady_at = cycles["job_id"].map(steady)
+    steady_at = lookup(steady, cycles["job_id"])
     initial = steady_at.isna() | (steady_at >= cycles["started_at"])
     kind = pd.Series("incremental", index=cycles.index, dtype="str")
     kind[first & known & initial.fillna(True).astype(bool)] = "initial"
@@ -128,5 +128,6 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the cycles of the selected events (noise counted: it is real work the job did)."""
-    sel = filters.apply_inputs(inputs)
-    return ReportResult(frame=cycle_table(sel.events, sel.sync_jobs))
+    events = filters.apply_events(slim(inputs.events, "cycle_id", "change_id"))
+    jobs = filters.apply_table("sync_jobs", inputs.sync_jobs)
+    return ReportResult(frame=cycle_table(events, jobs))

@@ -8,6 +8,7 @@ repeat about every 40 minutes unless the job's schedule says otherwise.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -15,13 +16,19 @@ import pandas as pd
 from reports import Filters, Inputs, ReportResult
 from reports.coverage import coverage_table, in_scope_groups, scope_table
 from reports.cycles import cycle_table
-from reports.inputs import casefold, latest_jobs, object_key, reference_now
+from reports.inputs import casefold, latest_jobs, lookup, object_key, reference_now, slim
 
 DOCS_MIN_MINUTES_PER_OBJECT = 0.01
 DOCS_MAX_MINUTES_PER_OBJECT = 0.08
 DEFAULT_INTERVAL_S = 40 * 60
 MIN_EVENTS = 20  # fewer events than this do not measure a rate
 RUNNING_IDLE_S = 10 * 60  # a cycle whose last event is this recent may still be running
+
+
+def _slim(inputs: Inputs) -> Inputs:
+    return replace(
+        inputs, events=slim(inputs.events, "cycle_id", "change_id", "source_type", "error_code")
+    )
 
 
 def objects_in_scope(inputs: Inputs) -> tuple[int, str]:
@@ -57,9 +64,9 @@ def _running_cycles(
     if jobs.empty:
         return latest.loc[recent]
     snap = jobs.set_index("job_id")
-    began = latest["job_id"].map(snap["last_execution_began"])
-    ended = latest["job_id"].map(snap["last_execution_ended"])
-    captured = latest["job_id"].map(snap["captured_at"])
+    began = lookup(snap["last_execution_began"], latest["job_id"])
+    ended = lookup(snap["last_execution_ended"], latest["job_id"])
+    captured = lookup(snap["captured_at"], latest["job_id"])
     done = (ended.notna() & (ended >= latest["ended_at"]) & (ended >= began.fillna(ended))).astype(
         bool
     )
@@ -141,7 +148,7 @@ def when_user(
     filters: Filters | None = None,
 ) -> dict[str, Any]:
     """Return when ``user`` (id, UPN or name) will be provisioned, and why that answer."""
-    sel = (filters or Filters()).apply_inputs(inputs)
+    sel = (filters or Filters()).apply_inputs(_slim(inputs))
     cov = coverage_table(sel.events, sel.assignments, sel.group_members, sel.scim_resources)
     wanted = user.strip().casefold()
     hit = (
@@ -216,7 +223,7 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the estimate object; with ``user``, also ``when_user`` for that user."""
-    sel = filters.apply_inputs(inputs)
+    sel = filters.apply_inputs(_slim(inputs))
     data = estimate(sel, now, min_events=min_events)
     if user:
         data["when_user"] = when_user(inputs, user, now, filters)

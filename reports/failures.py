@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import casefold, object_key, order_events
-from reports.noise import drop_noise, is_noise_skip_reason, noise_mask
+from reports.inputs import casefold, lookup, object_key, order_events, slim
+from reports.noise import drop_noise, is_noise_skip_reason
 from reports.owners import documented_action, owners
 
 FAILURE_COLUMNS = [
@@ -71,7 +71,7 @@ def failure_table(events: pd.DataFrame, scim_requests: pd.DataFrame) -> pd.DataF
     failed = failed.assign(
         _object=object_key(failed),
         _code=failed["error_code"].fillna(""),
-        _scim=failed["id"].map(scim).astype("str"),
+        _scim=lookup(scim, failed["id"]).astype("str"),
     )
     g = failed.groupby("_code", sort=False)
     out = g.agg(
@@ -123,14 +123,12 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return failures by error code (noise hidden unless asked; failures are rarely noise)."""
-    ev = filters.apply_events(inputs.events)
-    ev, hidden = drop_noise(ev, inputs.modified_properties, include_noise)
-    failed_hidden = 0
-    if hidden:
-        # Only count hidden rows that would have been failures in this report.
-        all_ev = filters.apply_events(inputs.events)
-        mask = noise_mask(all_ev, inputs.modified_properties)
-        failed_hidden = int((mask & (all_ev["status"] == "failure")).sum())
+    all_ev = filters.apply_events(
+        slim(inputs.events, "error_code", "error_category", "error_reason", "recommended_action",
+             "skip_reason")
+    )  # fmt: skip
+    all_ev = all_ev.loc[all_ev["status"] == "failure"]
+    ev, failed_hidden = drop_noise(all_ev, inputs.modified_properties, include_noise)
     table = failure_table(ev, filters.apply_table("scim_requests", inputs.scim_requests))
     return ReportResult(frame=table, hidden_noise=failed_hidden)
 
@@ -144,7 +142,8 @@ def build_skips(
     **params: Any,
 ) -> ReportResult:
     """Return skips by reason; out-of-scope reasons are hidden unless ``include_noise``."""
-    table = skip_table(filters.apply_events(inputs.events))
+    skipped = slim(inputs.events, "skip_reason")
+    table = skip_table(filters.apply_events(skipped.loc[skipped["status"] == "skipped"]))
     if include_noise:
         return ReportResult(frame=table)
     hidden = int(table.loc[table["noise"], "events"].sum())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 UTC_DTYPE = "datetime64[us, UTC]"
 
@@ -18,8 +21,8 @@ def object_key(events: pd.DataFrame) -> pd.Series:
 
 
 def order_events(events: pd.DataFrame) -> pd.DataFrame:
-    """Return events sorted by time, then id (a stable order for "first" and "last")."""
-    return events.sort_values(["activity_at", "id"], kind="stable")
+    """Return events sorted by time; events at the same instant keep their stored order."""
+    return events.sort_values("activity_at", kind="stable")
 
 
 def last_rows(frame: pd.DataFrame, by: str | Sequence[str]) -> pd.DataFrame:
@@ -63,3 +66,41 @@ def latest_per_resource(scim_resources: pd.DataFrame) -> pd.DataFrame:
 def casefold(series: pd.Series) -> pd.Series:
     """Return text lower-cased for case-insensitive matching (nulls stay null)."""
     return series.astype("str").str.casefold()
+
+
+def lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
+    """Return ``values`` (uniquely indexed) looked up by ``keys``, keeping the values' dtype.
+
+    Unlike ``keys.map(values)``, an empty ``values`` does not turn into float64.
+    """
+    return values.reindex(keys.to_numpy()).set_axis(keys.index)
+
+
+def isin(series: pd.Series, values: Iterable[object] | pd.Series | pd.Index) -> pd.Series:
+    """Return True where ``series`` is one of ``values`` (null never matches); fast on text.
+
+    pandas' ``isin`` on Arrow-backed text builds a Python list of the values; pyarrow's own
+    ``is_in`` is an order of magnitude faster on large frames.
+    """
+    if len(series) < 5_000 or not pd.api.types.is_string_dtype(series.dtype):
+        wanted = values if isinstance(values, (pd.Series, pd.Index)) else list(values)
+        return (series.isin(wanted) & series.notna()).fillna(False).astype(bool)
+    left = pa.array(series.astype("str").array)
+    right = pa.array(pd.Series(pd.Series(values, dtype="str").dropna().unique(), dtype="str").array)
+    if isinstance(right, pa.ChunkedArray):
+        right = right.combine_chunks()
+    mask = pc.is_in(left, value_set=right.cast(left.type))
+    return pd.Series(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool), index=series.index)
+
+
+FILTER_COLUMNS = ("activity_at", "service_principal_id", "job_id", "action", "status")
+OBJECT_COLUMNS = ("source_id", "source_upn", "source_name", "target_id")
+
+
+def slim(events: pd.DataFrame, *names: str) -> pd.DataFrame:
+    """Return only the event columns a report reads (plus id, filter and object columns).
+
+    Row selections and sorts then move a third of the data: it is what makes 1M events cheap.
+    """
+    wanted = dict.fromkeys(("id", *FILTER_COLUMNS, *OBJECT_COLUMNS, *names))
+    return events[[c for c in wanted if c in events.columns]]

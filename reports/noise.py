@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from reports.inputs import isin
+
 # Lower-cased skip reasons meaning "this object is not in the app's scope".
 OUT_OF_SCOPE_SKIP_REASONS: frozenset[str] = frozenset(
     {
@@ -23,12 +25,17 @@ OUT_OF_SCOPE_SKIP_REASONS: frozenset[str] = frozenset(
 )
 
 
-def is_noise_skip_reason(reason: pd.Series) -> pd.Series:
-    """Return True where a skip reason says the object is out of scope."""
-    folded = reason.astype("str").str.casefold().str.replace(r"[\s_\-]", "", regex=True)
+def _noisy_reasons(reasons: pd.Series) -> pd.Series:
+    folded = reasons.astype("str").str.casefold().str.replace(r"[\s_\-]", "", regex=True)
     known = folded.isin(OUT_OF_SCOPE_SKIP_REASONS)
     kin = folded.str.contains("entitled", regex=False) | folded.str.contains("outofscope")
     return (known | kin).fillna(False).astype(bool)
+
+
+def is_noise_skip_reason(reason: pd.Series) -> pd.Series:
+    """Return True where a skip reason says the object is out of scope."""
+    distinct = pd.Series(reason.dropna().unique(), dtype="str")
+    return isin(reason.astype("str"), distinct[_noisy_reasons(distinct)])
 
 
 def _noop_account_disabled_events(modified_properties: pd.DataFrame) -> pd.Index:
@@ -38,7 +45,7 @@ def _noop_account_disabled_events(modified_properties: pd.DataFrame) -> pd.Index
         return pd.Index([], dtype="str")
     per_event = mp.groupby("event_id")["name"].size()
     single = per_event.index[per_event == 1]
-    only = mp.loc[mp["event_id"].isin(single)]
+    only = mp.loc[isin(mp["event_id"], single)]
     name_ok = only["name"].astype("str").str.casefold() == "accountdisabled"
     old = only["old_value"].astype("str").str.casefold()
     new = only["new_value"].astype("str").str.casefold()
@@ -53,7 +60,7 @@ def noise_mask(events: pd.DataFrame, modified_properties: pd.DataFrame) -> pd.Se
     noop_ids = _noop_account_disabled_events(modified_properties)
     is_update = (events["action"] == "update").fillna(False).astype(bool)
     not_failed = (events["status"] != "failure").fillna(True).astype(bool)
-    noop = is_update & not_failed & events["id"].isin(noop_ids).fillna(False).astype(bool)
+    noop = is_update & not_failed & isin(events["id"], noop_ids)
     return (out_of_scope | noop).rename("noise")
 
 

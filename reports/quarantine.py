@@ -11,13 +11,14 @@ The counts are of *outstanding* failures: objects whose latest outcome in the jo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import latest_jobs, object_key, order_events
+from reports.inputs import isin, latest_jobs, object_key, order_events, slim
 
 BASE_THRESHOLD = 5_000
 PROPORTION_THRESHOLD = 0.40
@@ -57,7 +58,7 @@ def reference_failures(events: pd.DataFrame, steps: pd.DataFrame) -> pd.Series:
     failed_ref_steps = steps.loc[
         (steps["step_type"] == "reference_resolution") & (steps["status"] == "failure"), "event_id"
     ]
-    by_step = events["id"].isin(failed_ref_steps)
+    by_step = isin(events["id"], failed_ref_steps)
     by_name = events["failed_step"].astype("str").str.contains("reference", case=False)
     group_update = (events["source_type"] == "group") & (events["action"] == "update")
     failed = events["status"] == "failure"
@@ -173,7 +174,8 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return per-job escrow risk and the thresholds it was measured against."""
-    sel = filters.apply_inputs(inputs)
+    slimmed = replace(inputs, events=slim(inputs.events, "source_type", "failed_step"))
+    sel = filters.apply_inputs(slimmed)
     table = risk_table(sel.events, sel.steps, sel.sync_jobs, now)
     thresholds = {
         "base_failures": BASE_THRESHOLD,

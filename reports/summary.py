@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import object_key
+from reports.inputs import object_key, slim
 
 
 def summarize(events: pd.DataFrame) -> dict[str, Any]:
@@ -45,4 +45,5 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the summary object of the selected events (noise always counted)."""
-    return ReportResult(frame=None, data=summarize(filters.apply_events(inputs.events)))
+    events = slim(inputs.events, "cycle_id", "change_id", "error_code")
+    return ReportResult(frame=None, data=summarize(filters.apply_events(events)))
