@@ -78,7 +78,12 @@ def test_demo_without_store_uses_its_own_store(tmp_path: Path, monkeypatch, caps
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--users", "5"], "--users"), (["--days", "0"], "--days"), (["--groups", "2"], "--groups")],
+    [
+        (["--users", "5"], "--users"),
+        (["--days", "0"], "--days"),
+        (["--groups", "2"], "--groups"),
+        (["--users", "100000", "--days", "2"], "--days"),
+    ],
 )
 def test_demo_rejects_bad_sizes(tmp_path: Path, capsys, args: list[str], message: str) -> None:
     argv = ["--store", str(tmp_path / "s"), "demo", *args, "--no-dashboard"]
