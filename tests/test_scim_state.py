@@ -200,3 +200,20 @@ def test_unreachable_server_is_a_remote_error():
     with client, pytest.raises(RemoteError) as exc:
         pull_state(client, NOW)
     assert "cannot reach" in str(exc.value)
+
+
+def test_token_absent_from_http_library_debug_logs(seeded_server, caplog):
+    """Even with httpx/httpcore at DEBUG (someone debugging), the token is never logged."""
+    server, _ = seeded_server
+    for name in ("httpx", "httpcore", "ingest.scim"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.DEBUG), build_client(server.base_url, server.token) as client:
+            frame = pull_state(client, NOW)
+            assert server.token not in repr(client.http.headers)
+    finally:
+        for name in ("httpx", "httpcore", "ingest.scim"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    assert len(frame) == 4
+    assert any(r.name.startswith("httpcore") for r in caplog.records)  # the libraries did log
+    assert all(server.token not in r.getMessage() for r in caplog.records)
