@@ -270,6 +270,22 @@ def pull_state(
     )
 
 
+def probe(client: ScimClient) -> dict[str, Any]:
+    """Return what a connection test needs: PATCH support and the user count.
+
+    ``/ServiceProviderConfig`` needs no authentication (RFC 7644), so ``/Users?count=1`` is
+    read too: a wrong token fails here with the 401/403 message of :func:`_raise_for_status`.
+    """
+    config = client.get_json("ServiceProviderConfig")
+    users = client.get_json("Users", {"startIndex": 1, "count": 1})
+    patch = config.get("patch") if isinstance(config, dict) else None
+    total = users.get("totalResults") if isinstance(users, dict) else None
+    return {
+        "patch_supported": patch.get("supported") if isinstance(patch, dict) else None,
+        "users": total if isinstance(total, int) and not isinstance(total, bool) else None,
+    }
+
+
 # --------------------------------------------------------------------------- pure parsing
 
 

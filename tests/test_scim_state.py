@@ -217,3 +217,14 @@ def test_token_absent_from_http_library_debug_logs(seeded_server, caplog):
     assert len(frame) == 4
     assert any(r.name.startswith("httpcore") for r in caplog.records)  # the libraries did log
     assert all(server.token not in r.getMessage() for r in caplog.records)
+
+
+def test_probe_reports_patch_support_and_checks_the_token(seeded_server):
+    from ingest.scim import probe
+
+    server, _ = seeded_server
+    with build_client(server.base_url, server.token) as client:
+        assert probe(client) == {"patch_supported": True, "users": 3}
+    with build_client(server.base_url, "wrong") as client, pytest.raises(RemoteError) as exc:
+        probe(client)  # /ServiceProviderConfig answers without a token; /Users does not
+    assert "401" in str(exc.value)
