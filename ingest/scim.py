@@ -226,11 +226,19 @@ def list_resources(
             new += 1
             yield res
         if not resources or new == 0:
+            # A repeated page means the server ignores startIndex. That is fine when it
+            # returns everything each time; it loses data when it honours `count`.
             if resources and total is not None and len(seen) < total:
                 raise RemoteError(
                     f"{client.base_url}/{endpoint}: the server returned the same page again for "
                     f"startIndex={start} with {len(seen)} of totalResults={total} read; it "
                     "does not page correctly, so nothing was stored"
+                )
+            if resources and total is None and len(resources) == page_size:
+                raise RemoteError(
+                    f"{client.base_url}/{endpoint}: the server returned the same full page again "
+                    f"for startIndex={start} and gives no totalResults, so whether more exist "
+                    "is unknown; nothing was stored (a larger --page-size may get them all)"
                 )
             break
         start += len(resources)

@@ -228,3 +228,39 @@ def test_probe_reports_patch_support_and_checks_the_token(seeded_server):
     with build_client(server.base_url, "wrong") as client, pytest.raises(RemoteError) as exc:
         probe(client)  # /ServiceProviderConfig answers without a token; /Users does not
     assert "401" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("misbehaviour", "page_size", "message"),
+    [
+        (Misbehaviour(ignore_start_index=True), 2, "of totalResults=3 read"),
+        (
+            Misbehaviour(ignore_start_index=True, drop_total_results=True),
+            2,
+            "gives no totalResults",
+        ),
+    ],
+    ids=["with-total", "without-total"],
+)
+def test_server_ignoring_start_index_fails_rather_than_losing_users(
+    misbehaviour, page_size, message
+):
+    with running_scim_server() as server:
+        seed_walkthrough(server)
+        server.misbehaviour = misbehaviour
+        client = build_client(server.base_url, TOKEN)
+        with client, pytest.raises(RemoteError) as exc:
+            pull_state(client, NOW, page_size=page_size)
+    assert "same" in str(exc.value) and message in str(exc.value)
+    assert "nothing was stored" in str(exc.value)
+
+
+def test_server_ignoring_start_index_but_returning_everything_is_fine():
+    with running_scim_server() as server:
+        seeded = seed_walkthrough(server)
+        server.misbehaviour = Misbehaviour(
+            ignore_start_index=True, force_count=1000, drop_total_results=True
+        )
+        with build_client(server.base_url, TOKEN) as client:
+            frame = pull_state(client, NOW, page_size=2)
+    pd.testing.assert_frame_equal(_core(frame), _core(_expected(seeded)))

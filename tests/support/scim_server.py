@@ -53,6 +53,7 @@ class Misbehaviour:
     """How the server in front of scim2-server deviates from the standard (all off by default)."""
 
     force_count: int | None = None  # ignore the client's `count`, serve pages of this size
+    ignore_start_index: bool = False  # always serve from the first resource
     total_results_delta: int = 0  # add this to every ListResponse's totalResults
     drop_total_results: bool = False  # omit totalResults
     throttle_first: int = 0  # answer 429 to the first N GET requests
@@ -136,9 +137,13 @@ def _wrap(app: WSGIApp, server: ScimServer) -> WSGIApp:
             captured["status"], captured["headers"] = f"{code} Error", headers
             chunks: list[bytes] = [out]
         else:
-            if mis.force_count is not None and method == "GET":
-                params = [(k, v) for k, v in parse_qsl(query) if k != "count"]
-                params.append(("count", str(mis.force_count)))
+            if method == "GET" and (mis.force_count is not None or mis.ignore_start_index):
+                params = parse_qsl(query)
+                if mis.force_count is not None:
+                    params = [(k, v) for k, v in params if k != "count"]
+                    params.append(("count", str(mis.force_count)))
+                if mis.ignore_start_index:
+                    params = [(k, v) for k, v in params if k != "startIndex"]
                 environ["QUERY_STRING"] = urlencode(params)
             chunks = list(app(environ, capture))
             out = b"".join(chunks)
