@@ -1,8 +1,9 @@
 """Drawing helpers shared by the pages: headers, tables with CSV download, empty states.
 
 User-supplied text (display names, UPNs, error text from logs) only ever goes through
-``st.dataframe``, ``st.text``/``st.code``, widget options, or :func:`views.md_escape`; never
-through ``unsafe_allow_html``.
+``st.dataframe``, ``st.text``/``st.code``, metric values or widget options, which Streamlit shows
+as plain text, and into Plotly labels through :func:`views.plot_escape`; never through Markdown
+or ``unsafe_allow_html``.
 """
 
 from __future__ import annotations

@@ -19,13 +19,6 @@ from reports import export
 # Shortest bar drawn for a cycle whose first and last event share a timestamp.
 MIN_BAR = pd.Timedelta(seconds=30)
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def md_escape(text: object) -> str:
-    """Return ``text`` with Markdown/HTML specials backslash-escaped, to show it literally."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
-
 
 def plot_escape(text: object) -> str:
     """Return ``text`` safe for Plotly labels (which render a subset of HTML tags)."""
@@ -125,25 +118,6 @@ def latest_failures(events: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
     return failed.nlargest(limit, "activity_at")[cols].reset_index(drop=True)
 
 
-def latency_percentiles(requests: pd.DataFrame, freq: str) -> pd.DataFrame:
-    """Return p50/p95/p99 SCIM latency (ms) per time bucket."""
-    cols = {"bucket": pd.Series(dtype="datetime64[us, UTC]")}
-    if requests.empty or requests["latency_ms"].notna().sum() == 0:
-        return pd.DataFrame({**cols, "p50": [], "p95": [], "p99": []})
-    frame = requests.dropna(subset=["latency_ms"]).assign(
-        bucket=lambda f: f["received_at"].dt.floor(freq),
-        latency=lambda f: f["latency_ms"].astype("float64"),
-    )
-    grouped = frame.groupby("bucket")["latency"]
-    return pd.DataFrame(
-        {
-            "p50": grouped.quantile(0.50),
-            "p95": grouped.quantile(0.95),
-            "p99": grouped.quantile(0.99),
-        }
-    ).reset_index()
-
-
 def scim_traffic_summary(requests: pd.DataFrame) -> dict[str, Any]:
     """Return request count, error/429 counts and overall latency percentiles of SCIM traffic."""
     codes = requests["status_code"].astype("Float64")
@@ -166,16 +140,6 @@ def status_class(codes: pd.Series) -> pd.Series:
     return label.where(num.notna(), "unknown")
 
 
-def filter_time(frame: pd.DataFrame, time_col: str, since: Any, until: Any) -> pd.DataFrame:
-    """Return rows of ``frame`` whose ``time_col`` lies in [since, until]."""
-    mask = pd.Series(True, index=frame.index)
-    if since is not None:
-        mask &= frame[time_col] >= since
-    if until is not None:
-        mask &= frame[time_col] <= until
-    return frame[mask]
-
-
 def search_users(users: pd.DataFrame, query: str, limit: int = 200) -> pd.DataFrame:
     """Return rows of the `users` report whose name, UPN or ids contain ``query`` (any case)."""
     q = query.strip().lower()
@@ -186,11 +150,6 @@ def search_users(users: pd.DataFrame, query: str, limit: int = 200) -> pd.DataFr
         if col in users.columns:
             mask |= users[col].fillna("").str.lower().str.contains(q, regex=False)
     return users[mask].head(limit)
-
-
-def user_events(events: pd.DataFrame, source_id: str) -> pd.DataFrame:
-    """Return one object's events, oldest first."""
-    return events[events["source_id"] == source_id].sort_values("activity_at")
 
 
 def rows_for_events(frame: pd.DataFrame, event_ids: pd.Series) -> pd.DataFrame:
@@ -335,21 +294,6 @@ def verdict_counts(coverage: pd.DataFrame) -> dict[str, int]:
     return {v: int(counts.get(v, 0)) for v in VERDICTS}
 
 
-def request_rate(requests: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """Return SCIM requests per time bucket and status class, and the bucket frequency used."""
-    if requests.empty:
-        return counts_over_time(
-            requests.assign(status_class=""), "received_at", "status_class", "h"
-        ), "h"
-    span = requests["received_at"].max() - requests["received_at"].min()
-    freq = bucket_for(span)
-    frame = requests[["received_at"]].assign(status_class=status_class(requests["status_code"]))
-    return counts_over_time(frame, "received_at", "status_class", freq), freq
-
-
-FREQ_LABELS = {"5min": "5 minutes", "h": "hour", "D": "day", "W": "week"}
-
-
 def status_code_counts(requests: pd.DataFrame) -> pd.DataFrame:
     """Return requests per HTTP status code with its class, most frequent first."""
     counts = requests["status_code"].value_counts(dropna=False).rename("requests").reset_index()
@@ -388,3 +332,19 @@ def scale_estimate(estimate: dict[str, Any], objects: int) -> dict[str, Any]:
         out["estimate_minutes_p50"] = objects / float(rate)
         out["estimate_minutes_p90"] = None
     return out
+
+
+def status_classes_long(minutes: pd.DataFrame, classes: dict[str, str]) -> pd.DataFrame:
+    """Return scim-traffic minute rows as (period_start, status, requests), zero counts dropped.
+
+    ``classes`` maps a label to a count column; ``status_4xx_other`` is 4xx without the 429s.
+    """
+    wide = minutes.assign(status_4xx_other=minutes["status_4xx"] - minutes["throttled_429"])
+    long = wide[["period_start", *classes.values()]].melt(
+        id_vars=["period_start"],
+        value_vars=list(classes.values()),
+        var_name="column",
+        value_name="requests",
+    )
+    long["status"] = long["column"].map({v: k for k, v in classes.items()})
+    return long.loc[long["requests"] > 0, ["period_start", "status", "requests"]]

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from ingest.store import Store
 from reports import Filters, Inputs, run_report
 from tests.e2e import fixture_data as fx
+
+# Show real exception messages in at.exception (the committed config hides them from users).
+config.set_option("client.showErrorDetails", "full")
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 NOW = pd.Timestamp(fx.NOW)
@@ -42,7 +46,7 @@ def _app(page: str | None = None) -> AppTest:
     at.run()
     if page:
         at.switch_page(f"screens/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not at.exception, [(e.value, e.stack_trace) for e in at.exception]
     return at
 
 

@@ -9,13 +9,14 @@ import streamlit as st
 from dashboard import data, ui, views
 from dashboard.sidebar import context
 
-CLASS_COLORS = {
-    "2xx": "#16a34a",
-    "3xx": "#0ea5e9",
-    "4xx": "#f59e0b",
-    "429": "#7c3aed",
-    "5xx": "#dc2626",
-    "unknown": "#9ca3af",
+# Status classes as the scim-traffic report counts them; 429 is shown apart from other 4xx.
+CLASSES = {
+    "2xx": ("status_2xx", "#16a34a"),
+    "3xx": ("status_3xx", "#0ea5e9"),
+    "4xx (not 429)": ("status_4xx_other", "#f59e0b"),
+    "429 throttled": ("throttled_429", "#7c3aed"),
+    "5xx": ("status_5xx", "#dc2626"),
+    "unknown": ("status_unknown", "#9ca3af"),
 }
 
 ctx = context()
@@ -23,7 +24,8 @@ ui.header(
     "Wiki SCIM traffic",
     ctx,
     "What the wiki received on its SCIM endpoint (its audit log or access log), beside the "
-    "Entra provisioning cycles that sent it. Only the time filter applies here.",
+    "Entra provisioning cycles that sent it. The time, app and job filters apply; action and "
+    "status describe Entra events, not requests.",
 )
 
 requests = data.scim_requests(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)
@@ -33,6 +35,12 @@ if requests.empty:
         "Lines) or its web-server access log: `provlens ingest file scim-audit.jsonl`."
     )
     st.stop()
+
+traffic = ctx.report("scim-traffic").frame
+if traffic is None:
+    st.stop()
+minutes = traffic[traffic["granularity"] == "minute"]
+cycles = traffic[traffic["granularity"] == "cycle"]
 
 summary = views.scim_traffic_summary(requests)
 cols = st.columns(5)
@@ -49,56 +57,81 @@ with cols[4]:
     p95 = summary["p95_ms"]
     ui.kpi("Latency p95", "—" if p95 is None else f"{p95:,.0f} ms")
 
-rate, freq = views.request_rate(requests)
-per = views.FREQ_LABELS.get(freq, freq)
-cycles = ctx.report("cycles").frame
-
-st.subheader("Requests by status, with Entra cycles shaded")
+st.subheader("Requests per minute by status, Entra cycles shaded")
+rate = views.status_classes_long(minutes, {label: col for label, (col, _) in CLASSES.items()})
 fig = px.bar(
     rate,
-    x="bucket",
-    y="count",
-    color="status_class",
-    color_discrete_map=CLASS_COLORS,
-    labels={"bucket": "Time (UTC)", "count": f"Requests per {per}", "status_class": "Status"},
+    x="period_start",
+    y="requests",
+    color="status",
+    color_discrete_map={label: color for label, (_, color) in CLASSES.items()},
+    labels={"period_start": "Time (UTC)", "requests": "Requests per minute", "status": "Status"},
 )
-if cycles is not None and not cycles.empty:
-    for start, end in zip(cycles["started_at"], cycles["ended_at"], strict=True):
-        fig.add_vrect(x0=start, x1=end, fillcolor="#2563eb", opacity=0.08, line_width=0)
+for start, end in zip(cycles["period_start"], cycles["period_end"], strict=True):
+    fig.add_vrect(x0=start, x1=end, fillcolor="#2563eb", opacity=0.08, line_width=0)
 ui.chart(fig, "scim_rate")
 
 left, right = st.columns(2)
 with left:
-    st.subheader("Latency percentiles")
-    lat = views.latency_percentiles(requests, freq)
+    st.subheader("Latency percentiles per minute")
     fig = go.Figure()
-    for col, color in (("p50", "#2563eb"), ("p95", "#f59e0b"), ("p99", "#dc2626")):
+    for col, name, color in (
+        ("latency_p50_ms", "p50", "#2563eb"),
+        ("latency_p95_ms", "p95", "#f59e0b"),
+        ("latency_p99_ms", "p99", "#dc2626"),
+    ):
         fig.add_trace(
             go.Scatter(
-                x=lat["bucket"], y=lat[col], name=col, mode="lines+markers", line={"color": color}
+                x=minutes["period_start"],
+                y=minutes[col].astype("float64"),
+                name=name,
+                mode="markers+lines",
+                line={"color": color},
             )
         )
     fig.update_layout(xaxis_title="Time (UTC)", yaxis_title="Latency (ms)")
     ui.chart(fig, "scim_latency")
 with right:
-    st.subheader("Status codes")
-    codes = views.status_code_counts(requests)
-    fig = px.bar(
-        codes,
-        x="status_code",
-        y="requests",
-        color="status_class",
-        color_discrete_map=CLASS_COLORS,
-        labels={"status_code": "HTTP status", "requests": "Requests", "status_class": "Status"},
+    st.subheader("Requests and 429s per Entra cycle")
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            x=cycles["period_start"],
+            y=cycles["requests"],
+            name="Requests",
+            marker={"color": "#93c5fd"},
+        )
     )
-    fig.update_xaxes(type="category")
-    ui.chart(fig, "scim_codes")
+    fig.add_trace(
+        go.Bar(
+            x=cycles["period_start"],
+            y=cycles["throttled_429"],
+            name="429 throttled",
+            marker={"color": "#7c3aed"},
+        )
+    )
+    fig.update_layout(barmode="overlay", xaxis_title="Cycle start (UTC)", yaxis_title="Requests")
+    ui.chart(fig, "scim_cycles")
 
-st.subheader("By operation")
-traffic = ctx.report("scim-traffic").frame
-ui.table(traffic, "scim-traffic")
+st.subheader("Per Entra cycle")
+ui.table(
+    cycles.drop(columns=["granularity"]).reset_index(drop=True),
+    "scim-traffic-per-cycle",
+    empty="No Entra cycles in the selected range.",
+)
+
+st.subheader("Status codes")
+ui.table(views.status_code_counts(requests), "scim-status-codes")
 
 throttled = requests[requests["status_code"] == 429]
 if not throttled.empty:
     st.subheader("Throttled requests (429)")
     ui.table(throttled.sort_values("received_at"), "scim-429")
+
+with st.expander("Per-minute rows"):
+    ui.table(
+        minutes.drop(columns=["granularity", "job_id", "cycle_id", "events"]).reset_index(
+            drop=True
+        ),
+        "scim-traffic-per-minute",
+    )
