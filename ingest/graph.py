@@ -286,6 +286,16 @@ class SlidingWindowPacer:
         """Note that a request starts now."""
         self._sent.append(self.clock())
 
+    def mark_done(self) -> None:
+        """Move the latest request's time to now, when its answer (or failure) came back.
+
+        The server counts a request when it arrives, which is somewhere between the client's
+        send and the answer; only the answer's time is sure not to be early, so windows are
+        measured from it (costing one round trip per window, not per request).
+        """
+        if self._sent:
+            self._sent[-1] = self.clock()
+
     async def acquire(self) -> float:
         """Wait until a request may start, record it, and return the seconds waited."""
         waited = 0.0
@@ -390,7 +400,11 @@ class GraphSession:
             self.stats.requests += 1
             retry_after: float | None = None
             try:
-                resp = await builder.get(request_configuration=cfg)
+                try:
+                    resp = await builder.get(request_configuration=cfg)
+                finally:
+                    if paced:
+                        self.pacer.mark_done()
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             except Exception as exc:

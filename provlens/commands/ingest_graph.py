@@ -103,7 +103,10 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     async def main() -> None:
         client, http = graph.build_client(root, config)
         session = graph.GraphSession(
-            client, config, base_url=f"{root}/{graph.API_VERSION}", on_progress=bar.update
+            client,
+            config,
+            base_url=f"{root}/{graph.API_VERSION}",
+            on_progress=bar.update,
         )
         try:
             for sp in ids or [None]:
