@@ -523,3 +523,56 @@ def test_the_documented_examples_parse_as_documented(tmp_path):
         "r-0009": ("delete", "User", None, None, 204, None),
         "r-0010": ("query", "Schemas", None, None, 200, None),
     }
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    method=st.one_of(
+        st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "get"]), JSON_VALUES
+    ),
+    path=st.one_of(
+        st.sampled_from(["/scim/v2/Users", "/Users/1", "/Groups/.search", "/Bulk", "", "/"]),
+        st.text(max_size=30),
+        JSON_VALUES,
+    ),
+    status=st.one_of(st.none(), st.integers(100, 599), st.text(max_size=4), JSON_VALUES),
+    request=JSON_VALUES,
+    response=JSON_VALUES,
+    extra=st.dictionaries(st.sampled_from(["latency_ms", "client", "request_id"]), JSON_VALUES),
+)
+def test_property_any_record_gives_a_row_or_bad_input(
+    method, path, status, request, response, extra
+):
+    """Whatever a wiki writes, a record parses to a valid row or is refused as BadInput."""
+    import tempfile
+
+    from ingest.schema import validate
+
+    rec = {
+        "time": "2026-11-20T10:15:03Z",
+        "method": method,
+        "path": path,
+        "status": status,
+        "request": request,
+        "response": response,
+        **extra,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        file = write_jsonl(Path(tmp) / "a.jsonl", [rec])
+        try:
+            frame = parse_file(file, kind="scim_audit")["scim_requests"]
+        except BadInput as exc:
+            assert exc.where == f"{file}:1"
+            return
+    validate("scim_requests", frame)
+    assert frame["method"].iloc[0] == method.upper()
+    assert frame["path"].iloc[0] == path

@@ -198,3 +198,53 @@ def test_bad_list_file_is_bad_input(tmp_path, doc, where):
     with pytest.raises(BadInput) as exc:
         list(parse_list(src, Options()))
     assert where in exc.value.where and "nothing was stored" in str(exc.value)
+
+
+@st.composite
+def scim_resource(draw, i: int = 0):
+    """A SCIM User or Group the way servers write them (meta and schemas optional)."""
+    is_user = draw(st.booleans())
+    res: dict = {"id": f"id-{draw(st.integers(0, 10**9))}"}
+    if draw(st.booleans()):
+        res["schemas"] = [
+            "urn:ietf:params:scim:schemas:core:2.0:" + ("User" if is_user else "Group")
+        ]
+        meta_type = None
+    else:
+        meta_type = draw(
+            st.sampled_from(["User", "Users", "user"] if is_user else ["Group", "Groups"])
+        )
+    meta = {"created": "2026-11-01T00:00:00Z"} if draw(st.booleans()) else {}
+    if meta_type:
+        meta["resourceType"] = meta_type
+    if meta:
+        res["meta"] = meta
+    if is_user:
+        res["userName"] = draw(st.text(min_size=1, max_size=20))
+        res["active"] = draw(st.sampled_from([True, False, "True", "False"]))
+    res["displayName"] = draw(st.text(min_size=1, max_size=20))
+    if draw(st.booleans()):
+        res["externalId"] = draw(st.text(min_size=1, max_size=20))
+    return is_user, res
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=st.lists(scim_resource(), max_size=8, unique_by=lambda t: t[1]["id"]))
+def test_property_list_response_round_trip(items):
+    from ingest.scim import resources_frame
+
+    at = pd.Timestamp("2026-11-20T00:00:00Z")
+    frame = resources_frame([r for _, r in items], at)
+    assert len(frame) == len(items)
+    for (is_user, res), (_, row) in zip(items, frame.iterrows(), strict=True):
+        assert row["id"] == res["id"]
+        assert row["resource_type"] == ("User" if is_user else "Group")
+        assert row["display_name"] == res["displayName"]
+        if is_user:
+            assert row["user_name"] == res["userName"]
+            assert bool(row["active"]) is (str(res["active"]).lower() == "true")
+        else:
+            assert pd.isna(row["user_name"]) and pd.isna(row["active"])
+        assert (row["external_id"] if pd.notna(row["external_id"]) else None) == res.get(
+            "externalId"
+        )

@@ -92,7 +92,7 @@ def record_row(rec: dict[str, Any], where: str, line_number: int, line: str) -> 
     return row
 
 
-def _frame(rows: list[dict[str, Any]], source: Source, first_line: int) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]], source: Source) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     try:
         df["received_at"] = pd.to_datetime(df["received_at"], utc=True, format="ISO8601")
@@ -108,13 +108,22 @@ def _frame(rows: list[dict[str, Any]], source: Source, first_line: int) -> pd.Da
                     REMEDY,
                 ) from None
         raise
+    # pandas accepts year 0, which no Python datetime (reports, exports) can hold.
+    years = df["received_at"].dt.year
+    out_of_range = (years < 1) | (years > 9999)
+    if out_of_range.any():
+        offset = int(out_of_range.to_numpy().nonzero()[0][0])
+        raise BadInput(
+            f"{source.name}:{rows[offset]['_line']}",
+            f"`time` is out of range: {rows[offset]['received_at']!r}",
+            REMEDY,
+        )
     return conform("scim_requests", df.drop(columns="_line"))
 
 
 def parse(source: Source, options: Options) -> Iterator[Frames]:
     """Yield ``scim_requests`` frames, one per chunk of records."""
     rows: list[dict[str, Any]] = []
-    first = 1
     for n, line in source.lines():
         if not line.strip():
             continue
@@ -129,10 +138,10 @@ def parse(source: Source, options: Options) -> Iterator[Frames]:
         row["_line"] = n
         rows.append(row)
         if len(rows) >= CHUNK_ROWS:
-            yield {"scim_requests": _frame(rows, source, first)}
-            rows, first = [], n + 1
+            yield {"scim_requests": _frame(rows, source)}
+            rows = []
     if rows:
-        yield {"scim_requests": _frame(rows, source, first)}
+        yield {"scim_requests": _frame(rows, source)}
 
 
 FORMAT = register(
