@@ -93,6 +93,8 @@ def ingest_files(
     try:
         with store.batch(source="file", detail=f"{len(sources)} file(s)") as batch:
             for src in sources:
+                if kind and not src.head().strip():  # detect() says this when not forced
+                    raise BadInput(f"{src.name}:1", "the file is empty", "nothing was stored")
                 fmt = REGISTRY[kind] if kind else detect(src)
                 rows: dict[str, int] = {}
                 log.info("%s: reading as %s", src.name, fmt.kind)

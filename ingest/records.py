@@ -247,6 +247,12 @@ def records_to_frames(
                 "check that the file is a provisioning log export; nothing was stored",
             )
         r = _unwrap(rec)
+        if isinstance(r.get("id"), (dict, list, bool, float)):
+            raise BadInput(
+                where(i),
+                f"record id is not a string ({type(r.get('id')).__name__})",
+                "provisioning records need an `id`; nothing was stored",
+            )
         event_id = _text(r.get("id"))
         if event_id is None:
             raise BadInput(
@@ -458,6 +464,9 @@ def parse_times(values: pd.Series) -> pd.Series:
             ),
             index=values.index,
         )
+    # Years outside 1..9999 (pandas accepts year 0) cannot become Python datetimes, which every
+    # report, export and `store info` needs: treat them as not a time rather than store them.
+    out = out.where((out.dt.year >= 1) & (out.dt.year <= 9999))
     return out
 
 

@@ -136,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args, ctx) or 0)
     except ProvlensError as exc:
-        print(f"provlens: {exc}", file=sys.stderr)
+        # One line, whatever a library put in the message (pandas' CSV errors end in "\n").
+        print(f"provlens: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("provlens: interrupted; the store keeps its last committed state", file=sys.stderr)
@@ -149,8 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        text = " ".join(str(exc).split())
         print(
-            f"provlens: unexpected error: {type(exc).__name__}: {exc} (run with -v for details)",
+            f"provlens: unexpected error: {type(exc).__name__}: {text} (run with -v for details)",
             file=sys.stderr,
         )
         return 1

@@ -19,6 +19,17 @@ import pandas as pd
 from ingest.errors import BadInput
 
 HEAD_CHARS = 64 * 1024
+# Leading bytes of archive formats (refused by name rather than as undecodable text).
+ARCHIVES = (
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),
+    (b"\x1f\x8b", "gzip"),
+    *((b"BZh" + str(level).encode() + b"1AY&", "bzip2") for level in range(1, 10)),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"Rar!\x1a\x07", "rar"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
 
 Frames = dict[str, pd.DataFrame]
 
@@ -40,7 +51,14 @@ class Source:
         self.path = Path(path)
         self.name = str(path)
         with self.path.open("rb") as fh:
-            start = fh.read(4)
+            start = fh.read(8)
+        for magic, what in ARCHIVES:
+            if start.startswith(magic):
+                raise BadInput(
+                    f"{self.name}:1",
+                    f"a {what} archive; provlens reads no archives",
+                    "extract it and ingest the files inside; nothing was stored",
+                )
         if start.startswith(codecs.BOM_UTF8):
             self.encoding, self._skip = "utf-8", 3
         elif start.startswith(codecs.BOM_UTF16_LE) or start.startswith(codecs.BOM_UTF16_BE):

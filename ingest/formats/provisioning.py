@@ -110,6 +110,10 @@ def iter_documents(source: Source) -> Iterator[tuple[str, Any]]:
                 f"invalid JSON: {exc.msg} (column {exc.colno})",
                 _NOTHING,
             ) from None
+        except RecursionError:
+            raise BadInput(
+                f"{source.name}:{at_line}", "JSON nested too deeply to read", _NOTHING
+            ) from None
         yield f"{source.name}:{at_line}", doc
         pos = end
 
@@ -169,7 +173,8 @@ def parse_json(source: Source, options: Options) -> Iterator[Frames]:
         records, implied = _records_of(doc)
         origin = implied or options.origin
         bucket = groups.setdefault(origin, [])
-        many = len(records) > 1
+        # A whole-file document has no line of its own: name the record, so errors have a place.
+        many = len(records) > 1 or where == source.name
         for i, rec in enumerate(records):
             bucket.append((f"{where}: record {i + 1}" if many else where, rec))
     if not any(groups.values()):
@@ -244,6 +249,13 @@ def parse_la_csv(source: Source, options: Options) -> Iterator[Frames]:
     """Yield frames from an AADProvisioningLogs CSV export."""
     df = read_csv_text(source)
     df.columns = [_HEADER_UNIT.sub("", c) for c in df.columns]
+    if "timegenerated" not in {_norm_header(c) for c in df.columns}:
+        found = ", ".join(repr(c)[:40] for c in list(df.columns)[:8])
+        raise BadInput(
+            f"{source.name}:1",
+            f"not an AADProvisioningLogs CSV export: no TimeGenerated column (columns: {found})",
+            _NOTHING,
+        )
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
     items = ((f"{source.name}:{i + 2}", r) for i, r in enumerate(rows))
     yield from _frames_from_records(items, "log_analytics", source)
