@@ -73,8 +73,9 @@ def _freshness(info: dict) -> None:
     last = info.get("last_ingest") or {}
     lines = []
     for source, entry in sorted(last.items()):
-        at = entry.get("at") or entry.get("committed_at") or entry.get("time") or "?"
-        lines.append(f"{source}: {at}")
+        at = entry.get("at")
+        when = pd.Timestamp(at).strftime("%Y-%m-%d %H:%M UTC") if at else "?"
+        lines.append(f"{source}: {when}")
     if lines:
         st.caption("Last ingest (UTC)")
         st.text("\n".join(lines))

@@ -71,12 +71,18 @@ def table(
     if frame is None or frame.empty:
         st.info(empty)
         return
+    config: dict[str, Any] = {
+        name: st.column_config.DatetimeColumn(name, format="YYYY-MM-DD HH:mm:ss")
+        for name, dtype in frame.dtypes.items()
+        if isinstance(dtype, pd.DatetimeTZDtype)
+    }
+    config.update(column_config or {})
     st.dataframe(
         frame,
         hide_index=True,
         width="stretch",
         height=height,
-        column_config=column_config,
+        column_config=config,
         key=f"df_{key or name}",
     )
     st.download_button(

@@ -348,3 +348,23 @@ def status_classes_long(minutes: pd.DataFrame, classes: dict[str, str]) -> pd.Da
     )
     long["status"] = long["column"].map({v: k for k, v in classes.items()})
     return long.loc[long["requests"] > 0, ["period_start", "status", "requests"]]
+
+
+def cycle_bands(starts: pd.Series, ends: pd.Series, color: str = "#2563eb") -> list[dict[str, Any]]:
+    """Return Plotly layout shapes shading each [start, end] span over the full plot height."""
+    return [
+        {
+            "type": "rect",
+            "xref": "x",
+            "yref": "paper",
+            "x0": start,
+            "x1": end,
+            "y0": 0,
+            "y1": 1,
+            "fillcolor": color,
+            "opacity": 0.08,
+            "line": {"width": 0},
+            "layer": "below",
+        }
+        for start, end in zip(starts, ends, strict=True)
+    ]

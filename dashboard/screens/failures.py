@@ -28,14 +28,14 @@ frame = failures.frame
 ui.noise_note(failures.hidden_noise)
 
 total = int(frame["events"].sum()) if frame is not None and not frame.empty else 0
+affected = views.affected_users(ctx.report("users").frame)
 cols = st.columns(3)
 with cols[0]:
     ui.kpi("Failed events", f"{total:,}")
 with cols[1]:
     ui.kpi("Error codes", f"{0 if frame is None else len(frame):,}")
 with cols[2]:
-    objects = int(frame["objects"].sum()) if frame is not None and not frame.empty else 0
-    ui.kpi("Affected objects (per code, summed)", f"{objects:,}")
+    ui.kpi("Users with a failure", f"{len(affected):,}", "Users with at least one failed event.")
 
 st.subheader("Top error codes")
 if frame is None or frame.empty:
@@ -85,8 +85,6 @@ else:
     ui.chart(fig, "failures_trend")
 
     st.subheader("Affected users")
-    users = ctx.report("users").frame
-    affected = views.affected_users(users)
     ui.table(affected, "affected-users", empty="No user has a failure in the selected range.")
 
 st.subheader("Skip reasons")

@@ -59,7 +59,8 @@ with cols[4]:
 
 st.subheader("Requests per minute by status, Entra cycles shaded")
 rate = views.status_classes_long(minutes, {label: col for label, (col, _) in CLASSES.items()})
-fig = px.bar(
+# Markers, not bars: minute-wide bars vanish on a multi-day axis.
+fig = px.scatter(
     rate,
     x="period_start",
     y="requests",
@@ -67,8 +68,11 @@ fig = px.bar(
     color_discrete_map={label: color for label, (_, color) in CLASSES.items()},
     labels={"period_start": "Time (UTC)", "requests": "Requests per minute", "status": "Status"},
 )
-for start, end in zip(cycles["period_start"], cycles["period_end"], strict=True):
-    fig.add_vrect(x0=start, x1=end, fillcolor="#2563eb", opacity=0.08, line_width=0)
+fig.update_traces(marker={"size": 9})
+fig.update_yaxes(rangemode="tozero")
+# One layout update, not add_vrect per cycle: that revalidates the figure each call (minutes
+# for a few hundred cycles).
+fig.update_layout(shapes=views.cycle_bands(cycles["period_start"], cycles["period_end"]))
 ui.chart(fig, "scim_rate")
 
 left, right = st.columns(2)
@@ -85,11 +89,13 @@ with left:
                 x=minutes["period_start"],
                 y=minutes[col].astype("float64"),
                 name=name,
-                mode="markers+lines",
+                mode="markers",
+                marker={"size": 8},
                 line={"color": color},
             )
         )
     fig.update_layout(xaxis_title="Time (UTC)", yaxis_title="Latency (ms)")
+    fig.update_yaxes(rangemode="tozero")
     ui.chart(fig, "scim_latency")
 with right:
     st.subheader("Requests and 429s per Entra cycle")
