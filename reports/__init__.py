@@ -57,7 +57,7 @@ class Filters:
             object.__setattr__(self, name, tuple(getattr(self, name) or ()))
 
     def mask(self, frame: pd.DataFrame, time_column: str | None = None) -> pd.Series:
-        """Return a boolean mask of the rows of ``frame`` that pass the filters it has columns for."""
+        """Return True for rows of ``frame`` passing the filters it has columns for."""
         keep = pd.Series(True, index=frame.index)
         if time_column and time_column in frame.columns:
             t = frame[time_column]

@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import casefold, last_rows, latest_scim_snapshot, lookup, order_events, slim
+from reports.inputs import (
+    casefold,
+    isin,
+    last_rows,
+    latest_scim_snapshot,
+    lookup,
+    order_events,
+    slim,
+)
 
 COLUMNS = [
     "principal_id",
@@ -70,8 +78,8 @@ def scope_table(assignments: pd.DataFrame, group_members: pd.DataFrame) -> pd.Da
     group_default = groups.loc[default[groups.index], "principal_id"].unique()
     members = group_members.loc[_is_user(group_members["member_type"])]
     is_direct = members["direct"].fillna(True).astype(bool)
-    in_ok = members["group_id"].isin(group_ok)
-    in_default = members["group_id"].isin(group_default)
+    in_ok = isin(members["group_id"], group_ok)
+    in_default = isin(members["group_id"], group_default)
     via = np.select(
         [in_ok & is_direct, in_ok, in_default],
         ["group", "nested_group", "default_access"],
@@ -82,7 +90,7 @@ def scope_table(assignments: pd.DataFrame, group_members: pd.DataFrame) -> pd.Da
     both["_rank"] = both["scope_via"].map(SCOPE_RANK)
     best = both.sort_values("_rank", kind="stable").drop_duplicates("principal_id")
     best = best.set_index("principal_id")[["scope_via"]].astype("str")
-    best["in_scope"] = best["scope_via"].isin(["direct", "group"])
+    best["in_scope"] = isin(best["scope_via"], ["direct", "group"])
     return best
 
 
@@ -98,9 +106,6 @@ def _first_known(*series: pd.Series) -> pd.Series:
     for s in series[1:]:
         out = out.fillna(s.astype("str"))
     return out
-
-
-
 
 
 def coverage_table(
@@ -154,7 +159,7 @@ def coverage_table(
         .pipe(lambda s: pd.Series(s.index, index=casefold(s)))
         .loc[lambda s: ~s.index.duplicated()]
     )
-    ext_known = wiki["external_id"].where(wiki["external_id"].isin(entra.index))
+    ext_known = wiki["external_id"].where(isin(wiki["external_id"], entra.index))
     upn_match = lookup(by_upn, casefold(wiki["user_name"]))
     wiki = wiki.assign(
         _pid=_first_known(ext_known, upn_match, wiki["external_id"]).astype("str"),
@@ -171,7 +176,7 @@ def coverage_table(
     rows["upn"] = _first_known(entra["upn"].reindex(ids), matched["user_name"].reindex(ids))
     rows["name"] = _first_known(entra["name"].reindex(ids), matched["display_name"].reindex(ids))
     rows["_active"] = matched["_active"].reindex(ids)
-    rows["_known"] = ids.isin(entra.index)
+    rows["_known"] = isin(pd.Series(ids), entra.index).to_numpy()
     rows = rows.reset_index()
     orphans = pd.DataFrame(
         {
@@ -187,7 +192,7 @@ def coverage_table(
 
     pid = rows["principal_id"]
     rows["scope_via"] = lookup(scope["scope_via"], pid).fillna("none")
-    rows["in_scope"] = rows["scope_via"].isin(["direct", "group"]).astype(bool)
+    rows["in_scope"] = isin(rows["scope_via"], ["direct", "group"])
     rows["wiki_state"] = np.select(
         [rows["_active"].isna(), rows["_active"].fillna(False).astype(bool)],
         ["absent", "active"],

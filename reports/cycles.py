@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import latest_jobs, lookup, object_key, slim
+from reports.inputs import isin, latest_jobs, lookup, object_key, slim
 
 COLUMNS = [
     "cycle_id",
@@ -62,8 +62,8 @@ def cycle_table(events: pd.DataFrame, sync_jobs: pd.DataFrame) -> pd.DataFrame:
         changes=("change_id", "nunique"),
         objects=("_object", "nunique"),
     )
-    status_counts = (
-        ev.groupby([*keys, "status"], sort=False).size().unstack("status", fill_value=0)
+    status_counts = ev.pivot_table(
+        index=keys, columns="status", values="id", aggfunc="size", fill_value=0, observed=True
     )
     for status in _STATUSES:
         col = status_counts[status] if status in status_counts.columns else 0
@@ -96,7 +96,7 @@ def _kinds(cycles: pd.DataFrame, sync_jobs: pd.DataFrame) -> pd.Series:
         if not jobs.empty
         else pd.Series(dtype="datetime64[us, UTC]")
     )
-    known = cycles["job_id"].isin(steady.index)
+    known = isin(cycles["job_id"], steady.index)
     steady_at = lookup(steady, cycles["job_id"])
     initial = steady_at.isna() | (steady_at >= cycles["started_at"])
     kind = pd.Series("incremental", index=cycles.index, dtype="str")
@@ -107,7 +107,9 @@ def _kinds(cycles: pd.DataFrame, sync_jobs: pd.DataFrame) -> pd.Series:
 
 def incremental_trend(cycles: pd.DataFrame, window: int = 5) -> pd.DataFrame:
     """Return incremental cycles in time order with a rolling median of their duration per job."""
-    inc = cycles.loc[cycles["kind"] == "incremental", ["job_id", "cycle_id", "started_at", "duration_s"]]
+    inc = cycles.loc[
+        cycles["kind"] == "incremental", ["job_id", "cycle_id", "started_at", "duration_s"]
+    ]
     inc = inc.sort_values(["job_id", "started_at"], kind="stable")
     rolling = (
         inc.groupby("job_id", sort=False, dropna=False)["duration_s"]

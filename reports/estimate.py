@@ -2,7 +2,7 @@
 
 Documented bounds (reference/graph/how-long.md, "Sync assigned users and groups only"): 0.01 to
 0.08 minutes per assigned user, group and group member. Observed throughput per cycle = distinct
-source objects ÷ (last − first event), over cycles with at least ``min_events`` events. Cycles
+source objects / (last - first event), over cycles with at least ``min_events`` events. Cycles
 repeat about every 40 minutes unless the job's schedule says otherwise.
 """
 
@@ -71,8 +71,10 @@ def _running_cycles(
         bool
     )
     says_running = (
-        (captured >= latest["ended_at"]) & began.notna() & (ended.isna() | (ended < began))
-    ).fillna(False).astype(bool)
+        ((captured >= latest["ended_at"]) & began.notna() & (ended.isna() | (ended < began)))
+        .fillna(False)
+        .astype(bool)
+    )
     return latest.loc[(recent & ~done) | says_running]
 
 
@@ -150,12 +152,16 @@ def when_user(
     """Return when ``user`` (id, UPN or name) will be provisioned, and why that answer."""
     sel = (filters or Filters()).apply_inputs(_slim(inputs))
     cov = coverage_table(sel.events, sel.assignments, sel.group_members, sel.scim_resources)
-    wanted = user.strip().casefold()
+    wanted = user.strip().lower()
     hit = (
-        (cov["principal_id"] == user.strip())
-        | (casefold(cov["upn"]) == wanted)
-        | (casefold(cov["name"]) == wanted)
-    ).fillna(False).astype(bool)
+        (
+            (cov["principal_id"] == user.strip())
+            | (casefold(cov["upn"]) == wanted)
+            | (casefold(cov["name"]) == wanted)
+        )
+        .fillna(False)
+        .astype(bool)
+    )
     answer: dict[str, Any] = {"user": user, "found": bool(hit.any())}
     if not hit.any():
         answer["expected_by"] = None
@@ -209,7 +215,9 @@ def when_user(
 
 
 def _none(value: Any) -> Any:
-    return None if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)) else value
+    return (
+        None if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)) else value
+    )
 
 
 def build(

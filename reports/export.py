@@ -237,9 +237,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def object_frame(data: Mapping[str, Any]) -> pd.DataFrame:
     """Return an object as a two-column ``key``/``value`` frame (times as ISO Z text)."""
     flat = flatten(data)
-    values = [
-        jsonable(v) if isinstance(v, (pd.Timestamp, datetime)) else jsonable(v) for v in flat.values()
-    ]
+    values = [jsonable(v) for v in flat.values()]
     return pd.DataFrame(
         {"key": pd.Series(list(flat), dtype="str"), "value": pd.Series(values, dtype="object")}
     )
@@ -291,7 +289,9 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise UsageError(f"{target.parent}: is not a directory; cannot write {target.name}") from None
+        raise UsageError(
+            f"{target.parent}: is not a directory; cannot write {target.name}"
+        ) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

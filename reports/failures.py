@@ -8,7 +8,7 @@ import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import casefold, lookup, object_key, order_events, slim
-from reports.noise import drop_noise, is_noise_skip_reason
+from reports.noise import is_noise_skip_reason
 from reports.owners import documented_action, owners
 
 FAILURE_COLUMNS = [
@@ -46,12 +46,18 @@ def wiki_scim_types(failures: pd.DataFrame, scim_requests: pd.DataFrame) -> pd.S
     ev = ev.assign(_upn=casefold(ev["source_upn"]))
     req = req.assign(_user=casefold(req["user_name"]))
     pairs = []
-    for ev_col, req_col in (("target_id", "resource_id"), ("source_id", "external_id"), ("_upn", "_user")):
+    for ev_col, req_col in (
+        ("target_id", "resource_id"),
+        ("source_id", "external_id"),
+        ("_upn", "_user"),
+    ):
         left = ev.loc[ev[ev_col].notna(), ["id", "activity_at", ev_col]]
         right = req.loc[req[req_col].notna(), ["received_at", req_col, "scim_type"]]
-        pairs.append(left.merge(right, left_on=ev_col, right_on=req_col)[
-            ["id", "activity_at", "received_at", "scim_type"]
-        ])
+        pairs.append(
+            left.merge(right, left_on=ev_col, right_on=req_col)[
+                ["id", "activity_at", "received_at", "scim_type"]
+            ]
+        )
     both = pd.concat(pairs, ignore_index=True)
     both["_gap"] = (both["received_at"] - both["activity_at"]).abs()
     both = both.loc[both["_gap"] <= MATCH_WINDOW].sort_values(["id", "_gap"], kind="stable")
@@ -124,13 +130,19 @@ def build(
 ) -> ReportResult:
     """Return failures by error code (noise hidden unless asked; failures are rarely noise)."""
     all_ev = filters.apply_events(
-        slim(inputs.events, "error_code", "error_category", "error_reason", "recommended_action",
-             "skip_reason")
-    )  # fmt: skip
-    all_ev = all_ev.loc[all_ev["status"] == "failure"]
-    ev, failed_hidden = drop_noise(all_ev, inputs.modified_properties, include_noise)
+        slim(
+            inputs.events,
+            "error_code",
+            "error_category",
+            "error_reason",
+            "recommended_action",
+            "skip_reason",
+        )
+    )
+    # Noise is skips and successful no-op updates: a failure is never noise, nothing to hide.
+    ev = all_ev.loc[all_ev["status"] == "failure"]
     table = failure_table(ev, filters.apply_table("scim_requests", inputs.scim_requests))
-    return ReportResult(frame=table, hidden_noise=failed_hidden)
+    return ReportResult(frame=table, hidden_noise=0)
 
 
 def build_skips(
@@ -147,5 +159,6 @@ def build_skips(
     if include_noise:
         return ReportResult(frame=table)
     hidden = int(table.loc[table["noise"], "events"].sum())
-    return ReportResult(frame=table.loc[~table["noise"]].reset_index(drop=True), hidden_noise=hidden)
-
+    return ReportResult(
+        frame=table.loc[~table["noise"]].reset_index(drop=True), hidden_noise=hidden
+    )

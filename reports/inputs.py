@@ -1,4 +1,4 @@
-"""Small shared steps of several reports: object keys, latest rows, snapshots, the reference time."""
+"""Steps shared by several reports: object keys, latest rows, snapshots, fast lookups."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ UTC_DTYPE = "datetime64[us, UTC]"
 def object_key(events: pd.DataFrame) -> pd.Series:
     """Return one key per event naming its source object (id, else UPN, name or target id)."""
     key = events["source_id"].astype("str")
-    for prefix, column in (("upn:", "source_upn"), ("name:", "source_name"), ("target:", "target_id")):
+    for prefix, column in (
+        ("upn:", "source_upn"),
+        ("name:", "source_name"),
+        ("target:", "target_id"),
+    ):
         key = key.fillna(prefix + events[column].astype("str"))
     return key
 
@@ -40,7 +44,7 @@ def reference_now(now: pd.Timestamp | None, events: pd.DataFrame) -> pd.Timestam
 
 
 def latest_jobs(sync_jobs: pd.DataFrame) -> pd.DataFrame:
-    """Return the latest snapshot of each job, with ``steady_state_first_at`` = its earliest value."""
+    """Return each job's latest snapshot; ``steady_state_first_at`` is its earliest value."""
     if sync_jobs.empty:
         return sync_jobs.copy()
     ordered = sync_jobs.sort_values("captured_at", kind="stable")
@@ -64,8 +68,8 @@ def latest_per_resource(scim_resources: pd.DataFrame) -> pd.DataFrame:
 
 
 def casefold(series: pd.Series) -> pd.Series:
-    """Return text lower-cased for case-insensitive matching (nulls stay null)."""
-    return series.astype("str").str.casefold()
+    """Return text lower-cased (Arrow-native, fast) for case-insensitive matching; nulls stay."""
+    return series.astype("str").str.lower()
 
 
 def lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
@@ -76,21 +80,33 @@ def lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
     return values.reindex(keys.to_numpy()).set_axis(keys.index)
 
 
+def _value_set(values: Iterable[object] | pd.Series | pd.Index) -> pa.Array:
+    """Return the distinct non-null values as an Arrow string array."""
+    if isinstance(values, (pd.Series, pd.Index)) and isinstance(values.dtype, pd.StringDtype):
+        arr = pa.array(values.array)
+    else:
+        items = values if isinstance(values, (pd.Series, pd.Index)) else list(values)
+        arr = pa.array(pd.Series(items, dtype="str").array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return pc.unique(pc.drop_null(arr))
+
+
 def isin(series: pd.Series, values: Iterable[object] | pd.Series | pd.Index) -> pd.Series:
     """Return True where ``series`` is one of ``values`` (null never matches); fast on text.
 
     pandas' ``isin`` on Arrow-backed text builds a Python list of the values; pyarrow's own
     ``is_in`` is an order of magnitude faster on large frames.
     """
-    if len(series) < 5_000 or not pd.api.types.is_string_dtype(series.dtype):
+    if len(series) < 5_000 or not isinstance(series.dtype, pd.StringDtype):
         wanted = values if isinstance(values, (pd.Series, pd.Index)) else list(values)
         return (series.isin(wanted) & series.notna()).fillna(False).astype(bool)
-    left = pa.array(series.astype("str").array)
-    right = pa.array(pd.Series(pd.Series(values, dtype="str").dropna().unique(), dtype="str").array)
-    if isinstance(right, pa.ChunkedArray):
-        right = right.combine_chunks()
+    left = pa.array(series.array)
+    right = _value_set(values)
     mask = pc.is_in(left, value_set=right.cast(left.type))
-    return pd.Series(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool), index=series.index)
+    return pd.Series(
+        np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool), index=series.index
+    )
 
 
 FILTER_COLUMNS = ("activity_at", "service_principal_id", "job_id", "action", "status")

@@ -26,7 +26,7 @@ OUT_OF_SCOPE_SKIP_REASONS: frozenset[str] = frozenset(
 
 
 def _noisy_reasons(reasons: pd.Series) -> pd.Series:
-    folded = reasons.astype("str").str.casefold().str.replace(r"[\s_\-]", "", regex=True)
+    folded = reasons.astype("str").str.lower().str.replace(r"[\s_\-]", "", regex=True)
     known = folded.isin(OUT_OF_SCOPE_SKIP_REASONS)
     kin = folded.str.contains("entitled", regex=False) | folded.str.contains("outofscope")
     return (known | kin).fillna(False).astype(bool)
@@ -43,12 +43,17 @@ def _noop_account_disabled_events(modified_properties: pd.DataFrame) -> pd.Index
     mp = modified_properties
     if mp.empty:
         return pd.Index([], dtype="str")
-    per_event = mp.groupby("event_id")["name"].size()
-    single = per_event.index[per_event == 1]
-    only = mp.loc[isin(mp["event_id"], single)]
-    name_ok = only["name"].astype("str").str.casefold() == "accountdisabled"
-    old = only["old_value"].astype("str").str.casefold()
-    new = only["new_value"].astype("str").str.casefold()
+    named = (mp["name"].astype("str").str.lower() == "accountdisabled").fillna(False)
+    candidates = mp.loc[named.astype(bool), "event_id"]
+    if candidates.empty:
+        return pd.Index([], dtype="str")
+    # Events with any other modified property are real changes.
+    related = mp.loc[isin(mp["event_id"], candidates), "event_id"]
+    single = related.loc[~related.duplicated(keep=False)]
+    only = mp.loc[single.index]
+    name_ok = named.loc[single.index]
+    old = only["old_value"].astype("str").str.lower()
+    new = only["new_value"].astype("str").str.lower()
     noop = old.isna() | (old == new)
     return pd.Index(only.loc[(name_ok & noop).fillna(False).astype(bool), "event_id"].unique())
 

@@ -145,10 +145,10 @@ _SUFFIXES_LONGEST_FIRST: Final = sorted(ERROR_CODES, key=len, reverse=True)
 
 def code_suffix(codes: pd.Series) -> pd.Series:
     """Return the documented suffix each error code ends with (case-insensitive), else null."""
-    folded = codes.astype("str").str.casefold()
+    folded = codes.astype("str").str.lower()
     out = pd.Series(pd.NA, index=codes.index, dtype="str")
     for suffix in _SUFFIXES_LONGEST_FIRST:
-        hit = out.isna() & folded.str.endswith(suffix.casefold()).fillna(False).astype(bool)
+        hit = out.isna() & folded.str.endswith(suffix.lower()).fillna(False).astype(bool)
         out[hit] = suffix
     return out
 
@@ -166,7 +166,7 @@ def owners(
     generic = suffix.isin(GENERIC_SUFFIXES).fillna(False).astype(bool)
     if scim_types is None:
         scim_types = pd.Series(pd.NA, index=codes.index, dtype="str")
-    by_scim = scim_types.astype("str").str.casefold().map(SCIM_TYPE_OWNERS).astype("str")
+    by_scim = scim_types.astype("str").str.lower().map(SCIM_TYPE_OWNERS).astype("str")
     by_category = categories.astype("str").map(CATEGORY_OWNERS).astype("str")
     out = by_code.where(~generic | by_scim.isna(), by_scim)
     out = out.fillna(by_scim).fillna(by_category).fillna(UNKNOWN)

@@ -82,7 +82,7 @@ def risk_table(
     events: pd.DataFrame, steps: pd.DataFrame, sync_jobs: pd.DataFrame, now: pd.Timestamp | None
 ) -> pd.DataFrame:
     """Return one row per job with outstanding failures, rates, threshold flags and state."""
-    ev = order_events(events.loc[events["status"].isin(["success", "failure"])])
+    ev = order_events(events.loc[isin(events["status"], ["success", "failure"])])
     ev = ev.assign(
         job_id=ev["job_id"].fillna(""),
         _object=object_key(ev),
@@ -93,9 +93,7 @@ def risk_table(
         service_principal_id=("service_principal_id", "first"),
         events=("id", "size"),
     )
-    per_job["failure_events"] = (
-        all_ev.loc[all_ev["status"] == "failure"].groupby("job_id").size()
-    )
+    per_job["failure_events"] = all_ev.loc[all_ev["status"] == "failure"].groupby("job_id").size()
     latest = ev.drop_duplicates(["job_id", "_object"], keep="last")
     failed = latest.loc[latest["status"] == "failure"]
     per_job["failures"] = failed.groupby("job_id").size()
@@ -144,7 +142,7 @@ def risk_table(
         | (non_ref > APPROACHING * NON_REFERENCE_THRESHOLD)
         | (failures > APPROACHING * TOTAL_THRESHOLD)
     )
-    quarantined = per_job["status_code"].astype("str").str.casefold() == "quarantine"
+    quarantined = per_job["status_code"].astype("str").str.lower() == "quarantine"
     per_job["risk"] = np.select(
         [quarantined.fillna(False).astype(bool), over.astype(bool), near.astype(bool)],
         ["quarantined", "over_threshold", "approaching"],

@@ -61,10 +61,10 @@ def user_table(events: pd.DataFrame) -> pd.DataFrame:
 
 def match_user(events: pd.DataFrame, user: str) -> pd.Series:
     """Return True for events of ``user``: source or target id, UPN or display name (any case)."""
-    wanted = user.strip().casefold()
+    wanted = user.strip().lower()
     hit = pd.Series(False, index=events.index)
     for column in ("source_id", "target_id", "source_upn", "source_name", "target_name"):
-        hit |= (events[column].astype("str").str.casefold() == wanted).fillna(False).astype(bool)
+        hit |= (events[column].astype("str").str.lower() == wanted).fillna(False).astype(bool)
     # A name or UPN can hit one event; widen to every event of the objects it found.
     keys = object_key(events)
     return isin(keys, keys.loc[hit].unique())

@@ -115,18 +115,61 @@ def test_json_keeps_milliseconds_and_turns_nan_into_null():
 
 # JSON shapes: DESIGN "Report NAMEs and their JSON shape" (extra keys allowed).
 DESIGN_KEYS = {
-    "cycles": ["cycle_id", "job_id", "started_at", "ended_at", "duration_s", "kind", "events",
-               "changes", "objects", "success", "failure", "skipped", "warning",
-               "objects_per_min", "gap_before_s"],
-    "failures": ["error_code", "error_category", "events", "objects", "first_seen", "last_seen",
-                 "sample_reason", "recommended_action", "owner"],
-    "users": ["source_id", "source_name", "source_upn", "source_type", "target_id", "last_at",
-              "last_action", "last_status", "last_error_code", "events", "failures",
-              "first_success_at", "last_success_at"],
-    "coverage": ["principal_id", "upn", "name", "in_scope", "scope_via", "wiki_state",
-                 "last_status", "verdict"],
+    "cycles": [
+        "cycle_id",
+        "job_id",
+        "started_at",
+        "ended_at",
+        "duration_s",
+        "kind",
+        "events",
+        "changes",
+        "objects",
+        "success",
+        "failure",
+        "skipped",
+        "warning",
+        "objects_per_min",
+        "gap_before_s",
+    ],
+    "failures": [
+        "error_code",
+        "error_category",
+        "events",
+        "objects",
+        "first_seen",
+        "last_seen",
+        "sample_reason",
+        "recommended_action",
+        "owner",
+    ],
+    "users": [
+        "source_id",
+        "source_name",
+        "source_upn",
+        "source_type",
+        "target_id",
+        "last_at",
+        "last_action",
+        "last_status",
+        "last_error_code",
+        "events",
+        "failures",
+        "first_success_at",
+        "last_success_at",
+    ],
+    "coverage": [
+        "principal_id",
+        "upn",
+        "name",
+        "in_scope",
+        "scope_via",
+        "wiki_state",
+        "last_status",
+        "verdict",
+    ],
     "skips": ["skip_reason", "events", "objects", "first_seen", "last_seen", "noise"],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("name", sorted(DESIGN_KEYS))
@@ -142,21 +185,40 @@ def test_rows_reports_start_with_exactly_the_design_keys(name):
 def test_summary_and_estimate_are_objects_with_the_design_keys():
     summary = json.loads(render("summary", run_report("summary", world()), "json", "object"))
     assert list(summary) == [
-        "events", "distinct_ids", "cycles", "changes", "source_objects", "first_at", "last_at",
-        "success_rate", "by_action_status", "failures_by_error_code",
-    ]  # fmt: skip
+        "events",
+        "distinct_ids",
+        "cycles",
+        "changes",
+        "source_objects",
+        "first_at",
+        "last_at",
+        "success_rate",
+        "by_action_status",
+        "failures_by_error_code",
+    ]
     assert summary["first_at"] == "2026-11-19T23:50:00.000Z"
     estimate = json.loads(
         render("estimate", run_report("estimate", world(), min_events=2), "json", "object")
     )
     assert set(estimate) >= {
-        "objects_in_scope", "docs_min_minutes", "docs_max_minutes", "observed_objects_per_min",
-        "cycles_observed", "estimate_minutes_p50", "estimate_minutes_p90", "current_cycle",
+        "objects_in_scope",
+        "docs_min_minutes",
+        "docs_max_minutes",
+        "observed_objects_per_min",
+        "cycles_observed",
+        "estimate_minutes_p50",
+        "estimate_minutes_p90",
+        "current_cycle",
         "next_incremental_at",
-    }  # fmt: skip
+    }
     # now defaults to the last event (01:10): c2 may still be running
-    assert set(estimate["current_cycle"]) >= {"cycle_id", "started_at", "processed", "remaining",
-                                               "eta"}  # fmt: skip
+    assert set(estimate["current_cycle"]) >= {
+        "cycle_id",
+        "started_at",
+        "processed",
+        "remaining",
+        "eta",
+    }
     assert estimate["next_incremental_at"] == "2026-11-20T01:50:00.000Z"
 
 
@@ -241,8 +303,9 @@ def _stored_inputs(path: Path):
 
 def test_cli_report_csv_reads_back_to_the_same_frame(store_path, tmp_path):
     out = tmp_path / "out" / "users.csv"
-    code = main(["--store", str(store_path), "report", "users", "--format", "csv",
-                 "--out", str(out)])  # fmt: skip
+    code = main(
+        ["--store", str(store_path), "report", "users", "--format", "csv", "--out", str(out)]
+    )
     assert code == 0
     expected = run_report("users", _stored_inputs(store_path)).frame
     pd.testing.assert_frame_equal(read_csv(out, like=expected), expected)
@@ -261,13 +324,41 @@ def test_cli_report_json_and_table_say_what_noise_was_hidden(store_path, capsys)
 
 
 def test_cli_report_filters_user_and_usage_errors(store_path, capsys, tmp_path):
-    assert main(["--store", str(store_path), "--now", "2026-11-20T03:00:00Z", "report",
-                 "estimate", "--format", "json", "--user", "u9"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--store",
+                str(store_path),
+                "--now",
+                "2026-11-20T03:00:00Z",
+                "report",
+                "estimate",
+                "--format",
+                "json",
+                "--user",
+                "u9",
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["when_user"]["verdict"] == "failed"
     assert data["next_incremental_at"] == "2026-11-20T01:50:00.000Z"
-    assert main(["--store", str(store_path), "report", "cycles", "--format", "json",
-                 "--job-id", "scim.j2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--store",
+                str(store_path),
+                "report",
+                "cycles",
+                "--format",
+                "json",
+                "--job-id",
+                "scim.j2",
+            ]
+        )
+        == 0
+    )
     assert [r["cycle_id"] for r in json.loads(capsys.readouterr().out)] == ["d1"]
     assert main(["--store", str(store_path), "report", "summary", "--format", "xlsx"]) == 2
     assert "--out" in capsys.readouterr().err
@@ -281,12 +372,40 @@ def test_cli_export_tables(store_path, tmp_path, capsys):
     assert main(["--store", str(store_path), "export", "scim_resources", "--format", "json"]) == 0
     latest = json.loads(capsys.readouterr().out)
     assert sorted(r["id"] for r in latest) == ["w1", "w2", "w4", "w7", "w8", "w9"]
-    assert main(["--store", str(store_path), "export", "events", "--format", "json",
-                 "--job-id", "scim.j2"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--store",
+                str(store_path),
+                "export",
+                "events",
+                "--format",
+                "json",
+                "--job-id",
+                "scim.j2",
+            ]
+        )
+        == 0
+    )
     assert [r["id"] for r in json.loads(capsys.readouterr().out)] == ["e4", "e5"]
     out = tmp_path / "steps.parquet"
-    assert main(["--store", str(store_path), "export", "steps", "--format", "parquet",
-                 "--out", str(out), "--since", "2026-11-20T00:00:00Z"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--store",
+                str(store_path),
+                "export",
+                "steps",
+                "--format",
+                "parquet",
+                "--out",
+                str(out),
+                "--since",
+                "2026-11-20T00:00:00Z",
+            ]
+        )
+        == 0
+    )
     assert pd.read_parquet(out)["event_id"].tolist() == ["e2", "e2"]
     assert main(["--store", str(store_path), "export", "events_flat", "--format", "csv"]) == 0
     assert "EntryExportAdd [failure]" in capsys.readouterr().out

@@ -25,9 +25,11 @@ def test_filters_cut_events_by_half_open_time_range_job_action_and_status():
     f = Filters(since="2026-11-20T00:00:00Z", until="2026-11-20T01:00:00Z")
     assert f.apply_events(ev)["id"].tolist() == ["e2", "e3", "e4", "e5"]
     assert Filters(job_ids=(J2,)).apply_events(ev)["id"].tolist() == ["e4", "e5"]
-    assert Filters(actions=("update",), statuses=("success",)).apply_events(ev)[
-        "id"
-    ].tolist() == ["e4", "e7", "e10"]
+    assert Filters(actions=("update",), statuses=("success",)).apply_events(ev)["id"].tolist() == [
+        "e4",
+        "e7",
+        "e10",
+    ]
     # naive times mean UTC
     assert Filters(since="2026-11-20T01:00:00").since == ts("2026-11-20T01:00:00Z")
 
@@ -60,16 +62,29 @@ def test_account_disabled_that_changes_or_comes_with_other_changes_is_not_noise(
             {"activity_at": "2026-11-20T00:00:00Z", "action": "update"},  # e3 same old/new
             {"activity_at": "2026-11-20T00:00:00Z", "action": "update", "status": "failure"},
             {"activity_at": "2026-11-20T00:00:00Z", "status": "skipped", "skip_reason": "Other"},
-            {"activity_at": "2026-11-20T00:00:00Z", "status": "skipped",
-             "skip_reason": "notEffectivelyEntitled"},
+            {
+                "activity_at": "2026-11-20T00:00:00Z",
+                "status": "skipped",
+                "skip_reason": "notEffectivelyEntitled",
+            },
         ]
-    )  # fmt: skip
+    )
     mp = modified_properties(
         [
-            {"event_id": "e1", "name": "accountDisabled", "old_value": "False", "new_value": "True"},
+            {
+                "event_id": "e1",
+                "name": "accountDisabled",
+                "old_value": "False",
+                "new_value": "True",
+            },
             {"event_id": "e2", "name": "accountDisabled", "new_value": "False"},
             {"event_id": "e2", "name": "displayName", "new_value": "X"},
-            {"event_id": "e3", "name": "AccountDisabled", "old_value": "false", "new_value": "False"},
+            {
+                "event_id": "e3",
+                "name": "AccountDisabled",
+                "old_value": "false",
+                "new_value": "False",
+            },
             {"event_id": "e4", "name": "accountDisabled", "new_value": "False"},
         ]
     )
@@ -78,9 +93,18 @@ def test_account_disabled_that_changes_or_comes_with_other_changes_is_not_noise(
 
 def test_registry_names_every_report_with_a_loadable_function():
     expected = {
-        "summary", "cycles", "users", "timeline", "failures", "skips", "coverage", "estimate",
-        "quarantine-risk", "correlation", "scim-traffic",
-    }  # fmt: skip
+        "summary",
+        "cycles",
+        "users",
+        "timeline",
+        "failures",
+        "skips",
+        "coverage",
+        "estimate",
+        "quarantine-risk",
+        "correlation",
+        "scim-traffic",
+    }
     assert set(REPORTS) == expected
     assert REPORTS["summary"].shape == "object" and REPORTS["estimate"].shape == "object"
     assert REPORTS["users"].noise and not REPORTS["cycles"].noise
@@ -93,8 +117,16 @@ def test_registry_names_every_report_with_a_loadable_function():
 def test_run_report_rejects_unknown_names_and_does_not_mutate_inputs():
     w = world()
     before = {name: getattr(w, name).copy() for name in TABLES}
-    for name in ("summary", "cycles", "users", "failures", "skips", "coverage", "estimate",
-                 "quarantine-risk"):  # fmt: skip
+    for name in (
+        "summary",
+        "cycles",
+        "users",
+        "failures",
+        "skips",
+        "coverage",
+        "estimate",
+        "quarantine-risk",
+    ):
         run_report(name, w)
     run_report("timeline", w, user="u2")
     for name in TABLES:

@@ -42,12 +42,16 @@ def test_cycles_overlapping_jobs_midnight_kind_and_gap():
     assert table["cycle_id"].tolist() == ["c1", "d1", "c2"]
     assert table["job_id"].tolist() == [J1, J2, J1]
     assert table["started_at"].tolist() == [
-        ts("2026-11-19T23:50:00Z"), ts("2026-11-20T00:05:00Z"), ts("2026-11-20T01:00:00Z"),
-    ]  # fmt: skip
+        ts("2026-11-19T23:50:00Z"),
+        ts("2026-11-20T00:05:00Z"),
+        ts("2026-11-20T01:00:00Z"),
+    ]
     # c1 spans midnight: one cycle of 30 minutes, not two.
     assert table["ended_at"].tolist() == [
-        ts("2026-11-20T00:20:00Z"), ts("2026-11-20T00:15:00Z"), ts("2026-11-20T01:10:00Z"),
-    ]  # fmt: skip
+        ts("2026-11-20T00:20:00Z"),
+        ts("2026-11-20T00:15:00Z"),
+        ts("2026-11-20T01:10:00Z"),
+    ]
     assert table["duration_s"].tolist() == [1800.0, 600.0, 600.0]
     # j1 reached steady state at 00:30, after c1 began; j2 was steady long before d1.
     assert table["kind"].tolist() == ["initial", "incremental", "incremental"]
@@ -75,11 +79,14 @@ def test_first_cycle_after_steady_state_is_incremental_and_unknown_without_snaps
     jobs = frame(
         "sync_jobs",
         [
-            {"captured_at": "2026-11-20T11:00:00Z", "job_id": "a",
-             "steady_state_first_at": "2026-11-19T00:00:00Z"},
+            {
+                "captured_at": "2026-11-20T11:00:00Z",
+                "job_id": "a",
+                "steady_state_first_at": "2026-11-19T00:00:00Z",
+            },
             {"captured_at": "2026-11-20T11:00:00Z", "job_id": "b"},
         ],
-    )  # fmt: skip
+    )
     table = cycle_table(ev, jobs).set_index("job_id")
     assert table["kind"].to_dict() == {"a": "incremental", "b": "initial", "c": "unknown"}
     # one event: zero duration, so no rate

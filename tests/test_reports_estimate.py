@@ -1,4 +1,4 @@
-"""estimate: documented bounds, observed throughput, the running cycle, next incremental, when_user."""
+"""estimate: documented bounds, observed throughput, running cycle, next cycle, when_user."""
 
 from __future__ import annotations
 
@@ -37,21 +37,43 @@ def _running_initial():
     start = pd.Timestamp("2026-11-20T10:00:00Z")
     # 31 events in 30 minutes over 30 distinct objects (u0 twice): 1 object per minute.
     rows = [
-        {"activity_at": (start + pd.Timedelta(minutes=k)).isoformat(), "job_id": "j",
-         "cycle_id": "k1", "source_id": f"u{k % 30}", "source_type": "user"}
+        {
+            "activity_at": (start + pd.Timedelta(minutes=k)).isoformat(),
+            "job_id": "j",
+            "cycle_id": "k1",
+            "source_id": f"u{k % 30}",
+            "source_type": "user",
+        }
         for k in range(31)
-    ]  # fmt: skip
+    ]
     assignments = [
-        {"service_principal_id": SP, "principal_id": f"u{k}", "principal_type": "user",
-         "app_role_id": ROLE, "default_access": False}
+        {
+            "service_principal_id": SP,
+            "principal_id": f"u{k}",
+            "principal_type": "user",
+            "app_role_id": ROLE,
+            "default_access": False,
+        }
         for k in range(100)
-    ]  # fmt: skip
+    ]
     assignments.append(
-        {"service_principal_id": SP, "principal_id": "g", "principal_type": "group",
-         "app_role_id": ROLE, "default_access": False}
-    )  # fmt: skip
-    members = [{"group_id": "g", "member_id": "nested", "member_type": "user",
-                "member_upn": "nested@x.example", "direct": False}]  # fmt: skip
+        {
+            "service_principal_id": SP,
+            "principal_id": "g",
+            "principal_type": "group",
+            "app_role_id": ROLE,
+            "default_access": False,
+        }
+    )
+    members = [
+        {
+            "group_id": "g",
+            "member_id": "nested",
+            "member_type": "user",
+            "member_upn": "nested@x.example",
+            "direct": False,
+        }
+    ]
     jobs = [{"captured_at": "2026-11-20T09:00:00Z", "job_id": "j", "service_principal_id": SP}]
     return inputs(events=rows, assignments=assignments, group_members=members, sync_jobs=jobs)
 
@@ -73,10 +95,15 @@ def test_running_initial_cycle_has_processed_remaining_and_eta():
 def test_cycle_is_not_running_once_the_job_snapshot_says_it_ended():
     data = _running_initial()
     data.sync_jobs = inputs(
-        sync_jobs=[{"captured_at": "2026-11-20T10:31:00Z", "job_id": "j",
-                    "last_execution_began": "2026-11-20T10:00:00Z",
-                    "last_execution_ended": "2026-11-20T10:30:30Z"}]
-    ).sync_jobs  # fmt: skip
+        sync_jobs=[
+            {
+                "captured_at": "2026-11-20T10:31:00Z",
+                "job_id": "j",
+                "last_execution_began": "2026-11-20T10:00:00Z",
+                "last_execution_ended": "2026-11-20T10:30:30Z",
+            }
+        ]
+    ).sync_jobs
     result = run_report("estimate", data, now=ts("2026-11-20T10:32:00Z")).data
     assert result["current_cycle"] is None
     assert result["next_incremental_at"] == ts("2026-11-20T11:10:00Z")

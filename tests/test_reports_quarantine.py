@@ -32,19 +32,25 @@ def _bulk(job: str, failed: int, succeeded: int, reference: int = 0) -> pd.DataF
 
 
 @pytest.mark.parametrize(
-    ("failed", "succeeded", "risk"),
+    ("failed", "succeeded", "reference", "risk", "flags"),
     [
-        (45_000, 0, "over_threshold"),  # the docs' worked examples
-        (30_000, 5_000, "over_threshold"),
-        (20_000, 100_000, "low"),
-        (4_000, 0, "approaching"),  # below the 5,000 minimum: not evaluated yet
-        (61_000, 1_000_000, "over_threshold"),  # over the 60,000 cap whatever the rate
+        # the docs' worked examples
+        (45_000, 0, 0, "over_threshold", (True, True, True, False)),
+        (30_000, 5_000, 0, "over_threshold", (True, True, False, False)),
+        (20_000, 100_000, 0, "low", (True, False, False, False)),
+        # below the 5,000 minimum nothing is evaluated yet, however bad the rate
+        (4_000, 0, 0, "approaching", (False, False, False, False)),
+        # 31,000 user + 30,000 reference failures at a 24 % rate: only the 60,000 cap trips
+        (61_000, 100_000, 30_000, "over_threshold", (True, False, False, True)),
     ],
 )
-def test_documented_worked_examples(failed, succeeded, risk):
-    data = inputs(events=conform("events", _bulk("j", failed, succeeded)))
+def test_documented_thresholds(failed, succeeded, reference, risk, flags):
+    data = inputs(events=conform("events", _bulk("j", failed, succeeded, reference)))
     row = run_report("quarantine-risk", data).frame.iloc[0]
     assert (row["failures"], row["successes"]) == (failed, succeeded)
+    assert row["reference_failures"] == reference
+    names = ("over_base", "over_proportion", "over_non_reference", "over_total")
+    assert tuple(bool(row[n]) for n in names) == flags
     assert row["risk"] == risk
 
 
@@ -61,8 +67,11 @@ def test_sample_tenant_counts_outstanding_failures_per_job():
     table = run_report("quarantine-risk", world()).frame.set_index("job_id")
     # j1: u2 failed then succeeded (not outstanding); u9 still failing
     assert table.loc["scim.j1", ["events", "failure_events", "failures", "successes"]].tolist() == [
-        8, 2, 1, 3,
-    ]  # fmt: skip
+        8,
+        2,
+        1,
+        3,
+    ]
     assert table.loc["scim.j1", "failure_rate"] == pytest.approx(0.25)
     assert table.loc["scim.j2", "failures"] == 0
     assert table["risk"].tolist() == ["low", "low"]
@@ -72,14 +81,22 @@ def test_sample_tenant_counts_outstanding_failures_per_job():
 def test_quarantined_job_state_and_documented_retry_schedule():
     data = inputs(
         sync_jobs=[
-            {"captured_at": "2026-11-20T12:00:00Z", "job_id": "q", "status_code": "Quarantine",
-             "quarantine_reason": "EncounteredEscrowProportionThreshold",
-             "quarantine_began": "2026-11-20T03:00:00Z"},
-            {"captured_at": "2026-11-20T12:00:00Z", "job_id": "k", "status_code": "Quarantine",
-             "quarantine_began": "2026-11-20T03:00:00Z",
-             "quarantine_next_attempt": "2026-11-20T20:00:00Z"},
+            {
+                "captured_at": "2026-11-20T12:00:00Z",
+                "job_id": "q",
+                "status_code": "Quarantine",
+                "quarantine_reason": "EncounteredEscrowProportionThreshold",
+                "quarantine_began": "2026-11-20T03:00:00Z",
+            },
+            {
+                "captured_at": "2026-11-20T12:00:00Z",
+                "job_id": "k",
+                "status_code": "Quarantine",
+                "quarantine_began": "2026-11-20T03:00:00Z",
+                "quarantine_next_attempt": "2026-11-20T20:00:00Z",
+            },
         ]
-    )  # fmt: skip
+    )
     table = run_report("quarantine-risk", data, now=ts("2026-11-20T12:30:00Z")).frame
     table = table.set_index("job_id")
     assert table["risk"].tolist() == ["quarantined", "quarantined"]
@@ -90,11 +107,18 @@ def test_quarantined_job_state_and_documented_retry_schedule():
 
 def test_next_retry_schedule():
     began = pd.Series([ts("2026-11-01T00:00:00Z")] * 5)
-    nows = ["2026-11-01T01:00:00Z", "2026-11-01T07:00:00Z", "2026-11-01T13:00:00Z",
-            "2026-11-03T05:00:00Z", "2026-11-30T00:00:00Z"]  # fmt: skip
+    nows = [
+        "2026-11-01T01:00:00Z",
+        "2026-11-01T07:00:00Z",
+        "2026-11-01T13:00:00Z",
+        "2026-11-03T05:00:00Z",
+        "2026-11-30T00:00:00Z",
+    ]
     got = [next_retry(began.iloc[[i]], ts(n)).iloc[0] for i, n in enumerate(nows)]
     assert got[:4] == [
-        ts("2026-11-01T06:00:00Z"), ts("2026-11-01T12:00:00Z"), ts("2026-11-02T00:00:00Z"),
+        ts("2026-11-01T06:00:00Z"),
+        ts("2026-11-01T12:00:00Z"),
+        ts("2026-11-02T00:00:00Z"),
         ts("2026-11-04T00:00:00Z"),
-    ]  # fmt: skip
+    ]
     assert pd.isna(got[4])  # past 28 days: no more retries, the job is disabled

@@ -33,8 +33,14 @@ def test_users_hide_noise_and_keep_the_failed_then_succeeded_object():
 
 def test_users_with_noise_and_for_one_user():
     assert run_report("users", world(), include_noise=True).frame["source_id"].tolist() == [
-        "u1", "u10", "u9", "u7", "u2", "u3", "u4",
-    ]  # fmt: skip
+        "u1",
+        "u10",
+        "u9",
+        "u7",
+        "u2",
+        "u3",
+        "u4",
+    ]
     one = run_report("users", world(), user="BO@contoso.example").frame
     assert one["source_id"].tolist() == ["u2"]
 

@@ -1,4 +1,4 @@
-"""`provlens export TABLE`: a canonical table (everything, noise included) as CSV, JSON or parquet."""
+"""`provlens export TABLE`: a canonical table, noise included, as CSV, JSON or parquet."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments."""
     from ingest.schema import TABLES
 
-    parser.add_argument("table", metavar="TABLE", choices=[*TABLES, FLAT], help=", ".join([*TABLES, FLAT]))
+    parser.add_argument(
+        "table", metavar="TABLE", choices=[*TABLES, FLAT], help=", ".join([*TABLES, FLAT])
+    )
     parser.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
     parser.add_argument("--out", metavar="PATH", help="write to this file instead of stdout")
     parser.add_argument(
@@ -28,15 +30,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_filter_arguments(parser)
 
 
-def _needed(table: str, filters) -> list[str]:  # noqa: ANN001
+def _needed(table: str, filters) -> list[str]:
     """Return the tables to read to export ``table`` under ``filters``."""
     if table == FLAT:
         return ["events", "steps", "modified_properties"]
     need = [table]
     event_filters = any(
-        (filters.since, filters.until, filters.service_principal_ids, filters.job_ids,
-         filters.actions, filters.statuses)
-    )  # fmt: skip
+        (
+            filters.since,
+            filters.until,
+            filters.service_principal_ids,
+            filters.job_ids,
+            filters.actions,
+            filters.statuses,
+        )
+    )
     if table in ("steps", "modified_properties") and event_filters:
         need.append("events")
     if table == "group_members" and filters.service_principal_ids:
@@ -44,7 +52,7 @@ def _needed(table: str, filters) -> list[str]:  # noqa: ANN001
     return need
 
 
-def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
+def run(args: argparse.Namespace, ctx) -> int:
     """Export the table."""
     from provlens.commands.report import load_inputs
     from reports.export import flat_events, frame_bytes, write_output

@@ -41,7 +41,7 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def filters_from_args(args: argparse.Namespace):  # noqa: ANN201 - reports imported lazily
+def filters_from_args(args: argparse.Namespace):
     """Return the reports.Filters the arguments ask for."""
     from reports import Filters
 
@@ -57,7 +57,7 @@ def filters_from_args(args: argparse.Namespace):  # noqa: ANN201 - reports impor
     )
 
 
-def load_inputs(store, tables, filters):  # noqa: ANN001, ANN201
+def load_inputs(store, tables, filters):
     """Return reports.Inputs with only ``tables`` read from ``store`` (time pushed down)."""
     from reports import Inputs
 
@@ -93,7 +93,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_filter_arguments(parser)
 
 
-def _print_table(name: str, result, shape: str) -> None:  # noqa: ANN001
+def _print_table(name: str, result, shape: str) -> None:
     from reports.export import flatten, jsonable
 
     if result.frame is not None and shape == "rows":
@@ -101,11 +101,15 @@ def _print_table(name: str, result, shape: str) -> None:  # noqa: ANN001
             print(f"{name}: no rows")
         else:
             with pd.option_context(
-                "display.max_rows", None,
-                "display.max_columns", None,
-                "display.width", 250,
-                "display.max_colwidth", 60,
-            ):  # fmt: skip
+                "display.max_rows",
+                None,
+                "display.max_columns",
+                None,
+                "display.width",
+                250,
+                "display.max_colwidth",
+                60,
+            ):
                 print(result.frame.to_string(index=False))
     if result.data:
         for key, value in flatten(result.data).items():
@@ -117,7 +121,7 @@ def _print_table(name: str, result, shape: str) -> None:  # noqa: ANN001
         )
 
 
-def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
+def run(args: argparse.Namespace, ctx) -> int:
     """Run the report and print or write it."""
     from reports import REPORTS, run_report
     from reports.export import render, write_output
