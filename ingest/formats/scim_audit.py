@@ -26,7 +26,7 @@ REMEDY = "fix or remove that line (see docs/scim-audit-format.md); nothing was s
 
 
 def _first_record(source: Source) -> dict[str, Any] | None:
-    for line in source.head().splitlines():
+    for line in source.head().split("\n"):  # not splitlines(): U+2028 may sit in a string
         if line.strip():
             try:
                 obj = orjson.loads(line)
