@@ -39,7 +39,7 @@ def header(title: str, ctx: Context, caption: str | None = None) -> None:
     """Draw the page title, the DEMO DATA label when applicable, and a caption."""
     st.title(title)
     if ctx.options.is_demo:
-        st.badge("DEMO DATA", icon="🧪", color="orange")
+        st.badge("DEMO DATA", icon=":material/science:", color="orange")
     if caption:
         st.caption(caption)
 
@@ -175,7 +175,7 @@ def empty_state(ctx: Context) -> None:
         language="bash",
     )
     st.markdown("Or look around with generated data first (it goes to a separate demo store):")
-    if st.button("Load the demo", type="primary", icon="🧪"):
+    if st.button("Load the demo", type="primary", icon=":material/science:"):
         with st.spinner("Generating a demo tenant… (about a minute)"):
             path = _run_demo()
         if path is not None:
@@ -184,9 +184,26 @@ def empty_state(ctx: Context) -> None:
             st.rerun()
 
 
-def kpi(label: str, value: str, help: str | None = None) -> None:
-    """Draw one KPI tile."""
-    st.metric(label, value, help=help, border=True)
+def kpi(label: str, value: str, help: str | None = None, note: str | None = None) -> None:
+    """Draw one KPI tile; ``note`` is a small grey line under the value."""
+    st.metric(
+        label,
+        value,
+        delta=note,
+        delta_color="off",
+        delta_arrow="off",
+        help=help,
+        border=True,
+    )
+
+
+def kpi_time(label: str, ts: Any, help: str | None = None) -> None:
+    """Draw a KPI tile for a point in time: `09:05 UTC` with its date underneath."""
+    if ts is None or (not isinstance(ts, str) and pd.isna(ts)):
+        kpi(label, "—", help)
+        return
+    t = pd.Timestamp(ts).tz_convert("UTC")
+    kpi(label, t.strftime("%H:%M UTC"), help, note=t.strftime("%a %Y-%m-%d"))
 
 
 __all__ = ["chart", "empty_state", "header", "kpi", "noise_note", "table", "views"]

@@ -16,8 +16,19 @@ import pandas as pd
 
 from reports import export
 
-# Shortest bar drawn for a cycle whose first and last event share a timestamp.
-MIN_BAR = pd.Timedelta(seconds=30)
+
+def min_bar(first: pd.Timestamp, last: pd.Timestamp) -> pd.Timedelta:
+    """Return the shortest bar worth drawing on a timeline from ``first`` to ``last``.
+
+    A cycle of a few seconds on a week-long axis is thinner than a pixel; bars are widened to
+    1/300 of the span (at least 30 s) so every cycle shows. Hover texts keep the real times.
+    """
+    return max(pd.Timedelta(seconds=30), (last - first) / 300)
+
+
+def short_id(text: str, keep: int = 18) -> str:
+    """Return a long id cut to ``keep`` characters plus `…` (for axis labels)."""
+    return text if len(text) <= keep + 1 else text[:keep] + "…"
 
 
 def plot_escape(text: object) -> str:

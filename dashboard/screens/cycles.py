@@ -26,7 +26,7 @@ plot = cycles.assign(
     duration_min=cycles["duration_s"].astype("float64") / 60,
     gap_min=cycles["gap_before_s"].astype("float64") / 60,
     objects_per_min_f=cycles["objects_per_min"].astype("float64"),
-    job=cycles["job_id"].fillna("(no job id)").map(views.plot_escape),
+    job=cycles["job_id"].fillna("(no job id)").map(views.short_id).map(views.plot_escape),
 )
 
 cols = st.columns(4)
@@ -45,8 +45,9 @@ with cols[3]:
 
 st.subheader("Timeline")
 # A cycle of a single event has no length; give it a sliver so the bar is visible.
+min_bar = views.min_bar(plot["started_at"].min(), plot["ended_at"].max())
 ended = plot["ended_at"].where(
-    plot["ended_at"] > plot["started_at"], plot["started_at"] + views.MIN_BAR
+    plot["ended_at"] - plot["started_at"] >= min_bar, plot["started_at"] + min_bar
 )
 fig = px.timeline(
     plot.assign(ended_bar=ended),
@@ -61,6 +62,7 @@ fig = px.timeline(
         "objects": True,
         "duration_min": ":.1f",
         "ended_bar": False,
+        "ended_at": True,
     },
     labels={
         "job": "Job",
@@ -104,7 +106,7 @@ with right:
             "kind": "Kind",
         },
     )
-    fig.update_traces(mode="lines+markers")
+    fig.update_traces(mode="markers")
     ui.chart(fig, "cycles_throughput")
 
 st.subheader("Gaps between cycles")

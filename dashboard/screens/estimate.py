@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -53,26 +52,30 @@ if mode == "incremental":
 objects = int(changed) if changed is not None else int(scope)
 est = views.scale_estimate(base, objects)
 
+st.caption(f"Estimating for {int(est.get('objects_in_scope') or 0):,} objects.")
 cols = st.columns(4)
 with cols[0]:
-    ui.kpi("Objects to process", f"{int(est.get('objects_in_scope') or 0):,}")
-with cols[1]:
     ui.kpi(
-        "Documented range",
-        f"{ui.fmt_duration(60 * (est.get('docs_min_minutes') or 0))} – "
-        f"{ui.fmt_duration(60 * (est.get('docs_max_minutes') or 0))}",
-        "0.01 to 0.08 minutes per object.",
+        "Documented fastest",
+        ui.fmt_duration(60 * (est.get("docs_min_minutes") or 0)),
+        "0.01 minutes per object.",
     )
-with cols[2]:
+with cols[1]:
     p50 = est.get("estimate_minutes_p50")
     ui.kpi(
         "Observed estimate (p50)",
         ui.fmt_duration(None if p50 is None else 60 * p50),
-        f"From {est.get('cycles_observed') or 0} measured cycle(s).",
+        f"From {est.get('cycles_observed') or 0} measured cycle(s) of this tenant.",
     )
-with cols[3]:
+with cols[2]:
     p90 = est.get("estimate_minutes_p90")
     ui.kpi("Observed estimate (p90)", ui.fmt_duration(None if p90 is None else 60 * p90))
+with cols[3]:
+    ui.kpi(
+        "Documented slowest",
+        ui.fmt_duration(60 * (est.get("docs_max_minutes") or 0)),
+        "0.08 minutes per object.",
+    )
 
 rate = est.get("observed_objects_per_min")
 st.caption(
@@ -120,13 +123,13 @@ if current:
         )
     run_cols = st.columns(4)
     with run_cols[0]:
-        ui.kpi("Started", ui.fmt_time(current.get("started_at")))
+        ui.kpi_time("Started", current.get("started_at"))
     with run_cols[1]:
         ui.kpi("Kind", str(current.get("kind") or "unknown"))
     with run_cols[2]:
         ui.kpi("Remaining objects", "—" if remaining is None else f"{int(remaining):,}")
     with run_cols[3]:
-        ui.kpi("ETA", ui.fmt_time(current.get("eta")))
+        ui.kpi_time("ETA", current.get("eta"))
     st.caption("Cycle id")
     st.code(str(current.get("cycle_id")), language=None)
 else:
@@ -137,9 +140,9 @@ nxt = base.get("next_incremental_at")
 inc_p50 = base.get("incremental_minutes_p50")
 next_cols = st.columns(3)
 with next_cols[0]:
-    ui.kpi(
+    ui.kpi_time(
         "Expected start",
-        ui.fmt_time(None if nxt is None else pd.Timestamp(nxt)),
+        nxt,
         "The last cycle's end (or the running cycle's ETA) plus the job's schedule interval.",
     )
 with next_cols[1]:

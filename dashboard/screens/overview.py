@@ -42,14 +42,11 @@ with cols[1]:
         "Jobs whose latest snapshot shows a quarantine.",
     )
 with cols[2]:
-    st.metric(
+    ui.kpi(
         "Last cycle",
         ui.fmt_duration(None if last_cycle is None else last_cycle["duration_s"]),
-        delta=None if last_cycle is None else f"started {ui.fmt_time(last_cycle['started_at'])}",
-        delta_color="off",
-        delta_arrow="off",
-        help="Duration from the cycle's first to its last event.",
-        border=True,
+        "Duration from the cycle's first to its last event.",
+        note=None if last_cycle is None else f"started {ui.fmt_time(last_cycle['started_at'])}",
     )
 with cols[3]:
     ui.kpi("Cycles", f"{summary.get('cycles', 0):,}", "Distinct provisioning cycles.")

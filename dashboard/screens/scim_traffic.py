@@ -100,23 +100,21 @@ with left:
 with right:
     st.subheader("Requests and 429s per Entra cycle")
     fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            x=cycles["period_start"],
-            y=cycles["requests"],
-            name="Requests",
-            marker={"color": "#93c5fd"},
+    for col, name, color, size in (
+        ("requests", "Requests", "#60a5fa", 8),
+        ("throttled_429", "429 throttled", "#7c3aed", 11),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=cycles["period_start"],
+                y=cycles[col],
+                name=name,
+                mode="markers",
+                marker={"color": color, "size": size},
+            )
         )
-    )
-    fig.add_trace(
-        go.Bar(
-            x=cycles["period_start"],
-            y=cycles["throttled_429"],
-            name="429 throttled",
-            marker={"color": "#7c3aed"},
-        )
-    )
-    fig.update_layout(barmode="overlay", xaxis_title="Cycle start (UTC)", yaxis_title="Requests")
+    fig.update_layout(xaxis_title="Cycle start (UTC)", yaxis_title="Requests in the cycle")
+    fig.update_yaxes(rangemode="tozero")
     ui.chart(fig, "scim_cycles")
 
 st.subheader("Per Entra cycle")
