@@ -264,3 +264,33 @@ def test_server_ignoring_start_index_but_returning_everything_is_fine():
         with build_client(server.base_url, TOKEN) as client:
             frame = pull_state(client, NOW, page_size=2)
     pd.testing.assert_frame_equal(_core(frame), _core(_expected(seeded)))
+
+
+def test_503_with_retry_after_is_retried():
+    with running_scim_server() as server:
+        seeded = seed_walkthrough(server)
+        server.misbehaviour = Misbehaviour(throttle_first=2, throttle_status=503, retry_after="0")
+        with build_client(server.base_url, TOKEN) as client:
+            frame = pull_state(client, NOW)
+        statuses = [r["status"] for r in server.audit[-6:]]
+    assert statuses[:2] == [503, 503]
+    pd.testing.assert_frame_equal(_core(frame), _core(_expected(seeded)))
+
+
+def test_wiki_without_groups_endpoint_stores_users(caplog):
+    with running_scim_server() as server:
+        seeded = seed_walkthrough(server)
+        server.misbehaviour = Misbehaviour(fail_status=404, fail_path_prefix="/v2/Groups")
+        with caplog.at_level(logging.WARNING), build_client(server.base_url, TOKEN) as client:
+            frame = pull_state(client, NOW)
+    assert sorted(frame["id"]) == sorted(u["id"] for u in seeded.users.values())
+    assert "no /Groups endpoint" in caplog.text
+
+
+def test_users_endpoint_404_is_a_remote_error_naming_the_url():
+    with running_scim_server(misbehaviour=Misbehaviour(fail_status=404)) as server:
+        client = build_client(server.base_url, TOKEN)
+        with client, pytest.raises(RemoteError) as exc:
+            pull_state(client, NOW)
+    assert f"{server.base_url}/Users: the wiki's SCIM server answered 404" in str(exc.value)
+    assert "--scim-url" in str(exc.value)

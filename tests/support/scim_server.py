@@ -56,9 +56,11 @@ class Misbehaviour:
     ignore_start_index: bool = False  # always serve from the first resource
     total_results_delta: int = 0  # add this to every ListResponse's totalResults
     drop_total_results: bool = False  # omit totalResults
-    throttle_first: int = 0  # answer 429 to the first N GET requests
+    throttle_first: int = 0  # answer `throttle_status` to the first N GET requests
+    throttle_status: int = 429
     retry_after: str = "1"
     fail_status: int | None = None  # answer every request with this status (401, 403, 500 ...)
+    fail_path_prefix: str = ""  # ... only requests whose path starts with this
     gets_seen: int = 0  # GET requests served since this misbehaviour was installed
 
 
@@ -123,8 +125,11 @@ def _wrap(app: WSGIApp, server: ScimServer) -> WSGIApp:
             throttled = method == "GET" and mis.gets_seen < mis.throttle_first
             if method == "GET":
                 mis.gets_seen += 1
-        if mis.fail_status is not None or throttled:
-            code = 429 if throttled else int(mis.fail_status or 500)
+        failing = mis.fail_status is not None and environ.get("PATH_INFO", "").startswith(
+            mis.fail_path_prefix
+        )
+        if failing or throttled:
+            code = mis.throttle_status if throttled else int(mis.fail_status or 500)
             payload = {
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
                 "status": str(code),
