@@ -256,6 +256,7 @@ def _big_line(path: Path, prefix: bytes, mb: int) -> Path:
     return path
 
 
+@pytest.mark.timeout(120)  # Source.lines() once took minutes on a 20 MB line (quadratic)
 @pytest.mark.parametrize(
     ("name", "prefix", "kind"),
     [
@@ -315,3 +316,23 @@ def test_unknown_enum_values_kept_raw(tmp_path: Path) -> None:
     assert (ev["initiator_type"], ev["initiator_type_raw"]) == ("unknown", "robot")
     st = Store(store_dir).read("steps").sort_values("position").iloc[0]
     assert (st["step_type"], st["step_type_raw"]) == ("unknown", "divination")
+
+
+def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path: Path) -> None:
+    """U+2028, U+2029 and U+0085 are legal raw inside JSON strings: not line breaks."""
+    lines = [
+        {
+            "time": f"2026-11-20T10:15:0{i}Z",
+            "method": "GET",
+            "path": "/api/v2/scim/v2/Users",
+            "status": 200,
+            "client": f"proxy{sep}{i}",
+        }
+        for i, sep in enumerate(("\u2028", "\u2029", "\u0085"))
+    ]
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"\r\n".join(orjson.dumps(rec) for rec in lines) + b"\r\n")
+    store_dir = tmp_path / "store"
+    assert main(["--store", str(store_dir), "ingest", "file", str(path)]) == 0
+    got = Store(store_dir).read("scim_requests").sort_values("received_at")
+    assert got["client"].tolist() == ["proxy\u20280", "proxy\u20291", "proxy\u00852"]
