@@ -125,30 +125,44 @@ with right:
         empty="No attribute changes recorded for these events.",
     )
 
+st.subheader("Entra event beside the wiki's answer")
+st.caption(
+    "Each event with the wiki requests about the same object within ±120 s, and the verdict: "
+    "both_ok, rejected_by_wiki (the wiki answered ≥ 400), not_sent_to_wiki (Entra failed or "
+    "skipped before calling the wiki), unmatched (Entra reports success, no request found)."
+)
+ui.table(user_corr, "user-correlation", empty="No correlation rows for these events.")
+
 st.subheader("Wiki SCIM requests for this user")
 requests = data.scim_requests(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)
 wiki = views.requests_by_id(requests, user_corr)
-if not user_corr.empty:
-    ui.table(user_corr, "user-correlation", empty="No correlation rows.")
 ui.table(
     wiki,
     "user-wiki-requests",
     empty="No wiki SCIM request matched this user's events (±120 s, same object).",
 )
 
-pack = views.support_pack(
-    {k: (None if pd.isna(v) else v) for k, v in row.to_dict().items()} | {"verdict": verdict},
-    {
-        "events": events,
-        "steps": steps,
-        "modified_properties": mods,
-        "correlation": user_corr,
-        "wiki_requests": wiki,
-    },
-)
+st.subheader("When will this user be provisioned?")
+when = (ctx.report("estimate", user=picked).data or {}).get("when_user") or {}
+when_cols = st.columns([1, 3])
+with when_cols[0]:
+    ui.kpi_time("Expected by", when.get("expected_by"))
+with when_cols[1]:
+    st.caption("Why")
+    st.text(str(when.get("reason") or "—"))
+
+summary = {k: (None if pd.isna(v) else v) for k, v in row.to_dict().items()}
+parts = {
+    "events": events,
+    "steps": steps,
+    "modified_properties": mods,
+    "correlation": user_corr,
+    "wiki_requests": wiki,
+}
 st.download_button(
     "Download support pack (zip)",
-    data=pack,
+    # Built only when clicked: user.json, and CSV + JSON of each table above.
+    data=lambda: views.support_pack(summary | {"verdict": verdict, "when": when}, parts),
     file_name=f"provlens-support-{views.safe_file_part(picked)}.zip",
     mime="application/zip",
     type="primary",
