@@ -30,6 +30,15 @@ def seeded_server():
         yield server, seeded
 
 
+@pytest.fixture
+def wiki(seeded_server):
+    """The seeded server for one test, which may set ``server.misbehaviour`` (reset after)."""
+    server, seeded = seeded_server
+    server.misbehaviour = Misbehaviour()
+    yield server, seeded
+    server.misbehaviour = Misbehaviour()
+
+
 def _expected(seeded: Seeded) -> pd.DataFrame:
     rows = [
         ("User", u["id"], u["externalId"], u["userName"], u.get("displayName"), u["active"])
@@ -141,11 +150,12 @@ def test_missing_token_and_url_are_usage_errors(tmp_path, monkeypatch, capsys):
         build_client("ftp://wiki.example/scim", "t")
 
 
-def test_403_says_the_token_lacks_rights():
-    with running_scim_server(misbehaviour=Misbehaviour(fail_status=403)) as server:
-        client = build_client(server.base_url, server.token)
-        with client, pytest.raises(RemoteError) as exc:
-            pull_state(client, NOW)
+def test_403_says_the_token_lacks_rights(wiki):
+    server, _ = wiki
+    server.misbehaviour = Misbehaviour(fail_status=403)
+    client = build_client(server.base_url, server.token)
+    with client, pytest.raises(RemoteError) as exc:
+        pull_state(client, NOW)
     assert "403" in str(exc.value) and "lacks rights" in str(exc.value)
     assert server.token not in str(exc.value)
 
@@ -161,34 +171,34 @@ def test_403_says_the_token_lacks_rights():
     ],
     ids=["count-ignored-all", "count-ignored-small", "total-low", "total-high", "total-missing"],
 )
-def test_paging_survives_servers_that_ignore_count_or_misreport_totals(misbehaviour):
-    with running_scim_server() as server:
-        seeded = seed_walkthrough(server)
-        server.misbehaviour = misbehaviour
-        with build_client(server.base_url, TOKEN) as client:
-            frame = pull_state(client, NOW, page_size=3)
+def test_paging_survives_servers_that_ignore_count_or_misreport_totals(wiki, misbehaviour):
+    server, seeded = wiki
+    server.misbehaviour = misbehaviour
+    with build_client(server.base_url, TOKEN) as client:
+        frame = pull_state(client, NOW, page_size=3)
     pd.testing.assert_frame_equal(_core(frame), _core(_expected(seeded)))
 
 
-def test_429_with_retry_after_waits_then_succeeds():
-    with running_scim_server() as server:
-        seeded = seed_walkthrough(server)
-        server.misbehaviour = Misbehaviour(throttle_first=2, retry_after="1")
-        started = time.monotonic()
-        with build_client(server.base_url, TOKEN) as client:
-            frame = pull_state(client, NOW)
-        elapsed = time.monotonic() - started
-        statuses = [r["status"] for r in server.audit[-6:]]
+def test_429_with_retry_after_waits_then_succeeds(wiki):
+    server, seeded = wiki
+    server.misbehaviour = Misbehaviour(throttle_first=2, retry_after="1")
+    started = time.monotonic()
+    with build_client(server.base_url, TOKEN) as client:
+        frame = pull_state(client, NOW)
+    elapsed = time.monotonic() - started
+    statuses = [r["status"] for r in server.audit[-6:]]
     assert 2.0 <= elapsed < 10.0  # waited Retry-After (1 s) twice
     assert statuses[:2] == [429, 429]
     pd.testing.assert_frame_equal(_core(frame), _core(_expected(seeded)))
 
 
-def test_429_forever_gives_up_after_bounded_retries():
-    with running_scim_server(misbehaviour=Misbehaviour(throttle_first=100, retry_after="0")) as srv:
-        with build_client(srv.base_url, TOKEN) as client, pytest.raises(RemoteError) as exc:
-            pull_state(client, NOW)
-        attempts = len(srv.audit)
+def test_429_forever_gives_up_after_bounded_retries(wiki):
+    server, _ = wiki
+    server.misbehaviour = Misbehaviour(throttle_first=100, retry_after="0")
+    before = len(server.audit)
+    with build_client(server.base_url, TOKEN) as client, pytest.raises(RemoteError) as exc:
+        pull_state(client, NOW)
+    attempts = len(server.audit) - before
     assert "429" in str(exc.value) and "6 times" in str(exc.value)
     assert attempts == 6
 
@@ -243,54 +253,51 @@ def test_probe_reports_patch_support_and_checks_the_token(seeded_server):
     ids=["with-total", "without-total"],
 )
 def test_server_ignoring_start_index_fails_rather_than_losing_users(
-    misbehaviour, page_size, message
+    wiki, misbehaviour, page_size, message
 ):
-    with running_scim_server() as server:
-        seed_walkthrough(server)
-        server.misbehaviour = misbehaviour
-        client = build_client(server.base_url, TOKEN)
-        with client, pytest.raises(RemoteError) as exc:
-            pull_state(client, NOW, page_size=page_size)
+    server, _ = wiki
+    server.misbehaviour = misbehaviour
+    client = build_client(server.base_url, TOKEN)
+    with client, pytest.raises(RemoteError) as exc:
+        pull_state(client, NOW, page_size=page_size)
     assert "same" in str(exc.value) and message in str(exc.value)
     assert "nothing was stored" in str(exc.value)
 
 
-def test_server_ignoring_start_index_but_returning_everything_is_fine():
-    with running_scim_server() as server:
-        seeded = seed_walkthrough(server)
-        server.misbehaviour = Misbehaviour(
-            ignore_start_index=True, force_count=1000, drop_total_results=True
-        )
-        with build_client(server.base_url, TOKEN) as client:
-            frame = pull_state(client, NOW, page_size=2)
+def test_server_ignoring_start_index_but_returning_everything_is_fine(wiki):
+    server, seeded = wiki
+    server.misbehaviour = Misbehaviour(
+        ignore_start_index=True, force_count=1000, drop_total_results=True
+    )
+    with build_client(server.base_url, TOKEN) as client:
+        frame = pull_state(client, NOW, page_size=2)
     pd.testing.assert_frame_equal(_core(frame), _core(_expected(seeded)))
 
 
-def test_503_with_retry_after_is_retried():
-    with running_scim_server() as server:
-        seeded = seed_walkthrough(server)
-        server.misbehaviour = Misbehaviour(throttle_first=2, throttle_status=503, retry_after="0")
-        with build_client(server.base_url, TOKEN) as client:
-            frame = pull_state(client, NOW)
-        statuses = [r["status"] for r in server.audit[-6:]]
+def test_503_with_retry_after_is_retried(wiki):
+    server, seeded = wiki
+    server.misbehaviour = Misbehaviour(throttle_first=2, throttle_status=503, retry_after="0")
+    with build_client(server.base_url, TOKEN) as client:
+        frame = pull_state(client, NOW)
+    statuses = [r["status"] for r in server.audit[-6:]]
     assert statuses[:2] == [503, 503]
     pd.testing.assert_frame_equal(_core(frame), _core(_expected(seeded)))
 
 
-def test_wiki_without_groups_endpoint_stores_users(caplog):
-    with running_scim_server() as server:
-        seeded = seed_walkthrough(server)
-        server.misbehaviour = Misbehaviour(fail_status=404, fail_path_prefix="/v2/Groups")
-        with caplog.at_level(logging.WARNING), build_client(server.base_url, TOKEN) as client:
-            frame = pull_state(client, NOW)
+def test_wiki_without_groups_endpoint_stores_users(wiki, caplog):
+    server, seeded = wiki
+    server.misbehaviour = Misbehaviour(fail_status=404, fail_path_prefix="/v2/Groups")
+    with caplog.at_level(logging.WARNING), build_client(server.base_url, TOKEN) as client:
+        frame = pull_state(client, NOW)
     assert sorted(frame["id"]) == sorted(u["id"] for u in seeded.users.values())
     assert "no /Groups endpoint" in caplog.text
 
 
-def test_users_endpoint_404_is_a_remote_error_naming_the_url():
-    with running_scim_server(misbehaviour=Misbehaviour(fail_status=404)) as server:
-        client = build_client(server.base_url, TOKEN)
-        with client, pytest.raises(RemoteError) as exc:
-            pull_state(client, NOW)
+def test_users_endpoint_404_is_a_remote_error_naming_the_url(wiki):
+    server, _ = wiki
+    server.misbehaviour = Misbehaviour(fail_status=404)
+    client = build_client(server.base_url, TOKEN)
+    with client, pytest.raises(RemoteError) as exc:
+        pull_state(client, NOW)
     assert f"{server.base_url}/Users: the wiki's SCIM server answered 404" in str(exc.value)
     assert "--scim-url" in str(exc.value)
