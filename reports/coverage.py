@@ -62,6 +62,32 @@ def _is_user(types: pd.Series) -> pd.Series:
     return (types.isna() | (types == "user")).astype(bool)
 
 
+def effective_direct(group_members: pd.DataFrame) -> pd.Series:
+    """Return each membership's ``direct`` flag, re-derived where ingest could not.
+
+    DESIGN: a transitive member is direct unless reachable only through a nested group whose own
+    members are known. A group whose rows are *all* marked direct although it contains a group
+    whose member list is known was ingested without that derivation (one file at a time): its
+    members found in the nested group's list are treated as nested.
+    """
+    gm = group_members
+    direct = gm["direct"].fillna(True).astype(bool)
+    known = gm["group_id"].dropna().unique()
+    nested = gm.loc[(gm["member_type"] == "group").fillna(False).astype(bool)]
+    nested = nested.loc[isin(nested["member_id"], known), ["group_id", "member_id"]]
+    if nested.empty:
+        return direct
+    all_direct = direct.groupby(gm["group_id"]).all()
+    nested = nested.loc[isin(nested["group_id"], all_direct.index[all_direct.to_numpy()])]
+    inner = gm[["group_id", "member_id"]].rename(columns={"group_id": "_inner", "member_id": "_m"})
+    via = nested.merge(inner, left_on="member_id", right_on="_inner")[["group_id", "_m"]]
+    pairs = gm[["group_id", "member_id"]].reset_index()
+    hit = pairs.merge(via, left_on=["group_id", "member_id"], right_on=["group_id", "_m"])
+    out = direct.copy()
+    out.loc[hit["index"].unique()] = False
+    return out
+
+
 def scope_table(assignments: pd.DataFrame, group_members: pd.DataFrame) -> pd.DataFrame:
     """Return one row per user principal named by scope data: ``scope_via`` and ``in_scope``."""
     default = _default_access(assignments)
@@ -77,7 +103,7 @@ def scope_table(assignments: pd.DataFrame, group_members: pd.DataFrame) -> pd.Da
     group_ok = groups.loc[~default[groups.index], "principal_id"].unique()
     group_default = groups.loc[default[groups.index], "principal_id"].unique()
     members = group_members.loc[_is_user(group_members["member_type"])]
-    is_direct = members["direct"].fillna(True).astype(bool)
+    is_direct = effective_direct(group_members).loc[members.index]
     in_ok = isin(members["group_id"], group_ok)
     in_default = isin(members["group_id"], group_default)
     via = np.select(

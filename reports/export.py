@@ -93,6 +93,8 @@ def _json_columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
         elif pd.api.types.is_float_dtype(s.dtype):
             f = s.astype("float64")
             cols[str(name)] = f.astype("object").where(np.isfinite(f), None).tolist()
+        elif isinstance(s.dtype, pd.StringDtype):
+            cols[str(name)] = s.astype("object").where(s.notna(), None).tolist()
         else:
             cols[str(name)] = [jsonable(v) for v in s.astype("object").tolist()]
     return cols
@@ -107,8 +109,11 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def json_bytes(obj: pd.DataFrame | Mapping[str, Any]) -> bytes:
     """Return a frame (as an array of rows) or an object as one JSON document."""
-    doc = records(obj) if isinstance(obj, pd.DataFrame) else jsonable(obj)
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    if isinstance(obj, pd.DataFrame):
+        # One row per line: compact, yet readable and line-diffable.
+        rows = [orjson.dumps(r) for r in records(obj)]
+        return b"[\n" + b",\n".join(rows) + b"\n]\n" if rows else b"[]\n"
+    return orjson.dumps(jsonable(obj), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
 # --- spreadsheets -------------------------------------------------------------------------

@@ -150,3 +150,27 @@ def test_service_principal_filter_limits_scope():
     # no scope and no events left: wiki users are all orphans
     assert table["verdict"].tolist() == ["orphaned"] * 5
     assert pd.isna(table["principal_id"]).sum() == 2  # w2 and w9 carry no externalId
+
+
+def test_nested_membership_is_derived_when_ingest_marked_every_member_direct():
+    # Two members files ingested one at a time: every row says direct, but g1 contains g2,
+    # whose own members are known, so n1 is reachable only through the nested group.
+    data = inputs(
+        assignments=[
+            {"service_principal_id": SP, "principal_id": "g1", "principal_type": "group",
+             "app_role_id": ROLE, "default_access": False},
+        ],
+        group_members=[
+            {"group_id": "g1", "member_id": "d1", "member_type": "user", "direct": True},
+            {"group_id": "g1", "member_id": "g2", "member_type": "group", "direct": True},
+            {"group_id": "g1", "member_id": "n1", "member_type": "user", "direct": True},
+            {"group_id": "g2", "member_id": "n1", "member_type": "user", "direct": True},
+        ],
+    )  # fmt: skip
+    table = run_report("coverage", data).frame.set_index("principal_id")
+    assert table["scope_via"].to_dict() == {"d1": "group", "n1": "nested_group"}
+    # when ingest did derive the flags (some row is not direct), they are trusted as they are
+    data.group_members = data.group_members.assign(direct=[True, True, True, True])
+    data.group_members.loc[0, "direct"] = False
+    table = run_report("coverage", data).frame.set_index("principal_id")
+    assert table["scope_via"].to_dict() == {"d1": "nested_group", "n1": "group"}
