@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -345,3 +346,48 @@ def test_audit_log_is_in_time_order_and_shaped_like_design(tmp_path: Path) -> No
         and r["request"]["Operations"] == [{"op": "Replace", "path": "active", "value": "False"}]
     ]
     assert disables and all(r["response"]["active"] is False for r in disables)
+
+
+@pytest.mark.parametrize(
+    ("users", "groups", "seed", "days"),
+    [(120, 5, 1, 2), (900, None, 2, 7), (1500, 40, 3, 4), (600, 12, 4, 1)],
+)
+def test_raw_invariants_hold_across_sizes(
+    tmp_path: Path, users: int, groups: int | None, seed: int, days: int
+) -> None:
+    sc = Scenario(users=users, groups=groups, seed=seed, days=days, end=END)
+    truth = generate(sc, tmp_path)
+    start, end = pd.Timestamp(truth["window"]["start"]), pd.Timestamp(truth["window"]["end"])
+    events = [
+        rec
+        for p in sorted(tmp_path.glob("provisioning-*.json"))
+        for rec in orjson.loads(p.read_bytes())["value"]
+    ]
+    assert len(events) == truth["events"]["total"]
+    assert len({e["id"] for e in events}) == len(events)
+    by_cycle: dict[str, list[pd.Timestamp]] = defaultdict(list)
+    codes: dict[str, int] = defaultdict(int)
+    for e in events:
+        by_cycle[e["cycleId"]].append(pd.Timestamp(e["activityDateTime"]))
+        info = e["provisioningStatusInfo"]
+        assert (info["errorInformation"] is not None) == (info["status"] == "failure")
+        if info["errorInformation"]:
+            codes[info["errorInformation"]["errorCode"]] += 1
+    spans = sorted((min(v), max(v)) for v in by_cycle.values())
+    assert start <= spans[0][0] and spans[-1][1] <= end
+    assert all(a[1] < b[0] for a, b in pairwise(spans))
+    ini = truth["initial_cycle"]
+    assert (
+        DOCS_MIN_MINUTES_PER_OBJECT * ini["objects_in_scope"]
+        <= ini["minutes"]
+        <= DOCS_MAX_MINUTES_PER_OBJECT * ini["objects_in_scope"]
+    )
+    expected = {v["error_code"]: v["events"] for v in truth["failures"].values() if v["events"]}
+    assert dict(codes) == expected
+    planned = sc.failure_counts()
+    assert truth["failures"]["conflict"]["objects"] == planned["conflict"]
+    assert truth["failures"]["mandatory_missing"]["objects"] == planned["mandatory_missing"]
+    assert truth["changes"]["unassigned"] > 0 and truth["changes"]["deleted"] > 0
+    audit = (tmp_path / "wiki-scim-audit.jsonl").read_bytes().splitlines()
+    first, last = orjson.loads(audit[0])["time"], orjson.loads(audit[-1])["time"]
+    assert start <= pd.Timestamp(first) and pd.Timestamp(last) <= end
