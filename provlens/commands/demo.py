@@ -29,10 +29,18 @@ def _positive(value: str) -> int:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments."""
-    parser.add_argument("--users", type=_positive, default=2000, help="users (default 2000)")
-    parser.add_argument("--groups", type=_positive, help="groups (default: from --users)")
-    parser.add_argument("--seed", type=_positive, default=7, help="random seed (default 7)")
-    parser.add_argument("--days", type=_positive, default=7, help="days of history (default 7)")
+    parser.add_argument(
+        "--users", type=_positive, default=2000, metavar="N", help="users (default 2000)"
+    )
+    parser.add_argument(
+        "--groups", type=_positive, metavar="N", help="groups (default: from --users)"
+    )
+    parser.add_argument(
+        "--seed", type=_positive, default=7, metavar="N", help="random seed (default 7)"
+    )
+    parser.add_argument(
+        "--days", type=_positive, default=7, metavar="N", help="days of history (default 7)"
+    )
     parser.add_argument(
         "--quarantine", action="store_true", help="include a quarantine episode (bad token)"
     )
@@ -40,7 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--out", metavar="DIR", help="write the raw files here (default: <store>/raw)"
     )
     parser.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
-    parser.add_argument("--port", type=_positive, default=8501, help="dashboard port (8501)")
+    parser.add_argument(
+        "--port", type=_positive, default=8501, metavar="N", help="dashboard port (8501)"
+    )
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
