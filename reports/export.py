@@ -23,8 +23,9 @@ import orjson
 import pandas as pd
 
 from ingest.errors import UsageError
-from reports import Inputs, ReportResult
-from reports.users import with_children_text
+from reports import Filters, Inputs, ReportResult
+from reports.inputs import isin
+from reports.users import timeline_frame, user_timeline, with_children_text
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 FORMATS = ("csv", "json", "xlsx", "parquet")
@@ -331,3 +332,82 @@ def flat_events(inputs: Inputs) -> pd.DataFrame:
     return with_children_text(inputs.events, inputs.steps, inputs.modified_properties).reset_index(
         drop=True
     )
+
+
+# --- support pack -------------------------------------------------------------------------
+
+
+def wiki_requests_for(inputs: Inputs, events: pd.DataFrame) -> pd.DataFrame:
+    """Return the wiki's SCIM requests about the objects of ``events`` (any time), oldest first.
+
+    A request is about the object when its path id is a target id, its externalId a source id,
+    or its userName a UPN (case-insensitively).
+    """
+    req = inputs.scim_requests
+    upns = events["source_upn"].dropna().str.lower().unique()
+    about = (
+        isin(req["resource_id"], events["target_id"].dropna().unique())
+        | isin(req["external_id"], events["source_id"].dropna().unique())
+        | isin(req["user_name"].str.lower(), upns)
+    )
+    return req.loc[about].sort_values("received_at", kind="stable").reset_index(drop=True)
+
+
+def support_pack(
+    inputs: Inputs,
+    user: str,
+    filters: Filters | None = None,
+    now: pd.Timestamp | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Return one user's support pack as named tables.
+
+    ``user``: ids, scope, wiki state, verdict, when it will be provisioned and the recommended
+    fix with its owner; then ``events`` (with steps and modified properties as text), ``steps``,
+    ``modified_properties`` and ``wiki_requests``.
+    """
+    from reports.estimate import when_user
+    from reports.owners import documented_action, owners
+
+    tl = user_timeline(inputs, user, filters)
+    ev = tl.events
+    answer = when_user(inputs, user, now, filters)
+    failed = ev.loc[ev["status"] == "failure"]
+    fix: dict[str, Any] = {"last_error_code": None, "recommended_fix": None, "fix_owner": None}
+    if len(failed):
+        last = failed.iloc[[-1]]
+        code = last["error_code"].astype("str")
+        fix = {
+            "last_error_code": jsonable(code.iloc[0]),
+            "last_error_reason": jsonable(last["error_reason"].iloc[0]),
+            "recommended_fix": jsonable(
+                last["recommended_action"].fillna(documented_action(code)).iloc[0]
+            ),
+            "fix_owner": owners(code, last["error_category"].astype("str")).iloc[0],
+        }
+    summary = {
+        **answer,
+        "source_ids": ", ".join(ev["source_id"].dropna().unique()),
+        "target_ids": ", ".join(ev["target_id"].dropna().unique()),
+        "events": len(ev),
+        "last_status": jsonable(ev["status"].iloc[-1]) if len(ev) else answer.get("last_status"),
+        **fix,
+    }
+    return {
+        "user": object_frame(summary),
+        "events": timeline_frame(tl),
+        "steps": tl.steps,
+        "modified_properties": tl.modified_properties,
+        "wiki_requests": wiki_requests_for(inputs, ev),
+    }
+
+
+def support_pack_zip(pack: Mapping[str, pd.DataFrame]) -> bytes:
+    """Return a support pack as a zip: one CSV and one JSON file per table."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, frame in pack.items():
+            zf.writestr(f"{name}.csv", csv_bytes(frame))
+            zf.writestr(f"{name}.json", json_bytes(frame))
+    return buf.getvalue()

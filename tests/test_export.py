@@ -409,3 +409,50 @@ def test_cli_export_tables(store_path, tmp_path, capsys):
     assert pd.read_parquet(out)["event_id"].tolist() == ["e2", "e2"]
     assert main(["--store", str(store_path), "export", "events_flat", "--format", "csv"]) == 0
     assert "EntryExportAdd [failure]" in capsys.readouterr().out
+
+
+def test_support_pack_has_ids_verdict_fix_steps_and_wiki_requests():
+    from reports.export import support_pack
+
+    pack = support_pack(world(), "bo@contoso.example", now=pd.Timestamp("2026-11-20T03:00:00Z"))
+    assert list(pack) == ["user", "events", "steps", "modified_properties", "wiki_requests"]
+    user = dict(zip(pack["user"]["key"], pack["user"]["value"]))
+    assert user["principal_id"] == "u2" and user["verdict"] == "provisioned"
+    assert user["target_ids"] == "w2" and user["events"] == 2
+    assert user["last_error_code"] == "TheOrgWikiEntryConflict"
+    assert user["fix_owner"] == "data_owner"
+    assert user["recommended_fix"].startswith("Correct the conflicting attribute values")
+    assert pack["events"]["id"].tolist() == ["e2", "e6"]
+    assert pack["steps"]["name"].tolist() == ["EntryImportAdd", "EntryExportAdd"]
+    assert pack["wiki_requests"]["request_id"].tolist() == ["r1"]
+
+
+def test_cli_support_pack_xlsx_and_zip(store_path, tmp_path):
+    import zipfile
+
+    xlsx = tmp_path / "pack.xlsx"
+    args = ["--store", str(store_path), "report", "timeline", "--user", "u2"]
+    assert main([*args, "--format", "xlsx", "--out", str(xlsx)]) == 0
+    book = openpyxl.load_workbook(xlsx)
+    assert book.sheetnames == ["user", "events", "steps", "modified_properties", "wiki_requests"]
+    pack = tmp_path / "pack.zip"
+    assert main([*args, "--out", str(pack)]) == 0
+    names = zipfile.ZipFile(pack).namelist()
+    assert "wiki_requests.csv" in names and "user.json" in names
+    assert (
+        main(
+            [
+                "--store",
+                str(store_path),
+                "report",
+                "timeline",
+                "--user",
+                "nobody",
+                "--format",
+                "xlsx",
+                "--out",
+                str(xlsx),
+            ]
+        )
+        == 2
+    )

@@ -79,7 +79,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("table", "csv", "json", "xlsx"), default="table", help="output format"
     )
-    parser.add_argument("--out", metavar="PATH", help="write to this file (xlsx needs it)")
+    parser.add_argument(
+        "--out",
+        metavar="PATH",
+        help="write to this file (xlsx needs it); `timeline --user X` as xlsx or to a .zip "
+        "writes that user's support pack",
+    )
     parser.add_argument(
         "--include-noise",
         action="store_true",
@@ -121,6 +126,21 @@ def _print_table(name: str, result, shape: str) -> None:
         )
 
 
+def _support_pack(args: argparse.Namespace, ctx, filters) -> int:
+    """Write one user's support pack (XLSX, or a zip of CSV+JSON when --out ends in .zip)."""
+    from ingest.schema import TABLES
+    from reports.export import support_pack, support_pack_zip, write_atomic, xlsx_bytes
+
+    inputs = load_inputs(ctx.store(), tuple(TABLES), filters)
+    pack = support_pack(inputs, args.user, filters, ctx.now)
+    if pack["events"].empty:
+        raise UsageError(f"no events for user {args.user!r} (try an object id, UPN or name)")
+    zipped = str(args.out).lower().endswith(".zip")
+    write_atomic(args.out, support_pack_zip(pack) if zipped else xlsx_bytes(pack))
+    print(f"wrote support pack for {args.user} to {args.out}", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace, ctx) -> int:
     """Run the report and print or write it."""
     from reports import REPORTS, run_report
@@ -138,6 +158,10 @@ def run(args: argparse.Namespace, ctx) -> int:
         spec.load()
     except ImportError as exc:
         raise UsageError(f"report {args.name} is not available in this build ({exc})") from None
+    if args.name == "timeline" and (
+        args.format == "xlsx" or str(args.out or "").lower().endswith(".zip")
+    ):
+        return _support_pack(args, ctx, filters)
     inputs = load_inputs(ctx.store(), spec.tables, filters)
     params = {"user": args.user} if args.user else {}
     result = run_report(
