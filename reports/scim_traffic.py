@@ -100,38 +100,49 @@ def _flags(requests: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _aggregate(requests: pd.DataFrame, key: pd.Series) -> pd.DataFrame:
-    """Return per-key counts, status mix, latency quantiles and first/last times."""
-    flags = _flags(requests)
+def _aggregate(requests: pd.DataFrame, key: np.ndarray) -> pd.DataFrame:
+    """Return per-key counts, status mix, latency quantiles and first/last times.
+
+    ``key`` is a numpy array aligned with ``requests`` (ints or naive datetimes: fast to group).
+    """
+    flags = _flags(requests).reset_index(drop=True)
     work = flags.assign(
-        _key=key.to_numpy(),
-        _t=requests["received_at"].to_numpy(),
+        _key=key,
+        _t=_naive(requests["received_at"]),
         _lat=requests["latency_ms"].astype("float64").to_numpy(),
     )
     g = work.groupby("_key", sort=True)
     out = g[_COUNTS].sum()
     out["requests"] = g.size()
-    out["first_at"] = g["_t"].min()
-    out["last_at"] = g["_t"].max()
+    out["first_at"] = pd.Series(g["_t"].min()).dt.tz_localize("UTC")
+    out["last_at"] = pd.Series(g["_t"].max()).dt.tz_localize("UTC")
     for name, q in (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99)):
         out[name] = g["_lat"].quantile(q)
-    codes = requests["status_code"].astype("Int64").astype("str").fillna("unknown")
-    mix = (
-        pd.DataFrame({"_key": key.to_numpy(), "_code": codes.to_numpy()})
-        .groupby(["_key", "_code"], sort=True)
-        .size()
-    )
-    text = (mix.index.get_level_values("_code") + ":" + mix.astype(str).to_numpy()).to_series(
-        index=mix.index.get_level_values("_key")
-    )
-    out["status_mix"] = text.groupby(level=0).agg(" ".join)
+    out["status_mix"] = _status_mix(requests["status_code"], key, out.index)
     return out
 
 
+def _status_mix(status: pd.Series, key: np.ndarray, index: pd.Index) -> pd.Series:
+    """Return per key the text ``"200:41 201:3 409:1"`` (codes in order), built column-wise."""
+    codes = status.astype("Int64").astype("str").fillna("unknown").to_numpy()
+    counts = pd.crosstab(key, codes)
+    text = pd.Series("", index=counts.index, dtype="object")
+    for code in sorted(counts.columns):
+        n = counts[code]
+        text = text.where(n == 0, text + " " + str(code) + ":" + n.astype(str))
+    return text.str.strip().reindex(index)
+
+
+def _naive(times: pd.Series) -> np.ndarray:
+    """Return UTC times as naive datetime64[us] (tz-aware to_numpy would make objects)."""
+    return times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+
+
 def _minutes(requests: pd.DataFrame) -> pd.DataFrame:
-    minute = requests["received_at"].dt.floor("min")
+    minute = _naive(requests["received_at"]).astype("datetime64[m]").astype("datetime64[us]")
     agg = _aggregate(requests, minute)
     agg = agg.reset_index(names="period_start")
+    agg["period_start"] = agg["period_start"].dt.tz_localize("UTC")
     agg["period_end"] = agg["period_start"] + pd.Timedelta(minutes=1)
     agg["requests_per_min"] = agg["requests"].astype("float64")
     agg["granularity"] = "minute"
@@ -158,13 +169,13 @@ def _cycles(events: pd.DataFrame, requests: pd.DataFrame, slack: pd.Timedelta) -
     agg = pd.DataFrame()
     if not requests.empty:
         left = pd.DataFrame(
-            {"_t": requests["received_at"].to_numpy(), "_i": np.arange(len(requests))}
+            {"_t": _naive(requests["received_at"]), "_i": np.arange(len(requests))}
         ).sort_values("_t", kind="stable")
         right = pd.DataFrame(
             {
-                "_t": (cyc["period_start"] - slack).to_numpy(),
+                "_t": _naive(cyc["period_start"] - slack),
                 "_n": cyc["_n"].to_numpy(),
-                "_end": (cyc["period_end"] + slack).to_numpy(),
+                "_end": _naive(cyc["period_end"] + slack),
             }
         ).sort_values("_t", kind="stable")
         m = pd.merge_asof(left, right, on="_t", direction="backward")
@@ -172,7 +183,7 @@ def _cycles(events: pd.DataFrame, requests: pd.DataFrame, slack: pd.Timedelta) -
         m = m.loc[inside.to_numpy(bool)]
         if not m.empty:
             picked = requests.iloc[m["_i"].to_numpy()]
-            agg = _aggregate(picked, pd.Series(m["_n"].astype("int64").to_numpy()))
+            agg = _aggregate(picked, m["_n"].astype("int64").to_numpy())
     out = cyc.merge(agg, left_on="_n", right_index=True, how="left") if not agg.empty else cyc
     out = out.reindex(columns=[*cyc.columns, *[c for c in agg.columns if c not in cyc.columns]])
     for col in [*_COUNTS, "requests"]:

@@ -143,3 +143,22 @@ def test_empty_inputs_and_bad_parameter():
     assert only_events["requests"].tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="granularity"):
         build(F.inputs(), Filters(), include_noise=False, now=None, granularity="hour")
+
+
+def test_large_frame_totals_add_up():
+    from tests.test_correlation import _big
+
+    events, requests = _big(20_000)
+    events = events.assign(cycle_id=events["activity_at"].dt.floor("40min").astype(str), job_id="j")
+    out = build(
+        F.inputs(events=events, scim_requests=requests), Filters(), include_noise=False, now=None
+    ).frame
+    minutes = out.loc[out["granularity"] == "minute"]
+    cycles = out.loc[out["granularity"] == "cycle"]
+    assert minutes["requests"].sum() == len(requests)
+    assert cycles["events"].sum() == len(events)
+    # every request lies within its event's cycle window, so each lands in some cycle
+    assert cycles["requests"].sum() == len(requests)
+    assert (minutes["status_2xx"] + minutes["status_4xx"]).sum() == len(requests)
+    assert minutes["conflict_409"].sum() == (requests["status_code"] == 409).sum()
+    assert minutes["status_mix"].str.match(r"^(\d{3}:\d+)( \d{3}:\d+)*$").all()
