@@ -11,10 +11,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from ingest import schema
+from ingest import jsonstream, schema
 from ingest.errors import BadInput, UsageError
 from ingest.formats import REGISTRY, Options, Source, detect, load_all
 from ingest.store import Store
@@ -60,7 +61,22 @@ def kinds() -> list[str]:
     return sorted(load_all())
 
 
-def _progress(total: int, enabled: bool):
+class _Advance:
+    """Moves a progress bar as a file is read: takes absolute offsets within that file."""
+
+    def __init__(self, bar: Any, size: int) -> None:
+        self.bar = bar
+        self.size = size
+        self.at = 0
+
+    def __call__(self, offset: int) -> None:
+        step = min(offset, self.size) - self.at
+        if step > 0 and self.bar is not None:
+            self.bar.update(step)
+            self.at += step
+
+
+def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
         return None
     from tqdm import tqdm
@@ -98,25 +114,29 @@ def ingest_files(
                 fmt = REGISTRY[kind] if kind else detect(src)
                 rows: dict[str, int] = {}
                 log.info("%s: reading as %s", src.name, fmt.kind)
-                for frames in fmt.parse(src, options):
-                    staged: dict[str, pd.DataFrame] = {}
-                    for table, df in frames.items():
-                        if df is None or df.empty:
-                            continue
-                        df = schema.conform(table, df)
-                        if table == "events":
-                            df["origin"] = df["origin"].fillna(options.origin)
-                            if fmt.kind == "portal_csv":
-                                change_map.append(df[["change_id", "id"]])
-                        if table in schema.CHILD_TABLES and df["event_id"].isna().any():
-                            pending.setdefault(table, []).append((src.name, df))
-                        else:
-                            staged[table] = df
-                        rows[table] = rows.get(table, 0) + len(df)
-                    batch.add(staged)
+                advance = _Advance(bar, src.size)
+                token = jsonstream.PROGRESS.set(advance if bar is not None else None)
+                try:
+                    for frames in fmt.parse(src, options):
+                        staged: dict[str, pd.DataFrame] = {}
+                        for table, df in frames.items():
+                            if df is None or df.empty:
+                                continue
+                            df = schema.conform(table, df)
+                            if table == "events":
+                                df["origin"] = df["origin"].fillna(options.origin)
+                                if fmt.kind == "portal_csv":
+                                    change_map.append(df[["change_id", "id"]])
+                            if table in schema.CHILD_TABLES and df["event_id"].isna().any():
+                                pending.setdefault(table, []).append((src.name, df))
+                            else:
+                                staged[table] = df
+                            rows[table] = rows.get(table, 0) + len(df)
+                        batch.add(staged)
+                finally:
+                    jsonstream.PROGRESS.reset(token)
+                advance(src.size)
                 result.files.append(FileResult(src.name, fmt.kind, rows))
-                if bar is not None:
-                    bar.update(src.size)
             for table, items in pending.items():
                 batch.add({table: _join_on_change_id(store, table, items, change_map)})
     finally:

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from ingest import jsonstream, records_fast
 from ingest.errors import BadInput
 from ingest.formats import FileFormat, Frames, Options, Source, register
 from ingest.records import records_to_frames
@@ -167,7 +168,102 @@ def _frames_from_records(
 
 
 def parse_json(source: Source, options: Options) -> Iterator[Frames]:
-    """Yield canonical frames from any JSON shape of provisioning records."""
+    """Yield canonical frames from any JSON shape of provisioning records.
+
+    Large files stream: Graph pages, bare arrays and JSON Lines of records are split into chunks
+    of records without parsing the whole document (ingest.jsonstream), and each chunk goes
+    through the columnar fast path (ingest.records_fast) or, for any other shape, the generic
+    per-record parser. Other layouts (Log Analytics tables, arrays of pages, UTF-16 text) are
+    read whole.
+    """
+    layout = None
+    if source.encoding == "utf-8":
+        with source.path.open("rb") as fh:
+            head = fh.read(jsonstream.HEAD_BYTES + source._skip)[source._skip :]
+        layout = jsonstream.plan(head)
+    if layout is None:
+        yield from _parse_whole(source, options)
+        return
+    report = jsonstream.PROGRESS.get()
+    fast = FastPathState()
+    found = False
+    for chunk in jsonstream.iter_chunks(source.path, source._skip, layout, source.name, CHUNK):
+        found = True
+        yield _chunk_frames(source, chunk, options.origin, fast)
+        if report is not None:
+            report(chunk.consumed)
+    if not found:
+        raise BadInput(f"{source.name}:1", "the file holds no provisioning records", _NOTHING)
+
+
+class FastPathState:
+    """Whether to keep trying the columnar fast path on this file's chunks."""
+
+    def __init__(self) -> None:
+        self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.misses < 2
+
+
+# Below this many records the fast path's fixed cost outweighs its speed.
+FAST_MIN_RECORDS = 500
+_NOT_GRAPH = (b'"category"', b'"properties"', b'"TimeGenerated"', b'"statusInfo"', b'"Id"')
+
+
+def _chunk_frames(
+    source: Source, chunk: jsonstream.Chunk, origin: str, fast: FastPathState
+) -> Frames:
+    n = len(chunk.starts)
+    if fast.enabled and n >= FAST_MIN_RECORDS:
+        sample = bytes(chunk.data[:65536])
+        if not any(k in sample for k in _NOT_GRAPH):
+            frames = records_fast.graph_lines_to_frames(chunk.data, origin)
+            if frames is not None:
+                return frames
+        fast.misses += 1
+    return _generic_chunk(source, chunk, origin)
+
+
+def _generic_chunk(source: Source, chunk: jsonstream.Chunk, origin: str) -> Frames:
+    """Parse a chunk record by record (every shape; exact error places)."""
+    lines = chunk.lines.tolist()
+    index = chunk.index.tolist()
+
+    def where(i: int) -> str:
+        place = f"{source.name}:{lines[i]}"
+        return f"{place}: record {index[i]}" if index[i] else place
+
+    records = []
+    view = memoryview(chunk.data)
+    at = 0
+    for i in range(len(lines)):
+        end = chunk.data.find(b"\n", at)
+        end = len(chunk.data) if end < 0 else end
+        try:
+            records.append(orjson.loads(view[at:end]))
+        except orjson.JSONDecodeError:
+            raise _record_json_error(source, chunk, i, lines[i]) from None
+        at = end + 1
+    return records_to_frames(records, origin, locate=where)
+
+
+def _record_json_error(source: Source, chunk: jsonstream.Chunk, i: int, line: int) -> BadInput:
+    """Re-parse record ``i`` from the file itself so the error names its exact line."""
+    start, end = int(chunk.starts[i]), int(chunk.ends[i])
+    with source.path.open("rb") as fh:
+        fh.seek(start)
+        raw = fh.read(end - start)
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _json_error(source, exc, line_offset=line - 1)
+    return BadInput(f"{source.name}:{line}", "invalid JSON record", _NOTHING)
+
+
+def _parse_whole(source: Source, options: Options) -> Iterator[Frames]:
+    """Read the whole document(s) at once (the layouts the splitter does not stream)."""
     groups: dict[str, list[tuple[str, Any]]] = {}
     for where, doc in iter_documents(source):
         records, implied = _records_of(doc)
