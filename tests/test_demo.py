@@ -391,3 +391,24 @@ def test_raw_invariants_hold_across_sizes(
     audit = (tmp_path / "wiki-scim-audit.jsonl").read_bytes().splitlines()
     first, last = orjson.loads(audit[0])["time"], orjson.loads(audit[-1])["time"]
     assert start <= pd.Timestamp(first) and pd.Timestamp(last) <= end
+
+
+def test_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from ingest.demo import Scenario, generate; "
+        "generate(Scenario(users=300, seed=21, days=2, end=sys.argv[2], quarantine=True), "
+        "Path(sys.argv[1]))"
+    )
+    for name, hash_seed in (("a", "1"), ("b", "2")):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / name), END],
+            check=True,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
