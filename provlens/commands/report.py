@@ -115,7 +115,7 @@ def _print_table(name: str, result, shape: str) -> None:
                 "display.max_colwidth",
                 60,
             ):
-                print(result.frame.to_string(index=False))
+                print(result.frame.to_string(index=False, max_colwidth=60))
     if result.data:
         for key, value in flatten(result.data).items():
             print(f"{key}: {'' if jsonable(value) is None else jsonable(value)}")
