@@ -5,8 +5,9 @@ ingest), so new data shows on the next rerun without clearing anything; report r
 derived series are also keyed by the filters. Canonical tables are held with
 ``st.cache_resource`` rather than ``st.cache_data``: cache_data pickles a copy on every hit,
 which for a million events costs seconds per rerun, and report functions never mutate their
-inputs (DESIGN/STYLE contract), so one shared frame is safe. Report results and chart series
-are small and go through ``st.cache_data``.
+inputs (DESIGN/STYLE contract), so one shared frame is safe. Report results can be as large
+(correlation has a row per event), so they are shared the same way; pages treat every cached
+frame as read-only. Small series (chart counts, store info) go through ``st.cache_data``.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class Report:
     hidden_noise: int
 
 
-@st.cache_data(ttl=TTL, show_spinner="Computing…", max_entries=256)
+@st.cache_resource(ttl=TTL, show_spinner="Computing…", max_entries=64)
 def _report(
     path: str,
     version: int,
@@ -229,7 +230,7 @@ def latest_failures(
     return views.latest_failures(events, limit)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+@st.cache_resource(ttl=TTL, show_spinner=False, max_entries=16)
 def scim_requests(
     path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
 ) -> pd.DataFrame:
@@ -241,10 +242,11 @@ def scim_requests(
 def clear_caches() -> None:
     """Drop every cached table, report and series (the sidebar's refresh button)."""
     st.cache_data.clear()
-    load_table.clear()
+    for cached in (load_table, _report, scim_requests, user_timeline):
+        cached.clear()
 
 
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+@st.cache_resource(ttl=TTL, show_spinner=False, max_entries=64)
 def user_timeline(
     path: str, version: int, filter_key: tuple[Any, ...], user: str, _filters: FilterState
 ) -> Timeline:

@@ -143,13 +143,16 @@ ui.table(
 )
 
 st.subheader("When will this user be provisioned?")
-when = (ctx.report("estimate", user=picked).data or {}).get("when_user") or {}
-when_cols = st.columns([1, 3])
-with when_cols[0]:
-    ui.kpi_time("Expected by", when.get("expected_by"))
-with when_cols[1]:
-    st.caption("Why")
-    st.text(str(when.get("reason") or "—"))
+when: dict = {}
+# Off by default: it re-derives scope and throughput, which takes seconds on a large store.
+if st.toggle("Estimate it", key="users_when"):
+    when = (ctx.report("estimate", user=picked).data or {}).get("when_user") or {}
+    when_cols = st.columns([1, 3])
+    with when_cols[0]:
+        ui.kpi_time("Expected by", when.get("expected_by"))
+    with when_cols[1]:
+        st.caption("Why")
+        st.text(str(when.get("reason") or "—"))
 
 summary = {k: (None if pd.isna(v) else v) for k, v in row.to_dict().items()}
 parts = {
