@@ -248,3 +248,19 @@ def test_property_list_response_round_trip(items):
         assert (row["external_id"] if pd.notna(row["external_id"]) else None) == res.get(
             "externalId"
         )
+
+
+@pytest.mark.parametrize(
+    ("tail", "latency"),
+    [
+        (' "-" "Microsoft.AAD.Provisioning" "10.0.0.1, 10.0.0.2" rt=0.041', 41.0),
+        (' "-" "Mozilla/5.0 Firefox/132.0"', None),  # a version in the user agent is not a time
+        (" 0.250", 250.0),  # Common Log Format + request time
+        (' "-" "-" 1200', 1.2),  # Apache %D microseconds
+    ],
+)
+def test_access_log_extra_fields_and_request_time(tail, latency):
+    line = '192.0.2.1 - - [20/Nov/2026:10:15:03 +0000] "GET /scim/v2/Users/7 HTTP/1.1" 200 10'
+    row = line_row(line + tail + "\n", "x:1", 1)
+    assert row["resource_id"] == "7"
+    assert row["latency_ms"] == (pytest.approx(latency) if latency is not None else None)

@@ -1,8 +1,9 @@
 """Web-server access logs (combined log format) of the wiki's SCIM path -> ``scim_requests``.
 
-Accepted lines: Common or Combined Log Format, optionally followed by a request time
-(`... "referer" "user-agent" 0.041`): a number with a decimal point is seconds (nginx
-``$request_time``), a whole number is microseconds (Apache ``%D``). Only requests whose path
+Accepted lines: Common or Combined Log Format, possibly with more fields after it; when the last
+field is a number (`... "referer" "user-agent" 0.041`, or `rt=0.041`) it is the request time: a
+number with a decimal point is seconds (nginx ``$request_time``), a whole number is microseconds
+(Apache ``%D``). Only requests whose path
 contains ``/scim/`` are kept; other requests are skipped. A line that is not in the format is bad
 input. Access logs carry no request id, so ``request_id`` is a hash of the line's number and
 content: re-ingesting the same file adds nothing.
@@ -31,9 +32,10 @@ REMEDY: Final = "only Common/Combined Log Format lines are read; nothing was sto
 LINE_RE: Final = re.compile(
     r"^(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]+)\] "
     r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?:\d+|-)'
-    r'(?: "(?:[^"\\]|\\.)*" "(?:[^"\\]|\\.)*")?'
-    r"(?: (?P<rt>\d+(?:\.\d+)?))?\s*$"
+    r"(?P<rest>(?: .*)?)$"
 )
+# The request time, when logged, is the line's last field: `0.041`, `35000`, `rt=0.041`.
+RT_RE: Final = re.compile(r"(?:^|\s)(?:[A-Za-z_]+=)?(?P<rt>\d+(?:\.\d+)?)$")
 TIME_FORMAT: Final = "%d/%b/%Y:%H:%M:%S %z"
 
 
@@ -66,7 +68,8 @@ def line_row(line: str, where: str, line_number: int) -> dict[str, Any] | None:
     row = request_row(method=method, path=path, status=int(m.group("status")))
     row["request_id"] = line_request_id("log", line_number, line)
     row["received_at"] = m.group("time")
-    row["latency_ms"] = _latency_ms(m.group("rt"))
+    rt = RT_RE.search(m.group("rest").rstrip())
+    row["latency_ms"] = _latency_ms(rt.group("rt") if rt else None)
     row["client"] = m.group("client")
     row["_line"] = line_number
     return row
