@@ -576,3 +576,18 @@ def test_property_any_record_gives_a_row_or_bad_input(
     validate("scim_requests", frame)
     assert frame["method"].iloc[0] == method.upper()
     assert frame["path"].iloc[0] == path
+
+
+def test_unicode_line_separators_inside_strings_stay_in_their_record(tmp_path):
+    rec = {
+        "time": "2026-11-20T10:00:00Z",
+        "method": "POST",
+        "path": "/scim/v2/Users",
+        "status": 201,
+        "request": {"userName": "a\u2028b\u0085c@x.example", "active": "True"},
+    }
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps(rec, ensure_ascii=False) + "\n", encoding="utf-8")
+    frame = parse_file(path, kind="scim_audit")["scim_requests"]
+    assert frame["user_name"].tolist() == ["a\u2028b\u0085c@x.example"]
+    assert bool(frame["active_set"].iloc[0]) is True
