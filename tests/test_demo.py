@@ -412,3 +412,20 @@ def test_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:
             cwd=Path(__file__).resolve().parent.parent,
         )
     assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
+
+
+def test_reports_agree_with_the_ground_truth(built) -> None:
+    from collections import Counter
+
+    from reports import Inputs, run_report
+
+    truth, f = built
+    inputs = Inputs(**f)
+    expected = truth["expected_reports"]
+    assert "other" not in expected["correlation_verdicts"]
+    corr = run_report("correlation", inputs, include_noise=True).frame
+    assert dict(Counter(corr["verdict"])) == expected["correlation_verdicts"]
+    cov = run_report("coverage", inputs).frame
+    assert dict(Counter(cov["verdict"])) == expected["coverage_verdicts"]
+    assert expected["coverage_verdicts"]["orphaned"] == truth["scenario"]["wiki_orphans"]
+    assert expected["coverage_verdicts"]["missing_in_wiki"] == truth["scenario"]["wiki_missing"]

@@ -279,6 +279,9 @@ class Simulator:
         self.planned_initial: dict[int, str] = {}
         self.quarantine_captured_at: str | None = None
         self.extras_done = False
+        self._req_buf: list[int] = []  # statuses of the requests made for the next event
+        self.correlation: dict[str, int] = {}
+        self.last_status: dict[int, str] = {}
         self.pages = ProvisioningPages(
             out,
             f"servicePrincipal/id eq '{self.sp_id}' and activityDateTime ge "
@@ -493,6 +496,7 @@ class Simulator:
         self.audit.add_at(t, rec)
         self.requests += 1
         self._last_rid = rid
+        self._req_buf.append(status)
         return rid
 
     def event(
@@ -553,6 +557,9 @@ class Simulator:
                 "modifiedProperties": props,
             }
         )
+        self._correlate(status)
+        if isinstance(source, User):
+            self.last_status[source.idx] = status
         per = self.by_action_status.setdefault(action, {})
         per[status] = per.get(status, 0) + 1
         cyc.events += 1
@@ -564,6 +571,21 @@ class Simulator:
         if cyc.first_event is None:
             cyc.first_event = t
         cyc.last_event = t
+
+    def _correlate(self, status: str) -> None:
+        """Count the DESIGN.md correlation verdict of the event whose requests were just sent."""
+        sent, self._req_buf = self._req_buf, []
+        if status == "success" and sent and all(c < 400 for c in sent):
+            verdict = "both_ok"
+        elif status == "failure" and any(c >= 400 for c in sent):
+            verdict = "rejected_by_wiki"
+        elif status in ("failure", "skipped") and not sent:
+            verdict = "not_sent_to_wiki"
+        elif status == "success" and not sent:
+            verdict = "unmatched"
+        else:
+            verdict = "other"
+        self.correlation[verdict] = self.correlation.get(verdict, 0) + 1
 
     def _fail(self, kind: str, obj: str) -> None:
         self.truth_fail[kind]["events"] += 1
@@ -1172,6 +1194,7 @@ class Simulator:
                 P.patch_body([(op, "members", value)]),
             )
         g.modified_at = t + len(ops) * gap
+        self._req_buf.clear()  # these follow the group's event, which is already counted
 
     def do_group_update(self, g: Group, t: int, adds: list[int], removes: list[int]) -> None:
         """Record a group membership update and send the member PATCHes."""
@@ -1249,6 +1272,7 @@ class Simulator:
             response=P.empty_list_response(),
         )
         self.wiki_only.append(self._last_rid)  # the portal's "Test Connection"
+        self._req_buf.clear()
         items: list[tuple[str, Any]] = []
         for u in self.users:
             if self.in_scope(u):
@@ -1592,6 +1616,7 @@ class Simulator:
                 )
             self.wiki_extra.append(res)
             self.orphans.append(scim_id)
+        self._req_buf.clear()  # wiki-only traffic belongs to no event
 
     # --- state files ----------------------------------------------------------------------------
 
@@ -1836,6 +1861,8 @@ class Simulator:
             for i, c in enumerate(self.cycles)
             if c.first_event is not None
         ]
+        correlation = dict(sorted(self.correlation.items()))
+        correlation["wiki_only"] = len(self.wiki_only)
         return {
             "label": f"{TENANT_NAME}: simulated data, not a real tenant",
             "scenario": self.sc.to_json(),
@@ -1909,8 +1936,50 @@ class Simulator:
                 "entra_only_user_ids": self.entra_only,
                 "stale_conflict_accounts": sum(1 for r in self.wiki_extra if r) - len(self.orphans),
             },
+            "expected_reports": {
+                "correlation_verdicts": correlation,
+                "coverage_verdicts": self.expected_coverage(),
+            },
             "files": files,
         }
+
+    def expected_coverage(self) -> dict[str, int]:
+        """Return the DESIGN.md coverage verdict counts the final state should produce."""
+        listed: set[int] = set()
+        for g in self.groups:
+            listed.update(g.members)  # every members file (assigned, default, nested groups)
+        counts: dict[str, int] = {}
+        for u in self.users:
+            in_wiki = u.wiki_attrs is not None and u.special != "wiki_missing"
+            stale = u.idx in self.stale_by_user
+            assigned = u.direct_role is not None and not u.deleted
+            known = assigned or u.idx in listed or u.idx in self.last_status or in_wiki or stale
+            if not known:
+                continue
+            scope = self.in_scope(u)
+            wiki = (
+                "active"
+                if in_wiki and u.wiki_active
+                else ("inactive" if in_wiki or stale else "absent")
+            )
+            last = self.last_status.get(u.idx)
+            if scope and wiki == "active":
+                verdict = "provisioned"
+            elif scope and last == "failure":
+                verdict = "failed"
+            elif scope and last == "skipped":
+                verdict = "skipped"
+            elif scope and last is None:
+                verdict = "pending"
+            elif scope and last == "success":
+                verdict = "missing_in_wiki"
+            elif not scope and wiki == "active" and last is not None:
+                verdict = "should_be_disabled"
+            else:
+                verdict = "excluded"
+            counts[verdict] = counts.get(verdict, 0) + 1
+        counts["orphaned"] = len(self.orphans)
+        return dict(sorted(counts.items()))
 
 
 def generate(sc: Scenario, out: Path, tick: Callable[[int], None] | None = None) -> dict[str, Any]:
