@@ -221,25 +221,29 @@ def build_credential() -> Any:
     return DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
 
-def build_auth_provider(root: str) -> AuthenticationProvider:
-    """Return the kiota auth provider: the ready token if set, else an azure-identity credential."""
+def build_auth_provider(root: str, credential: Any = None) -> AuthenticationProvider:
+    """Return the kiota auth provider: ``credential``, else the ready token, else the default."""
     host = urlsplit(root).hostname or ""
     token = settings.get(settings.GRAPH_TOKEN)
-    if token:
+    if token and credential is None:
         return BaseBearerTokenAuthenticationProvider(StaticTokenProvider(token, host))
     from kiota_authentication_azure.azure_identity_authentication_provider import (
         AzureIdentityAuthenticationProvider,
     )
 
     return AzureIdentityAuthenticationProvider(
-        build_credential(), scopes=[f"{root}/.default"], allowed_hosts=[host]
+        credential or build_credential(), scopes=[f"{root}/.default"], allowed_hosts=[host]
     )
 
 
 def build_client(
-    root: str, config: PullConfig | None = None
+    root: str, config: PullConfig | None = None, credential: Any = None
 ) -> tuple[GraphServiceClient, httpx.AsyncClient]:
-    """Return a GraphServiceClient bound to ``<root>/v1.0`` and the httpx client to close after."""
+    """Return a GraphServiceClient bound to ``<root>/v1.0`` and the httpx client to close after.
+
+    ``credential`` (any azure-identity credential) overrides the settings, e.g. a
+    ``ManagedIdentityCredential(client_id=...)`` for a user-assigned identity.
+    """
     from msgraph import GraphServiceClient
     from msgraph.graph_request_adapter import GraphRequestAdapter
     from msgraph_core import GraphClientFactory
@@ -251,7 +255,7 @@ def build_client(
             base_url=base, timeout=httpx.Timeout(cfg.timeout_s, connect=min(30.0, cfg.timeout_s))
         )
     )
-    adapter = GraphRequestAdapter(build_auth_provider(root), http)
+    adapter = GraphRequestAdapter(build_auth_provider(root, credential), http)
     adapter.base_url = base  # without the trailing slash httpx adds (msgraph-sdk.md section 3)
     return GraphServiceClient(request_adapter=adapter), http
 
@@ -536,7 +540,8 @@ def log_filter(start: pd.Timestamp, end: pd.Timestamp, service_principal_id: str
     """Return the server-side ``$filter`` for one time slice (and one app when given)."""
     expr = f"activityDateTime ge {_odata_time(start)} and activityDateTime lt {_odata_time(end)}"
     if service_principal_id:
-        expr += f" and servicePrincipal/id eq '{service_principal_id}'"
+        quoted = service_principal_id.replace("'", "''")  # OData string literal escaping
+        expr += f" and servicePrincipal/id eq '{quoted}'"
     return expr
 
 
@@ -595,43 +600,73 @@ class LogPull:
 
 
 class _Committer:
-    """Writes record batches; a finished slice's watermark rides along with the next write."""
+    """Buffers converted pages and commits them, with the watermark of finished slices, in batches.
+
+    Pages are converted as they arrive (the work overlaps the pacing waits); a batch is committed
+    every ``pages_per_batch`` pages (empty ones count: each is a request) and at the end. A
+    finished slice's watermark is only ever written in the same batch as its records, or after.
+    """
 
     def __init__(
-        self, store: Store, key: str, to_frames: Callable[..., dict[str, pd.DataFrame]]
+        self,
+        store: Store,
+        key: str,
+        to_frames: Callable[..., dict[str, pd.DataFrame]],
+        pages_per_batch: int,
     ) -> None:
         self.store, self.key, self.to_frames = store, key, to_frames
+        self.pages_per_batch = max(1, pages_per_batch)
         self.stored = store.watermark(key)
         self.pending: pd.Timestamp | None = None
+        self.frames: list[dict[str, pd.DataFrame]] = []
+        self.pages = 0
+        self._mark = 0
         self.service_principals: set[str] = set()
 
+    def slice_started(self) -> None:
+        """Remember where the current slice's pages begin in the buffer."""
+        self._mark = len(self.frames)
+
+    def slice_failed(self) -> None:
+        """Drop the buffered pages of the slice that failed (earlier slices stay buffered)."""
+        del self.frames[self._mark :]
+
+    def add_page(self, items: list[dict[str, Any]], span: str, where: str) -> None:
+        """Convert one page and buffer it; commit when the batch is full."""
+        if items:
+            try:
+                frames = self.to_frames(
+                    items, origin="graph", locate=lambda i: f"{span} record {i + 1}"
+                )
+            except BadInput as exc:
+                raise MalformedPage(
+                    f"Graph returned a record provlens cannot read ({exc}) in GET {where}; "
+                    "nothing from that time slice was stored"
+                ) from None
+            self.frames.append(frames)
+            ev = frames.get("events")
+            if ev is not None and "service_principal_id" in ev:
+                self.service_principals |= {str(v) for v in ev["service_principal_id"].dropna()}
+        self.pages += 1
+        if self.pages >= self.pages_per_batch:
+            self.flush(span)
+
     def advance(self, ts: pd.Timestamp) -> None:
-        """Mark everything before ``ts`` as stored (written with the next commit)."""
+        """Mark everything before ``ts`` as read (written with the next commit)."""
         if self.stored is None or ts > self.stored:
             self.pending = ts
 
-    def commit(self, records: list[dict[str, Any]], span: str, where: str) -> None:
-        """Store ``records`` (and any pending watermark) in one all-or-nothing batch."""
-        if not records and self.pending is None:
-            return
-        try:
-            frames = self.to_frames(
-                records, origin="graph", locate=lambda i: f"{span} record {i + 1}"
-            )
-        except BadInput as exc:
-            raise MalformedPage(
-                f"Graph returned a record provlens cannot read ({exc}) near GET {where}; "
-                "nothing from that batch was stored"
-            ) from None
-        with self.store.batch(source="graph", detail=f"logs {span}") as bt:
-            bt.add(frames)
+    def flush(self, detail: str) -> None:
+        """Commit the buffered pages and any pending watermark in one all-or-nothing batch."""
+        if self.frames or self.pending is not None:
+            with self.store.batch(source="graph", detail=f"logs {detail}") as bt:
+                for frames in self.frames:
+                    bt.add(frames)
+                if self.pending is not None:
+                    bt.set_watermark(self.key, self.pending)
             if self.pending is not None:
-                bt.set_watermark(self.key, self.pending)
-        if self.pending is not None:
-            self.stored, self.pending = self.pending, None
-        ev = frames.get("events")
-        if ev is not None and "service_principal_id" in ev:
-            self.service_principals |= {str(v) for v in ev["service_principal_id"].dropna()}
+                self.stored, self.pending = self.pending, None
+        self.frames, self.pages, self._mark = [], 0, 0
 
 
 async def pull_logs(
@@ -649,7 +684,11 @@ async def pull_logs(
     key = watermark_key(service_principal_id)
     start = log_window_start(store, service_principal_id, since, now, c)
     result = LogPull(key, start, now)
-    committer = _Committer(store, key, records_to_frames)
+    committer = _Committer(store, key, records_to_frames, c.pages_per_batch)
+    # A --since later than the watermark leaves a gap before it: keep the watermark where it is.
+    may_advance = committer.stored is None or start <= committer.stored
+    if not may_advance:
+        log.info("%s starts after the watermark %s; the watermark stays", key, committer.stored)
     slices = time_slices(start, now, c.slice)
     contiguous = True
     failed_in_a_row = 0
@@ -665,7 +704,9 @@ async def pull_logs(
         try:
             records, pages = await _pull_slice(session, committer, builder, query, url, span)
         except (GraphHTTPError, MalformedPage) as exc:
+            committer.slice_failed()
             if isinstance(exc, GraphHTTPError) and exc.status in (400, 401, 403):
+                committer.flush(f"{key} before a refused request")
                 raise  # no other slice can do better
             log.warning("provisioning logs %s failed: %s", span, exc)
             result.failed.append(f"{span}: {exc}")
@@ -674,13 +715,16 @@ async def pull_logs(
             if failed_in_a_row >= c.max_failed_slices_in_a_row and n < len(slices):
                 stopped = f"stopped after {failed_in_a_row} failed time slices in a row, "
                 break
+        except BaseException:
+            committer.slice_failed()
+            raise
         else:
             failed_in_a_row = 0
             result.records += records
             result.pages += pages
-            if contiguous:
+            if contiguous and may_advance:
                 committer.advance(b)
-    committer.commit([], "watermark", "")  # a pending watermark of trailing empty slices
+    committer.flush(f"{key} to {_odata_time(now)}")
     result.watermark = committer.stored
     result.service_principals = committer.service_principals
     if result.failed:
@@ -702,33 +746,26 @@ async def _pull_slice(
     url: str,
     span: str,
 ) -> tuple[int, int]:
-    """Pull one slice, committing every ``pages_per_batch`` pages; restart once on a stale link."""
-    c = session.config
+    """Pull one slice page by page into the committer; restart once on an expired next link."""
     for restart in (False, True):
         records = pages = 0
-        buffer: list[dict[str, Any]] = []
-        buffered = 0
+        committer.slice_started()
         try:
             async for page_url, items in session.pages(
                 builder, url, "logs", paced=True, query=query
             ):
-                buffer.extend(items)
-                buffered += 1
+                committer.add_page(items, span, page_url)
                 pages += 1
                 records += len(items)
                 session.stats.records += len(items)
                 session.progress()
-                if buffered >= c.pages_per_batch:
-                    committer.commit(buffer, span, page_url)
-                    buffer, buffered = [], 0
-            if buffer:
-                committer.commit(buffer, span, url)
             return records, pages
         except GraphHTTPError as exc:
             # A nextLink can expire (404): re-read the slice once from its start (the store
-            # de-duplicates what the first attempt committed).
+            # de-duplicates whatever of it was already committed).
             if exc.status == 404 and exc.url != url and not restart:
                 log.warning("the next-page link of %s expired; re-reading the slice", span)
+                committer.slice_failed()
                 continue
             raise
     raise AssertionError("unreachable")  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from typing import Any
 
@@ -18,6 +19,7 @@ HELP = (
 )
 
 log = logging.getLogger(__name__)
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +66,8 @@ class _Bar:
         """Show the session's counters."""
         if self._bar is None:
             return
-        self._bar.n = stats.records
+        if stats.records > self._bar.n:
+            self._bar.update(stats.records - self._bar.n)  # update() keeps tqdm's rate right
         self._bar.set_postfix(
             pages=stats.pages,
             throttled=stats.throttled,
@@ -93,7 +96,13 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         since = now - pd.Timedelta(days=args.days)
     if since is not None and since >= now:
         raise UsageError(f"--since {since.isoformat()} is not before now ({now.isoformat()})")
-    ids = list(dict.fromkeys(i.strip() for i in args.service_principal_ids if i.strip()))
+    ids = list(dict.fromkeys(i.strip().lower() for i in args.service_principal_ids if i.strip()))
+    for sp in ids:
+        if not _GUID.fullmatch(sp):
+            raise UsageError(
+                f"--service-principal-id {sp!r} is not an object id (a GUID); use the enterprise "
+                "app's Object ID from Entra admin center > Enterprise applications"
+            )
     store = ctx.store()
     bar = _Bar(ctx.progress)
     errors: list[ProvlensError] = []
@@ -132,8 +141,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                 except graph.GraphHTTPError as exc:
                     if exc.status == 404:
                         log.warning(
-                            "service principal %s was not found (deleted?); "
-                            "skipped its job status and scope",
+                            "service principal %s was not found (deleted, or an Application "
+                            "ID instead of the enterprise app's Object ID?); skipped its job "
+                            "status and scope",
                             sp,
                         )
                         continue
