@@ -144,6 +144,15 @@ def test_users_page_shows_a_failed_users_error(env: Path) -> None:
     assert m["Last status"] == "failure"
 
 
+def test_users_page_survives_a_selection_without_wiki_requests(env: Path) -> None:
+    at = _app("users")
+    at.sidebar.multiselect(key="f_statuses").set_value(["skipped"])
+    at.sidebar.toggle(key="f_hide_noise").set_value(False)
+    at.run()
+    assert not at.exception, [(e.value, e.stack_trace) for e in at.exception]
+    assert metrics(at)["Last status"] == "skipped"  # the out-of-scope user, shown as noise
+
+
 def test_failures_page_matches_failures_and_skips_reports(env: Path, inputs: Inputs) -> None:
     at = _app("failures")
     failures = report("failures", inputs).frame
@@ -220,6 +229,27 @@ def test_empty_store_shows_guidance(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "provlens ingest graph" in at.code[0].value
     assert [b.label for b in at.button if b.label == "Load the demo"]
     assert not at.metric and not at.dataframe
+
+
+def test_load_the_demo_switches_to_the_demo_store_and_labels_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dashboard import ui
+
+    demo = tmp_path / "demo-store"
+
+    def fake_demo() -> Path:  # what `provlens demo --no-dashboard` leaves behind
+        fx.build_store(demo, origin="demo")
+        return demo
+
+    monkeypatch.setattr(ui, "_run_demo", fake_demo)
+    monkeypatch.setenv("PROVLENS_STORE", str(tmp_path / "empty"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    next(b for b in at.button if b.label == "Load the demo").click().run()
+    assert not at.exception
+    assert metrics(at)["Events"] == "12"
+    assert "DEMO DATA" in at.sidebar.warning[0].value
+    assert any("DEMO DATA" in md.value for md in at.main.markdown), "page label missing"
 
 
 AUTH = {

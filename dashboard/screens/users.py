@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from dashboard import data, ui, views
 from dashboard.sidebar import context
+
+log = logging.getLogger(__name__)
 
 ctx = context()
 ui.header(
@@ -64,7 +68,12 @@ st.text(
     f"Wiki SCIM id:    {row['target_id'] if pd.notna(row['target_id']) else '—'}"
 )
 
-correlation = ctx.report("correlation").frame
+try:
+    correlation = ctx.report("correlation").frame
+except Exception as exc:  # the rest of the page still answers without the wiki side
+    log.exception("correlation report failed")
+    st.warning(f"The Entra ↔ wiki correlation could not be computed ({type(exc).__name__}).")
+    correlation = None
 user_corr = views.correlation_for_events(correlation, events["id"])
 verdict = views.latest_verdict(user_corr)
 

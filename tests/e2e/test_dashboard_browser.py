@@ -74,7 +74,7 @@ def _settle(page: Any) -> None:
         ".every(c => c.querySelector('.main-svg'))",
         timeout=60_000,
     )
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(200)
 
 
 def _figures(page: Any) -> list[list[dict[str, Any]]]:
@@ -94,7 +94,7 @@ def _screenshot(page: Any, path: Path) -> None:
     size = page.viewport_size
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": size["width"], "height": min(max(height, 600), 6000)})
-    page.wait_for_timeout(400)
+    page.wait_for_timeout(250)
     page.screenshot(path=str(path))
     page.set_viewport_size(size)
 
