@@ -804,7 +804,13 @@ async def fetch_state(
         "assignments",
         query=_query(assigned_b, top=session.config.list_top),
     )
-    assignments = assignments_frame(assigned, sp)
+    try:
+        assignments = assignments_frame(assigned, sp)
+    except ValueError as exc:
+        raise MalformedPage(
+            f"Graph returned an app role assignment with {exc} for service principal {sp}; "
+            "its scope was not stored"
+        ) from None
     groups = sorted(
         {
             str(a["principalId"])
@@ -831,7 +837,13 @@ async def fetch_state(
         )
         known = {gid: {str(m.get("id")) for m in direct}}
         member_frames.append(group_members_frame(gid, transitive + direct, known))
-    frames = {"sync_jobs": sync_jobs_frame(jobs, sp, captured_at), "assignments": assignments}
+    try:
+        frames = {"sync_jobs": sync_jobs_frame(jobs, sp, captured_at), "assignments": assignments}
+    except ValueError as exc:
+        raise MalformedPage(
+            f"Graph returned a synchronization job with {exc} for service principal {sp}; "
+            "its job status was not stored"
+        ) from None
     if member_frames:
         frames["group_members"] = pd.concat(member_frames, ignore_index=True)
     return frames, groups

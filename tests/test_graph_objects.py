@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.errors import BadInput
 from ingest.files import ingest_files
@@ -19,6 +21,7 @@ from ingest.formats.graph_objects import (
     group_members_frame,
     sync_jobs_frame,
 )
+from ingest.schema import validate
 from ingest.store import Store
 
 EXAMPLES = Path(__file__).parent / "data" / "examples"
@@ -177,6 +180,16 @@ def test_single_job_takes_the_id_from_the_file_name(tmp_path: Path) -> None:
     assert df["quarantine_series_count"].tolist() == [6]
 
 
+def test_job_with_a_broken_time_is_bad_input(tmp_path: Path) -> None:
+    doc = _example("graph-beta-legacy-synchronizationjob-quarantined.json")
+    doc["status"]["lastExecution"]["timeBegan"] = "yesterday"
+    src = Source(_write(tmp_path, f"jobs-{SP}.json", doc))
+    with pytest.raises(
+        BadInput, match=r"jobs-.*\.json:1: a synchronization job has a value that is not an ISO"
+    ):
+        list(detect(src).parse(src, Options()))
+
+
 def test_job_without_any_service_principal_is_bad_input(tmp_path: Path) -> None:
     path = tmp_path / "job.json"
     shutil.copy(EXAMPLES / "graph-v1.0-get-synchronizationjob.json", path)
@@ -241,3 +254,78 @@ def test_file_ingest_replaces_a_groups_members(tmp_path: Path) -> None:
     second.write_text(json.dumps({"value": [_user("u2")]}), encoding="utf-8")
     ingest_files(store, [second])
     assert store.read("group_members")["member_id"].tolist() == ["u2"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    days=st.integers(0, 9_999_999),
+    hours=st.integers(0, 23),
+    minutes=st.integers(0, 59),
+    seconds=st.integers(0, 59),
+)
+def test_duration_seconds_property(days: int, hours: int, minutes: int, seconds: int) -> None:
+    text = f"P{days}DT{hours}H{minutes}M{seconds}S"
+    assert duration_seconds(text) == days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+_scalar = st.one_of(
+    st.none(),
+    st.text(max_size=8),
+    st.integers(-5, 10**12),
+    st.sampled_from(["0001-01-01T00:00:00Z", "2026-11-20T10:15:03.1234567Z", "", "PT40M"]),
+)
+_job = st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=12)},
+    optional={
+        "templateId": _scalar,
+        "schedule": st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "interval": st.one_of(
+                        _scalar, st.sampled_from(["P10675199DT2H48M5.4775807S", "PT2M"])
+                    ),
+                    "state": _scalar,
+                },
+            ),
+        ),
+        "status": st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "code": _scalar,
+                    "steadyStateFirstAchievedTime": _scalar,
+                    "lastExecution": st.one_of(
+                        st.none(),
+                        st.dictionaries(
+                            st.sampled_from(["timeBegan", "timeEnded", "countEntitled", "state"]),
+                            _scalar,
+                        ),
+                    ),
+                    "quarantine": st.one_of(
+                        st.none(),
+                        st.dictionaries(
+                            st.sampled_from(["currentBegan", "reason", "seriesCount"]), _scalar
+                        ),
+                    ),
+                },
+            ),
+        ),
+    },
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(jobs=st.lists(_job, max_size=4))
+def test_sync_jobs_frame_takes_any_job_shape(jobs: list[dict]) -> None:
+    """Odd but JSON-valid job payloads become schema-valid rows or a clean error, never garbage."""
+    try:
+        df = sync_jobs_frame(jobs, SP, AT)
+    except ValueError as exc:
+        assert "not an ISO 8601 time" in str(exc)  # named, so file ingest can say where
+        return
+    validate("sync_jobs", df)
+    assert len(df) == len(jobs)
+    assert df["job_id"].tolist() == [j["id"] for j in jobs]

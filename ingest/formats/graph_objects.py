@@ -48,14 +48,23 @@ _DURATION_RE = re.compile(
 # --- small value helpers -------------------------------------------------------------------------
 
 
-def graph_time(value: object) -> str | None:
-    """Return an ISO timestamp string, or None for null, empty and the ``0001-01-01`` sentinel."""
+def graph_time(value: object) -> pd.Timestamp | None:
+    """Return a UTC timestamp; None for null, empty and the ``0001-01-01`` sentinel.
+
+    Raises ValueError naming the value when it is not an ISO 8601 time.
+    """
     if value is None:
         return None
     text = str(value).strip()
     if not text or text.startswith(_SENTINEL_PREFIX):
         return None
-    return text
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"a value that is not an ISO 8601 time ({text[:40]!r})") from None
+    if pd.isna(ts):
+        return None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def duration_seconds(value: object) -> int | None:
@@ -341,12 +350,18 @@ def _parse_jobs(source: Source, options: Options) -> Iterator[Frames]:
     for n, job in enumerate(jobs, start=1):
         if not job.get("id"):
             raise BadInput(f"{source.name}:record {n}", "a job without 'id'", "nothing was stored")
-    yield {"sync_jobs": sync_jobs_frame(jobs, sp, _captured_at(source, options))}
+    try:
+        frame = sync_jobs_frame(jobs, sp, _captured_at(source, options))
+    except ValueError as exc:
+        raise BadInput(
+            f"{source.name}:1", f"a synchronization job has {exc}", "nothing was stored"
+        ) from None
+    yield {"sync_jobs": frame}
 
 
 def _sniff_assignments(source: Source) -> bool:
     head = source.head().lstrip()
-    if not head.startswith(("{", "[")):
+    if not head.startswith(("{", "[")) or '"activityDateTime"' in head:
         return False
     return "appRoleAssignedTo" in head or _head_has(source, *_ASSIGNMENT_KEYS)
 
@@ -368,7 +383,13 @@ def _parse_assignments(source: Source, options: Options) -> Iterator[Frames]:
                 "an assignment without 'principalId'",
                 "nothing was stored",
             )
-    yield {"assignments": assignments_frame(items, sp)}
+    try:
+        frame = assignments_frame(items, sp)
+    except ValueError as exc:
+        raise BadInput(
+            f"{source.name}:1", f"an assignment has {exc}", "nothing was stored"
+        ) from None
+    yield {"assignments": frame}
 
 
 def _sniff_members(source: Source) -> bool:
