@@ -412,7 +412,10 @@ class GraphSession:
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             except Exception as exc:
-                raise _credential_error(exc) from exc
+                mapped = _credential_error(exc)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
             else:
                 status = resp.status_code
                 if 200 <= status < 300:
