@@ -57,9 +57,8 @@ def _day_bounds(
         return None, None
     start, end = picked
     since = None if start <= first else pd.Timestamp(start, tz="UTC")
-    until = (
-        None if end >= last else pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1, microseconds=-1)
-    )
+    # reports.Filters take [since, until): the day after the last picked one, at midnight.
+    until = None if end >= last else pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)
     return since, until
 
 

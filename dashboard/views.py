@@ -83,6 +83,17 @@ def latest_job_state(sync_jobs: pd.DataFrame) -> pd.DataFrame:
     return latest.sort_values("captured_at", ascending=False).reset_index(drop=True)
 
 
+RISK_ORDER = ("quarantined", "over_threshold", "approaching", "low")
+
+
+def worst_risk(risk: pd.DataFrame | None) -> str:
+    """Return the most serious `risk` value of the quarantine-risk rows, or `—` without jobs."""
+    if risk is None or risk.empty:
+        return "—"
+    present = set(risk["risk"].dropna())
+    return next((r for r in RISK_ORDER if r in present), "unknown")
+
+
 def bucket_for(span: pd.Timedelta) -> str:
     """Return a pandas frequency giving a readable number of bars for a time ``span``."""
     if span <= pd.Timedelta(hours=6):

@@ -76,7 +76,10 @@ def test_overview_kpis_equal_summary_and_job_state(env: Path, inputs: Inputs) ->
     assert m["Failures"] == str(sum(summary["failures_by_error_code"].values())) == "3"
     assert m["Objects"] == str(summary["source_objects"])
     assert m["Job state"] == "Active"
-    assert m["Quarantined jobs"] == "0"
+    risk = report("quarantine-risk", inputs).frame
+    assert m["Quarantine risk"] == risk.iloc[0]["risk"] == "low"
+    tile = next(x for x in at.metric if x.label == "Quarantine risk")
+    assert tile.delta == "0 job(s) quarantined now"
     assert m["Last cycle"] == "10.0 min"
     last = next(x for x in at.metric if x.label == "Last cycle")
     assert last.delta == "started " + cycles.iloc[-1]["started_at"].strftime("%Y-%m-%d %H:%M UTC")

@@ -27,6 +27,7 @@ plot = cycles.assign(
     gap_min=cycles["gap_before_s"].astype("float64") / 60,
     objects_per_min_f=cycles["objects_per_min"].astype("float64"),
     job=cycles["job_id"].fillna("(no job id)").map(views.short_id).map(views.plot_escape),
+    cycle_id=cycles["cycle_id"].map(views.plot_escape, na_action="ignore"),
 )
 
 cols = st.columns(4)

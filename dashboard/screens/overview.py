@@ -36,10 +36,13 @@ with cols[0]:
         ui.kpi("Job state", state, f"Latest snapshot of {len(jobs)} job(s).")
 with cols[1]:
     quarantined = jobs[jobs["quarantine_began"].notna()] if not jobs.empty else jobs
+    risk = ctx.report("quarantine-risk").frame
     ui.kpi(
-        "Quarantined jobs",
-        f"{len(quarantined)}",
-        "Jobs whose latest snapshot shows a quarantine.",
+        "Quarantine risk",
+        views.worst_risk(risk),
+        "Outstanding failures against Entra's documented escrow thresholds (from 5,000 "
+        "failures: more than 40 % failing, or 40,000 / 60,000 failures); see the table below.",
+        note=f"{len(quarantined)} job(s) quarantined now",
     )
 with cols[2]:
     ui.kpi(
@@ -66,6 +69,10 @@ if not quarantined.empty:
         ],
         "quarantined-jobs",
     )
+
+if risk is not None and not risk.empty:
+    with st.expander("Jobs: failures against the quarantine thresholds"):
+        ui.table(risk, "quarantine-risk")
 
 st.subheader("Events over time")
 by = st.segmented_control(

@@ -24,8 +24,8 @@ ui.header(
     "Wiki SCIM traffic",
     ctx,
     "What the wiki received on its SCIM endpoint (its audit log or access log), beside the "
-    "Entra provisioning cycles that sent it. The time, app and job filters apply; action and "
-    "status describe Entra events, not requests.",
+    "Entra provisioning cycles that sent it. The time filter applies to requests; app and job "
+    "select the Entra cycles; action and status describe Entra events, not requests.",
 )
 
 requests = data.scim_requests(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)

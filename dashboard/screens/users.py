@@ -98,7 +98,11 @@ if events.empty:
     st.info("No events for this user in the selected range.")
 else:
     fig = px.scatter(
-        events,
+        # Hover labels are Plotly HTML: escape what came from the logs.
+        events.assign(
+            error_code=events["error_code"].map(views.plot_escape, na_action="ignore"),
+            cycle_id=events["cycle_id"].map(views.plot_escape, na_action="ignore"),
+        ),
         x="activity_at",
         y="action",
         color="status",
