@@ -349,13 +349,18 @@ def test_audit_log_is_in_time_order_and_shaped_like_design(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("users", "groups", "seed", "days"),
-    [(120, 5, 1, 2), (900, None, 2, 7), (1500, 40, 3, 4), (600, 12, 4, 1)],
+    ("users", "groups", "seed", "days", "quarantine"),
+    [
+        (120, 5, 1, 2, False),
+        (900, None, 2, 7, True),
+        (1500, 40, 3, 4, False),
+        (600, 12, 4, 1, True),
+    ],
 )
 def test_raw_invariants_hold_across_sizes(
-    tmp_path: Path, users: int, groups: int | None, seed: int, days: int
+    tmp_path: Path, users: int, groups: int | None, seed: int, days: int, quarantine: bool
 ) -> None:
-    sc = Scenario(users=users, groups=groups, seed=seed, days=days, end=END)
+    sc = Scenario(users=users, groups=groups, seed=seed, days=days, end=END, quarantine=quarantine)
     truth = generate(sc, tmp_path)
     start, end = pd.Timestamp(truth["window"]["start"]), pd.Timestamp(truth["window"]["end"])
     events = [
@@ -388,6 +393,8 @@ def test_raw_invariants_hold_across_sizes(
     assert truth["failures"]["conflict"]["objects"] == planned["conflict"]
     assert truth["failures"]["mandatory_missing"]["objects"] == planned["mandatory_missing"]
     assert truth["changes"]["unassigned"] > 0 and truth["changes"]["deleted"] > 0
+    assert (truth["failures"]["unauthorized"]["events"] > 0) is quarantine
+    assert ("quarantine" in truth) is quarantine
     audit = (tmp_path / "wiki-scim-audit.jsonl").read_bytes().splitlines()
     first, last = orjson.loads(audit[0])["time"], orjson.loads(audit[-1])["time"]
     assert start <= pd.Timestamp(first) and pd.Timestamp(last) <= end

@@ -1501,10 +1501,14 @@ class Simulator:
         prev_start = self.cycle.began
         prev_end = self.cycle.ended
         changes_until = prev_end
-        q_trigger = self.start + int((self.end - self.start) * 0.6)
+        # The episode (two failed attempts, the fix at +9 h, recovery at +12 h) must fit the window.
+        q_trigger = min(self.start + int((self.end - self.start) * 0.6), self.end - 14 * HOUR)
         extras_at = max(prev_end + HOUR, self.start + int((self.end - self.start) * 0.45))
         q_first: int | None = None
         q_done = not sc.quarantine
+        if sc.quarantine and q_trigger < prev_end:
+            log.warning("the window is too short for a quarantine episode; none simulated")
+            q_done = True
         q_fix = 0
         while True:
             start = max(prev_start + interval, prev_end + 2 * MINUTE) + d.below(0, 90) * SECOND
@@ -1551,7 +1555,7 @@ class Simulator:
                     )
             prev_start, prev_end = start, cyc.ended
             self.tick(cyc.ended)
-        if sc.quarantine and q_first is None:
+        if sc.quarantine and q_first is None and not q_done:
             log.warning("no cycle had work after the quarantine trigger; no quarantine simulated")
 
     # --- wiki-only traffic ----------------------------------------------------------------------
