@@ -90,3 +90,33 @@ def test_demo_rejects_bad_sizes(tmp_path: Path, capsys, args: list[str], message
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("provlens: ") and message in err
+
+
+def test_demo_never_deletes_files_it_did_not_write(tmp_path: Path, capsys) -> None:
+    out_dir = tmp_path / "downloads"
+    out_dir.mkdir()
+    mine = out_dir / "members-00000000-1111-2222-3333-444444444444.json"
+    mine.write_text('{"value": []}')
+    argv = [
+        "--store",
+        str(tmp_path / "s"),
+        "--now",
+        "2026-11-20T10:00:00Z",
+        "demo",
+        "--users",
+        "120",
+        "--days",
+        "1",
+        "--out",
+        str(out_dir),
+        "--no-dashboard",
+    ]
+    assert main(argv) == 2
+    assert "choose an empty directory" in capsys.readouterr().err
+    assert mine.read_text() == '{"value": []}'
+    # A directory an earlier demo wrote is replaced without complaint.
+    empty = tmp_path / "fresh"
+    argv[argv.index(str(out_dir))] = str(empty)
+    assert main(argv) == 0
+    assert main(argv) == 0
+    assert (empty / "scenario.json").is_file()

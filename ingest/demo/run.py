@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
 import pandas as pd
 
-from ingest.demo.scenario import Scenario
+from ingest.demo.scenario import TENANT_NAME, Scenario
 from ingest.demo.simulate import HOUR, generate
 from ingest.errors import UsageError
 from ingest.files import IngestResult, ingest_files
@@ -60,14 +61,34 @@ class DemoResult:
     ingest: list[IngestResult]
 
 
+def _written_by_demo(raw_dir: Path) -> bool:
+    marker = raw_dir / SCENARIO_FILE
+    if not marker.is_file():
+        return False
+    try:
+        label = orjson.loads(marker.read_bytes()).get("label", "")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return isinstance(label, str) and label.startswith(TENANT_NAME)
+
+
 def clear_raw(raw_dir: Path) -> int:
-    """Remove the files an earlier demo wrote into ``raw_dir``; return how many."""
-    n = 0
-    for pattern in _OWN_PATTERNS:
-        for p in raw_dir.glob(pattern):
-            p.unlink()
-            n += 1
-    return n
+    """Remove the files an earlier demo wrote into ``raw_dir``; return how many.
+
+    Refuses (UsageError) when the directory holds files of those names that a demo did not write,
+    so ``--out`` never deletes a real download.
+    """
+    found = sorted({p for pattern in _OWN_PATTERNS for p in raw_dir.glob(pattern)})
+    if not found:
+        return 0
+    if not _written_by_demo(raw_dir):
+        raise UsageError(
+            f"{raw_dir}: already holds {found[0].name} and other files the demo did not write; "
+            "choose an empty directory for --out"
+        )
+    for p in found:
+        p.unlink()
+    return len(found)
 
 
 def build(
