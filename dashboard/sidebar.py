@@ -101,7 +101,9 @@ def draw() -> Context:
                 value=(first, last),
                 min_value=first,
                 max_value=last,
-                key="f_range",
+                # Keyed by the data's span: when new data widens it, the default (all data)
+                # follows instead of silently keeping the old end date.
+                key=f"f_range_{first}_{last}",
                 help="Defaults to all the data in the store.",
             )
             since, until = _day_bounds(picked, first, last)

@@ -100,7 +100,7 @@ def test_sidebar_filters_change_the_numbers(env: Path, inputs: Inputs) -> None:
     assert metrics(at)["Events"] == str(expected["events"]) == "3"
     # Time range: only the first day (cycle 1).
     at.sidebar.multiselect(key="f_statuses").set_value([]).run()
-    at.sidebar.date_input(key="f_range").set_value((dt.date(2026, 11, 18), dt.date(2026, 11, 18)))
+    at.sidebar.date_input[0].set_value((dt.date(2026, 11, 18), dt.date(2026, 11, 18)))
     at.run()
     day1 = Filters(until=pd.Timestamp("2026-11-19T00:00:00Z"))
     expected = report("summary", inputs, filters=day1).data
