@@ -21,6 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import views
+from dashboard.launch import NOW_ENV
 from ingest import settings
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Store
@@ -30,7 +31,6 @@ from reports.noise import drop_noise
 from reports.users import Timeline
 
 TTL = 600  # seconds; the version key already invalidates on new data
-NOW_ENV = "PROVLENS_NOW"  # fixed reference time for reproducible runs (`provlens --now`)
 OVERRIDE_KEY = "provlens_store_override"
 
 # Columns of `events` the reports and pages read; the rest (raw enums, initiator, systems, free

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 APP = Path(__file__).resolve().parent / "app.py"
 ROOT = APP.parent.parent
-NOW_ENV = "PROVLENS_NOW"
+NOW_ENV = "PROVLENS_NOW"  # fixed reference time for the app (reproducible runs, `--now`)
 
 
 def secrets_files(cwd: Path | None = None) -> list[Path]:

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, views
+from dashboard import data
 from dashboard.sidebar import Context
 from reports import export
 
@@ -179,7 +179,7 @@ def empty_state(ctx: Context) -> None:
         with st.spinner("Generating a demo tenant… (about a minute)"):
             path = _run_demo()
         if path is not None:
-            st.session_state["provlens_store_override"] = str(path)
+            st.session_state[data.OVERRIDE_KEY] = str(path)
             data.clear_caches()
             st.rerun()
 
@@ -204,6 +204,3 @@ def kpi_time(label: str, ts: Any, help: str | None = None) -> None:
         return
     t = pd.Timestamp(ts).tz_convert("UTC")
     kpi(label, t.strftime("%H:%M UTC"), help, note=t.strftime("%a %Y-%m-%d"))
-
-
-__all__ = ["chart", "empty_state", "header", "kpi", "noise_note", "table", "views"]

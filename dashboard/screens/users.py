@@ -34,7 +34,13 @@ st.caption(
     f"{len(matches):,} of {len(frame):,} users shown"
     + (" (first 200)" if len(matches) == 200 else "")
 )
-ui.table(matches, "users", key="users_matches", height=260, empty="No user matches the search.")
+ui.table(
+    matches,
+    "users",
+    key="users_matches",
+    height=260 if len(matches) > 6 else "auto",
+    empty="No user matches the search.",
+)
 
 if matches.empty:
     st.stop()
