@@ -20,7 +20,10 @@ def object_key(events: pd.DataFrame) -> pd.Series:
         ("name:", "source_name"),
         ("target:", "target_id"),
     ):
-        key = key.fillna(prefix + events[column].astype("str"))
+        missing = key.isna()
+        if not missing.any():
+            break
+        key = key.fillna(prefix + events.loc[missing, column].astype("str"))
     return key
 
 
