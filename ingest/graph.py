@@ -540,8 +540,13 @@ def _odata_time(ts: pd.Timestamp) -> str:
 
 
 def log_filter(start: pd.Timestamp, end: pd.Timestamp, service_principal_id: str | None) -> str:
-    """Return the server-side ``$filter`` for one time slice (and one app when given)."""
-    expr = f"activityDateTime ge {_odata_time(start)} and activityDateTime lt {_odata_time(end)}"
+    """Return the server-side ``$filter`` for the slice ``[start, end)`` (and one app when given).
+
+    Graph documents ``eq``, ``gt`` and ``lt`` on activityDateTime (not ``ge``), so the slice asks
+    for ``gt start - 1 s``; the store de-duplicates that second of overlap.
+    """
+    after = start - pd.Timedelta(seconds=1)
+    expr = f"activityDateTime gt {_odata_time(after)} and activityDateTime lt {_odata_time(end)}"
     if service_principal_id:
         quoted = service_principal_id.replace("'", "''")  # OData string literal escaping
         expr += f" and servicePrincipal/id eq '{quoted}'"

@@ -151,7 +151,7 @@ def test_unavailable_credential_is_a_configuration_error(g: GraphFixture, tmp_pa
 def test_filter_quotes_are_escaped() -> None:
     start, end = pd.Timestamp("2026-11-01T00:00:00Z"), pd.Timestamp("2026-11-02T00:00:00.5Z")
     assert log_filter(start, end, "a'b") == (
-        "activityDateTime ge 2026-11-01T00:00:00Z and activityDateTime lt 2026-11-02T00:00:00Z"
+        "activityDateTime gt 2026-10-31T23:59:59Z and activityDateTime lt 2026-11-02T00:00:00Z"
         " and servicePrincipal/id eq 'a''b'"
     )
 

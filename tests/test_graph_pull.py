@@ -115,7 +115,7 @@ def test_pages_filter_and_exact_counts(g: GraphFixture, store: Store) -> None:
     assert store.watermark("graph:*") == NOW
     first = g.requests("/auditLogs")[0]
     assert first.query["$filter"] == (
-        "activityDateTime ge 2026-11-01T00:00:00Z and activityDateTime lt 2026-11-08T00:00:00Z"
+        "activityDateTime gt 2026-10-31T23:59:59Z and activityDateTime lt 2026-11-08T00:00:00Z"
     )
     assert first.query["$top"] == "25"
     assert all(r.authorization == "Bearer test-token" for r in g.requests())
@@ -246,7 +246,9 @@ def test_a_page_without_value_is_malformed(g: GraphFixture, store: Store) -> Non
 
 def test_one_bad_slice_does_not_waste_the_rest(g: GraphFixture, store: Store) -> None:
     recs = g.seed(70)  # 10 a day, 2026-11-01 .. 2026-11-07
-    g.script(Fault("status", status=503, match="activityDateTime ge 2026-11-03", times=100))
+    g.script(
+        Fault("status", status=503, match="activityDateTime gt 2026-11-02T23:59:59Z", times=100)
+    )
     with pytest.raises(RemoteError) as err:
         pull(g, store, fast(give_up_after_s=0.3))
     text = str(err.value)

@@ -16,7 +16,7 @@ API's throttle (N requests per window on ``/auditLogs``: 429 ``TooManyRequests``
 Use :class:`GraphFixture` directly (``with GraphFixture() as g: ...``, e.g. in a benchmark) or
 the ``graph_server`` pytest fixture below (``from tests.support.graph_server import
 graph_server``). ``g.seed(n)`` fills a reproducible dataset; faults match the URL decoded, so
-``Fault("reset", match="activityDateTime ge 2026-11-02")`` hits one time slice.
+``Fault("reset", match="activityDateTime gt 2026-11-01T23:59:59Z")`` hits one time slice.
 """
 
 from __future__ import annotations
