@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tomllib
@@ -129,7 +130,16 @@ def run(
         store_path,
         " (demo data)" if demo else "",
     )
+    proc = subprocess.Popen(command(port, address), env=environment(store_path, now))
+
+    # Stopping `provlens dashboard` (SIGTERM from a service manager) stops the server too.
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
     try:
-        return subprocess.call(command(port, address), env=environment(store_path, now))
-    except KeyboardInterrupt:
-        return 0
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the server as well (same process group)
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
