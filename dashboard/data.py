@@ -27,7 +27,6 @@ from ingest.schema import TABLES, empty_frame
 from ingest.store import Store
 from reports import Filters, Inputs, run_report
 from reports import users as reports_users
-from reports.noise import drop_noise
 from reports.users import Timeline
 
 TTL = 600  # seconds; the version key already invalidates on new data
@@ -148,6 +147,11 @@ def load_inputs(path: Path, version: int, tables: tuple[str, ...] = tuple(TABLES
     return Inputs(**{t: load_table(str(path), version, t) for t in tables})
 
 
+# Reports whose answer depends on the current time (running cycle, next retry). Only these get
+# `now` and so a cache key that changes every minute; the rest are keyed by data and filters.
+TIME_DEPENDENT_REPORTS = frozenset({"estimate", "quarantine-risk"})
+
+
 @dataclass(frozen=True)
 class Report:
     """A report's output as the dashboard uses it."""
@@ -175,7 +179,7 @@ def _report(
         load_inputs(Path(path), version),
         filters=_filters.to_filters(),
         include_noise=_filters.include_noise,
-        now=pd.Timestamp(now_iso),
+        now=pd.Timestamp(now_iso) if now_iso else None,
         **dict(params),
     )
     return Report(result.frame, result.data, int(result.hidden_noise))
@@ -183,22 +187,9 @@ def _report(
 
 def report(name: str, path: Path, version: int, filters: FilterState, **params: Any) -> Report:
     """Run report ``name`` through the cache and return its frame/data and hidden-noise count."""
-    key = filters.key()
-    return _report(
-        str(path), version, name, key, now().isoformat(), tuple(sorted(params.items())), filters
-    )
-
-
-def _filtered_events(
-    path: str, version: int, filters: FilterState, keep_noise: bool
-) -> pd.DataFrame:
-    """Return the stored events passing the filters (noise dropped unless ``keep_noise``)."""
-    events = filters.to_filters().apply_events(load_table(path, version, "events"))
-    if keep_noise:
-        return events
-    mods = load_table(path, version, "modified_properties")
-    kept, _ = drop_noise(events, mods, filters.include_noise)
-    return kept
+    at = now().isoformat() if name in TIME_DEPENDENT_REPORTS else ""
+    params_key = tuple(sorted(params.items()))
+    return _report(str(path), version, name, filters.key(), at, params_key, filters)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=128)
@@ -208,11 +199,10 @@ def event_counts(
     filter_key: tuple[Any, ...],
     by: str,
     status: str | None,
-    keep_noise: bool,
     _filters: FilterState,
 ) -> pd.DataFrame:
-    """Return filtered events counted per time bucket and ``by`` (optionally one status only)."""
-    events = _filtered_events(path, version, _filters, keep_noise)
+    """Return filtered events (noise counted, as in summary) per time bucket and ``by``."""
+    events = _filters.to_filters().apply_events(load_table(path, version, "events"))
     if status is not None:
         events = events[events["status"] == status]
     if events.empty:
@@ -226,7 +216,7 @@ def latest_failures(
     path: str, version: int, filter_key: tuple[Any, ...], limit: int, _filters: FilterState
 ) -> pd.DataFrame:
     """Return the newest failed events passing the filters."""
-    events = _filtered_events(path, version, _filters, keep_noise=True)
+    events = _filters.to_filters().apply_events(load_table(path, version, "events"))
     return views.latest_failures(events, limit)
 
 

@@ -71,7 +71,6 @@ else:
         ctx.filters.key(),
         "error_code",
         "failure",
-        True,
         ctx.filters,
     )
     trend = trend.assign(error_code=trend["error_code"].map(views.plot_escape))

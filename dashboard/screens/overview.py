@@ -84,7 +84,7 @@ by = st.segmented_control(
 )
 by = by or "status"
 series = data.event_counts(
-    str(ctx.store_path), ctx.version, ctx.filters.key(), by, None, True, ctx.filters
+    str(ctx.store_path), ctx.version, ctx.filters.key(), by, None, ctx.filters
 )
 if series.empty:
     st.info("No events in the selected range.")
