@@ -16,6 +16,8 @@ import pytest
 from ingest.store import Store
 from provlens.cli import main
 from tests.support.graph_server import DEFAULT_ACCESS, Fault, GraphFixture, sync_job
+from tests.support.scim_server import TOKEN as SCIM_TOKEN
+from tests.support.scim_server import running_scim_server, seed_walkthrough
 
 SP = "6f1c1e5a-1111-4b7e-9d2a-0c5a1b2c3d4e"
 NOW = "2026-11-09T00:00:00Z"
@@ -161,3 +163,21 @@ def test_killed_run_resumes_with_every_record_exactly_once(tmp_path: Path) -> No
         assert set(ids) == {r["id"] for r in recs}
         assert Store(store).info()["rows"]["steps"] == 1200
         assert Store(store).watermark("graph:*") == pd.Timestamp(NOW)
+
+
+def test_doctor_checks_the_wikis_scim_endpoint(
+    g: GraphFixture, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with running_scim_server() as wiki:
+        seed_walkthrough(wiki)
+        monkeypatch.setenv("PROVLENS_SCIM_URL", wiki.base_url)
+        monkeypatch.setenv("PROVLENS_SCIM_TOKEN", SCIM_TOKEN)
+        assert main(["doctor", "--graph-url", g.root, "--service-principal-id", SP]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("wiki SCIM"))
+        assert "ok" in line and "PATCH supported: True" in line
+        monkeypatch.setenv("PROVLENS_SCIM_TOKEN", "wrong-token")
+        assert main(["doctor", "--graph-url", g.root, "--service-principal-id", SP]) == 4
+        out = capsys.readouterr().out
+        line = next(x for x in out.splitlines() if x.startswith("wiki SCIM"))
+        assert "FAIL" in line and "401" in line
+        assert "wrong-token" not in out

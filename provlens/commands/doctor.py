@@ -174,20 +174,25 @@ def _scim_check(checks: list[Check]) -> None:
     if not token:
         checks.append(Check("wiki SCIM", FAIL, f"{settings.SCIM_TOKEN} is not set"))
         return
-    from ingest.scim import build_client
+    from ingest.scim import build_client, probe
 
     try:
         with build_client(url, token) as client:
-            doc = client.get_json("/ServiceProviderConfig")
+            info = probe(client)  # /ServiceProviderConfig, then /Users?count=1 (checks the token)
     except ProvlensError as exc:
         checks.append(Check("wiki SCIM", FAIL, _short(exc)))
         return
     except Exception as exc:  # a transport problem the SCIM client did not map
         checks.append(Check("wiki SCIM", FAIL, f"{url}: {_short(exc)}"))
         return
-    patch = (doc or {}).get("patch", {}).get("supported") if isinstance(doc, dict) else None
+    users = info.get("users")
     checks.append(
-        Check("wiki SCIM", OK, f"GET {url.rstrip('/')}/ServiceProviderConfig (patch: {patch})")
+        Check(
+            "wiki SCIM",
+            OK,
+            f"{url.rstrip('/')}: /ServiceProviderConfig (PATCH supported: "
+            f"{info.get('patch_supported')}), /Users ({'?' if users is None else users} users)",
+        )
     )
 
 
