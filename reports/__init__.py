@@ -275,7 +275,7 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.scim_traffic:build",
             "The wiki's SCIM traffic: requests by operation, status and latency.",
             "rows",
-            ("scim_requests",),
+            ("events", "scim_requests"),
         ),
     )
 }

@@ -61,10 +61,21 @@ def load_inputs(store, tables, filters):
     """Return reports.Inputs with only ``tables`` read from ``store`` (time pushed down)."""
     from reports import Inputs
 
+    import pandas as pd
+
+    # Wiki requests are read 120 s wider than the range: correlation matches a request to an
+    # event within +-120 s, so one just outside the range may belong to an event inside it.
+    slack = pd.Timedelta(seconds=120)
     frames = {}
     for table in tables:
-        if table in ("events", "scim_requests"):
+        if table == "events":
             frames[table] = store.read(table, since=filters.since, until=filters.until)
+        elif table == "scim_requests":
+            frames[table] = store.read(
+                table,
+                since=None if filters.since is None else filters.since - slack,
+                until=None if filters.until is None else filters.until + slack,
+            )
         else:
             frames[table] = store.read(table)
     return Inputs.from_tables(frames)
