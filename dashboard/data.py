@@ -25,7 +25,7 @@ from dashboard.launch import NOW_ENV
 from ingest import settings
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Store
-from reports import Filters, Inputs, run_report
+from reports import Filters, Inputs, export, run_report
 from reports import users as reports_users
 from reports.users import Timeline
 
@@ -232,7 +232,7 @@ def scim_requests(
 def clear_caches() -> None:
     """Drop every cached table, report and series (the sidebar's refresh button)."""
     st.cache_data.clear()
-    for cached in (load_table, _report, scim_requests, user_timeline):
+    for cached in (load_table, _report, scim_requests, user_timeline, user_wiki_requests):
         cached.clear()
 
 
@@ -243,3 +243,12 @@ def user_timeline(
     """Return one object's events, steps and modified properties (reports.users.user_timeline)."""
     inputs = load_inputs(Path(path), version)
     return reports_users.user_timeline(inputs, user, _filters.to_filters())
+
+
+@st.cache_resource(ttl=TTL, show_spinner=False, max_entries=64)
+def user_wiki_requests(
+    path: str, version: int, filter_key: tuple[Any, ...], user: str, _filters: FilterState
+) -> pd.DataFrame:
+    """Return the wiki's SCIM requests about one user's objects (reports.export)."""
+    events = user_timeline(path, version, filter_key, user, _filters).events
+    return export.wiki_requests_for(load_inputs(Path(path), version), events)

@@ -7,14 +7,10 @@ Kept here, apart from the pages, so they are testable and so the lead can move a
 from __future__ import annotations
 
 import re
-import zipfile
 from dataclasses import dataclass
-from io import BytesIO
 from typing import Any
 
 import pandas as pd
-
-from reports import export
 
 
 def min_bar(first: pd.Timestamp, last: pd.Timestamp) -> pd.Timedelta:
@@ -179,17 +175,6 @@ def rows_for_events(frame: pd.DataFrame, event_ids: pd.Series) -> pd.DataFrame:
     return frame[frame["event_id"].isin(set(event_ids))]
 
 
-def support_pack(user: dict[str, Any], parts: dict[str, pd.DataFrame]) -> bytes:
-    """Return a zip: `user.json` plus one CSV and JSON per part (events, steps, ...)."""
-    buf = BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("user.json", export.json_bytes(user))
-        for name, frame in parts.items():
-            zf.writestr(f"{name}.csv", export.csv_bytes(frame))
-            zf.writestr(f"{name}.json", export.json_bytes(frame))
-    return buf.getvalue()
-
-
 TIMELINE_EVENT_COLUMNS = (
     "activity_at",
     "action",
@@ -239,26 +224,6 @@ def latest_verdict(correlation: pd.DataFrame) -> str | None:
         return None
     value = correlation["verdict"].iloc[-1]
     return None if pd.isna(value) else str(value)
-
-
-def _ids(value: Any) -> list[str]:
-    """Return request ids from a list/array cell or a comma/space separated string."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [p for p in re.split(r"[,\s]+", value) if p]
-    try:
-        return [str(v) for v in value if v is not None and str(v)]
-    except TypeError:
-        return [] if pd.isna(value) else [str(value)]
-
-
-def requests_by_id(requests: pd.DataFrame, correlation: pd.DataFrame) -> pd.DataFrame:
-    """Return the SCIM requests named in the correlation rows' ``wiki_request_ids``."""
-    if correlation.empty or "wiki_request_ids" not in correlation.columns:
-        return requests.iloc[0:0]
-    wanted = {i for cell in correlation["wiki_request_ids"] for i in _ids(cell)}
-    return requests[requests["request_id"].isin(wanted)].sort_values("received_at")
 
 
 def safe_file_part(text: str) -> str:

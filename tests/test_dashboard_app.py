@@ -136,7 +136,10 @@ def test_users_search_timeline_and_literal_names(env: Path, inputs: Inputs) -> N
         assert "<img" not in md.value and "**bold**" not in md.value
     mods = next(f for f in frames(at) if "old_value" in f.columns)
     assert list(mods["new_value"]) == [fx.XSS_NAME, "True"]
-    assert at.get("download_button"), "support pack download missing"
+    wiki = next(f for f in frames(at) if "request_id" in f.columns and "method" in f.columns)
+    assert list(wiki["request_id"]) == ["r-003", "r-012"]  # its POST and its PATCH
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download support pack (zip)" in labels and "Download support pack (Excel)" in labels
 
 
 def test_users_page_shows_a_failed_users_error(env: Path) -> None:

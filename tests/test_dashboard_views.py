@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -89,29 +86,6 @@ def test_search_and_user_keys() -> None:
         "obj-1": f"{fx.XSS_NAME} · xss@contoso.com · obj-1",
         "grace@contoso.com": "Grace · grace@contoso.com",
     }
-
-
-def test_requests_by_id_reads_list_and_text_cells() -> None:
-    requests = pd.DataFrame(
-        {"request_id": ["r1", "r2", "r3"], "received_at": pd.to_datetime([3, 1, 2], utc=True)}
-    )
-    corr = pd.DataFrame({"wiki_request_ids": [["r1"], "r3, r2", None]})
-    assert list(views.requests_by_id(requests, corr)["request_id"]) == ["r2", "r3", "r1"]
-
-
-def test_support_pack_holds_user_and_neutralised_tables() -> None:
-    events = pd.DataFrame({"id": ["e1"], "error_reason": ['=HYPERLINK("http://x")']})
-    pack = views.support_pack(
-        {"source_id": "obj-1", "at": pd.Timestamp("2026-11-20T10:00Z")}, {"events": events}
-    )
-    zf = zipfile.ZipFile(io.BytesIO(pack))
-    assert sorted(zf.namelist()) == ["events.csv", "events.json", "user.json"]
-    assert json.loads(zf.read("user.json")) == {
-        "source_id": "obj-1",
-        "at": "2026-11-20T10:00:00.000Z",
-    }
-    assert "'=HYPERLINK" in zf.read("events.csv").decode()
-    assert json.loads(zf.read("events.json"))[0]["error_reason"].startswith("=HYPERLINK")
 
 
 def test_plot_escape_and_short_id() -> None:

@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard import data, ui, views
 from dashboard.sidebar import context
+from reports import export
 
 log = logging.getLogger(__name__)
 
@@ -152,17 +153,17 @@ st.caption(
 )
 ui.table(user_corr, "user-correlation", empty="No correlation rows for these events.")
 
-st.subheader("Wiki SCIM requests for this user")
-requests = data.scim_requests(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)
-wiki = views.requests_by_id(requests, user_corr)
+st.subheader("Wiki SCIM requests about this user")
+wiki = data.user_wiki_requests(
+    str(ctx.store_path), ctx.version, ctx.filters.key(), picked, ctx.filters
+)
 ui.table(
     wiki,
     "user-wiki-requests",
-    empty="No wiki SCIM request matched this user's events (±120 s, same object).",
+    empty="The wiki logged no SCIM request about this user (by SCIM id, externalId or userName).",
 )
 
 st.subheader("When will this user be provisioned?")
-when: dict = {}
 # Off by default: it re-derives scope and throughput, which takes seconds on a large store.
 if st.toggle("Estimate it", key="users_when"):
     when = (ctx.report("estimate", user=picked).data or {}).get("when_user") or {}
@@ -173,22 +174,35 @@ if st.toggle("Estimate it", key="users_when"):
         st.caption("Why")
         st.text(str(when.get("reason") or "—"))
 
-summary = {k: (None if pd.isna(v) else v) for k, v in row.to_dict().items()}
-parts = {
-    "events": events,
-    "steps": steps,
-    "modified_properties": mods,
-    "correlation": user_corr,
-    "wiki_requests": wiki,
-}
-st.download_button(
-    "Download support pack (zip)",
-    # Built only when clicked: user.json, and CSV + JSON of each table above.
-    data=lambda: views.support_pack(summary | {"verdict": verdict, "when": when}, parts),
-    file_name=f"provlens-support-{views.safe_file_part(picked)}.zip",
-    mime="application/zip",
-    type="primary",
-    icon=":material/folder_zip:",
-    key="users_support_pack",
-    on_click="ignore",
+st.subheader("Support pack")
+st.caption(
+    "Everything above for this user in one file, for a ticket: ids, scope, wiki state, verdict, "
+    "when it will be provisioned, the recommended fix and who owns it; then events, steps, "
+    "modified properties and wiki requests (formula-neutralised)."
 )
+inputs = data.load_inputs(ctx.store_path, ctx.version)
+filters, at = ctx.filters.to_filters(), data.now()
+name = f"provlens-support-{views.safe_file_part(picked)}"
+pack_cols = st.columns(2)
+with pack_cols[0]:
+    st.download_button(
+        "Download support pack (zip)",
+        # Built only when clicked (it estimates when the user will be provisioned).
+        data=lambda: export.support_pack_zip(export.support_pack(inputs, picked, filters, at)),
+        file_name=f"{name}.zip",
+        mime="application/zip",
+        type="primary",
+        icon=":material/folder_zip:",
+        key="users_support_pack",
+        on_click="ignore",
+    )
+with pack_cols[1]:
+    st.download_button(
+        "Download support pack (Excel)",
+        data=lambda: export.xlsx_bytes(export.support_pack(inputs, picked, filters, at)),
+        file_name=f"{name}.xlsx",
+        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        icon=":material/table_view:",
+        key="users_support_pack_xlsx",
+        on_click="ignore",
+    )

@@ -3,6 +3,7 @@ that match the store; hostile display names stay literal. Screenshots go to arti
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,16 @@ def test_hostile_display_names_render_literally(page: Any, server: str, screensh
     # ... never as markup: no <img src="x"> made it into the page, no script ran.
     assert page.locator('img[src="x"]').count() == 0
     assert page.dialogs == []
+
+    # The support pack is built on click and downloads as a zip of CSV + JSON per table.
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Download support pack (zip)").click()
+    with zipfile.ZipFile(download.value.path()) as zf:
+        names = set(zf.namelist())
+        assert {"user.csv", "events.csv", "wiki_requests.json"} <= names
+        events = zf.read("events.csv").decode()
+    assert events.count("\nev-") == 2  # the user's two events
+    assert fx.XSS_NAME in events
 
     box.fill("bold@contoso")
     box.press("Enter")
