@@ -69,16 +69,6 @@ def filter_options(events: pd.DataFrame) -> FilterOptions:
     )
 
 
-def latest_job_state(sync_jobs: pd.DataFrame) -> pd.DataFrame:
-    """Return the most recent snapshot of each job, newest first."""
-    if sync_jobs.empty:
-        return sync_jobs
-    latest = sync_jobs.sort_values("captured_at").drop_duplicates(
-        ["service_principal_id", "job_id"], keep="last"
-    )
-    return latest.sort_values("captured_at", ascending=False).reset_index(drop=True)
-
-
 RISK_ORDER = ("quarantined", "over_threshold", "approaching", "low")
 
 

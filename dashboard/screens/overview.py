@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import data, ui, views
 from dashboard.sidebar import context
+from reports.inputs import latest_jobs
 
 ctx = context()
 ui.header("Overview", ctx, "Everything in the selected time range; noise is counted here.")
@@ -25,7 +26,7 @@ with cols[2]:
 with cols[3]:
     ui.kpi("Objects", f"{summary.get('source_objects', 0):,}", "Distinct source users and groups.")
 
-jobs = views.latest_job_state(ctx.table("sync_jobs"))
+jobs = latest_jobs(ctx.table("sync_jobs")).sort_values("captured_at", ascending=False)
 last_cycle = cycles.iloc[-1] if cycles is not None and not cycles.empty else None
 cols = st.columns(4)
 with cols[0]:
