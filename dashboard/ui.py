@@ -58,6 +58,15 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     return export.csv_bytes(frame)
 
 
+def time_columns(frame: pd.DataFrame) -> dict[str, Any]:
+    """Return column settings showing the frame's UTC timestamps as `YYYY-MM-DD HH:mm:ss`."""
+    return {
+        str(name): st.column_config.DatetimeColumn(str(name), format="YYYY-MM-DD HH:mm:ss")
+        for name, dtype in frame.dtypes.items()
+        if isinstance(dtype, pd.DatetimeTZDtype)
+    }
+
+
 def table(
     frame: pd.DataFrame | None,
     name: str,
@@ -71,12 +80,7 @@ def table(
     if frame is None or frame.empty:
         st.info(empty)
         return
-    config: dict[str, Any] = {
-        name: st.column_config.DatetimeColumn(name, format="YYYY-MM-DD HH:mm:ss")
-        for name, dtype in frame.dtypes.items()
-        if isinstance(dtype, pd.DatetimeTZDtype)
-    }
-    config.update(column_config or {})
+    config = time_columns(frame) | (column_config or {})
     st.dataframe(
         frame,
         hide_index=True,

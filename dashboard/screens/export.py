@@ -39,7 +39,13 @@ spec = REPORTS[name]
 full = ReportResult(result.frame, result.data, result.hidden_noise)
 frame = result.frame if result.frame is not None else export.object_frame(result.data or {})
 st.caption(f"{len(frame):,} row(s)")
-st.dataframe(frame.head(500), hide_index=True, width="stretch", key="export_preview")
+st.dataframe(
+    frame.head(500),
+    hide_index=True,
+    width="stretch",
+    column_config=ui.time_columns(frame),
+    key="export_preview",
+)
 if len(frame) > 500:
     st.caption("Preview shows the first 500 rows; the downloads hold all of them.")
 
