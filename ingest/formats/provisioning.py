@@ -119,13 +119,16 @@ def iter_documents(source: Source) -> Iterator[tuple[str, Any]]:
         pos = end
 
 
-def _la_table_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def _la_table_rows(doc: dict[str, Any]) -> list[Any]:
+    rows: list[Any] = []
     for table in doc.get("tables") or []:
-        cols = [
-            str(c.get("name")) if isinstance(c, dict) else str(c) for c in table.get("columns", [])
-        ]
-        rows.extend(dict(zip(cols, row)) for row in table.get("rows", []))
+        columns = table.get("columns") if isinstance(table, dict) else None
+        body = table.get("rows", []) if isinstance(table, dict) else None
+        if not isinstance(columns, list) or not isinstance(body, list):
+            rows.append(table)  # not a query-API table: refused below as a record that is not one
+            continue
+        cols = [str(c.get("name")) if isinstance(c, dict) else str(c) for c in columns]
+        rows.extend(dict(zip(cols, row)) if isinstance(row, list) else row for row in body)
     return rows
 
 
