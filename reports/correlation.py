@@ -140,6 +140,8 @@ def _positions(
     prio = np.concatenate(found_p)
     order = np.lexsort((prio, gap, req))
     req, ev = req[order], ev[order]
+    if len(req) == 0:
+        return req, ev
     first = np.r_[True, req[1:] != req[:-1]]
     return req[first], ev[first]
 
@@ -193,7 +195,21 @@ def build(
 ) -> ReportResult:
     """Return one row per Entra event plus one per unexplained wiki request, with a verdict."""
     window = pd.Timedelta(seconds=window_s)
-    events = filters.apply_events(inputs.events).reset_index(drop=True)
+    # Requests are matched against every event of the selected apps, jobs and time range: an
+    # action or status filter narrows the rows shown, not which events explain a request.
+    scope = Filters(
+        since=filters.since,
+        until=filters.until,
+        service_principal_ids=filters.service_principal_ids,
+        job_ids=filters.job_ids,
+    )
+    events = scope.apply_events(inputs.events).reset_index(drop=True)
+    narrowed = bool(filters.actions or filters.statuses)
+    selected = (
+        events["id"].isin(filters.apply_events(inputs.events)["id"]).to_numpy(bool)
+        if narrowed
+        else np.ones(len(events), dtype=bool)
+    )
     # Requests just outside the time range may still belong to events inside it.
     wide = Filters(
         since=None if filters.since is None else filters.since - window,
@@ -312,16 +328,20 @@ def build(
     )
 
     hidden = 0
+    keep = selected
     if not include_noise and n_ev:
         noise = noise_mask(events, inputs.modified_properties).to_numpy(bool)
-        hidden = int(noise.sum())
-        if hidden:
-            rows = rows.loc[~noise]
+        hidden = int((noise & selected).sum())
+        keep = selected & ~noise
+    rows = rows.loc[keep]
 
     # Requests no event explains (within the selected time range).
     explained = np.zeros(n_req, dtype=bool)
     explained[req_pos] = True
-    orphans = requests.loc[~explained & _time_window(filters, requests, "received_at")]
+    # With an action or status filter, only events are asked for: no wiki-only rows.
+    orphans = requests.loc[
+        ~explained & _time_window(filters, requests, "received_at") & (not narrowed)
+    ]
     wiki_only = pd.DataFrame(
         {
             "event_id": pd.Series(None, index=orphans.index, dtype="str"),

@@ -376,3 +376,53 @@ def test_one_million_events_in_seconds():
     elapsed = time.perf_counter() - started
     assert len(out.loc[out["event_id"].notna()]) == 1_000_000
     assert elapsed < 60, f"took {elapsed:.1f} s"
+
+
+def test_status_filter_narrows_rows_but_requests_still_match_all_events():
+    events = [
+        {
+            "id": "ok",
+            "activity_at": at(0),
+            "action": "create",
+            "status": "success",
+            "source_id": "obj-a",
+            "target_id": "wiki-a",
+        },
+        {
+            "id": "bad",
+            "activity_at": at(60),
+            "action": "create",
+            "status": "failure",
+            "source_id": "obj-b",
+            "error_code": "TheOrgWikiEntryConflict",
+        },
+    ]
+    requests = [
+        req(
+            "r-a",
+            1,
+            201,
+            method="POST",
+            operation="create",
+            resource_type="User",
+            external_id="obj-a",
+            resource_id="wiki-a",
+        ),
+        req(
+            "r-b",
+            61,
+            409,
+            method="POST",
+            operation="create",
+            resource_type="User",
+            external_id="obj-b",
+            scim_type="uniqueness",
+        ),
+    ]
+    out = run(events, requests, filters=Filters(statuses=("failure",))).frame
+    # Only the failure row; r-a belongs to the filtered-out success, so it is not wiki_only.
+    assert out["event_id"].tolist() == ["bad"]
+    assert out["verdict"].tolist() == ["rejected_by_wiki"]
+    # A status with no matching request at all used to raise IndexError.
+    none = run(events, requests, filters=Filters(statuses=("skipped",))).frame
+    assert none.empty
