@@ -438,11 +438,6 @@ def test_reports_agree_with_the_ground_truth(built) -> None:
     assert expected["coverage_verdicts"]["missing_in_wiki"] == truth["scenario"]["wiki_missing"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="file ingest parses each transitiveMembers file alone, so every member is stored as "
-    "direct; DESIGN.md derives direct membership across the batch (reported to the lead)",
-)
 def test_stored_membership_of_nested_group_members_is_not_direct(built) -> None:
     _truth, f = built
     gm = f["group_members"]

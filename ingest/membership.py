@@ -1,0 +1,40 @@
+"""Direct versus nested group membership, decided across every members list known at once.
+
+Entra provisions direct members of an assigned group only. A transitiveMembers list does not say
+how a member is reached, so DESIGN.md's rule applies: a transitive member is direct unless it is
+reachable through a nested group whose own members are also known. One members file cannot know
+that; the batch (and the store) can, so file ingest derives ``direct`` here over all of them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ingest import schema
+
+
+def derive_direct(batch: pd.DataFrame, stored: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Return ``batch`` (group_members rows) with ``direct`` derived from all known lists.
+
+    ``stored`` supplies member lists of nested groups that this batch does not carry.
+    """
+    if batch.empty:
+        return batch
+    known = batch
+    if stored is not None and not stored.empty:
+        extra = stored.loc[~stored["group_id"].isin(batch["group_id"])]
+        known = pd.concat([batch, extra], ignore_index=True)
+    known_groups = pd.Index(known["group_id"].unique())
+    # (G, N): groups N nested in G whose own member lists are known.
+    nested = batch.loc[
+        (batch["member_type"] == "group") & batch["member_id"].isin(known_groups),
+        ["group_id", "member_id"],
+    ].rename(columns={"member_id": "nested_id"})
+    via = nested.merge(
+        known[["group_id", "member_id"]].rename(columns={"group_id": "nested_id"}),
+        on="nested_id",
+    )[["group_id", "member_id"]].drop_duplicates()
+    via["_via"] = True
+    out = batch.drop(columns=["direct"]).merge(via, on=["group_id", "member_id"], how="left")
+    out["direct"] = ~out["_via"].fillna(False).astype(bool)
+    return schema.conform("group_members", out.drop(columns=["_via"]))

@@ -1,0 +1,73 @@
+"""Direct membership derived across every members list of a batch (and the store)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ingest.files import ingest_files
+from ingest.membership import derive_direct
+from ingest.store import Store
+
+ENG = "6f1d2c3b-0000-4000-8000-00000000e001"
+PLAT = "6f1d2c3b-0000-4000-8000-00000000p002".replace("p", "a")
+
+
+def _members(group: str, *members: tuple[str, str]) -> dict:
+    return {
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects",
+        "value": [
+            {
+                "@odata.type": f"#microsoft.graph.{kind}",
+                "id": mid,
+                "displayName": mid,
+                **({"userPrincipalName": f"{mid}@contoso.example"} if kind == "user" else {}),
+            }
+            for mid, kind in members
+        ],
+    }
+
+
+def test_nested_members_are_not_direct_when_the_nested_list_is_in_the_batch(tmp_path: Path):
+    # Engineering contains ada directly and the Platform group; Platform contains bob.
+    # Engineering's transitiveMembers lists ada, Platform and bob; bob is only nested.
+    eng = tmp_path / f"members-{ENG}.json"
+    eng.write_text(json.dumps(_members(ENG, ("ada", "user"), (PLAT, "group"), ("bob", "user"))))
+    plat = tmp_path / f"members-{PLAT}.json"
+    plat.write_text(json.dumps(_members(PLAT, ("bob", "user"))))
+    store = Store(tmp_path / "s")
+    ingest_files(store, [eng, plat])
+    gm = store.read("group_members").set_index(["group_id", "member_id"])["direct"]
+    assert gm.to_dict() == {
+        (ENG, "ada"): True,
+        (ENG, PLAT): True,
+        (ENG, "bob"): False,
+        (PLAT, "bob"): True,
+    }
+
+
+def test_nested_list_from_an_earlier_ingest_counts(tmp_path: Path):
+    store = Store(tmp_path / "s")
+    plat = tmp_path / f"members-{PLAT}.json"
+    plat.write_text(json.dumps(_members(PLAT, ("bob", "user"))))
+    ingest_files(store, [plat])
+    eng = tmp_path / f"members-{ENG}.json"
+    eng.write_text(json.dumps(_members(ENG, (PLAT, "group"), ("bob", "user"))))
+    ingest_files(store, [eng])
+    gm = store.read("group_members").set_index(["group_id", "member_id"])["direct"]
+    assert not gm[(ENG, "bob")]
+    assert gm[(PLAT, "bob")]
+
+
+def test_without_the_nested_list_every_member_stays_direct():
+    batch = pd.DataFrame(
+        {
+            "group_id": ["eng", "eng"],
+            "member_id": ["platform", "bob"],
+            "member_type": ["group", "user"],
+            "direct": [True, True],
+        }
+    )
+    assert derive_direct(batch)["direct"].tolist() == [True, True]
