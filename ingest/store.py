@@ -371,6 +371,10 @@ class Batch:
 
     def _clean_debris(self) -> None:
         """Delete part files no manifest lists (left by a crashed writer); we hold the lock."""
+        # A writer killed between writing its new manifest and renaming it leaves the temp file.
+        for tmp in self.store.path.glob(f"{MANIFEST}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         parts_dir = self.store.path / "parts"
         if not parts_dir.exists():
             return
