@@ -668,13 +668,39 @@ class _Committer:
         """Commit the buffered pages and any pending watermark in one all-or-nothing batch."""
         if self.frames or self.pending is not None:
             with self.store.batch(source="graph", detail=f"logs {detail}") as bt:
-                for frames in self.frames:
+                for frames in _last_version_only(self.frames):
                     bt.add(frames)
                 if self.pending is not None:
                     bt.set_watermark(self.key, self.pending)
             if self.pending is not None:
                 self.stored, self.pending = self.pending, None
         self.frames, self.pages, self._mark = [], 0, 0
+
+
+def _last_version_only(pages: list[dict[str, pd.DataFrame]]) -> list[dict[str, pd.DataFrame]]:
+    """Drop earlier copies of a record read twice in one batch (slice overlap, re-read slice).
+
+    The store keeps the last event per id across batches; inside one batch its steps and
+    modified properties would otherwise be added once per copy.
+    """
+    seen: set[str] = set()
+    out: list[dict[str, pd.DataFrame]] = []
+    for frames in reversed(pages):
+        ev = frames.get("events")
+        if ev is None or ev.empty:
+            out.append(frames)
+            continue
+        again = ev["id"].isin(seen)
+        if again.any():
+            drop = set(ev.loc[again, "id"])
+            frames = {
+                table: df[~df["id" if table == "events" else "event_id"].isin(drop)]
+                for table, df in frames.items()
+            }
+        seen.update(ev["id"])
+        out.append(frames)
+    out.reverse()
+    return out
 
 
 async def pull_logs(

@@ -394,3 +394,21 @@ def test_jobs_403_names_synchronization_permission(g: GraphFixture, store: Store
     with pytest.raises(RemoteError, match=r"HTTP 403.*Synchronization\.Read\.All"):
         _state(g, store)
     assert store.read("assignments").empty  # the app's state is one batch: nothing stored
+
+
+def test_record_in_the_slice_overlap_is_stored_once_with_its_steps(
+    g: GraphFixture, store: Store
+) -> None:
+    """Slices overlap by a second (gt start-1s); a record read twice in a batch counts once."""
+    rng = random.Random(3)
+    at = pd.Timestamp("2026-11-01T23:59:59.500Z").to_pydatetime()
+    edge = make_record(rng, at, SP, "wiki")
+    g.records.append(edge)
+    g.seed(10)
+    pull(g, store, fast(slice=pd.Timedelta(days=1)))
+    firsts = [r for r in g.requests("/auditLogs") if "$skiptoken" not in r.query]
+    assert len(firsts) == 7
+    assert len(stored_ids(store)) == 11
+    steps = store.read("steps")
+    assert steps.groupby("event_id").size().eq(2).all()
+    assert len(steps) == 22 and len(store.read("modified_properties")) == 22
