@@ -742,7 +742,8 @@ async def pull_logs(
             if isinstance(exc, GraphHTTPError) and exc.status in (400, 401, 403):
                 committer.flush(f"{key} before a refused request")
                 raise  # no other slice can do better
-            log.warning("provisioning logs %s failed: %s", span, exc)
+            # INFO, not WARNING: a failed run prints one error line (DESIGN.md); -v shows these.
+            log.info("provisioning logs %s failed: %s", span, exc)
             result.failed.append(f"{span}: {exc}")
             contiguous = False
             failed_in_a_row += 1
@@ -798,7 +799,7 @@ async def _pull_slice(
             # A nextLink can expire (404): re-read the slice once from its start (the store
             # de-duplicates whatever of it was already committed).
             if exc.status == 404 and exc.url != url and not restart:
-                log.warning("the next-page link of %s expired; re-reading the slice", span)
+                log.info("the next-page link of %s expired; re-reading the slice", span)
                 committer.slice_failed()
                 continue
             raise

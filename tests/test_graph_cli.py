@@ -102,11 +102,15 @@ def test_ingest_graph_403_exits_4_naming_the_permission(
     g: GraphFixture, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     g.denied["/auditLogs"] = "Insufficient privileges to complete the operation."
-    code = main(["--store", str(tmp_path), "--now", NOW, "ingest", "graph", "--graph-url", g.root])
+    g.denied["/synchronization/jobs"] = ""
+    argv = ["--store", str(tmp_path), "--now", NOW, "ingest", "graph", "--graph-url", g.root]
+    code = main([*argv, "--service-principal-id", SP])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 4
-    assert err[-1].startswith("provlens: Graph access denied (HTTP 403")
-    assert "AuditLog.Read.All" in err[-1]
+    assert len(err) == 1  # one clear line, even though job status was refused too
+    assert err[0].startswith("provlens: Graph access denied (HTTP 403")
+    assert "AuditLog.Read.All" in err[0]
+    assert err[0].endswith("(and 1 more problem(s); run with -v to see them)")
 
 
 def test_doctor_all_ok_and_missing_permission(

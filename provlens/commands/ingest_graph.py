@@ -177,7 +177,11 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         print("\n".join(lines))
     if errors:
         for more in errors[1:]:
-            log.warning("%s", more)
-        extra = f" (and {len(errors) - 1} more problem(s), listed above)" if len(errors) > 1 else ""
+            log.info("%s", more)  # one error line on stderr (DESIGN.md); -v shows the others
+        extra = (
+            f" (and {len(errors) - 1} more problem(s); run with -v to see them)"
+            if len(errors) > 1
+            else ""
+        )
         raise RemoteError(f"{errors[0]}{extra}")
     return 0
