@@ -8,17 +8,18 @@ the call is stored and the BadInput error names the first bad file and the place
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ingest import jsonstream, schema
+from ingest import jsonstream, records_fast, schema
 from ingest.errors import BadInput, UsageError
 from ingest.formats import REGISTRY, Options, Source, detect, load_all
-from ingest.store import Store
+from ingest.membership import derive_direct
+from ingest.store import Batch, Store
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,11 @@ def kinds() -> list[str]:
 
 
 class _Advance:
-    """Moves a progress bar as a file is read: takes absolute offsets within that file."""
+    """Moves a progress bar as a file is read: takes absolute offsets within that file.
+
+    Offsets at or below the furthest one seen do not move it, so a file read twice (see
+    ``records_fast.Reparse``) does not count twice.
+    """
 
     def __init__(self, bar: Any, size: int) -> None:
         self.bar = bar
@@ -70,10 +75,11 @@ class _Advance:
         self.at = 0
 
     def __call__(self, offset: int) -> None:
-        step = min(offset, self.size) - self.at
-        if step > 0 and self.bar is not None:
-            self.bar.update(step)
-            self.at += step
+        offset = min(offset, self.size)
+        if offset > self.at:
+            if self.bar is not None:
+                self.bar.update(offset - self.at)
+            self.at = offset
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -116,29 +122,50 @@ def ingest_files(
                 log.info("%s: reading as %s", src.name, fmt.kind)
                 advance = _Advance(bar, src.size)
                 token = jsonstream.PROGRESS.set(advance if bar is not None else None)
+                mark = batch.mark()
                 try:
-                    for frames in fmt.parse(src, options):
-                        staged: dict[str, pd.DataFrame] = {}
-                        for table, df in frames.items():
-                            if df is None or df.empty:
-                                continue
-                            df = schema.conform(table, df)
-                            if table == "events":
-                                df["origin"] = df["origin"].fillna(options.origin)
-                                if fmt.kind == "portal_csv":
-                                    change_map.append(df[["change_id", "id"]])
-                            if table in schema.CHILD_TABLES and df["event_id"].isna().any():
-                                pending.setdefault(table, []).append((src.name, df))
-                            else:
-                                staged[table] = df
-                            rows[table] = rows.get(table, 0) + len(df)
-                        batch.add(staged)
+                    try:
+                        allow = records_fast.WHOLE_ARRAY.set(True)
+                        try:
+                            _stage(
+                                batch,
+                                fmt.parse(src, options),
+                                fmt.kind,
+                                options,
+                                src.name,
+                                rows,
+                                pending,
+                                change_map,
+                            )
+                        finally:
+                            records_fast.WHOLE_ARRAY.reset(allow)
+                    except records_fast.Reparse as exc:
+                        # The columnar path met a record it does not reproduce after it had
+                        # staged some: drop this file's rows and read it the general way.
+                        log.info("%s: re-reading without the array fast path (%s)", src.name, exc)
+                        batch.rollback(mark)
+                        rows.clear()
+                        _stage(
+                            batch,
+                            fmt.parse(src, options),
+                            fmt.kind,
+                            options,
+                            src.name,
+                            rows,
+                            pending,
+                            change_map,
+                        )
                 finally:
                     jsonstream.PROGRESS.reset(token)
                 advance(src.size)
                 result.files.append(FileResult(src.name, fmt.kind, rows))
             for table, items in pending.items():
-                batch.add({table: _join_on_change_id(store, table, items, change_map)})
+                if table == "group_members":
+                    members = pd.concat([df for _, df in items], ignore_index=True)
+                    stored = store.read("group_members") if store.exists() else None
+                    batch.add({table: derive_direct(members, stored)})
+                else:
+                    batch.add({table: _join_on_change_id(store, table, items, change_map)})
     finally:
         if bar is not None:
             bar.close()
@@ -146,6 +173,38 @@ def ingest_files(
     result.after = m.rows.copy()
     result.version = m.version
     return result
+
+
+def _stage(
+    batch: Batch,
+    chunks: Iterable[dict[str, pd.DataFrame]],
+    kind: str,
+    options: Options,
+    name: str,
+    rows: dict[str, int],
+    pending: dict[str, list[tuple[str, pd.DataFrame]]],
+    change_map: list[pd.DataFrame],
+) -> None:
+    """Conform and stage one file's frames; child rows without an event id wait in ``pending``."""
+    for frames in chunks:
+        staged: dict[str, pd.DataFrame] = {}
+        for table, df in frames.items():
+            if df is None or df.empty:
+                continue
+            df = schema.conform(table, df)
+            if table == "events":
+                df["origin"] = df["origin"].fillna(options.origin)
+                if kind == "portal_csv":
+                    change_map.append(df[["change_id", "id"]])
+            if (table in schema.CHILD_TABLES and df["event_id"].isna().any()) or (
+                table == "group_members"
+            ):
+                # Step/property rows await their event id; members await every other list.
+                pending.setdefault(table, []).append((name, df))
+            else:
+                staged[table] = df
+            rows[table] = rows.get(table, 0) + len(df)
+        batch.add(staged)
 
 
 def _join_on_change_id(

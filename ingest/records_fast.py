@@ -18,6 +18,8 @@ import contextlib
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +90,8 @@ CREATE OR REPLACE MACRO nonempty(j) AS j IS NOT NULL AND json_type(j) = 'OBJECT'
 """
 
 # Chunk-level checks: any row counted here sends the chunk to the generic parser.
-_CHECK = """
-SELECT count(*) FILTER (WHERE
+# Rows the fast path does not reproduce: any such row sends the input to the generic parser.
+_BAD = """
        nz(id) IS NULL OR nz(activityDateTime) IS NULL
     OR provisioningAction IS NULL OR provisioningStatusInfo IS NULL
     OR (servicePrincipal IS NOT NULL AND servicePrincipal.id IS NULL
@@ -111,11 +113,9 @@ SELECT count(*) FILTER (WHERE
     OR len(list_filter(modifiedProperties, lambda x: x IS NULL
         OR (x.displayName IS NULL AND x.name IS NULL AND x.oldValue IS NULL
             AND x.newValue IS NULL))) > 0
-) FROM r
 """
 
-_EVENTS = """
-SELECT
+_EVENT_COLUMNS = """
     id,
     activityDateTime AS ts,
     nz(tenantId) AS tenant_id,
@@ -165,27 +165,35 @@ SELECT
     nz(targetIdentity.id) AS target_id,
     COALESCE(nz(targetIdentity.displayName), nz(targetIdentity.name)) AS target_name,
     targetIdentity.identityType AS target_type_in
-FROM r ORDER BY rowid
 """
 
-_STEPS = """
-SELECT id AS event_id, nz(changeId) AS change_id, pos - 1 AS position, nz(st.name) AS name,
-       st.provisioningStepType AS step_type_in, st.status AS status_in,
-       nz(st.description) AS description,
-       CASE WHEN nonempty(st.details) THEN st.details::VARCHAR END AS details
-FROM (SELECT rowid AS rn, id, changeId, unnest(provisioningSteps) AS st,
-             generate_subscripts(provisioningSteps, 1) AS pos FROM r)
-ORDER BY rn, pos
+_CHILD_COLUMNS = """
+    list_transform(provisioningSteps, lambda x: {
+        'name': nz(x.name), 'step_type_in': x.provisioningStepType, 'status_in': x.status,
+        'description': nz(x.description),
+        'details': CASE WHEN nonempty(x.details) THEN x.details::VARCHAR END}) AS steps,
+    list_transform(modifiedProperties, lambda x: {
+        'name': COALESCE(nz(x.displayName), nz(x.name)),
+        'old_value': jtxt(x.oldValue), 'new_value': jtxt(x.newValue)}) AS props
 """
 
-_PROPS = """
-SELECT id AS event_id, nz(changeId) AS change_id,
-       COALESCE(nz(p.displayName), nz(p.name)) AS name,
-       jtxt(p.oldValue) AS old_value, jtxt(p.newValue) AS new_value
-FROM (SELECT rowid AS rn, id, changeId, unnest(modifiedProperties) AS p,
-             generate_subscripts(modifiedProperties, 1) AS pos FROM r)
-ORDER BY rn, pos
-"""
+
+def _query(path: str, fmt: str) -> str:
+    """One row per record: a `bad` flag, the event's columns, its steps and properties."""
+    quoted = path.replace("'", "''")
+    # Built from constant SQL and our own temporary file name; no outside text reaches it.
+    return (
+        "SELECT ("  # noqa: S608
+        + _BAD
+        + ") AS bad, "
+        + _EVENT_COLUMNS
+        + ", "
+        + _CHILD_COLUMNS
+        + f" FROM read_json('{quoted}', format='{fmt}', columns="
+        + _COLUMNS_SQL
+        + ", maximum_object_size=268435456)"
+    )
+
 
 _local = threading.local()
 
@@ -207,11 +215,6 @@ def _columns_sql() -> str:
 
 
 _COLUMNS_SQL = _columns_sql()
-# Built from the constant COLUMNS above; no outside text reaches this SQL.
-_READ = (
-    "CREATE OR REPLACE TEMP TABLE r AS SELECT * FROM read_json(?, format='newline_delimited', "  # noqa: S608
-    "columns=" + _COLUMNS_SQL + ", maximum_object_size=268435456)"
-)
 
 
 def _enum(values: pd.Series, mapping: dict[Any, str]) -> tuple[pd.Series, pd.Series]:
@@ -233,6 +236,15 @@ def _fast_map(values: pd.Series, fn: Any) -> pd.Series:
     return pd.Series(table[codes], index=values.index, dtype=object)
 
 
+# Set by ingest.files, which can undo a file's staged rows when Reparse is raised mid-file; the
+# streamed whole-array path (graph_array_frames) is used only then.
+WHOLE_ARRAY: ContextVar[bool] = ContextVar("WHOLE_ARRAY", default=False)
+
+
+class Reparse(Exception):
+    """The fast path met something it does not reproduce; parse the input the generic way."""
+
+
 def graph_lines_to_frames(data: bytes | bytearray, origin: str) -> Frames | None:
     """Return frames for the JSON Lines records in ``data``, or None (see module doc)."""
     import duckdb
@@ -243,21 +255,124 @@ def graph_lines_to_frames(data: bytes | bytearray, origin: str) -> Frames | None
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         try:
-            con.execute(_READ, [tmp])
-            if con.execute(_CHECK).fetchall()[0][0]:
-                return None
-            ev = con.sql(_EVENTS).to_arrow_table()
-            st = con.sql(_STEPS).to_arrow_table()
-            mp = con.sql(_PROPS).to_arrow_table()
+            tbl = con.sql(_query(tmp, "newline_delimited")).to_arrow_table()
         except duckdb.Error:
             return None
-        finally:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("DROP TABLE IF EXISTS r")
     finally:
         with contextlib.suppress(FileNotFoundError):
             Path(tmp).unlink()
-    return _frames(ev, st, mp, origin)
+    return _record_frames(tbl, origin)
+
+
+def graph_array_frames(
+    path: Path,
+    start: int,
+    end: int,
+    origin: str,
+    batch_rows: int = 50_000,
+    report: Callable[[int], None] | None = None,
+) -> Iterator[Frames]:
+    """Yield frames for the JSON array of records at bytes ``[start, end)`` of ``path``.
+
+    DuckDB reads the array itself (through a named pipe fed from the file, so nothing but the
+    current batch is held) and streams one row per record. Raises :class:`Reparse` as soon as
+    a batch holds a record this path does not reproduce or the JSON does not parse; frames
+    yielded before that must then be discarded by the caller.
+    """
+    import duckdb
+
+    con = _connection()
+    with tempfile.TemporaryDirectory(prefix="provlens-") as tmp:
+        fifo = os.path.join(tmp, "records.json")
+        os.mkfifo(fifo)
+        feeder = _Feeder(path, start, end, fifo)
+        feeder.start()
+        try:
+            try:
+                reader = con.sql(_query(fifo, "array")).to_arrow_reader(batch_rows)
+                for batch in reader:
+                    frames = _record_frames(pa.Table.from_batches([batch]), origin)
+                    if frames is None:
+                        raise Reparse("a record the columnar path does not reproduce")
+                    yield frames
+                    if report is not None:
+                        report(feeder.sent)
+            except duckdb.Error as exc:
+                raise Reparse(str(exc)) from None
+        finally:
+            feeder.stop()
+
+
+class _Feeder(threading.Thread):
+    """Copies a byte range of a file into a named pipe (DuckDB reads the other end)."""
+
+    def __init__(self, path: Path, start: int, end: int, fifo: str) -> None:
+        super().__init__(daemon=True)
+        self.path, self.start_at, self.end, self.fifo = path, start, end, fifo
+        self.sent = start
+        self._stop_flag = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with self.path.open("rb") as src, open(self.fifo, "wb") as dst:
+                src.seek(self.start_at)
+                left = self.end - self.start_at
+                while left > 0 and not self._stop_flag.is_set():
+                    block = src.read(min(left, 4 << 20))
+                    if not block:
+                        break
+                    dst.write(block)
+                    left -= len(block)
+                    self.sent += len(block)
+        except (BrokenPipeError, OSError):
+            pass
+
+    def stop(self) -> None:
+        self._stop_flag.set()
+        if self.is_alive():
+            # Unblock an open() still waiting for a reader, or a write to a full pipe.
+            with contextlib.suppress(OSError):
+                fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+                try:
+                    while self.is_alive():
+                        with contextlib.suppress(BlockingIOError):
+                            if not os.read(fd, 1 << 20):
+                                self.join(0.05)
+                finally:
+                    os.close(fd)
+        self.join(5)
+
+
+def _record_frames(tbl: pa.Table, origin: str) -> Frames | None:
+    """Frames from the per-record rows of :func:`_query`, or None if any row is flagged bad."""
+    import pyarrow.compute as pc
+
+    if tbl.num_rows == 0:
+        return _frames(tbl, _children(tbl, "steps"), _children(tbl, "props"), origin)
+    if pc.any(tbl.column("bad")).as_py():
+        return None
+    return _frames(tbl, _children(tbl, "steps"), _children(tbl, "props"), origin)
+
+
+def _children(tbl: pa.Table, column: str) -> pa.Table:
+    """Flatten a list-of-struct column into rows carrying their event's id and change id."""
+    import pyarrow.compute as pc
+
+    lists = tbl.column(column).combine_chunks()
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists)
+    fields = {f.name: flat.field(i) for i, f in enumerate(flat.type)}
+    out = {
+        "event_id": pc.take(tbl.column("id"), parent),
+        "change_id": pc.take(tbl.column("change_id"), parent),
+    }
+    if column == "steps":
+        offsets = np.asarray(lists.offsets)[:-1]
+        par = np.asarray(parent)
+        position = np.arange(len(par)) - offsets[par] if len(par) else []
+        out["position"] = pa.array(position, pa.int64())
+    out.update(fields)
+    return pa.table(out)
 
 
 def _frames(ev: pa.Table, st: pa.Table, mp: pa.Table, origin: str) -> Frames | None:

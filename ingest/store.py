@@ -336,6 +336,34 @@ class Batch:
         """Record a watermark, committed with the batch."""
         self._watermarks[key] = _iso(value)
 
+    def mark(self) -> dict[str, Any]:
+        """Return a savepoint: :meth:`rollback` to it drops everything staged after it."""
+        return {
+            "buffers": {t: len(v) for t, v in self._buffers.items()},
+            "staged": {t: len(v) for t, v in self._staged.items()},
+            "written": len(self._written),
+            "added": dict(self.added),
+        }
+
+    def rollback(self, mark: Mapping[str, Any]) -> None:
+        """Drop what was staged since ``mark`` (frames buffered or parts already written)."""
+        for table in list(self._buffers):
+            keep = mark["buffers"].get(table, 0)
+            self._buffers[table] = self._buffers[table][:keep]
+            if not self._buffers[table]:
+                del self._buffers[table]
+        self._buffered = {t: sum(x.num_rows for x in v) for t, v in self._buffers.items()}
+        for table in list(self._staged):
+            keep = mark["staged"].get(table, 0)
+            self._staged[table] = self._staged[table][:keep]
+            if not self._staged[table]:
+                del self._staged[table]
+        for path in self._written[mark["written"] :]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        del self._written[mark["written"] :]
+        self.added = dict(mark["added"])
+
     # internals
 
     def _part_path(self, table: str) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -188,6 +188,16 @@ def parse_json(source: Source, options: Options) -> Iterator[Frames]:
         yield from _parse_whole(source, options)
         return
     report = jsonstream.PROGRESS.get()
+    if (
+        records_fast.WHOLE_ARRAY.get()
+        and layout in ("pages", "array")
+        and source.size >= FAST_MIN_BYTES
+        and not any(k in head for k in _NOT_GRAPH)
+    ):
+        span = jsonstream.array_span(source.path, source._skip, layout, head)
+        if span is not None:
+            yield from _whole_array(source, span, options.origin, report)
+            return
     fast = FastPathState()
     found = False
     for chunk in jsonstream.iter_chunks(source.path, source._skip, layout, source.name, CHUNK):
@@ -197,6 +207,43 @@ def parse_json(source: Source, options: Options) -> Iterator[Frames]:
             report(chunk.consumed)
     if not found:
         raise BadInput(f"{source.name}:1", "the file holds no provisioning records", _NOTHING)
+
+
+def _whole_array(
+    source: Source,
+    span: tuple[int, int],
+    origin: str,
+    report: Callable[[int], None] | None,
+) -> Iterator[Frames]:
+    """Stream one document's records array through the columnar path.
+
+    If it gives up before yielding anything, fall back here; after that, Reparse goes up to
+    ingest.files, which discards the file's staged rows and reads it again without this path.
+    """
+    yielded = False
+    found = False
+    try:
+        for frames in records_fast.graph_array_frames(
+            source.path, span[0], span[1], origin, report=report
+        ):
+            found = found or len(frames["events"]) > 0
+            yielded = True
+            yield frames
+    except records_fast.Reparse:
+        if yielded:
+            raise
+        token = records_fast.WHOLE_ARRAY.set(False)
+        try:
+            yield from parse_json(source, Options(origin=origin))
+        finally:
+            records_fast.WHOLE_ARRAY.reset(token)
+        return
+    if not found:
+        raise BadInput(f"{source.name}:1", "the file holds no provisioning records", _NOTHING)
+
+
+# Files smaller than this are split by jsonstream (exact error places, no DuckDB start-up).
+FAST_MIN_BYTES = 8 << 20
 
 
 class FastPathState:
