@@ -146,9 +146,18 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """Return ``frame`` as UTF-8 CSV: ISO Z times, ``true``/``false``, empty for null."""
+    ready = _csv_ready(frame)
     buf = io.StringIO()
-    _csv_ready(frame).to_csv(buf, index=False, lineterminator="\n")
-    return buf.getvalue().encode("utf-8")
+    ready.to_csv(buf, index=False, lineterminator="\n")
+    text = buf.getvalue()
+    if "\r" in text:
+        # The csv writer quotes only fields holding a line-terminator character, so with "\n" a
+        # bare CR stays unquoted and spreadsheets start a new row there (and a formula with it).
+        # RFC 4180's CRLF makes every field holding CR or LF quoted.
+        buf = io.StringIO()
+        ready.to_csv(buf, index=False, lineterminator="\r\n")
+        text = buf.getvalue()
+    return text.encode("utf-8")
 
 
 def read_csv(source: str | Path | IO[bytes], like: pd.DataFrame) -> pd.DataFrame:
