@@ -16,6 +16,7 @@ from ingest.files import ingest_files
 from ingest.formats import Options, Source, detect
 from ingest.formats.graph_objects import (
     assignments_frame,
+    derive_direct,
     direct_flags,
     duration_seconds,
     group_members_frame,
@@ -329,3 +330,21 @@ def test_sync_jobs_frame_takes_any_job_shape(jobs: list[dict]) -> None:
     validate("sync_jobs", df)
     assert len(df) == len(jobs)
     assert df["job_id"].tolist() == [j["id"] for j in jobs]
+
+
+def test_derive_direct_across_files() -> None:
+    """Two transitiveMembers files read alone, then joined: the nested group members are nested."""
+    parent = group_members_frame(GROUP, [_user("u1"), _group(NESTED), _user("u3")])
+    child = group_members_frame(NESTED, [_user("u3")])
+    alone = pd.concat([parent, child], ignore_index=True)
+    assert alone["direct"].all()  # each file alone knows nothing about nesting
+    got = derive_direct(alone)
+    flags = {(r.group_id, r.member_id): r.direct for r in got.itertuples()}
+    assert flags == {
+        (GROUP, "u1"): True,
+        (GROUP, NESTED): True,
+        (GROUP, "u3"): False,
+        (NESTED, "u3"): True,
+    }
+    assert alone["direct"].all()  # the input is untouched
+    assert derive_direct(parent)["direct"].all()  # without the nested list: unchanged
