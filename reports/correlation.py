@@ -38,7 +38,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
+from reports.inputs import casefold, isin
 from reports.noise import noise_mask
+from reports.users import match_user
 
 WINDOW: Final = pd.Timedelta(seconds=120)
 
@@ -184,6 +186,34 @@ def _nullable(values: pd.Series) -> npt.NDArray[Any]:
     return values.astype("object").where(values.notna(), None).to_numpy()
 
 
+def _for_user(
+    events: pd.DataFrame, requests: pd.DataFrame, user: str
+) -> tuple[pd.DataFrame, pd.DataFrame, npt.NDArray[np.bool_]]:
+    """Return the events and requests that decide ``user``'s rows, and which events are theirs.
+
+    Requests: those whose ``external_id``, ``user_name`` (any case) or ``resource_id`` is one of
+    the user's source ids, UPNs or target ids. Events: the user's, plus any other event sharing
+    a key with one of those requests — the full report lets such events compete for a request
+    (nearest in time wins), so keeping them makes every row exactly the full report's.
+    """
+    own = match_user(events, user)
+    ev = events.loc[own]
+    upns = casefold(ev["source_upn"]).dropna()
+    req_keep = (
+        isin(requests["external_id"], ev["source_id"])
+        | isin(casefold(requests["user_name"]), upns)
+        | isin(requests["resource_id"], ev["target_id"])
+    )
+    req = requests.loc[req_keep]
+    rivals = (
+        isin(events["target_id"], req["resource_id"])
+        | isin(events["source_id"], req["external_id"])
+        | isin(casefold(events["source_upn"]), casefold(req["user_name"]).dropna())
+    )
+    keep = (own | rivals).to_numpy(bool)
+    return events.loc[keep], req, own.to_numpy(bool)[keep]
+
+
 def build(
     inputs: Inputs,
     filters: Filters,
@@ -191,9 +221,15 @@ def build(
     include_noise: bool = False,
     now: pd.Timestamp | None = None,
     window_s: float = 120,
+    user: str | None = None,
     **params: Any,
 ) -> ReportResult:
-    """Return one row per Entra event plus one per unexplained wiki request, with a verdict."""
+    """Return one row per Entra event plus one per unexplained wiki request, with a verdict.
+
+    With ``user`` (object id, UPN or name, as reports.users resolves it), only that user's rows:
+    the same rows the full report has for the user's events, plus the wiki-only requests that
+    carry the user's ids, UPN or wiki id.
+    """
     window = pd.Timedelta(seconds=window_s)
     # Requests are matched against every event of the selected apps, jobs and time range: an
     # action or status filter narrows the rows shown, not which events explain a request.
@@ -203,20 +239,25 @@ def build(
         service_principal_ids=filters.service_principal_ids,
         job_ids=filters.job_ids,
     )
-    events = scope.apply_events(inputs.events).reset_index(drop=True)
-    narrowed = bool(filters.actions or filters.statuses)
-    selected = (
-        events["id"].isin(filters.apply_events(inputs.events)["id"]).to_numpy(bool)
-        if narrowed
-        else np.ones(len(events), dtype=bool)
-    )
+    events = scope.apply_events(inputs.events)
     # Requests just outside the time range may still belong to events inside it.
     wide = Filters(
         since=None if filters.since is None else filters.since - window,
         until=None if filters.until is None else filters.until + window,
     )
     requests = wide.apply(inputs.scim_requests, "received_at")
-    requests = requests.drop_duplicates("request_id", keep="last").reset_index(drop=True)
+    requests = requests.drop_duplicates("request_id", keep="last")
+    mine = np.ones(len(events), dtype=bool)
+    if user:
+        events, requests, mine = _for_user(events, requests, user)
+    events = events.reset_index(drop=True)
+    requests = requests.reset_index(drop=True)
+    narrowed = bool(filters.actions or filters.statuses)
+    selected = (
+        mine & events["id"].isin(filters.apply_events(events)["id"]).to_numpy(bool)
+        if narrowed
+        else mine
+    )
     n_ev, n_req = len(events), len(requests)
 
     req_pos, ev_pos = _positions(events, requests, window)
@@ -330,7 +371,10 @@ def build(
     hidden = 0
     keep = selected
     if not include_noise and n_ev:
-        noise = noise_mask(events, inputs.modified_properties).to_numpy(bool)
+        mods = inputs.modified_properties
+        if user:  # noise is per event: only the user's events' properties matter
+            mods = mods.loc[isin(mods["event_id"], events["id"])]
+        noise = noise_mask(events, mods).to_numpy(bool)
         hidden = int((noise & selected).sum())
         keep = selected & ~noise
     rows = rows.loc[keep]
@@ -374,5 +418,14 @@ def build(
     out = out.iloc[np.argsort(_naive(when), kind="stable")]
     out = out.reset_index(drop=True)
     out["wiki_status"] = out["wiki_status"].astype("Int64")
+    # Text columns built from object arrays: one dtype whatever mix of rows the data gives.
+    for col in (
+        "verdict_note",
+        "wiki_scim_type",
+        "wiki_detail",
+        "wiki_operation",
+        "wiki_user_name",
+    ):
+        out[col] = out[col].astype("str")
     out["wiki_requests"] = out["wiki_requests"].astype("int64")
     return ReportResult(frame=out, hidden_noise=hidden)

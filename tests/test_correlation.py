@@ -406,3 +406,123 @@ def test_status_filter_narrows_rows_but_requests_still_match_all_events():
     # A status with no matching request at all used to raise IndexError.
     none = run(events, requests, filters=Filters(statuses=("skipped",))).frame
     assert none.empty
+
+
+def _user_rows(full: pd.DataFrame, event_ids: set[str], requests: pd.DataFrame, keys: dict):
+    """Return the full report's rows for ``event_ids`` and its wiki-only rows about ``keys``."""
+    about = requests.loc[
+        requests["external_id"].isin(keys["ids"])
+        | requests["user_name"].str.lower().isin(keys["upns"])
+        | requests["resource_id"].isin(keys["targets"]),
+        "request_id",
+    ]
+    wanted = set(about)
+    wiki_only = full["verdict"].eq("wiki_only") & full["wiki_request_ids"].map(
+        lambda ids: bool(set(ids) & wanted)
+    )
+    return full.loc[full["event_id"].isin(event_ids) | wiki_only].reset_index(drop=True)
+
+
+def test_user_parameter_gives_exactly_the_full_reports_rows_for_that_user():
+    events, requests = _big(3_000, seed=11)
+    # Hard cases: a request naming two objects (path id of o1, externalId of o2) that the
+    # nearer o2 event wins in the full report; and requests no event explains, per key kind.
+    t = events.loc[events["source_id"] == "o2", "activity_at"].iloc[0]
+    t1 = events.loc[events["source_id"] == "o1", "activity_at"]
+    extra = F.frame(
+        "scim_requests",
+        [
+            {
+                "request_id": "x-both",
+                "received_at": t + pd.Timedelta(seconds=1),
+                "resource_id": "w1",
+                "external_id": "o2",
+                "status_code": 200,
+            },
+            {
+                "request_id": "x-orphan-upn",
+                "received_at": t1.iloc[0] + pd.Timedelta(hours=2),
+                "user_name": "U1@X.EXAMPLE",
+                "status_code": 404,
+            },
+            {
+                "request_id": "x-orphan-other",
+                "received_at": t1.iloc[0] + pd.Timedelta(hours=2),
+                "resource_id": "nobody",
+                "status_code": 404,
+            },
+        ],
+    )
+    requests = pd.concat([requests, extra], ignore_index=True)
+    inputs = F.inputs(events=events, scim_requests=requests)
+    full = build(inputs, Filters(), include_noise=False, now=None).frame
+    for o in (1, 2, 3, 57, 120, 299):
+        ids = set(events.loc[events["source_id"] == f"o{o}", "id"])
+        keys = {"ids": [f"o{o}"], "upns": [f"u{o}@x.example"], "targets": [f"w{o}"]}
+        expected = _user_rows(full, ids, requests, keys)
+        # Resolved by object id, by UPN in another case, by wiki id: the same rows each time.
+        for who in (f"o{o}", f"U{o}@X.example", f"w{o}"):
+            got = build(inputs, Filters(), include_noise=False, now=None, user=who).frame
+            pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+        assert len(expected.loc[expected["event_id"].notna()]) == len(ids)
+    one = build(inputs, Filters(), include_noise=False, now=None, user="o1").frame
+    assert "x-orphan-upn" in {r for ids in one["wiki_request_ids"] for r in ids}
+    assert "x-both" not in {r for ids in one["wiki_request_ids"] for r in ids}
+    two = build(inputs, Filters(), include_noise=False, now=None, user="o2").frame
+    assert "x-both" in {r for ids in two["wiki_request_ids"] for r in ids}
+    nobody = build(inputs, Filters(), include_noise=False, now=None, user="no-such-user").frame
+    assert nobody.empty and list(nobody.columns) == COLUMNS
+
+
+def test_user_parameter_with_filters_and_noise_matches_the_full_report():
+    events = F.events(
+        [
+            {
+                "id": "a1",
+                "activity_at": at(0),
+                "source_id": "oa",
+                "source_name": "Ada",
+                "target_id": "wa",
+            },
+            {
+                "id": "a2",
+                "activity_at": at(600),
+                "status": "failure",
+                "source_id": "oa",
+                "source_name": "Ada",
+                "error_code": "TheOrgWikiEntryConflict",
+            },
+            {
+                "id": "a3",
+                "activity_at": at(900),
+                "status": "skipped",
+                "source_id": "oa",
+                "source_name": "Ada",
+                "skip_reason": "NotEffectivelyEntitled",
+            },
+            {"id": "b1", "activity_at": at(5), "source_id": "ob", "target_id": "wb"},
+        ]
+    )
+    requests = F.frame(
+        "scim_requests",
+        [
+            req("r1", 1, 201, resource_id="wa"),
+            req("r2", 601, 409, external_id="oa"),
+            req("r3", 6, 200, resource_id="wb"),
+        ],
+    )
+    inputs = F.inputs(events=events, scim_requests=requests)
+    for filters, noise in (
+        (Filters(), False),
+        (Filters(), True),
+        (Filters(statuses=("failure",)), False),
+        (Filters(since=at(300)), True),
+    ):
+        full = build(inputs, filters, include_noise=noise, now=None)
+        mine = build(inputs, filters, include_noise=noise, now=None, user="ada")
+        expected = full.frame.loc[full.frame["source_id"] == "oa"].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine.frame, expected, check_dtype=False)
+    shown = build(inputs, Filters(), include_noise=False, now=None, user="ADA")
+    assert shown.frame["event_id"].tolist() == ["a1", "a2"]
+    assert shown.frame["verdict"].tolist() == ["both_ok", "rejected_by_wiki"]
+    assert shown.hidden_noise == 1  # a3, out of scope; b's events are not counted
