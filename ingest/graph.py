@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -207,6 +208,15 @@ def credential_source() -> str:
     return "DefaultAzureCredential (workload identity, managed identity, Azure CLI, ...)"
 
 
+def _device_code_prompt(verification_uri: str, user_code: str, expires_on: Any) -> None:
+    """Show the sign-in instruction on stderr (stdout carries the command's output)."""
+    sys.stderr.write(
+        f"provlens: to sign in to Microsoft Graph, open {verification_uri} and enter the code "
+        f"{user_code}\n"
+    )
+    sys.stderr.flush()
+
+
 def build_credential() -> Any:
     """Return an azure-identity credential: device code when asked, else the default chain."""
     from azure.identity import DefaultAzureCredential, DeviceCodeCredential
@@ -215,6 +225,7 @@ def build_credential() -> Any:
         return DeviceCodeCredential(
             client_id=settings.get("AZURE_CLIENT_ID") or AZURE_CLI_CLIENT_ID,
             tenant_id=settings.get("AZURE_TENANT_ID") or "organizations",
+            prompt_callback=_device_code_prompt,
         )
     # EnvironmentCredential (secret / certificate) -> workload identity -> managed identity ->
     # Azure CLI ...; the interactive browser is left out so cron jobs never hang on a prompt.

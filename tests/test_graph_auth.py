@@ -18,6 +18,7 @@ from ingest.graph import (
     SlidingWindowPacer,
     StaticTokenProvider,
     Stats,
+    _device_code_prompt,
     _retry_after,
     build_client,
     build_credential,
@@ -100,7 +101,9 @@ def test_rate_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         PullConfig.from_settings()
 
 
-def test_credential_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_credential_choice(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert isinstance(build_credential(), DefaultAzureCredential)
     assert "DefaultAzureCredential" in credential_source()
     monkeypatch.setenv("AZURE_CLIENT_ID", "c")
@@ -109,6 +112,10 @@ def test_credential_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "not-logged" not in credential_source()
     monkeypatch.setenv("PROVLENS_GRAPH_DEVICE_CODE", "1")
     assert isinstance(build_credential(), DeviceCodeCredential)
+    _device_code_prompt("https://microsoft.com/devicelogin", "ABCD-EFGH", None)
+    shown = capsys.readouterr()
+    assert shown.out == "" and "https://microsoft.com/devicelogin" in shown.err
+    assert "ABCD-EFGH" in shown.err
     assert "device code" in credential_source()
     monkeypatch.setenv("PROVLENS_GRAPH_TOKEN", "t")
     assert "PROVLENS_GRAPH_TOKEN" in credential_source()
