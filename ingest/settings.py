@@ -8,6 +8,7 @@ never taken from command-line arguments and never logged.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from ingest.errors import UsageError
@@ -24,6 +25,9 @@ SECRET_NAMES = frozenset(
 
 
 def _from_streamlit(name: str) -> str | None:
+    # Only inside the dashboard: importing streamlit costs seconds in a CLI run.
+    if "streamlit" not in sys.modules:
+        return None
     try:
         import streamlit as st
         from streamlit.runtime import exists

@@ -413,3 +413,11 @@ def test_store_info_cli_shows_path_first(
     text = "\n".join(out)
     assert "events" in text and "2019-06-24T20:53:08.000Z" in text
     assert "size on disk" in text
+
+
+def test_a_record_twice_in_one_batch_keeps_one_copy_of_its_children(store: Store) -> None:
+    example = EXAMPLES / "graph-v1.0-list-provisioning-example2-failure.json"
+    ingest_files(store, [example, example])
+    assert store.manifest().rows["events"] == 1
+    assert len(store.read("steps")) == 3
+    assert len(store.read("modified_properties")) == 6
