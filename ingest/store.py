@@ -388,6 +388,8 @@ class Batch:
             tables = self._buffers.pop(table)
             self._buffered.pop(table, None)
             tbl = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            if schema.TABLES[table].mode == "child":
+                tbl = _last_copy_children(table, tbl)
             self._staged.setdefault(table, []).append(self._write(table, tbl))
 
     def _discard(self) -> None:
@@ -536,6 +538,19 @@ def _or(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
     if b is None:
         return a
     return pc.or_(a, b)
+
+
+def _last_copy_children(table: str, tbl: pa.Table) -> pa.Table:
+    """Keep one copy of each child row when a record was staged twice in one part.
+
+    A record repeated in one batch (overlapping pages, the same file twice) writes its children
+    again. Steps are keyed by (event, position); a modified property by its whole row, since an
+    event may legitimately change several attributes. The last copy wins.
+    """
+    cols = ["event_id", "position"] if table == "steps" else tbl.column_names
+    frame = tbl.select(cols).to_pandas()
+    dup = frame.duplicated(keep="last").to_numpy()
+    return tbl.filter(pa.array(~dup)) if dup.any() else tbl
 
 
 def _dup_not_last(keys: pa.Array) -> pa.Array | None:
