@@ -27,7 +27,9 @@ def derive_direct(batch: pd.DataFrame, stored: pd.DataFrame | None = None) -> pd
     known_groups = pd.Index(known["group_id"].unique())
     # (G, N): groups N nested in G whose own member lists are known.
     nested = batch.loc[
-        (batch["member_type"] == "group") & batch["member_id"].isin(known_groups),
+        (batch["member_type"] == "group")
+        & batch["member_id"].isin(known_groups)
+        & (batch["member_id"] != batch["group_id"]),
         ["group_id", "member_id"],
     ].rename(columns={"member_id": "nested_id"})
     via = nested.merge(
@@ -35,6 +37,9 @@ def derive_direct(batch: pd.DataFrame, stored: pd.DataFrame | None = None) -> pd
         on="nested_id",
     )[["group_id", "member_id"]].drop_duplicates()
     via["_via"] = True
-    out = batch.drop(columns=["direct"]).merge(via, on=["group_id", "member_id"], how="left")
-    out["direct"] = ~out["_via"].fillna(False).astype(bool)
+    out = batch.merge(via, on=["group_id", "member_id"], how="left")
+    # Reached through a known nested list: nested. Otherwise the flag the parser gave stands.
+    out["direct"] = out["direct"].fillna(True).astype(bool) & ~out["_via"].fillna(False).astype(
+        bool
+    )
     return schema.conform("group_members", out.drop(columns=["_via"]))

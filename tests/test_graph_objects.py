@@ -16,12 +16,12 @@ from ingest.files import ingest_files
 from ingest.formats import Options, Source, detect
 from ingest.formats.graph_objects import (
     assignments_frame,
-    derive_direct,
     direct_flags,
     duration_seconds,
     group_members_frame,
     sync_jobs_frame,
 )
+from ingest.membership import derive_direct
 from ingest.schema import validate
 from ingest.store import Store
 

@@ -240,29 +240,6 @@ def group_members_frame(
     return conform("group_members", pd.DataFrame(rows))
 
 
-def derive_direct(members: pd.DataFrame) -> pd.DataFrame:
-    """Return ``group_members`` with ``direct`` derived across every group in the frame.
-
-    For files, where each transitiveMembers list arrives alone: a member of group G is nested
-    when it appears in the list of a group nested in G whose own list is also in the frame
-    (DESIGN.md, "Source details"). Rows of groups without such a nested list keep their flag.
-    Does not modify ``members``.
-    """
-    out = members.copy()
-    if out.empty:
-        return out
-    known = {str(g): set(ids.astype(str)) for g, ids in out.groupby("group_id")["member_id"]}
-    for gid, rows in out.groupby("group_id"):
-        nested = rows.loc[rows["member_type"] == "group", "member_id"].astype(str)
-        via: set[str] = set()
-        for n in nested:
-            if n in known and n != gid:
-                via |= known[n]
-        if via:
-            out.loc[rows.index, "direct"] = ~rows["member_id"].astype(str).isin(via)
-    return out
-
-
 # --- file formats --------------------------------------------------------------------------------
 
 _JOB_KEYS = ('"templateId"', '"schedule"')
