@@ -25,7 +25,7 @@ from dashboard.launch import NOW_ENV
 from ingest import settings
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Store
-from reports import Filters, Inputs, export, run_report
+from reports import Filters, Inputs, export, overview, run_report, scim_traffic
 from reports import users as reports_users
 from reports.users import Timeline
 
@@ -203,21 +203,34 @@ def event_counts(
 ) -> pd.DataFrame:
     """Return filtered events (noise counted, as in summary) per time bucket and ``by``."""
     events = _filters.to_filters().apply_events(load_table(path, version, "events"))
-    if status is not None:
-        events = events[events["status"] == status]
-    if events.empty:
-        return views.counts_over_time(events, "activity_at", by, "D")
-    span = events["activity_at"].max() - events["activity_at"].min()
-    return views.counts_over_time(events, "activity_at", by, views.bucket_for(span))
+    return overview.events_over_time(events, by, views.bucket_for, status)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
 def latest_failures(
     path: str, version: int, filter_key: tuple[Any, ...], limit: int, _filters: FilterState
 ) -> pd.DataFrame:
-    """Return the newest failed events passing the filters."""
+    """Return the newest failed events passing the filters (reports.overview)."""
     events = _filters.to_filters().apply_events(load_table(path, version, "events"))
-    return views.latest_failures(events, limit)
+    return overview.latest_failures(events, limit)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+def job_states(
+    path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
+) -> pd.DataFrame:
+    """Return each selected job's latest snapshot, newest first (reports.overview)."""
+    jobs = _filters.to_filters().apply_table("sync_jobs", load_table(path, version, "sync_jobs"))
+    return overview.latest_job_states(jobs)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+def scim_traffic_figures(
+    path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Return the SCIM traffic KPIs and requests per status code (reports.scim_traffic)."""
+    requests = scim_requests(path, version, filter_key, _filters)
+    return scim_traffic.traffic_summary(requests), scim_traffic.status_code_counts(requests)
 
 
 @st.cache_resource(ttl=TTL, show_spinner=False, max_entries=16)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import auth, data, views
+from dashboard import auth, data
 from ingest.schema import ACTIONS, STATUSES
+from reports.overview import FilterOptions, filter_options
 
 _CTX_KEY = "provlens_context"
 
@@ -26,7 +27,7 @@ class Context:
     store_path: Path
     version: int
     filters: data.FilterState
-    options: views.FilterOptions
+    options: FilterOptions
     info: dict
 
     @property
@@ -45,8 +46,8 @@ class Context:
 
 
 @st.cache_data(ttl=data.TTL, show_spinner=False)
-def _options(path: str, version: int) -> views.FilterOptions:
-    return views.filter_options(data.load_table(path, version, "events"))
+def _options(path: str, version: int) -> FilterOptions:
+    return filter_options(data.load_table(path, version, "events"))
 
 
 def _day_bounds(

@@ -165,6 +165,17 @@ def match_requests(
     )
 
 
+def latest_verdict(correlation: pd.DataFrame | None) -> str | None:
+    """Return the verdict of the newest row about an Entra event (wiki-only rows aside), or None."""
+    if correlation is None or correlation.empty:
+        return None
+    rows = correlation.loc[correlation["event_id"].notna()]
+    if rows.empty:
+        return None
+    value = rows.sort_values("activity_at", kind="stable")["verdict"].iloc[-1]
+    return None if pd.isna(value) else str(value)
+
+
 def _time_window(filters: Filters, frame: pd.DataFrame, column: str) -> npt.NDArray[np.bool_]:
     keep = np.ones(len(frame), dtype=bool)
     if filters.since is not None:

@@ -269,6 +269,29 @@ def verdict_counts(coverage: pd.DataFrame) -> dict[str, int]:
     return {v: int(counts.get(v, 0)) for v in VERDICTS}
 
 
+def coverage_funnel(coverage: pd.DataFrame) -> pd.DataFrame:
+    """Return the funnel from in scope to provisioned: columns ``stage`` and ``users``.
+
+    Stages nest: in scope; of those, processed by Entra (any event); of those, last status
+    success; of those, active in the wiki.
+    """
+    in_scope = coverage.loc[coverage["in_scope"].fillna(False).astype(bool)]
+    seen = in_scope.loc[in_scope["last_status"].notna()]
+    ok = seen.loc[(seen["last_status"] == "success").fillna(False).astype(bool)]
+    provisioned = ok.loc[(ok["wiki_state"] == "active").fillna(False).astype(bool)]
+    return pd.DataFrame(
+        {
+            "stage": [
+                "In scope",
+                "Processed by Entra",
+                "Last Entra status success",
+                "Active in the wiki",
+            ],
+            "users": [len(in_scope), len(seen), len(ok), len(provisioned)],
+        }
+    )
+
+
 def build(
     inputs: Inputs,
     filters: Filters,

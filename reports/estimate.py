@@ -214,6 +214,63 @@ def when_user(
     return answer
 
 
+def scale_estimate(estimate: dict[str, Any], objects: int) -> dict[str, Any]:
+    """Return the estimate's durations for ``objects`` objects instead of its own scope size.
+
+    Every duration in the estimate is linear in the object count (documented bounds are minutes
+    per object; the observed ones are objects ÷ per-cycle rates), so scaling is exact when the
+    estimate had objects; from zero objects the median observed rate stands in.
+    """
+    base = int(estimate.get("objects_in_scope") or 0)
+    out = dict(estimate)
+    out["objects_in_scope"] = objects
+    if base == objects:
+        return out
+    for key in (
+        "docs_min_minutes",
+        "docs_max_minutes",
+        "estimate_minutes_p50",
+        "estimate_minutes_p90",
+    ):
+        value = estimate.get(key)
+        if value is None:
+            continue
+        if base:
+            out[key] = float(value) * objects / base
+        elif key.startswith("docs_"):
+            per_object = (
+                DOCS_MIN_MINUTES_PER_OBJECT
+                if key == "docs_min_minutes"
+                else DOCS_MAX_MINUTES_PER_OBJECT
+            )
+            out[key] = per_object * objects
+    rate = estimate.get("observed_objects_per_min")
+    if not base and rate:
+        out["estimate_minutes_p50"] = objects / float(rate)
+        out["estimate_minutes_p90"] = None
+    return out
+
+
+def cycle_progress(current_cycle: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Return a running cycle's ``processed``, ``remaining``, ``total`` and ``fraction`` done.
+
+    ``total`` and ``fraction`` are None when the cycle has no known remainder (incremental).
+    """
+    if not current_cycle:
+        return None
+    processed = int(current_cycle.get("processed") or 0)
+    remaining = current_cycle.get("remaining")
+    if remaining is None:
+        return {"processed": processed, "remaining": None, "total": None, "fraction": None}
+    total = processed + int(remaining)
+    return {
+        "processed": processed,
+        "remaining": int(remaining),
+        "total": total,
+        "fraction": processed / total if total else 0.0,
+    }
+
+
 def _none(value: Any) -> Any:
     return (
         None if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)) else value

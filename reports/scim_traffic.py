@@ -225,6 +225,55 @@ def build(
     return ReportResult(frame=_typed(out))
 
 
+def traffic_summary(requests: pd.DataFrame) -> dict[str, Any]:
+    """Return request count, error (>= 400) and 429 counts and latency p50/p95/p99 of requests."""
+    codes = requests["status_code"].astype("Float64")
+    latency = requests["latency_ms"].astype("Float64").dropna()
+    return {
+        "requests": len(requests),
+        "errors": int((codes >= 400).fillna(False).sum()),
+        "throttled": int((codes == 429).fillna(False).sum()),
+        "p50_ms": float(latency.quantile(0.5)) if len(latency) else None,
+        "p95_ms": float(latency.quantile(0.95)) if len(latency) else None,
+        "p99_ms": float(latency.quantile(0.99)) if len(latency) else None,
+    }
+
+
+def status_class(codes: pd.Series) -> pd.Series:
+    """Return `2xx`/`4xx`/... labels for HTTP status codes (`429` kept apart, `unknown` if null)."""
+    num = codes.astype("Float64")
+    label = (num // 100).astype("Int64").astype(str) + "xx"
+    label = label.where(num != 429, "429")
+    return label.where(num.notna(), "unknown")
+
+
+def status_code_counts(requests: pd.DataFrame) -> pd.DataFrame:
+    """Return requests per HTTP status code with its class, most frequent first."""
+    counts = requests["status_code"].value_counts(dropna=False).rename("requests").reset_index()
+    counts["status_class"] = status_class(counts["status_code"])
+    codes = counts["status_code"].astype("Int64")
+    counts["status_code"] = codes.astype("str").where(codes.notna(), "unknown")
+    return counts
+
+
+def status_classes_long(minutes: pd.DataFrame, classes: dict[str, str]) -> pd.DataFrame:
+    """Return minute rows as (period_start, status, requests), zero counts dropped.
+
+    ``classes`` maps a label to a count column; ``status_4xx_other`` is 4xx without the 429s.
+    """
+    wide = minutes.assign(status_4xx_other=minutes["status_4xx"] - minutes["throttled_429"])
+    long = wide[["period_start", *classes.values()]].melt(
+        id_vars=["period_start"],
+        value_vars=list(classes.values()),
+        var_name="column",
+        value_name="requests",
+    )
+    long["status"] = long["column"].map({v: k for k, v in classes.items()})
+    return long.loc[long["requests"] > 0, ["period_start", "status", "requests"]].reset_index(
+        drop=True
+    )
+
+
 def _empty() -> pd.DataFrame:
     return _typed(pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS}))
 

@@ -98,6 +98,58 @@ def user_timeline(inputs: Inputs, user: str, filters: Filters | None = None) -> 
     )
 
 
+def shown_timeline(timeline: Timeline, include_noise: bool) -> tuple[Timeline, int]:
+    """Return the timeline without its noise events (unless ``include_noise``) and how many."""
+    ev = timeline.events
+    if include_noise or "noise" not in ev.columns:
+        return timeline, 0
+    noise = ev["noise"].fillna(False).astype(bool)
+    hidden = int(noise.sum())
+    if not hidden:
+        return timeline, 0
+    ev = ev.loc[~noise].reset_index(drop=True)
+    steps, mods = timeline.steps, timeline.modified_properties
+    return (
+        Timeline(
+            events=ev,
+            steps=steps.loc[isin(steps["event_id"], ev["id"])].reset_index(drop=True),
+            modified_properties=mods.loc[isin(mods["event_id"], ev["id"])].reset_index(drop=True),
+        ),
+        hidden,
+    )
+
+
+def user_key(users: pd.DataFrame) -> pd.Series:
+    """Return the identifier ``match_user`` takes for each `users` row (id, else UPN, name)."""
+    key = users["source_id"].astype("object")
+    for col in ("source_upn", "source_name", "target_id"):
+        key = key.where(key.notna(), users[col].astype("object"))
+    return key.fillna("").astype(str)
+
+
+def search_users(users: pd.DataFrame, query: str, limit: int = 200) -> pd.DataFrame:
+    """Return up to ``limit`` `users` rows whose name, UPN or ids contain ``query`` (any case)."""
+    q = query.strip().lower()
+    if not q:
+        return users.head(limit)
+    mask = pd.Series(False, index=users.index)
+    for col in ("source_name", "source_upn", "source_id", "target_id"):
+        if col in users.columns:
+            found = users[col].astype("str").str.lower().str.contains(q, regex=False)
+            mask |= found.fillna(False).astype(bool)
+    return users.loc[mask].head(limit)
+
+
+def affected_users(users: pd.DataFrame | None) -> pd.DataFrame:
+    """Return `users` rows with at least one failure, most failures (then latest) first."""
+    if users is None or users.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    hit = users.loc[(users["failures"].fillna(0) > 0).astype(bool)]
+    return hit.sort_values(
+        ["failures", "last_at"], ascending=[False, False], kind="stable"
+    ).reset_index(drop=True)
+
+
 TIMELINE_COLUMNS = [
     "id",
     "activity_at",

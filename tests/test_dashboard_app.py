@@ -138,6 +138,14 @@ def test_users_search_timeline_and_literal_names(env: Path, inputs: Inputs) -> N
     assert list(mods["new_value"]) == [fx.XSS_NAME, "True"]
     wiki = next(f for f in frames(at) if "request_id" in f.columns and "method" in f.columns)
     assert list(wiki["request_id"]) == ["r-003", "r-012"]  # its POST and its PATCH
+    # The user's correlation rows are exactly the full report's rows for their events.
+    full = report("correlation", inputs).frame
+    mine = full[full["event_id"].isin(timeline["id"])]
+    corr = next(f for f in frames(at) if "verdict" in f.columns)
+    assert list(corr["event_id"]) == list(mine["event_id"]) == ["ev-003", "ev-011"]
+    assert list(corr["verdict"]) == list(mine["verdict"]) == ["both_ok", "both_ok"]
+    assert [list(r) for r in corr["wiki_request_ids"]] == [["r-003"], ["r-012"]]
+    assert m["Entra ↔ wiki verdict"] == "both_ok"
     labels = [b.label for b in at.get("download_button")]
     assert "Download support pack (zip)" in labels and "Download support pack (Excel)" in labels
 
@@ -148,6 +156,9 @@ def test_users_page_shows_a_failed_users_error(env: Path) -> None:
     m = metrics(at)
     assert m["Failures"] == "2"
     assert m["Last status"] == "failure"
+    events = next(f for f in frames(at) if "failed_step" in f.columns)
+    assert int((events["status"] == "failure").sum()) == 2  # the tile agrees with the timeline
+    assert m["Entra ↔ wiki verdict"] == "rejected_by_wiki"
 
 
 def test_users_page_survives_a_selection_without_wiki_requests(env: Path) -> None:

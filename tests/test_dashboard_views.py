@@ -13,79 +13,30 @@ from provlens.cli import main
 from tests.e2e import fixture_data as fx
 
 
-def test_scale_estimate_is_linear_in_objects() -> None:
-    est = {
-        "objects_in_scope": 100,
-        "docs_min_minutes": 1.0,
-        "docs_max_minutes": 8.0,
-        "estimate_minutes_p50": 5.0,
-        "estimate_minutes_p90": 7.0,
-        "observed_objects_per_min": 20.0,
-    }
-    out = views.scale_estimate(est, 1000)
-    assert out["objects_in_scope"] == 1000
-    assert (out["docs_min_minutes"], out["docs_max_minutes"]) == (10.0, 80.0)
-    assert (out["estimate_minutes_p50"], out["estimate_minutes_p90"]) == (50.0, 70.0)
-    assert est["docs_min_minutes"] == 1.0  # input untouched
-    # From an empty scope only the documented rate and the median throughput can speak.
-    empty = views.scale_estimate({**est, "objects_in_scope": 0}, 40)
-    assert empty["docs_max_minutes"] == pytest.approx(3.2)
-    assert empty["estimate_minutes_p50"] == 2.0 and empty["estimate_minutes_p90"] is None
-
-
-def test_coverage_funnel_nests_and_counts_verdicts() -> None:
-    cov = pd.DataFrame(
-        {
-            "in_scope": [True, True, True, True, False],
-            "last_status": ["success", "success", "failure", None, "success"],
-            "wiki_state": ["active", "absent", "absent", "absent", "active"],
-            "verdict": [
-                "provisioned",
-                "missing_in_wiki",
-                "failed",
-                "pending",
-                "should_be_disabled",
-            ],
-        }
-    )
-    funnel = views.coverage_funnel(cov)
-    assert list(funnel["users"]) == [4, 3, 2, 1]
-    counts = views.verdict_counts(cov)
-    assert list(counts) == list(views.VERDICTS)
-    assert counts["provisioned"] == 1 and counts["orphaned"] == 0
-
-
-def test_status_classes_long_keeps_429_apart() -> None:
-    minutes = pd.DataFrame(
-        {
-            "period_start": pd.to_datetime(["2026-11-18T08:00Z", "2026-11-18T08:01Z"], utc=True),
-            "status_2xx": [3, 0],
-            "status_4xx": [2, 1],
-            "throttled_429": [1, 1],
-        }
-    )
-    long = views.status_classes_long(
-        minutes, {"2xx": "status_2xx", "4xx": "status_4xx_other", "429": "throttled_429"}
-    )
-    got = sorted(zip(long["period_start"].dt.minute, long["status"], long["requests"], strict=True))
-    assert got == [(0, "2xx", 3), (0, "429", 1), (0, "4xx", 1), (1, "429", 1)]
-
-
-def test_search_and_user_keys() -> None:
+def test_user_choices_label_each_user_key_once() -> None:
     users = pd.DataFrame(
         {
-            "source_id": ["obj-1", None],
-            "source_name": [fx.XSS_NAME, "Grace"],
-            "source_upn": ["xss@contoso.com", "grace@contoso.com"],
-            "target_id": ["w1", None],
+            "source_id": ["obj-1", None, "obj-1"],
+            "source_name": [fx.XSS_NAME, "Grace", fx.XSS_NAME],
+            "source_upn": ["xss@contoso.com", "grace@contoso.com", "xss@contoso.com"],
+            "target_id": ["w1", None, "w1"],
         }
     )
-    assert list(views.search_users(users, "XSS@")["source_id"]) == ["obj-1"]
-    assert list(views.user_key(users)) == ["obj-1", "grace@contoso.com"]
     assert views.user_choices(users) == {
         "obj-1": f"{fx.XSS_NAME} · xss@contoso.com · obj-1",
         "grace@contoso.com": "Grace · grace@contoso.com",
     }
+
+
+def test_bucket_for_and_cycle_bands() -> None:
+    assert views.bucket_for(pd.Timedelta(hours=6)) == "5min"
+    assert views.bucket_for(pd.Timedelta(days=1)) == "h"
+    assert views.bucket_for(pd.Timedelta(days=30)) == "D"
+    assert views.bucket_for(pd.Timedelta(days=90)) == "W"
+    start, end = pd.Timestamp("2026-11-18T08:00Z"), pd.Timestamp("2026-11-18T08:10Z")
+    (band,) = views.cycle_bands(pd.Series([start]), pd.Series([end]))
+    assert (band["x0"], band["x1"], band["yref"], band["layer"]) == (start, end, "paper", "below")
+    assert views.safe_file_part("../a b<c>@d.com") == "a_b_c_d.com"
 
 
 def test_plot_escape_and_short_id() -> None:

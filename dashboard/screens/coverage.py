@@ -5,8 +5,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import ui, views
+from dashboard import ui
 from dashboard.sidebar import context
+from reports.coverage import VERDICTS, coverage_funnel, verdict_counts
 
 VERDICT_HELP = {
     "provisioned": "In scope and active in the wiki.",
@@ -28,7 +29,8 @@ ui.header(
     "Entra.",
 )
 
-coverage = ctx.report("coverage").frame
+result = ctx.report("coverage")
+coverage = result.frame
 if coverage is None or coverage.empty:
     st.info(
         "Coverage needs the app's assignments (and group members) and the wiki's users. Ingest "
@@ -36,8 +38,8 @@ if coverage is None or coverage.empty:
     )
     st.stop()
 
-counts = views.verdict_counts(coverage)
-funnel = views.coverage_funnel(coverage)
+counts = (result.data or {}).get("verdict_counts") or verdict_counts(coverage)
+funnel = coverage_funnel(coverage)
 
 left, right = st.columns([3, 2])
 with left:
@@ -56,8 +58,8 @@ with right:
     st.subheader("Users per verdict")
     fig = go.Figure(
         go.Bar(
-            x=[counts[v] for v in views.VERDICTS],
-            y=list(views.VERDICTS),
+            x=[counts[v] for v in VERDICTS],
+            y=list(VERDICTS),
             orientation="h",
             marker={"color": "#2563eb"},
         )
@@ -66,8 +68,8 @@ with right:
     ui.chart(fig, "coverage_verdicts")
 
 st.subheader("Lists per verdict")
-tabs = st.tabs([f"{v} ({counts[v]:,})" for v in views.VERDICTS])
-for tab, verdict in zip(tabs, views.VERDICTS, strict=True):
+tabs = st.tabs([f"{v} ({counts[v]:,})" for v in VERDICTS])
+for tab, verdict in zip(tabs, VERDICTS, strict=True):
     with tab:
         st.caption(VERDICT_HELP[verdict])
         ui.table(

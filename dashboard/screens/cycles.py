@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import ui, views
 from dashboard.sidebar import context
+from reports import overview
 
 ctx = context()
 ui.header(
@@ -30,17 +31,18 @@ plot = cycles.assign(
     cycle_id=cycles["cycle_id"].map(views.plot_escape, na_action="ignore"),
 )
 
+kpi = overview.cycle_kpis(cycles)
 cols = st.columns(4)
 with cols[0]:
-    ui.kpi("Cycles", f"{len(cycles):,}")
+    ui.kpi("Cycles", f"{kpi['cycles']:,}")
 with cols[1]:
-    ui.kpi("Initial cycles", f"{int((cycles['kind'] == 'initial').sum()):,}")
+    ui.kpi("Initial cycles", f"{kpi['initial']:,}")
 with cols[2]:
-    ui.kpi("Median duration", ui.fmt_duration(cycles["duration_s"].median()))
+    ui.kpi("Median duration", ui.fmt_duration(kpi["median_duration_s"]))
 with cols[3]:
     ui.kpi(
         "Longest gap",
-        ui.fmt_duration(cycles["gap_before_s"].max()),
+        ui.fmt_duration(kpi["longest_gap_s"]),
         "Between one cycle's end and the next one's start (same job).",
     )
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import ui, views
+from dashboard import ui
 from dashboard.sidebar import context
+from reports.estimate import cycle_progress, scale_estimate
 
 ctx = context()
 ui.header(
@@ -50,7 +51,7 @@ if mode == "incremental":
     )
 
 objects = int(changed) if changed is not None else int(scope)
-est = views.scale_estimate(base, objects)
+est = scale_estimate(base, objects)
 
 st.caption(f"Estimating for {int(est.get('objects_in_scope') or 0):,} objects.")
 cols = st.columns(4)
@@ -107,14 +108,13 @@ if shown:
 
 st.subheader("Running cycle")
 current = base.get("current_cycle")
-if current:
-    processed = int(current.get("processed") or 0)
-    remaining = current.get("remaining")
-    if remaining is not None:
-        total = processed + int(remaining)
+progress = cycle_progress(current)
+if current and progress:
+    processed, remaining = progress["processed"], progress["remaining"]
+    if progress["total"] is not None:
         st.progress(
-            processed / total if total else 0.0,
-            text=f"{processed:,} of {total:,} objects processed",
+            progress["fraction"],
+            text=f"{processed:,} of {progress['total']:,} objects processed",
         )
     else:
         st.caption(

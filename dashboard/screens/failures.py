@@ -7,6 +7,8 @@ import streamlit as st
 
 from dashboard import data, ui, views
 from dashboard.sidebar import context
+from reports import overview
+from reports.users import affected_users
 
 OWNER_LABELS = {
     "identity_admin": "Identity admin (Entra)",
@@ -27,15 +29,20 @@ failures = ctx.report("failures")
 frame = failures.frame
 ui.noise_note(failures.hidden_noise)
 
-total = int(frame["events"].sum()) if frame is not None and not frame.empty else 0
-affected = views.affected_users(ctx.report("users").frame)
+users = ctx.report("users").frame
+kpi = overview.failure_kpis(frame, users)
+affected = affected_users(users)
 cols = st.columns(3)
 with cols[0]:
-    ui.kpi("Failed events", f"{total:,}")
+    ui.kpi("Failed events", f"{kpi['failed_events']:,}")
 with cols[1]:
-    ui.kpi("Error codes", f"{0 if frame is None else len(frame):,}")
+    ui.kpi("Error codes", f"{kpi['error_codes']:,}")
 with cols[2]:
-    ui.kpi("Users with a failure", f"{len(affected):,}", "Users with at least one failed event.")
+    ui.kpi(
+        "Users with a failure",
+        f"{kpi['users_with_failure']:,}",
+        "Users with at least one failed event.",
+    )
 
 st.subheader("Top error codes")
 if frame is None or frame.empty:

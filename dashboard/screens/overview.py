@@ -5,71 +5,56 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from dashboard import data, ui, views
+from dashboard import data, ui
 from dashboard.sidebar import context
-from reports.inputs import latest_jobs
+from reports import overview
 
 ctx = context()
 ui.header("Overview", ctx, "Everything in the selected time range; noise is counted here.")
 
-summary = ctx.report("summary").data or {}
-cycles = ctx.report("cycles").frame
-failures = sum(int(v) for v in summary.get("failures_by_error_code", {}).values())
+jobs = data.job_states(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)
+risk = ctx.report("quarantine-risk").frame
+kpi = overview.kpis(ctx.report("summary").data or {}, ctx.report("cycles").frame, jobs, risk)
+quarantined = overview.quarantined_jobs(jobs)
 
 cols = st.columns(4)
 with cols[0]:
-    ui.kpi("Events", f"{summary.get('events', 0):,}", "Provisioning log records.")
+    ui.kpi("Events", f"{kpi['events']:,}", "Provisioning log records.")
 with cols[1]:
-    ui.kpi("Success rate", ui.fmt_pct(summary.get("success_rate")), "Events with status success.")
+    ui.kpi("Success rate", ui.fmt_pct(kpi["success_rate"]), "Events with status success.")
 with cols[2]:
-    ui.kpi("Failures", f"{failures:,}", "Events with status failure.")
+    ui.kpi("Failures", f"{kpi['failures']:,}", "Events with status failure.")
 with cols[3]:
-    ui.kpi("Objects", f"{summary.get('source_objects', 0):,}", "Distinct source users and groups.")
+    ui.kpi("Objects", f"{kpi['source_objects']:,}", "Distinct source users and groups.")
 
-jobs = latest_jobs(ctx.table("sync_jobs")).sort_values("captured_at", ascending=False)
-last_cycle = cycles.iloc[-1] if cycles is not None and not cycles.empty else None
 cols = st.columns(4)
 with cols[0]:
-    if jobs.empty:
+    if kpi["job_state"] is None:
         ui.kpi("Job state", "—", "No job status ingested (provlens ingest graph / file).")
     else:
-        state = str(jobs.iloc[0]["status_code"] or "unknown")
-        ui.kpi("Job state", state, f"Latest snapshot of {len(jobs)} job(s).")
+        ui.kpi("Job state", kpi["job_state"], f"Latest snapshot of {kpi['jobs']} job(s).")
 with cols[1]:
-    quarantined = jobs[jobs["quarantine_began"].notna()] if not jobs.empty else jobs
-    risk = ctx.report("quarantine-risk").frame
     ui.kpi(
         "Quarantine risk",
-        views.worst_risk(risk),
+        kpi["quarantine_risk"],
         "Outstanding failures against Entra's documented escrow thresholds (from 5,000 "
         "failures: more than 40 % failing, or 40,000 / 60,000 failures); see the table below.",
-        note=f"{len(quarantined)} job(s) quarantined now",
+        note=f"{kpi['jobs_quarantined']} job(s) quarantined now",
     )
 with cols[2]:
+    started = kpi["last_cycle_started_at"]
     ui.kpi(
         "Last cycle",
-        ui.fmt_duration(None if last_cycle is None else last_cycle["duration_s"]),
+        ui.fmt_duration(kpi["last_cycle_duration_s"]),
         "Duration from the cycle's first to its last event.",
-        note=None if last_cycle is None else f"started {ui.fmt_time(last_cycle['started_at'])}",
+        note=None if started is None else f"started {ui.fmt_time(started)}",
     )
 with cols[3]:
-    ui.kpi("Cycles", f"{summary.get('cycles', 0):,}", "Distinct provisioning cycles.")
+    ui.kpi("Cycles", f"{kpi['cycles']:,}", "Distinct provisioning cycles.")
 
 if not quarantined.empty:
     st.error("A job is in quarantine — Entra has slowed or stopped provisioning for it.")
-    ui.table(
-        quarantined[
-            [
-                "job_id",
-                "status_code",
-                "quarantine_reason",
-                "quarantine_began",
-                "quarantine_next_attempt",
-                "quarantine_series_count",
-            ]
-        ],
-        "quarantined-jobs",
-    )
+    ui.table(quarantined, "quarantined-jobs")
 
 if risk is not None and not risk.empty:
     with st.expander("Jobs: failures against the quarantine thresholds"):

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import data, ui, views
 from dashboard.sidebar import context
+from reports.scim_traffic import status_classes_long
 
 # Status classes as the scim-traffic report counts them; 429 is shown apart from other 4xx.
 CLASSES = {
@@ -42,7 +43,9 @@ if traffic is None:
 minutes = traffic[traffic["granularity"] == "minute"]
 cycles = traffic[traffic["granularity"] == "cycle"]
 
-summary = views.scim_traffic_summary(requests)
+summary, status_codes = data.scim_traffic_figures(
+    str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters
+)
 cols = st.columns(5)
 with cols[0]:
     ui.kpi("Requests", f"{summary['requests']:,}")
@@ -58,7 +61,7 @@ with cols[4]:
     ui.kpi("Latency p95", "—" if p95 is None else f"{p95:,.0f} ms")
 
 st.subheader("Requests per minute by status, Entra cycles shaded")
-rate = views.status_classes_long(minutes, {label: col for label, (col, _) in CLASSES.items()})
+rate = status_classes_long(minutes, {label: col for label, (col, _) in CLASSES.items()})
 # Markers, not bars: minute-wide bars vanish on a multi-day axis.
 fig = px.scatter(
     rate,
@@ -125,7 +128,7 @@ ui.table(
 )
 
 st.subheader("Status codes")
-ui.table(views.status_code_counts(requests), "scim-status-codes")
+ui.table(status_codes, "scim-status-codes")
 
 throttled = requests[requests["status_code"] == 429]
 if not throttled.empty:

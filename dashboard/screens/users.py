@@ -11,6 +11,8 @@ import streamlit as st
 from dashboard import data, ui, views
 from dashboard.sidebar import context
 from reports import export
+from reports.correlation import latest_verdict
+from reports.users import search_users, shown_timeline, user_key
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ query = st.text_input(
     placeholder="e.g. ada.lovelace@contoso.com",
 )
 frame = users.frame if users.frame is not None else pd.DataFrame()
-matches = views.search_users(frame, query) if not frame.empty else frame
+matches = search_users(frame, query) if not frame.empty else frame
 ui.noise_note(users.hidden_noise)
 st.caption(
     f"{len(matches):,} of {len(frame):,} users shown"
@@ -57,15 +59,13 @@ picked = st.selectbox(
 if picked is None:
     st.stop()
 
-row = matches[views.user_key(matches) == picked].iloc[0]
+row = matches[user_key(matches) == picked].iloc[0]
 timeline = data.user_timeline(
     str(ctx.store_path), ctx.version, ctx.filters.key(), picked, ctx.filters
 )
+timeline, hidden = shown_timeline(timeline, ctx.filters.include_noise)
 events = timeline.events
-if not ctx.filters.include_noise and "noise" in events.columns:
-    hidden = int(events["noise"].sum())
-    events = events[~events["noise"]]
-    ui.noise_note(hidden)
+ui.noise_note(hidden)
 
 st.subheader("Selected user")
 st.text(
@@ -76,19 +76,19 @@ st.text(
 )
 
 try:
-    correlation = ctx.report("correlation").frame
+    # This user's rows only (cached per user): the full report matches every event in the store.
+    user_corr = ctx.report("correlation", user=picked).frame
 except Exception as exc:  # the rest of the page still answers without the wiki side
     log.exception("correlation report failed")
     st.warning(f"The Entra ↔ wiki correlation could not be computed ({type(exc).__name__}).")
-    correlation = None
-user_corr = views.correlation_for_events(correlation, events["id"])
-verdict = views.latest_verdict(user_corr)
+    user_corr = None
+verdict = latest_verdict(user_corr)
 
 cols = st.columns(4)
 with cols[0]:
     ui.kpi("Events", f"{len(events):,}")
 with cols[1]:
-    ui.kpi("Failures", f"{int((events['status'] == 'failure').sum()):,}")
+    ui.kpi("Failures", f"{int(row['failures']) if pd.notna(row['failures']) else 0:,}")
 with cols[2]:
     ui.kpi("Last status", str(row["last_status"]) if pd.notna(row["last_status"]) else "—")
 with cols[3]:
@@ -130,17 +130,15 @@ ui.table(
 left, right = st.columns(2)
 with left:
     st.subheader("Steps")
-    steps = views.rows_for_events(timeline.steps, events["id"])
     ui.table(
-        steps[["event_id", "position", "name", "step_type", "status", "description"]],
+        timeline.steps[["event_id", "position", "name", "step_type", "status", "description"]],
         "user-steps",
         empty="No steps recorded for these events.",
     )
 with right:
     st.subheader("Modified properties (old → new)")
-    mods = views.rows_for_events(timeline.modified_properties, events["id"])
     ui.table(
-        mods[["event_id", "name", "old_value", "new_value"]],
+        timeline.modified_properties[["event_id", "name", "old_value", "new_value"]],
         "user-modified-properties",
         empty="No attribute changes recorded for these events.",
     )
@@ -149,7 +147,8 @@ st.subheader("Entra event beside the wiki's answer")
 st.caption(
     "Each event with the wiki requests about the same object within ±120 s, and the verdict: "
     "both_ok, rejected_by_wiki (the wiki answered ≥ 400), not_sent_to_wiki (Entra failed or "
-    "skipped before calling the wiki), unmatched (Entra reports success, no request found)."
+    "skipped before calling the wiki), unmatched (Entra reports success, no request found); "
+    "wiki_only rows are requests about this user that no Entra event explains."
 )
 ui.table(user_corr, "user-correlation", empty="No correlation rows for these events.")
 

@@ -1,0 +1,240 @@
+"""overview: the headline figures of the dashboard's pages, as pure functions the CLI can call.
+
+The Overview page's answer is :func:`build` (KPIs in ``data``, the latest failures as rows):
+it composes the summary, cycles and quarantine-risk reports with the latest job snapshots
+through :func:`kpis`, which the dashboard calls on its cached report results. The rest are the
+small figures other pages show: events per time bucket, the sidebar's choices, the Cycles and
+Failures pages' KPI tiles. Noise is counted here, as in ``summary``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from reports import Filters, Inputs, ReportResult
+from reports import cycles as cycles_report
+from reports import quarantine as quarantine_report
+from reports import summary as summary_report
+from reports.inputs import latest_jobs
+
+UTC_DTYPE = "datetime64[us, UTC]"
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """Choices offered by the dashboard's filters, taken from the stored events."""
+
+    apps: dict[str, str]  # service principal id -> display name
+    jobs: tuple[str, ...]
+    first_at: pd.Timestamp | None
+    last_at: pd.Timestamp | None
+    is_demo: bool
+
+
+def filter_options(events: pd.DataFrame) -> FilterOptions:
+    """Return the apps (by name), jobs and time span in ``events``, and whether all is demo data."""
+    if events.empty:
+        return FilterOptions({}, (), None, None, False)
+    apps_frame = (
+        events[["service_principal_id", "service_principal_name"]]
+        .dropna(subset=["service_principal_id"])
+        .drop_duplicates("service_principal_id")
+    )
+    apps = {
+        str(i): str(n) if pd.notna(n) else str(i)
+        for i, n in zip(
+            apps_frame["service_principal_id"], apps_frame["service_principal_name"], strict=True
+        )
+    }
+    jobs = tuple(sorted(str(j) for j in events["job_id"].dropna().unique()))
+    origins = set(events["origin"].dropna().unique())
+    return FilterOptions(
+        apps=dict(sorted(apps.items(), key=lambda kv: kv[1].lower())),
+        jobs=jobs,
+        first_at=events["activity_at"].min(),
+        last_at=events["activity_at"].max(),
+        is_demo=bool(origins) and origins == {"demo"},
+    )
+
+
+def counts_over_time(frame: pd.DataFrame, time_col: str, by: str, freq: str) -> pd.DataFrame:
+    """Return rows per ``freq`` time bucket and ``by`` value: ``bucket``, ``by``, ``count``."""
+    if frame.empty:
+        return pd.DataFrame(
+            {
+                "bucket": pd.Series(dtype=UTC_DTYPE),
+                by: pd.Series(dtype="str"),
+                "count": pd.Series(dtype="int64"),
+            }
+        )
+    buckets = frame[time_col].dt.floor(freq)
+    out = (
+        frame.assign(bucket=buckets)
+        .groupby(["bucket", by], dropna=False, observed=True)
+        .size()
+        .rename("count")
+        .reset_index()
+    )
+    out[by] = out[by].fillna("(none)").astype(str)
+    return out
+
+
+def events_over_time(
+    events: pd.DataFrame,
+    by: str,
+    freq: str | Callable[[pd.Timedelta], str],
+    status: str | None = None,
+) -> pd.DataFrame:
+    """Return events (of ``status`` when given) per time bucket and ``by`` value.
+
+    ``freq`` is a pandas frequency, or a function choosing one from the selected events' span.
+    """
+    if status is not None:
+        events = events.loc[(events["status"] == status).fillna(False).astype(bool)]
+    if callable(freq):
+        times = events["activity_at"]
+        span = times.max() - times.min() if times.notna().any() else pd.Timedelta(0)
+        freq = freq(span)
+    return counts_over_time(events, "activity_at", by, freq)
+
+
+LATEST_FAILURE_COLUMNS = (
+    "activity_at",
+    "source_name",
+    "source_upn",
+    "action",
+    "error_code",
+    "error_reason",
+    "service_principal_name",
+    "cycle_id",
+)
+
+
+def latest_failures(events: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
+    """Return the ``limit`` newest failed events, newest first, with the columns people read."""
+    failed = events.loc[(events["status"] == "failure").fillna(False).astype(bool)]
+    cols = [c for c in LATEST_FAILURE_COLUMNS if c in failed.columns]
+    return failed.nlargest(limit, "activity_at")[cols].reset_index(drop=True)
+
+
+RISK_ORDER = ("quarantined", "over_threshold", "approaching", "low")
+
+
+def worst_risk(risk: pd.DataFrame | None) -> str:
+    """Return the most serious ``risk`` of the quarantine-risk rows, or `—` without jobs."""
+    if risk is None or risk.empty:
+        return "—"
+    present = set(risk["risk"].dropna())
+    return next((r for r in RISK_ORDER if r in present), "unknown")
+
+
+def latest_job_states(sync_jobs: pd.DataFrame) -> pd.DataFrame:
+    """Return each job's latest snapshot, most recently captured first."""
+    jobs = latest_jobs(sync_jobs)
+    if jobs.empty:
+        return jobs
+    return jobs.sort_values("captured_at", ascending=False, kind="stable").reset_index(drop=True)
+
+
+QUARANTINE_COLUMNS = (
+    "job_id",
+    "status_code",
+    "quarantine_reason",
+    "quarantine_began",
+    "quarantine_next_attempt",
+    "quarantine_series_count",
+)
+
+
+def quarantined_jobs(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Return the jobs (latest snapshots) in quarantine now, with their quarantine columns."""
+    hit = jobs.loc[jobs["quarantine_began"].notna()] if not jobs.empty else jobs
+    return hit[[c for c in QUARANTINE_COLUMNS if c in jobs.columns]].reset_index(drop=True)
+
+
+def _value(value: Any) -> Any:
+    return None if value is None or pd.isna(value) else value
+
+
+def kpis(
+    summary: dict[str, Any],
+    cycles: pd.DataFrame | None,
+    jobs: pd.DataFrame,
+    risk: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """Return the Overview's KPIs from the summary, cycles and quarantine-risk reports and jobs.
+
+    ``jobs`` are the latest job snapshots (:func:`latest_job_states`); ``job_state`` is the
+    status of the most recently captured one, None without job snapshots.
+    """
+    last = cycles.iloc[-1] if cycles is not None and not cycles.empty else None
+    state = None
+    if not jobs.empty:
+        code = jobs.iloc[0]["status_code"]
+        state = "unknown" if pd.isna(code) or not str(code) else str(code)
+    return {
+        "events": int(summary.get("events") or 0),
+        "success_rate": summary.get("success_rate"),
+        "failures": sum(int(v) for v in (summary.get("failures_by_error_code") or {}).values()),
+        "source_objects": int(summary.get("source_objects") or 0),
+        "cycles": int(summary.get("cycles") or 0),
+        "jobs": len(jobs),
+        "job_state": state,
+        "jobs_quarantined": len(quarantined_jobs(jobs)),
+        "quarantine_risk": worst_risk(risk),
+        "last_cycle_started_at": None if last is None else _value(last["started_at"]),
+        "last_cycle_duration_s": None if last is None else _value(last["duration_s"]),
+    }
+
+
+def cycle_kpis(cycles: pd.DataFrame | None) -> dict[str, Any]:
+    """Return the Cycles page's KPIs: cycles, initial cycles, median duration, longest gap (s)."""
+    if cycles is None or cycles.empty:
+        return {"cycles": 0, "initial": 0, "median_duration_s": None, "longest_gap_s": None}
+    duration = cycles["duration_s"].astype("Float64").dropna()
+    gaps = cycles["gap_before_s"].astype("Float64").dropna()
+    return {
+        "cycles": len(cycles),
+        "initial": int((cycles["kind"] == "initial").fillna(False).sum()),
+        "median_duration_s": float(duration.median()) if len(duration) else None,
+        "longest_gap_s": float(gaps.max()) if len(gaps) else None,
+    }
+
+
+def failure_kpis(failures: pd.DataFrame | None, users: pd.DataFrame | None) -> dict[str, int]:
+    """Return the Failures page's KPIs: failed events, error codes, users with a failure."""
+    if failures is None or failures.empty:
+        failed_events = codes = 0
+    else:
+        failed_events, codes = int(failures["events"].sum()), len(failures)
+    return {
+        "failed_events": failed_events,
+        "error_codes": codes,
+        "users_with_failure": 0
+        if users is None or users.empty
+        else int((users["failures"].fillna(0) > 0).sum()),
+    }
+
+
+def build(
+    inputs: Inputs,
+    filters: Filters,
+    *,
+    include_noise: bool = True,
+    now: pd.Timestamp | None = None,
+    limit: int = 20,
+    **params: Any,
+) -> ReportResult:
+    """Return the Overview's KPIs (``data``) and its latest failures (rows); noise counted."""
+    summary = summary_report.build(inputs, filters).data or {}
+    cycles = cycles_report.build(inputs, filters).frame
+    risk = quarantine_report.build(inputs, filters, now=now).frame
+    jobs = latest_job_states(filters.apply_table("sync_jobs", inputs.sync_jobs))
+    events = filters.apply_events(inputs.events)
+    return ReportResult(
+        frame=latest_failures(events, limit), data=kpis(summary, cycles, jobs, risk)
+    )
