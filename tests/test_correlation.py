@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ingest.schema import conform
-from reports import Filters, run_report
+from reports import Filters, ReportResult, run_report
 from reports.correlation import COLUMNS, build, match_requests
 from tests.support import frames as F
 from tests.support.scim_server import USER_SCHEMAS, running_scim_server, seed_walkthrough
@@ -408,6 +408,11 @@ def test_status_filter_narrows_rows_but_requests_still_match_all_events():
     assert none.empty
 
 
+def rows(result: ReportResult) -> pd.DataFrame:
+    assert result.frame is not None
+    return result.frame
+
+
 def _user_rows(full: pd.DataFrame, event_ids: set[str], requests: pd.DataFrame, keys: dict):
     """Return the full report's rows for ``event_ids`` and its wiki-only rows about ``keys``."""
     about = requests.loc[
@@ -455,22 +460,22 @@ def test_user_parameter_gives_exactly_the_full_reports_rows_for_that_user():
     )
     requests = pd.concat([requests, extra], ignore_index=True)
     inputs = F.inputs(events=events, scim_requests=requests)
-    full = build(inputs, Filters(), include_noise=False, now=None).frame
+    full = rows(build(inputs, Filters(), include_noise=False, now=None))
     for o in (1, 2, 3, 57, 120, 299):
         ids = set(events.loc[events["source_id"] == f"o{o}", "id"])
         keys = {"ids": [f"o{o}"], "upns": [f"u{o}@x.example"], "targets": [f"w{o}"]}
         expected = _user_rows(full, ids, requests, keys)
         # Resolved by object id, by UPN in another case, by wiki id: the same rows each time.
         for who in (f"o{o}", f"U{o}@X.example", f"w{o}"):
-            got = build(inputs, Filters(), include_noise=False, now=None, user=who).frame
+            got = rows(build(inputs, Filters(), include_noise=False, now=None, user=who))
             pd.testing.assert_frame_equal(got, expected, check_dtype=False)
         assert len(expected.loc[expected["event_id"].notna()]) == len(ids)
-    one = build(inputs, Filters(), include_noise=False, now=None, user="o1").frame
+    one = rows(build(inputs, Filters(), include_noise=False, now=None, user="o1"))
     assert "x-orphan-upn" in {r for ids in one["wiki_request_ids"] for r in ids}
     assert "x-both" not in {r for ids in one["wiki_request_ids"] for r in ids}
-    two = build(inputs, Filters(), include_noise=False, now=None, user="o2").frame
+    two = rows(build(inputs, Filters(), include_noise=False, now=None, user="o2"))
     assert "x-both" in {r for ids in two["wiki_request_ids"] for r in ids}
-    nobody = build(inputs, Filters(), include_noise=False, now=None, user="no-such-user").frame
+    nobody = rows(build(inputs, Filters(), include_noise=False, now=None, user="no-such-user"))
     assert nobody.empty and list(nobody.columns) == COLUMNS
 
 
@@ -520,9 +525,9 @@ def test_user_parameter_with_filters_and_noise_matches_the_full_report():
     ):
         full = build(inputs, filters, include_noise=noise, now=None)
         mine = build(inputs, filters, include_noise=noise, now=None, user="ada")
-        expected = full.frame.loc[full.frame["source_id"] == "oa"].reset_index(drop=True)
-        pd.testing.assert_frame_equal(mine.frame, expected, check_dtype=False)
+        expected = rows(full).loc[rows(full)["source_id"] == "oa"].reset_index(drop=True)
+        pd.testing.assert_frame_equal(rows(mine), expected, check_dtype=False)
     shown = build(inputs, Filters(), include_noise=False, now=None, user="ADA")
-    assert shown.frame["event_id"].tolist() == ["a1", "a2"]
-    assert shown.frame["verdict"].tolist() == ["both_ok", "rejected_by_wiki"]
+    assert rows(shown)["event_id"].tolist() == ["a1", "a2"]
+    assert rows(shown)["verdict"].tolist() == ["both_ok", "rejected_by_wiki"]
     assert shown.hidden_noise == 1  # a3, out of scope; b's events are not counted
