@@ -13,6 +13,7 @@ Budget: ``FUZZ_EXAMPLES`` per format (150 in CI, derandomised so CI is reproduci
 
 from __future__ import annotations
 
+import json
 import os
 import string
 import tempfile
@@ -20,7 +21,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +32,8 @@ from ingest.formats.portal_csv import EVENT_ALIASES, PROP_ALIASES, STEP_ALIASES
 from ingest.store import to_arrow
 
 STRESS = os.environ.get("PROVLENS_STRESS") == "1"
+# The larger counts need longer than the suite-wide 300 s per test.
+pytestmark = pytest.mark.timeout(7200 if STRESS else 300)
 FUZZ_EXAMPLES = 3000 if STRESS else 150
 KINDS = sorted(load_all())
 
@@ -113,6 +115,11 @@ JSONISH = st.recursive(
 )
 
 
+def _dumps(doc: object, indent: int | None) -> bytes:
+    # json, not orjson: integers beyond 64 bits must reach the parsers too.
+    return json.dumps(doc, indent=indent, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
 @st.composite
 def json_documents(draw: st.DrawFn) -> bytes:
     """A JSON document (or JSON Lines) in a wrapper a format expects, maybe damaged."""
@@ -133,9 +140,9 @@ def json_documents(draw: st.DrawFn) -> bytes:
         doc = body
     if wrapper == "lines":
         items = body if isinstance(body, list) else [body]
-        data = b"\n".join(orjson.dumps(i) for i in items) + b"\n"
+        data = b"\n".join(_dumps(i, None) for i in items) + b"\n"
     else:
-        data = orjson.dumps(doc, option=orjson.OPT_INDENT_2 if draw(st.booleans()) else 0)
+        data = _dumps(doc, 2 if draw(st.booleans()) else None)
     return draw(_damage(data))
 
 
