@@ -15,6 +15,7 @@ applied to each distinct raw value, so both paths agree by construction.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 import threading
@@ -191,7 +192,7 @@ def _query(path: str, fmt: str) -> str:
         + _CHILD_COLUMNS
         + f" FROM read_json('{quoted}', format='{fmt}', columns="
         + _COLUMNS_SQL
-        + ", maximum_object_size=268435456)"
+        + ", maximum_object_size=16777216)"
     )
 
 
@@ -264,6 +265,34 @@ def graph_lines_to_frames(data: bytes | bytearray, origin: str) -> Frames | None
     return _record_frames(tbl, origin)
 
 
+# DuckDB holds what it has read of one query's input until the query ends, so a large array is
+# read as several queries over segments of about this many bytes.
+SEGMENT_BYTES = 256 << 20
+# Where a new record starts in compact Graph output (records lead with their id). This text
+# cannot occur inside a JSON string; at a nested array element the segments do not parse and
+# the caller falls back, so a wrong cut can cost time, never data.
+_RECORD_START = b'},{"id":"'
+
+
+def segments(path: Path, start: int, end: int, size: int = SEGMENT_BYTES) -> list[tuple[int, int]]:
+    """Split the array at ``[start, end)`` into ``(from, to)`` runs of whole records."""
+    import mmap
+
+    cuts = [start]
+    with path.open("rb") as fh:
+        if end - start > size:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                pos = start + size
+                while pos < end:
+                    hit = mm.find(_RECORD_START, pos, end)
+                    if hit < 0:
+                        break
+                    cuts.append(hit + 2)
+                    pos = hit + 2 + size
+    cuts.append(end)
+    return list(itertools.pairwise(cuts))
+
+
 def graph_array_frames(
     path: Path,
     start: int,
@@ -274,18 +303,43 @@ def graph_array_frames(
 ) -> Iterator[Frames]:
     """Yield frames for the JSON array of records at bytes ``[start, end)`` of ``path``.
 
-    DuckDB reads the array itself (through a named pipe fed from the file, so nothing but the
-    current batch is held) and streams one row per record. Raises :class:`Reparse` as soon as
-    a batch holds a record this path does not reproduce or the JSON does not parse; frames
-    yielded before that must then be discarded by the caller.
+    DuckDB reads the array itself (through a named pipe fed from the file, one segment of
+    whole records per query, so memory stays bounded) and streams one row per record. Raises
+    :class:`Reparse` as soon as a batch holds a record this path does not reproduce or the JSON
+    does not parse; frames yielded before that must then be discarded by the caller.
     """
+    parts = segments(path, start, end)
+    for i, (a, b) in enumerate(parts):
+        first, last = i == 0, i == len(parts) - 1
+        yield from _segment_frames(
+            path,
+            a,
+            b if last else b - 1,  # drop the comma before the next segment's first record
+            b"" if first else b"[",
+            b"" if last else b"]",
+            origin,
+            batch_rows,
+            report,
+        )
+
+
+def _segment_frames(
+    path: Path,
+    start: int,
+    end: int,
+    prefix: bytes,
+    suffix: bytes,
+    origin: str,
+    batch_rows: int,
+    report: Callable[[int], None] | None,
+) -> Iterator[Frames]:
     import duckdb
 
     con = _connection()
     with tempfile.TemporaryDirectory(prefix="provlens-") as tmp:
         fifo = os.path.join(tmp, "records.json")
         os.mkfifo(fifo)
-        feeder = _Feeder(path, start, end, fifo)
+        feeder = _Feeder(path, start, end, fifo, prefix, suffix)
         feeder.start()
         try:
             try:
@@ -306,9 +360,12 @@ def graph_array_frames(
 class _Feeder(threading.Thread):
     """Copies a byte range of a file into a named pipe (DuckDB reads the other end)."""
 
-    def __init__(self, path: Path, start: int, end: int, fifo: str) -> None:
+    def __init__(
+        self, path: Path, start: int, end: int, fifo: str, prefix: bytes = b"", suffix: bytes = b""
+    ) -> None:
         super().__init__(daemon=True)
         self.path, self.start_at, self.end, self.fifo = path, start, end, fifo
+        self.prefix, self.suffix = prefix, suffix
         self.sent = start
         self._stop_flag = threading.Event()
 
@@ -316,6 +373,7 @@ class _Feeder(threading.Thread):
         try:
             with self.path.open("rb") as src, open(self.fifo, "wb") as dst:
                 src.seek(self.start_at)
+                dst.write(self.prefix)
                 left = self.end - self.start_at
                 while left > 0 and not self._stop_flag.is_set():
                     block = src.read(min(left, 4 << 20))
@@ -324,6 +382,8 @@ class _Feeder(threading.Thread):
                     dst.write(block)
                     left -= len(block)
                     self.sent += len(block)
+                if left <= 0:
+                    dst.write(self.suffix)
         except (BrokenPipeError, OSError):
             pass
 
