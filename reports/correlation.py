@@ -40,7 +40,7 @@ import pandas as pd
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import casefold, isin
 from reports.noise import noise_mask
-from reports.users import match_user
+from reports.users import match_user, rows_of_events
 
 WINDOW: Final = pd.Timedelta(seconds=120)
 
@@ -208,21 +208,21 @@ def _for_user(
     (nearest in time wins), so keeping them makes every row exactly the full report's.
     """
     own = match_user(events, user)
-    ev = events.loc[own]
+    ev = events.iloc[np.flatnonzero(own.to_numpy(bool))]
     upns = casefold(ev["source_upn"]).dropna()
     req_keep = (
         isin(requests["external_id"], ev["source_id"])
         | isin(casefold(requests["user_name"]), upns)
         | isin(requests["resource_id"], ev["target_id"])
     )
-    req = requests.loc[req_keep]
+    req = requests.iloc[np.flatnonzero(req_keep.to_numpy(bool))]
     rivals = (
         isin(events["target_id"], req["resource_id"])
         | isin(events["source_id"], req["external_id"])
         | isin(casefold(events["source_upn"]), casefold(req["user_name"]).dropna())
     )
-    keep = (own | rivals).to_numpy(bool)
-    return events.loc[keep], req, own.to_numpy(bool)[keep]
+    keep = np.flatnonzero((own | rivals).to_numpy(bool))
+    return events.iloc[keep], req, own.to_numpy(bool)[keep]
 
 
 def build(
@@ -384,7 +384,7 @@ def build(
     if not include_noise and n_ev:
         mods = inputs.modified_properties
         if user:  # noise is per event: only the user's events' properties matter
-            mods = mods.loc[isin(mods["event_id"], events["id"])]
+            mods = rows_of_events(mods, events["id"])
         noise = noise_mask(events, mods).to_numpy(bool)
         hidden = int((noise & selected).sum())
         keep = selected & ~noise
