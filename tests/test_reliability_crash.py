@@ -118,6 +118,8 @@ def check_consistent(store_dir: Path) -> dict[str, pd.DataFrame]:
         assert rows == raw["rows"][table], (table, rows, raw["rows"][table])
     store = Store(store_dir)
     info = store.info()
+    cli = _store_info_cli(store_dir)
+    assert cli["rows"] == info["rows"] == {t: raw["rows"].get(t, 0) for t in schema.TABLES}
     frames = {t: store.read(t) for t in schema.TABLES}
     for t, df in frames.items():
         assert len(df) == info["rows"][t], t
@@ -129,6 +131,17 @@ def check_consistent(store_dir: Path) -> dict[str, pd.DataFrame]:
     assert len(frames["steps"]) == STEPS_PER_RECORD * len(ev)
     assert len(frames["modified_properties"]) == PROPS_PER_RECORD * len(ev)
     return frames
+
+
+def _store_info_cli(store_dir: Path) -> dict[str, Any]:
+    """Run `provlens store info --format json` (in-process) and return its document."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["--store", str(store_dir), "store", "info", "--format", "json"]) == 0
+    return json.loads(buf.getvalue())
 
 
 def assert_no_debris(store_dir: Path) -> None:
