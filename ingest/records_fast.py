@@ -436,7 +436,9 @@ def _children(tbl: pa.Table, column: str) -> pa.Table:
 
 
 def _frames(ev: pa.Table, st: pa.Table, mp: pa.Table, origin: str) -> Frames | None:
-    e = ev.to_pandas()
+    # Only the event columns: converting the steps/props list columns would build a Python dict
+    # per step (they were flattened into their own tables already).
+    e = ev.select([c for c in ev.column_names if c not in ("steps", "props", "bad")]).to_pandas()
     times = parse_times(e["ts"].astype(object))
     if times.isna().any():
         return None
