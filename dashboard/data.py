@@ -7,7 +7,10 @@ derived series are also keyed by the filters. Canonical tables are held with
 which for a million events costs seconds per rerun, and report functions never mutate their
 inputs (DESIGN/STYLE contract), so one shared frame is safe. Report results can be as large
 (correlation has a row per event), so they are shared the same way; pages treat every cached
-frame as read-only. Small series (chart counts, store info) go through ``st.cache_data``.
+frame as read-only (the Users page asks for one user's correlation rows, ``user=``, cached per
+user, rather than matching every event in the store). Small series and figures (chart counts,
+KPIs, store info) go through ``st.cache_data``. Every figure comes from ``reports``; nothing
+here or in the pages counts or groups on its own.
 """
 
 from __future__ import annotations
