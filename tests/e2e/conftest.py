@@ -96,9 +96,14 @@ def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Yield a headless Chromium (Debian's) driven by Playwright."""
+    """Yield a headless Chromium (Debian's) driven by Playwright.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread until it
+    stops, and tests collected after the e2e ones call ``asyncio.run`` (the Graph client),
+    which refuses to start inside a running loop.
+    """
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed")
