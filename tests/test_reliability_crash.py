@@ -186,7 +186,7 @@ def _kill_loop(
             expected.update(batch)
             assert labels(check_consistent(store_dir)) == {**before_full, **batch}
             continue
-        before = labels(check_consistent(store_dir))
+        before = dict(expected)  # the state the previous iteration checked after its re-run
         killed, _ = runner(argv, rng.uniform(0.0, full * 1.15))
         frames = check_consistent(store_dir)
         after = labels(frames)
