@@ -263,6 +263,13 @@ REPORTS: dict[str, ReportSpec] = {
             ("events", "steps", "sync_jobs"),
         ),
         _spec(
+            "overview",
+            "reports.overview:build",
+            "The dashboard's Overview: KPIs, job state and the latest failures.",
+            "object",
+            ("events", "steps", "sync_jobs"),
+        ),
+        _spec(
             "correlation",
             "reports.correlation:build",
             "Each Entra event beside the wiki's SCIM requests for the same object.",

@@ -12,7 +12,7 @@ from ingest.errors import UsageError
 
 COMMAND = ("report",)
 HELP = "run a report (summary, cycles, users, failures, coverage, estimate ...) on the store"
-USER_REPORTS = ("users", "timeline", "estimate")
+USER_REPORTS = ("users", "timeline", "estimate", "correlation")
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,9 @@ def filters_from_args(args: argparse.Namespace):
 
 def load_inputs(store, tables, filters):
     """Return reports.Inputs with only ``tables`` read from ``store`` (time pushed down)."""
-    from reports import Inputs
-
     import pandas as pd
+
+    from reports import Inputs
 
     # Wiki requests are read 120 s wider than the range: correlation matches a request to an
     # event within +-120 s, so one just outside the range may belong to an event inside it.
