@@ -104,6 +104,7 @@ def test_registry_names_every_report_with_a_loadable_function():
         "quarantine-risk",
         "correlation",
         "scim-traffic",
+        "overview",
     }
     assert set(REPORTS) == expected
     assert REPORTS["summary"].shape == "object" and REPORTS["estimate"].shape == "object"
