@@ -1,12 +1,13 @@
 """provlens benchmark suite: one command, one table.
 
-    python -m benchmarks.run                       # 10k, 100k and 1M events (about an hour)
+    python -m benchmarks.run                       # 10k, 100k and 1M events (~20 min)
     python -m benchmarks.run --sizes 10000,100000  # skip the 1M tier
     python -m benchmarks.run --quick               # 10k only, fast Graph pull (the smoke test)
 
 Data comes from the demo simulator (``ingest.demo``), cached under ``--data`` (default
-``artifacts/bench-data``). For every size it measures, each in a fresh subprocess (wall time,
-CPU time and peak RSS of that process alone):
+``artifacts/bench-data``; simulating the 1M tier takes about 10 minutes the first time). For
+every size it measures, each in a fresh subprocess (wall time, CPU time and peak RSS of that
+process alone):
 
 1. File ingest of one Graph list response holding all the events: ``provlens ingest file``'s
    code path (ingest.files.ingest_files into a new store) beside the baselines on the same
