@@ -434,11 +434,13 @@ def test_kill_graph_ingest_at_random_points(tmp_path: Path, graph_env: None) -> 
         with GraphFixture(token="crash-token") as g:
             g._server.handle_error = lambda request, address: None  # type: ignore[union-attr]
             recs = g.seed(300, start="2026-11-01T00:00:00Z", end=GRAPH_NOW, seed=it)
-            g.script(Fault("slow", delay=0.02, times=100_000))  # ~1-2 s for the whole pull
+            # Each answer waits 0.15 s, so the whole pull takes a few seconds however idle the
+            # machine is, and a kill drawn inside that window lands mid-run.
+            g.script(Fault("slow", delay=0.15, times=100_000))
             store_dir = tmp_path / f"store-{it}"
             argv = ["--store", str(store_dir), "--now", GRAPH_NOW, "ingest", "graph"]
             argv += ["--graph-url", g.root, "--since", "2026-11-01T00:00:00Z"]
-            killed, _ = run_forked(argv, rng.uniform(0.2, 2.5))
+            killed, _ = run_forked(argv, rng.uniform(0.2, 1.5))
             killed_total += killed
             frames = check_consistent(store_dir)
             ids = frames["events"]["id"]
