@@ -17,7 +17,7 @@ import pandas as pd
 
 from ingest import jsonstream, records_fast, schema
 from ingest.errors import BadInput, UsageError
-from ingest.formats import REGISTRY, Options, Source, detect, load_all
+from ingest.formats import REGISTRY, FileFormat, Options, Source, detect, load_all
 from ingest.membership import derive_direct
 from ingest.store import Batch, Store
 
@@ -123,20 +123,27 @@ def ingest_files(
                 advance = _Advance(bar, src.size)
                 token = jsonstream.PROGRESS.set(advance if bar is not None else None)
                 mark = batch.mark()
+                held = ({t: len(v) for t, v in pending.items()}, len(change_map))
+
+                def stage_file(
+                    fmt: FileFormat = fmt, src: Source = src, rows: dict[str, int] = rows
+                ) -> None:
+                    _stage(
+                        batch,
+                        fmt.parse(src, options),
+                        fmt.kind,
+                        options,
+                        src.name,
+                        rows,
+                        pending,
+                        change_map,
+                    )
+
                 try:
                     try:
                         allow = records_fast.WHOLE_ARRAY.set(True)
                         try:
-                            _stage(
-                                batch,
-                                fmt.parse(src, options),
-                                fmt.kind,
-                                options,
-                                src.name,
-                                rows,
-                                pending,
-                                change_map,
-                            )
+                            stage_file()
                         finally:
                             records_fast.WHOLE_ARRAY.reset(allow)
                     except records_fast.Reparse as exc:
@@ -145,16 +152,12 @@ def ingest_files(
                         log.info("%s: re-reading without the array fast path (%s)", src.name, exc)
                         batch.rollback(mark)
                         rows.clear()
-                        _stage(
-                            batch,
-                            fmt.parse(src, options),
-                            fmt.kind,
-                            options,
-                            src.name,
-                            rows,
-                            pending,
-                            change_map,
-                        )
+                        for table, n in held[0].items():
+                            del pending[table][n:]
+                        for table in set(pending) - set(held[0]):
+                            del pending[table]
+                        del change_map[held[1] :]
+                        stage_file()
                 finally:
                     jsonstream.PROGRESS.reset(token)
                 advance(src.size)
