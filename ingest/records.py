@@ -188,10 +188,8 @@ def _unwrap(rec: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(props, (dict, str)) and ("category" in top or "operationname" in top):
         inner = _ci(_obj(props))
         # Envelope fields fill what properties lack.
-        inner.setdefault("id", top.get("identity"))
         if inner.get("id") in (None, ""):
             inner["id"] = top.get("identity")
-        inner.setdefault("activitydatetime", top.get("time"))
         if inner.get("activitydatetime") in (None, ""):
             inner["activitydatetime"] = top.get("time")
         if inner.get("tenantid") in (None, ""):
