@@ -1,6 +1,6 @@
 """Benchmark data: demo-simulator tenants sized to a number of provisioning events.
 
-The demo simulator (``ingest.demo``) writes a realistic tenant: Graph list-response pages of
+The demo simulator (``demo``) writes a realistic tenant: Graph list-response pages of
 provisioning records (2-6 steps, several modified properties, failures, skips), the wiki's SCIM
 audit log and the scope/state files. For a tier of ``n`` events we simulate enough users, then
 write the first ``n`` records of its pages as one Graph list response ``graph-<n>.json``
@@ -64,7 +64,7 @@ def _users_for(events: int) -> int:
 
 def prepare(events: int, data_dir: Path, log: object = None) -> Tier:
     """Return the tier of ``events`` events, simulating and writing it unless cached."""
-    from ingest.demo import Scenario, generate
+    from demo import Scenario, generate
 
     tier = Tier(events, data_dir / f"tier-{events}")
     done = tier.root / ".complete"

@@ -4,7 +4,7 @@
     python -m benchmarks.run --sizes 10000,100000  # skip the 1M tier
     python -m benchmarks.run --quick               # 10k only, fast Graph pull (the smoke test)
 
-Data comes from the demo simulator (``ingest.demo``), cached under ``--data`` (default
+Data comes from the demo simulator (``demo``), cached under ``--data`` (default
 ``artifacts/bench-data``; simulating the 1M tier takes about 10 minutes the first time). For
 every size it measures, each in a fresh subprocess (wall time, CPU time and peak RSS of that
 process alone):

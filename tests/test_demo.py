@@ -13,9 +13,9 @@ import orjson
 import pandas as pd
 import pytest
 
-from ingest.demo import Scenario, generate
-from ingest.demo.run import build, demo_store_path
-from ingest.demo.scenario import DOCS_MAX_MINUTES_PER_OBJECT, DOCS_MIN_MINUTES_PER_OBJECT
+from demo import Scenario, generate
+from demo.run import build, demo_store_path
+from demo.scenario import DOCS_MAX_MINUTES_PER_OBJECT, DOCS_MIN_MINUTES_PER_OBJECT
 from ingest.store import Store
 
 END = "2026-11-20T10:00:00Z"
@@ -406,7 +406,7 @@ def test_identical_across_processes_and_hash_seeds(tmp_path: Path) -> None:
     import sys
 
     code = (
-        "import sys; from pathlib import Path; from ingest.demo import Scenario, generate; "
+        "import sys; from pathlib import Path; from demo import Scenario, generate; "
         "generate(Scenario(users=300, seed=21, days=2, end=sys.argv[2], quarantine=True), "
         "Path(sys.argv[1]))"
     )

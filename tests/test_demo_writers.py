@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.demo.simulate import Draw, parse_end
-from ingest.demo.writers import (
+from demo.simulate import Draw, parse_end
+from demo.writers import (
     OrderedJsonLines,
     ProvisioningPages,
     fmt_graph_time,

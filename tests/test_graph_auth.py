@@ -18,8 +18,6 @@ from ingest.graph import (
     SlidingWindowPacer,
     StaticTokenProvider,
     Stats,
-    _device_code_prompt,
-    _retry_after,
     build_client,
     build_credential,
     credential_source,
@@ -27,6 +25,7 @@ from ingest.graph import (
     log_filter,
     pull_logs,
 )
+from ingest.graph.client import _device_code_prompt, _retry_after
 from ingest.store import Store
 from provlens.cli import main
 from provlens.commands.ingest_graph import _Bar

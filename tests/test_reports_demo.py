@@ -8,8 +8,8 @@ import pytest
 from ingest.schema import TABLES
 from reports import Inputs, run_report
 
-demo_run = pytest.importorskip("ingest.demo.run")
-demo_scenario = pytest.importorskip("ingest.demo.scenario")
+demo_run = pytest.importorskip("demo.run")
+demo_scenario = pytest.importorskip("demo.scenario")
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Generate and ingest the demo, print the store path, then serve the dashboard."""
-    from ingest.demo.run import build, demo_store_path, end_of_window
-    from ingest.demo.scenario import Scenario
+    from demo.run import build, demo_store_path, end_of_window
+    from demo.scenario import Scenario
 
     scenario = Scenario(
         users=args.users,

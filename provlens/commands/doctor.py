@@ -90,7 +90,7 @@ async def _calls(args: argparse.Namespace, root: str, config: Any, checks: list[
         name: str, need: str, builder: Any, url: str, *, paced: bool = False, **query: Any
     ) -> dict[str, Any] | None:
         try:
-            q = graph._query(builder, **query) if query else None
+            q = graph.query_config(builder, **query) if query else None
             doc = await session.get_json(builder, url, need, paced=paced, query=q)
         except graph.GraphHTTPError as exc:
             if exc.status in (401, 403):

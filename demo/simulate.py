@@ -23,8 +23,8 @@ from urllib.parse import quote
 import numpy as np
 import orjson
 
-from ingest.demo import payloads as P
-from ingest.demo.scenario import (
+from demo import payloads as P
+from demo.scenario import (
     APP_NAME,
     CONTRACTORS,
     DEPARTMENTS,
@@ -39,7 +39,7 @@ from ingest.demo.scenario import (
     WIKI_HOST,
     Scenario,
 )
-from ingest.demo.writers import (
+from demo.writers import (
     GRAPH_ROOT,
     OrderedJsonLines,
     ProvisioningPages,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ingest.demo.scenario import APP_NAME, SCIM_BASE, WIKI_HOST
+from demo.scenario import APP_NAME, SCIM_BASE, WIKI_HOST
 
 SOURCE_SYSTEM_NAME: Final = "Azure Active Directory"
 INITIATOR_NAME: Final = "Azure AD Provisioning Service"

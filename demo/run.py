@@ -12,8 +12,8 @@ from typing import Any, Final
 import orjson
 import pandas as pd
 
-from ingest.demo.scenario import TENANT_NAME, Scenario
-from ingest.demo.simulate import HOUR, generate
+from demo.scenario import TENANT_NAME, Scenario
+from demo.simulate import HOUR, generate
 from ingest.errors import UsageError
 from ingest.files import IngestResult, ingest_files
 from ingest.formats import Options
