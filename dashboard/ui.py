@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data
+from dashboard import data, views
 from dashboard.sidebar import Context
 from reports import export
 
@@ -67,6 +67,24 @@ def time_columns(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def column_settings(frame: pd.DataFrame, column_config: dict[str, Any] | None) -> dict[str, Any]:
+    """Return column settings: readable headers, UTC times, wide text columns, narrow ids."""
+    config: dict[str, Any] = {}
+    for name, dtype in frame.dtypes.items():
+        label = views.column_label(str(name))
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            config[str(name)] = st.column_config.DatetimeColumn(
+                f"{label} (UTC)", format="YYYY-MM-DD HH:mm:ss"
+            )
+        elif str(name) in views.WIDE_COLUMNS:
+            config[str(name)] = st.column_config.TextColumn(label, width="large")
+        elif str(name) == "id" or str(name).endswith("_id"):
+            config[str(name)] = st.column_config.TextColumn(label, width="small")
+        else:
+            config[str(name)] = st.column_config.Column(label)
+    return config | (column_config or {})
+
+
 def table(
     frame: pd.DataFrame | None,
     name: str,
@@ -74,21 +92,44 @@ def table(
     key: str | None = None,
     height: int | Literal["auto"] = "auto",
     column_config: dict[str, Any] | None = None,
+    column_order: list[str] | None = None,
     empty: str = "Nothing to show for the current filters.",
-) -> None:
-    """Draw ``frame`` as a table with a CSV download button named ``<name>.csv``."""
+    select: bool = False,
+) -> Any:
+    """Draw ``frame`` as a table with a CSV download button named ``<name>.csv``.
+
+    Headers are readable, names come before ids, empty text cells read `—`. With ``select``, one
+    row can be picked; the selection event is returned.
+    """
     if frame is None or frame.empty:
         st.info(empty)
-        return
-    config = time_columns(frame) | (column_config or {})
-    st.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        height=height,
-        column_config=config,
-        key=f"df_{key or name}",
-    )
+        return None
+    order = column_order or views.names_first([str(c) for c in frame.columns])
+    shown = views.for_display(frame) if len(frame) <= 50_000 else frame
+    settings = column_settings(frame, column_config)
+    event: Any = None
+    if select:
+        event = st.dataframe(
+            shown,
+            hide_index=True,
+            width="stretch",
+            height=height,
+            column_config=settings,
+            column_order=order,
+            key=f"df_{key or name}",
+            on_select="rerun",
+            selection_mode="single-row",
+        )
+    else:
+        st.dataframe(
+            shown,
+            hide_index=True,
+            width="stretch",
+            height=height,
+            column_config=settings,
+            column_order=order,
+            key=f"df_{key or name}",
+        )
     st.download_button(
         "Download CSV",
         # A callable: the CSV is only built when someone clicks, not on every rerun.
@@ -99,6 +140,17 @@ def table(
         icon=":material/download:",
         on_click="ignore",
     )
+    return event
+
+
+def selected_row(event: Any, frame: pd.DataFrame | None) -> pd.Series | None:
+    """Return the row picked in a ``table(..., select=True)``, or None."""
+    if event is None or frame is None:
+        return None
+    rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+    if not rows or rows[0] >= len(frame):
+        return None
+    return frame.iloc[rows[0]]
 
 
 def chart(fig: go.Figure, key: str) -> None:
@@ -106,8 +158,8 @@ def chart(fig: go.Figure, key: str) -> None:
     fig.update_layout(
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        template="plotly_white",
     )
+    # No template: Streamlit's chart theme follows the viewer's light or dark preference.
     st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
 
 

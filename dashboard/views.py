@@ -95,3 +95,117 @@ def cycle_bands(starts: pd.Series, ends: pd.Series, color: str = "#2563eb") -> l
         }
         for start, end in zip(starts, ends, strict=True)
     ]
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&\"'=^%@])")
+
+
+def md_escape(text: object) -> str:
+    """Return ``text`` with every Markdown/HTML/Streamlit-directive character backslash-escaped.
+
+    CommonMark lets any ASCII punctuation be escaped, so the result renders as the literal text:
+    a display name like ``**bold**`` or ``<img …>`` stays exactly that. Newlines become hard
+    breaks.
+    """
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
+
+
+def relative(ts: Any, now: pd.Timestamp) -> str:
+    """Return ``ts`` relative to ``now``: `in 12 min`, `13 min ago`, `in 2 h 05 min`, `now`."""
+    if ts is None or pd.isna(ts):
+        return "—"
+    seconds = (pd.Timestamp(ts) - now).total_seconds()
+    minutes = round(abs(seconds) / 60)
+    if minutes == 0:
+        return "now"
+    if minutes < 60:
+        span = f"{minutes} min"
+    elif minutes < 48 * 60:
+        span = f"{minutes // 60} h {minutes % 60:02d} min"
+    else:
+        span = f"{minutes / 1440:.1f} days"
+    return f"in {span}" if seconds > 0 else f"{span} ago"
+
+
+def local_and_utc(ts: Any, now: pd.Timestamp, tz: str | None) -> str:
+    """Return `2026-11-21 09:00 UTC · 10:00 Europe/Paris · 13 min ago` (local part when known)."""
+    if ts is None or pd.isna(ts):
+        return "—"
+    t = pd.Timestamp(ts).tz_convert("UTC")
+    parts = [t.strftime("%Y-%m-%d %H:%M UTC")]
+    if tz and tz.upper() not in ("UTC", "ETC/UTC"):
+        try:
+            local = t.tz_convert(tz)
+        except (KeyError, ValueError, TypeError):
+            local = None
+        if local is not None:
+            same_day = local.date() == t.date()
+            parts.append(local.strftime("%H:%M" if same_day else "%a %H:%M") + f" {tz}")
+    parts.append(relative(t, now))
+    return " · ".join(parts)
+
+
+ID_COLUMNS_LAST = ("id", "_id")
+WIDE_COLUMNS = frozenset(
+    {
+        "error_reason",
+        "recommended_action",
+        "recommended_fix",
+        "error_additional_details",
+        "description",
+        "detail",
+        "reason",
+        "skip_reason",
+        "steps",
+        "modified_properties",
+        "path",
+        "old_value",
+        "new_value",
+    }
+)
+
+
+def column_label(name: str) -> str:
+    """Return a header for a snake_case column: `error_code` -> `Error code`, `upn` -> `UPN`."""
+    words = str(name).split("_")
+    fixed = {"id": "id", "upn": "UPN", "scim": "SCIM", "ms": "ms", "utc": "UTC", "sp": "SP"}
+    out = [fixed.get(w.lower(), w) for w in words]
+    text = " ".join(out)
+    return text[:1].upper() + text[1:]
+
+
+def names_first(columns: list[str]) -> list[str]:
+    """Return ``columns`` with ids (``id``, ``*_id``) moved after everything else."""
+    ids = [c for c in columns if c == "id" or c.endswith("_id") or c.endswith("_ids")]
+    return [c for c in columns if c not in ids] + ids
+
+
+def for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a copy whose empty text cells read `—` (numbers and times keep their type)."""
+    out = frame.copy()
+    for name in out.columns:
+        s = out[name]
+        if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
+            try:
+                out[name] = s.astype("object").where(s.notna() & (s.astype("str") != ""), "—")
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def link(page: str, **params: str) -> str:
+    """Return a relative deep link to a dashboard page, e.g. `users?user=ada%40contoso.com`."""
+    from urllib.parse import urlencode
+
+    clean = {k: str(v) for k, v in params.items() if v is not None and str(v) != ""}
+    return f"{page}?{urlencode(clean)}" if clean else page
+
+
+def time_window(first: Any, last: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Return an x-axis range around [first, last] at least two hours wide.
+
+    One event (or a burst within seconds) would otherwise get sub-millisecond ticks.
+    """
+    lo, hi = pd.Timestamp(first), pd.Timestamp(last)
+    pad = max(pd.Timedelta(hours=1), (hi - lo) * 0.05)
+    return lo - pad, hi + pad

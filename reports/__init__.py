@@ -284,6 +284,37 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "scim_requests"),
         ),
+        _spec(
+            "diagnosis",
+            "reports.diagnosis:build",
+            "One user in plain language: verdict, the wiki's answer, the fix, its owner, when.",
+            "object",
+            (
+                "events",
+                "steps",
+                "modified_properties",
+                "sync_jobs",
+                "assignments",
+                "group_members",
+                "scim_resources",
+                "scim_requests",
+            ),
+        ),
+        _spec(
+            "events",
+            "reports.events_log:build",
+            "Every event like the portal's log (by change, cycle, user or text), one event's pane.",
+            "rows",
+            ("events", "steps", "modified_properties"),
+            noise=True,
+        ),
+        _spec(
+            "job-status",
+            "reports.job_status:build",
+            "Per job: state, current or last cycle, scope, last and next run, quarantine, links.",
+            "rows",
+            ("events", "sync_jobs", "assignments", "group_members", "scim_resources"),
+        ),
     )
 }
 

@@ -374,39 +374,16 @@ def support_pack(
     fix with its owner; then ``events`` (with steps and modified properties as text), ``steps``,
     ``modified_properties`` and ``wiki_requests``.
     """
-    from reports.estimate import when_user
-    from reports.owners import documented_action, owners
+    from reports.diagnosis import user_summary
 
     tl = user_timeline(inputs, user, filters)
-    ev = tl.events
-    answer = when_user(inputs, user, now, filters)
-    failed = ev.loc[ev["status"] == "failure"]
-    fix: dict[str, Any] = {"last_error_code": None, "recommended_fix": None, "fix_owner": None}
-    if len(failed):
-        last = failed.iloc[[-1]]
-        code = last["error_code"].astype("str")
-        fix = {
-            "last_error_code": jsonable(code.iloc[0]),
-            "last_error_reason": jsonable(last["error_reason"].iloc[0]),
-            "recommended_fix": jsonable(
-                last["recommended_action"].fillna(documented_action(code)).iloc[0]
-            ),
-            "fix_owner": owners(code, last["error_category"].astype("str")).iloc[0],
-        }
-    summary = {
-        **answer,
-        "source_ids": ", ".join(ev["source_id"].dropna().unique()),
-        "target_ids": ", ".join(ev["target_id"].dropna().unique()),
-        "events": len(ev),
-        "last_status": jsonable(ev["status"].iloc[-1]) if len(ev) else answer.get("last_status"),
-        **fix,
-    }
+    summary = user_summary(inputs, user, filters, now)
     return {
         "user": object_frame(summary),
         "events": timeline_frame(tl),
         "steps": tl.steps,
         "modified_properties": tl.modified_properties,
-        "wiki_requests": wiki_requests_for(inputs, ev),
+        "wiki_requests": wiki_requests_for(inputs, tl.events),
     }
 
 

@@ -122,10 +122,11 @@ def test_cycles_page_matches_cycles_report(env: Path, inputs: Inputs) -> None:
 
 def test_users_search_timeline_and_literal_names(env: Path, inputs: Inputs) -> None:
     at = _app("users")
+    assert any("Pick a user" in i.value for i in at.info)  # nothing preselected
     at.text_input(key="users_query").input("xss@contoso").run()
     matches = frames(at)[0]
     assert list(matches["source_name"]) == [fx.XSS_NAME]
-    assert at.selectbox(key="users_pick").value == "obj-u3"
+    assert at.query_params["user"] == "xss@contoso.com"  # the URL names the user
     timeline = report("timeline", inputs, user="obj-u3").frame
     m = metrics(at)
     assert m["Events"] == str(len(timeline)) == "2"
@@ -145,20 +146,36 @@ def test_users_search_timeline_and_literal_names(env: Path, inputs: Inputs) -> N
     assert list(corr["event_id"]) == list(mine["event_id"]) == ["ev-003", "ev-011"]
     assert list(corr["verdict"]) == list(mine["verdict"]) == ["both_ok", "both_ok"]
     assert [list(r) for r in corr["wiki_request_ids"]] == [["r-003"], ["r-012"]]
-    assert m["Entra ↔ wiki verdict"] == "both_ok"
     labels = [b.label for b in at.get("download_button")]
     assert "Download support pack (zip)" in labels and "Download support pack (Excel)" in labels
 
 
-def test_users_page_shows_a_failed_users_error(env: Path) -> None:
-    at = _app("users")
-    at.text_input(key="users_query").input("katherine").run()
+def _callout(at: AppTest) -> str:
+    alerts = [*at.success, *at.error, *at.warning]
+    return next(a.value for a in alerts if "Owner" in a.value or "wiki" in a.value)
+
+
+def test_users_diagnosis_callout_says_the_reports_answer(env: Path, inputs: Inputs) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["user"] = "katherine@contoso.com"
+    at.run()
+    at.switch_page("screens/users.py").run()
+    at.query_params["user"] = "katherine@contoso.com"
+    at.run()
+    assert not at.exception, [(e.value, e.stack_trace) for e in at.exception]
     m = metrics(at)
     assert m["Failures"] == "2"
     assert m["Last status"] == "failure"
     events = next(f for f in frames(at) if "failed_step" in f.columns)
     assert int((events["status"] == "failure").sum()) == 2  # the tile agrees with the timeline
-    assert m["Entra ↔ wiki verdict"] == "rejected_by_wiki"
+    diag = report("diagnosis", inputs, user="katherine@contoso.com").data
+    text = _callout(at).replace("\\", "")
+    assert at.error, "a failed user's callout is red"
+    for key in ("headline", "wiki_line", "fix_line", "owner_line", "when_line"):
+        assert diag[key] and diag[key] in text, key
+    assert diag["verdict"] == "failed"
+    assert diag["fix_owner"] and diag["recommended_fix"]
+    assert "409" in diag["wiki_line"]
 
 
 def test_users_page_survives_a_selection_without_wiki_requests(env: Path) -> None:
@@ -166,6 +183,7 @@ def test_users_page_survives_a_selection_without_wiki_requests(env: Path) -> Non
     at.sidebar.multiselect(key="f_statuses").set_value(["skipped"])
     at.sidebar.toggle(key="f_hide_noise").set_value(False)
     at.run()
+    at.text_input(key="users_query").input("oos@contoso.com").run()
     assert not at.exception, [(e.value, e.stack_trace) for e in at.exception]
     assert metrics(at)["Last status"] == "skipped"  # the out-of-scope user, shown as noise
 

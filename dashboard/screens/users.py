@@ -1,4 +1,8 @@
-"""Users: find a user, see their timeline, steps, changes, wiki requests and verdict."""
+"""Users: the diagnosis of one user first (verdict, wiki answer, fix, owner, when), then evidence.
+
+Deep link: ``users?user=<UPN or object id>`` opens that user; picking a user puts it in the URL
+so the address can be pasted into a ticket.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,35 @@ import streamlit as st
 from dashboard import data, ui, views
 from dashboard.sidebar import context
 from reports import export
-from reports.correlation import latest_verdict
 from reports.users import search_users, shown_timeline, user_key
 
 log = logging.getLogger(__name__)
+
+# What the callout's colour says: green = has access, red = must be fixed, amber = wait/check.
+VERDICT_TONE = {
+    "provisioned": ("success", ":material/check_circle:", "Has access"),
+    "failed": ("error", ":material/error:", "Provisioning failed"),
+    "missing_in_wiki": ("error", ":material/error:", "Missing in the wiki"),
+    "should_be_disabled": ("warning", ":material/warning:", "Should be disabled"),
+    "orphaned": ("warning", ":material/warning:", "Unknown to Entra"),
+    "skipped": ("warning", ":material/warning:", "Skipped by Entra"),
+    "pending": ("info", ":material/schedule:", "Waiting for the next cycle"),
+    "excluded": ("warning", ":material/block:", "Not in scope"),
+}
 
 ctx = context()
 ui.header(
     "Users",
     ctx,
-    "Why did a user not get (or lose) access? Search, pick one, and read what Entra did and "
-    "what the wiki answered.",
+    "Why did a user not get (or lose) access? Search or open a link "
+    "(…/users?user=<UPN or object id>), pick one, and read the diagnosis first.",
 )
+
+linked = st.query_params.get("user")
+if linked and st.session_state.get("users_linked") != linked:
+    # A pasted link wins over what was typed before.
+    st.session_state["users_linked"] = linked
+    st.session_state["users_query"] = linked
 
 users = ctx.report("users")
 query = st.text_input(
@@ -34,55 +55,101 @@ frame = users.frame if users.frame is not None else pd.DataFrame()
 matches = search_users(frame, query) if not frame.empty else frame
 ui.noise_note(users.hidden_noise)
 st.caption(
-    f"{len(matches):,} of {len(frame):,} users shown"
+    f"{len(matches):,} of {len(frame):,} users and groups shown"
     + (" (first 200)" if len(matches) == 200 else "")
+    + " — click a row to open it."
 )
-ui.table(
+USER_ORDER = [
+    "source_name",
+    "source_upn",
+    "last_status",
+    "last_action",
+    "last_at",
+    "last_error_code",
+    "failures",
+    "events",
+    "source_type",
+    "first_success_at",
+    "last_success_at",
+    "source_id",
+    "target_id",
+]
+event = ui.table(
     matches,
     "users",
     key="users_matches",
-    height=260 if len(matches) > 6 else "auto",
+    height=240 if len(matches) > 6 else "auto",
+    column_order=[c for c in USER_ORDER if c in matches.columns],
     empty="No user matches the search.",
+    select=True,
 )
+clicked = ui.selected_row(event, matches)
 
-if matches.empty:
-    st.stop()
+picked: str | None = None
+if clicked is not None:
+    picked = str(user_key(matches.iloc[[matches.index.get_loc(clicked.name)]]).iloc[0])
+elif not matches.empty:
+    keys = user_key(matches)
+    # A link or a search naming exactly one object opens it; otherwise nothing is preselected.
+    exact = (
+        matches.loc[
+            (matches["source_upn"].astype("str").str.lower() == str(query).strip().lower())
+            | (matches["source_id"].astype("str") == str(query).strip())
+        ]
+        if query
+        else matches.iloc[0:0]
+    )
+    if len(exact) == 1:
+        picked = str(user_key(exact).iloc[0])
+    elif len(matches) == 1 and query:
+        picked = str(keys.iloc[0])
 
-choices = views.user_choices(matches)
-picked = st.selectbox(
-    "User",
-    options=list(choices),
-    format_func=lambda k: choices[k],
-    key="users_pick",
-    help="Pick one to see their timeline.",
-)
 if picked is None:
+    st.info("Pick a user: click a row above, or search for one UPN or object id.")
     st.stop()
 
-row = matches[user_key(matches) == picked].iloc[0]
+chosen: str = picked
+row = matches[user_key(matches) == chosen].iloc[0]
+upn = row["source_upn"] if pd.notna(row["source_upn"]) else None
+subject = str(upn or row["source_id"] if pd.notna(row["source_id"]) else picked)
+if st.query_params.get("user") != subject:
+    st.query_params["user"] = subject
+    st.session_state["users_linked"] = subject
+
+st.divider()
+# Plain text: a display name from the logs never reaches Markdown.
+st.text(
+    f"Name: {row['source_name'] if pd.notna(row['source_name']) else '—'}\n"
+    f"UPN: {upn or '—'}   ·   Entra object id: "
+    f"{row['source_id'] if pd.notna(row['source_id']) else '—'}   ·   Wiki SCIM id: "
+    f"{row['target_id'] if pd.notna(row['target_id']) else '—'}"
+)
+
+with st.spinner("Diagnosing…"):
+    diagnosis = ctx.report("diagnosis", user=subject).data or {}
+tone, icon, title = VERDICT_TONE.get(
+    str(diagnosis.get("verdict")), ("info", ":material/help:", "No verdict")
+)
+callout = {"success": st.success, "error": st.error, "warning": st.warning, "info": st.info}[tone]
+lines = [
+    diagnosis.get("headline"),
+    diagnosis.get("wiki_line"),
+    diagnosis.get("fix_line"),
+    diagnosis.get("owner_line"),
+    diagnosis.get("when_line"),
+]
+# Names and error text come from the logs: every line is escaped before Markdown sees it.
+callout(
+    f"**{title}**  \n" + "  \n".join(views.md_escape(line) for line in lines if line),
+    icon=icon,
+)
+
 timeline = data.user_timeline(
     str(ctx.store_path), ctx.version, ctx.filters.key(), picked, ctx.filters
 )
 timeline, hidden = shown_timeline(timeline, ctx.filters.include_noise)
 events = timeline.events
 ui.noise_note(hidden)
-
-st.subheader("Selected user")
-st.text(
-    f"Name: {row['source_name'] if pd.notna(row['source_name']) else '—'}\n"
-    f"UPN:  {row['source_upn'] if pd.notna(row['source_upn']) else '—'}\n"
-    f"Entra object id: {row['source_id'] if pd.notna(row['source_id']) else '—'}\n"
-    f"Wiki SCIM id:    {row['target_id'] if pd.notna(row['target_id']) else '—'}"
-)
-
-try:
-    # This user's rows only (cached per user): the full report matches every event in the store.
-    user_corr = ctx.report("correlation", user=picked).frame
-except Exception as exc:  # the rest of the page still answers without the wiki side
-    log.exception("correlation report failed")
-    st.warning(f"The Entra ↔ wiki correlation could not be computed ({type(exc).__name__}).")
-    user_corr = None
-verdict = latest_verdict(user_corr)
 
 cols = st.columns(4)
 with cols[0]:
@@ -92,13 +159,7 @@ with cols[1]:
 with cols[2]:
     ui.kpi("Last status", str(row["last_status"]) if pd.notna(row["last_status"]) else "—")
 with cols[3]:
-    ui.kpi(
-        "Entra ↔ wiki verdict",
-        verdict or "—",
-        "both_ok: Entra and the wiki agree; rejected_by_wiki: the wiki answered ≥ 400; "
-        "not_sent_to_wiki: Entra failed or skipped before calling the wiki; unmatched: Entra "
-        "reports success but no wiki request was found.",
-    )
+    ui.kpi("Wiki requests", f"{(diagnosis.get('wiki_answer') or {}).get('requests', 0):,}")
 
 st.subheader("Timeline")
 if events.empty:
@@ -120,12 +181,24 @@ else:
     )
     fig.update_traces(marker={"size": 12})
     fig.update_layout(height=260)
+    lo, hi = views.time_window(events["activity_at"].min(), events["activity_at"].max())
+    fig.update_xaxes(range=[lo, hi], tickformat="%b %d %H:%M")
     ui.chart(fig, "users_timeline")
 ui.table(
     events[[c for c in views.TIMELINE_EVENT_COLUMNS if c in events.columns]],
     "user-events",
     empty="No events.",
+    column_config={
+        "change_id": st.column_config.TextColumn("Change id", width="small"),
+    },
 )
+st.caption("Open one event's details (steps, troubleshooting, modified properties):")
+if not events.empty:
+    st.link_button(
+        "Open these events in the Events page",
+        views.link("events", user=subject),
+        icon=":material/list_alt:",
+    )
 
 left, right = st.columns(2)
 with left:
@@ -133,6 +206,7 @@ with left:
     ui.table(
         timeline.steps[["event_id", "position", "name", "step_type", "status", "description"]],
         "user-steps",
+        column_order=["position", "name", "status", "description", "step_type", "event_id"],
         empty="No steps recorded for these events.",
     )
 with right:
@@ -140,6 +214,7 @@ with right:
     ui.table(
         timeline.modified_properties[["event_id", "name", "old_value", "new_value"]],
         "user-modified-properties",
+        column_order=["name", "old_value", "new_value", "event_id"],
         empty="No attribute changes recorded for these events.",
     )
 
@@ -150,6 +225,13 @@ st.caption(
     "skipped before calling the wiki), unmatched (Entra reports success, no request found); "
     "wiki_only rows are requests about this user that no Entra event explains."
 )
+try:
+    # This user's rows only (cached per user): the full report matches every event in the store.
+    user_corr = ctx.report("correlation", user=picked).frame
+except Exception as exc:  # the rest of the page still answers without the wiki side
+    log.exception("correlation report failed")
+    st.warning(f"The Entra ↔ wiki correlation could not be computed ({type(exc).__name__}).")
+    user_corr = None
 ui.table(user_corr, "user-correlation", empty="No correlation rows for these events.")
 
 st.subheader("Wiki SCIM requests about this user")
@@ -159,19 +241,26 @@ wiki = data.user_wiki_requests(
 ui.table(
     wiki,
     "user-wiki-requests",
+    column_order=[
+        c
+        for c in (
+            "received_at",
+            "method",
+            "path",
+            "status_code",
+            "scim_type",
+            "detail",
+            "operation",
+            "user_name",
+            "latency_ms",
+            "resource_id",
+            "external_id",
+            "request_id",
+        )
+        if c in wiki.columns
+    ],
     empty="The wiki logged no SCIM request about this user (by SCIM id, externalId or userName).",
 )
-
-st.subheader("When will this user be provisioned?")
-# Off by default: it re-derives scope and throughput, which takes seconds on a large store.
-if st.toggle("Estimate it", key="users_when"):
-    when = (ctx.report("estimate", user=picked).data or {}).get("when_user") or {}
-    when_cols = st.columns([1, 3])
-    with when_cols[0]:
-        ui.kpi_time("Expected by", when.get("expected_by"))
-    with when_cols[1]:
-        st.caption("Why")
-        st.text(str(when.get("reason") or "—"))
 
 st.subheader("Support pack")
 st.caption(
@@ -181,13 +270,13 @@ st.caption(
 )
 inputs = data.load_inputs(ctx.store_path, ctx.version)
 filters, at = ctx.filters.to_filters(), data.now()
-name = f"provlens-support-{views.safe_file_part(picked)}"
+name = f"provlens-support-{views.safe_file_part(subject)}-{at.strftime('%Y-%m-%d')}"
 pack_cols = st.columns(2)
 with pack_cols[0]:
     st.download_button(
         "Download support pack (zip)",
         # Built only when clicked (it estimates when the user will be provisioned).
-        data=lambda: export.support_pack_zip(export.support_pack(inputs, picked, filters, at)),
+        data=lambda: export.support_pack_zip(export.support_pack(inputs, chosen, filters, at)),
         file_name=f"{name}.zip",
         mime="application/zip",
         type="primary",
@@ -198,7 +287,7 @@ with pack_cols[0]:
 with pack_cols[1]:
     st.download_button(
         "Download support pack (Excel)",
-        data=lambda: export.xlsx_bytes(export.support_pack(inputs, picked, filters, at)),
+        data=lambda: export.xlsx_bytes(export.support_pack(inputs, chosen, filters, at)),
         file_name=f"{name}.xlsx",
         mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         icon=":material/table_view:",

@@ -12,7 +12,7 @@ from ingest.errors import UsageError
 
 COMMAND = ("report",)
 HELP = "run a report (summary, cycles, users, failures, coverage, estimate ...) on the store"
-USER_REPORTS = ("users", "timeline", "estimate", "correlation")
+USER_REPORTS = ("users", "timeline", "estimate", "correlation", "diagnosis", "events")
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="a user's object id, UPN or name (users, timeline, estimate: when will X be ready)",
     )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a report parameter, e.g. `events --param change=<change id>` or "
+        "`--param cycle=<cycle id>` (repeatable)",
+    )
     add_filter_arguments(parser)
 
 
@@ -174,7 +182,12 @@ def run(args: argparse.Namespace, ctx) -> int:
     ):
         return _support_pack(args, ctx, filters)
     inputs = load_inputs(ctx.store(), spec.tables, filters)
-    params = {"user": args.user} if args.user else {}
+    params: dict[str, str] = {"user": args.user} if args.user else {}
+    for item in getattr(args, "param", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE, e.g. change=<change id>")
+        params[key.strip()] = value.strip()
     result = run_report(
         args.name, inputs, filters, include_noise=args.include_noise, now=ctx.now, **params
     )
