@@ -38,6 +38,7 @@ def _pages() -> list[st.Page]:
         page("overview.py", "Overview", ":material/dashboard:", default=True),
         page("cycles.py", "Cycles", ":material/timeline:"),
         page("users.py", "Users", ":material/person_search:"),
+        page("events.py", "Events", ":material/list_alt:"),
         page("failures.py", "Failures", ":material/error:"),
         page("coverage.py", "Coverage", ":material/filter_alt:"),
         page("estimate.py", "Estimate", ":material/schedule:"),
