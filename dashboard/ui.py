@@ -32,6 +32,16 @@ STATUS_COLORS = {
     "warning": "#f59e0b",
     "unknown": "#6b7280",
 }
+# Actions get their own hues (none of the status colours), so a colour means one thing per chart.
+ACTION_COLORS = {
+    "create": "#2563eb",
+    "update": "#0891b2",
+    "delete": "#7c3aed",
+    "disable": "#db2777",
+    "staged_delete": "#a16207",
+    "other": "#64748b",
+    "unknown": "#94a3b8",
+}
 KIND_COLORS = {"initial": "#7c3aed", "incremental": "#2563eb", "unknown": "#9ca3af"}
 
 

@@ -118,13 +118,17 @@ def relative(ts: Any, now: pd.Timestamp) -> str:
     minutes = round(abs(seconds) / 60)
     if minutes == 0:
         return "now"
-    if minutes < 60:
-        span = f"{minutes} min"
-    elif minutes < 48 * 60:
-        span = f"{minutes // 60} h {minutes % 60:02d} min"
-    else:
-        span = f"{minutes / 1440:.1f} days"
+    span = minutes_words(minutes)
     return f"in {span}" if seconds > 0 else f"{span} ago"
+
+
+def minutes_words(minutes: int) -> str:
+    """Return a number of minutes as `12 min`, `2 h 05 min` or `3.5 days`."""
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+    return f"{minutes / 1440:.1f} days"
 
 
 def local_and_utc(ts: Any, now: pd.Timestamp, tz: str | None) -> str:

@@ -309,6 +309,13 @@ REPORTS: dict[str, ReportSpec] = {
             noise=True,
         ),
         _spec(
+            "recent-failures",
+            "reports.recent_failures:build",
+            "The latest failures grouped by user and error code, with counts and first/last time.",
+            "rows",
+            _EVENT_TABLES,
+        ),
+        _spec(
             "job-status",
             "reports.job_status:build",
             "Per job: state, current or last cycle, scope, last and next run, quarantine, links.",

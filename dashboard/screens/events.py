@@ -127,7 +127,9 @@ with links[2]:
     if summary.get("change_id"):
         st.text(f"Link: events?change={summary['change_id']}")
 
-tabs = st.tabs(["Steps", "Troubleshooting & recommendation", "Modified properties", "Summary"])
+TAB_NAMES = ["Steps", "Troubleshooting & recommendation", "Modified properties", "Summary"]
+# A failed or skipped event opens on what to do about it, like the portal's pane.
+tabs = st.tabs(TAB_NAMES, default=TAB_NAMES[1] if status in ("failure", "skipped") else None)
 with tabs[0]:
     steps = pd.DataFrame(details.get("steps") or [])
     ui.table(

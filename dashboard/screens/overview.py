@@ -1,23 +1,135 @@
-"""Overview: KPIs, job state, events over time by action and status, latest failures."""
+"""Overview: a status header per job (like Entra's provisioning page), KPIs, events over time,
+and the latest failures grouped by user."""
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import data, ui, views
 from dashboard.sidebar import context
 from reports import overview
 
 ctx = context()
 ui.header("Overview", ctx, "Everything in the selected time range; noise is counted here.")
 
+now = data.now()
+tz = st.context.timezone
+with st.spinner("Reading job status…"):
+    status = ctx.report("job-status").frame
+
+STATE_BADGE = {
+    "Active": ("green", ":material/check_circle:"),
+    "Quarantine": ("red", ":material/report:"),
+    "Paused": ("orange", ":material/pause_circle:"),
+    "NotRun": ("gray", ":material/schedule:"),
+}
+
+
+def _when(value: object) -> str:
+    return views.local_and_utc(value, now, tz)
+
+
+def status_header(job: pd.Series) -> None:
+    """Draw one job's status panel: state, cycle + progress, scope, last/next run, links."""
+    with st.container(border=True, key=f"job_status_{job.name}"):
+        top = st.columns([3, 2])
+        with top[0]:
+            st.caption("Provisioning job")
+            st.text(f"{job['app']}  ·  {job['job_id']}")  # names from the data: plain text
+        with top[1]:
+            state = job["state"] if pd.notna(job["state"]) else "no status ingested"
+            color, icon = STATE_BADGE.get(str(state), ("gray", ":material/help:"))
+            st.badge(f"State: {state}", color=color, icon=icon)  # type: ignore[arg-type]
+            if pd.notna(job["schedule"]) and job["schedule"] != "Active":
+                st.badge(f"Schedule: {job['schedule']}", color="orange")
+        cols = st.columns(4)
+        with cols[0]:
+            label = "Current cycle" if job["cycle_running"] else "Last cycle"
+            st.caption(label)
+            if pd.isna(job["cycle_id"]):
+                st.text("—")
+            else:
+                st.text(f"{job['cycle_kind']} · {job['cycle_id']}")
+                fraction = float(job["progress"]) if pd.notna(job["progress"]) else None
+                done = f"{int(job['processed']):,}" if pd.notna(job["processed"]) else "?"
+                total = f"{int(job['total']):,}" if pd.notna(job["total"]) else "?"
+                text = (
+                    f"{100 * fraction:.0f} % complete · {done} of {total} objects"
+                    if fraction is not None
+                    else f"running · {done} objects so far"
+                )
+                st.progress(min(max(fraction or 0.0, 0.0), 1.0), text=text)
+        with cols[1]:
+            st.caption("In scope to date")
+            scope = job["objects_in_scope"]
+            entitled = job["count_entitled"]
+            st.text(
+                (f"{int(scope):,} users and groups" if pd.notna(scope) else "—")
+                + (f"\nEntra reports {int(entitled):,} entitled" if pd.notna(entitled) else "")
+            )
+        with cols[2]:
+            st.caption("Last run")
+            st.text(_when(job["last_run_at"]))
+        with cols[3]:
+            st.caption("Next run")
+            if pd.notna(job["overdue_min"]):
+                late = views.minutes_words(int(job["overdue_min"]))
+                st.error(f"Overdue by {late}", icon=":material/alarm:")
+                st.text(f"was due {_when(job['next_run_at'])}")
+            else:
+                st.text(_when(job["next_run_at"]))
+        if pd.notna(job["quarantine_began"]):
+            st.error(
+                "In quarantine since "
+                + _when(job["quarantine_began"])
+                + ". Reason: "
+                + views.md_escape(job["quarantine_reason"] or "not given")
+                + ". Next attempt: "
+                + _when(job["quarantine_next_attempt"]),
+                icon=":material/report:",
+            )
+        if pd.notna(job["provisioning_url"]):
+            st.caption("In the Microsoft Entra admin center (opens a new tab):")
+        links = st.columns(4)
+        if pd.notna(job["provisioning_url"]):
+            with links[0]:
+                st.link_button(
+                    "Provisioning", job["provisioning_url"], icon=":material/open_in_new:"
+                )
+            with links[1]:
+                st.link_button("Provisioning logs", job["logs_url"], icon=":material/open_in_new:")
+            with links[2]:
+                st.link_button(
+                    "Provision on demand",
+                    job["on_demand_url"],
+                    icon=":material/open_in_new:",
+                )
+        if pd.notna(job["cycle_id"]):
+            with links[3]:
+                st.link_button(
+                    "This cycle's events",
+                    views.link("events", cycle=job["cycle_id"]),
+                    icon=":material/list_alt:",
+                )
+
+
+if status is None or status.empty:
+    st.info("No provisioning job seen yet (no events with a job id, no job status ingested).")
+else:
+    st.caption(
+        f"Times in UTC and in your browser's time zone ({tz or 'unknown'}); "
+        f"“ago” and “in” are relative to {ui.fmt_time(now)}."
+    )
+    for _, job in status.iterrows():
+        status_header(job)
+
 jobs = data.job_states(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)
 risk = ctx.report("quarantine-risk").frame
 kpi = overview.kpis(ctx.report("summary").data or {}, ctx.report("cycles").frame, jobs, risk)
-quarantined = overview.quarantined_jobs(jobs)
 
-cols = st.columns(4)
+cols = st.columns(6)
 with cols[0]:
     ui.kpi("Events", f"{kpi['events']:,}", "Provisioning log records.")
 with cols[1]:
@@ -26,48 +138,31 @@ with cols[2]:
     ui.kpi("Failures", f"{kpi['failures']:,}", "Events with status failure.")
 with cols[3]:
     ui.kpi("Objects", f"{kpi['source_objects']:,}", "Distinct source users and groups.")
-
-cols = st.columns(4)
-with cols[0]:
-    if kpi["job_state"] is None:
-        ui.kpi("Job state", "—", "No job status ingested (provlens ingest graph / file).")
-    else:
-        ui.kpi("Job state", kpi["job_state"], f"Latest snapshot of {kpi['jobs']} job(s).")
-with cols[1]:
+with cols[4]:
+    ui.kpi("Cycles", f"{kpi['cycles']:,}", "Distinct provisioning cycles.")
+with cols[5]:
     ui.kpi(
         "Quarantine risk",
         kpi["quarantine_risk"],
         "Outstanding failures against Entra's documented escrow thresholds (from 5,000 "
         "failures: more than 40 % failing, or 40,000 / 60,000 failures); see the table below.",
-        note=f"{kpi['jobs_quarantined']} job(s) quarantined now",
+        note=f"{kpi['jobs_quarantined']} quarantined",
     )
-with cols[2]:
-    started = kpi["last_cycle_started_at"]
-    ui.kpi(
-        "Last cycle",
-        ui.fmt_duration(kpi["last_cycle_duration_s"]),
-        "Duration from the cycle's first to its last event.",
-        note=None if started is None else f"started {ui.fmt_time(started)}",
-    )
-with cols[3]:
-    ui.kpi("Cycles", f"{kpi['cycles']:,}", "Distinct provisioning cycles.")
-
-if not quarantined.empty:
-    st.error("A job is in quarantine — Entra has slowed or stopped provisioning for it.")
-    ui.table(quarantined, "quarantined-jobs")
 
 if risk is not None and not risk.empty:
     with st.expander("Jobs: failures against the quarantine thresholds"):
         ui.table(risk, "quarantine-risk")
 
 st.subheader("Events over time")
-by = st.segmented_control(
-    "Colour by",
-    ["status", "action"],
-    default="status",
-    key="overview_by",
-    label_visibility="collapsed",
-)
+opts = st.columns([2, 1])
+with opts[0]:
+    by = st.segmented_control(
+        "Colour by",
+        ["status", "action"],
+        default="status",
+        key="overview_by",
+        label_visibility="collapsed",
+    )
 by = by or "status"
 series = data.event_counts(
     str(ctx.store_path), ctx.version, ctx.filters.key(), by, None, ctx.filters
@@ -75,17 +170,50 @@ series = data.event_counts(
 if series.empty:
     st.info("No events in the selected range.")
 else:
+    peak = float(series["count"].max())
+    typical = float(series["count"].median())
+    with opts[1]:
+        # The initial cycle dwarfs the incremental ones: a log axis keeps both readable.
+        log_y = st.toggle(
+            "Log scale",
+            value=peak > 10 * max(typical, 1),
+            key="overview_log",
+            help="On by default when one period (usually the initial cycle) is more than ten "
+            "times the typical one.",
+        )
     fig = px.bar(
         series,
         x="bucket",
         y="count",
         color=by,
-        color_discrete_map=ui.STATUS_COLORS if by == "status" else None,
+        color_discrete_map=ui.STATUS_COLORS if by == "status" else ui.ACTION_COLORS,
         labels={"bucket": "Time (UTC)", "count": "Events", by: by.capitalize()},
+        log_y=log_y,
+        text="count" if len(series) <= 60 else None,
     )
+    fig.update_traces(textposition="outside", cliponaxis=False)
     fig.update_layout(bargap=0.05)
+    fig.update_yaxes(title="Events (log scale)" if log_y else "Events")
     ui.chart(fig, "overview_events")
 
-st.subheader("Latest failures")
-latest = data.latest_failures(str(ctx.store_path), ctx.version, ctx.filters.key(), 20, ctx.filters)
-ui.table(latest, "latest-failures", empty="No failures in the selected range.")
+st.subheader("Latest failures, by user")
+st.caption(
+    "One row per user and error code (Entra retries a failed user every cycle). "
+    "Click a row to open the user."
+)
+latest = ctx.report("recent-failures").frame
+event = ui.table(
+    latest,
+    "latest-failures",
+    empty="No failures in the selected range.",
+    column_config={
+        "service_principal_name": st.column_config.TextColumn("App"),
+        "failures": st.column_config.NumberColumn("Failures", format="%d"),
+    },
+    select=True,
+)
+picked = ui.selected_row(event, latest)
+if picked is not None:
+    st.switch_page(
+        "screens/users.py", query_params={"user": str(picked["source_upn"] or picked["source_id"])}
+    )
