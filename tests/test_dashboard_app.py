@@ -69,28 +69,68 @@ def report(name: str, inputs: Inputs, **kw):
 def test_overview_kpis_equal_summary_and_job_state(env: Path, inputs: Inputs) -> None:
     at = _app()
     summary = report("summary", inputs).data
-    cycles = report("cycles", inputs).frame
     m = metrics(at)
     assert m["Events"] == f"{summary['events']:,}" == "12"
     assert m["Success rate"] == f"{100 * summary['success_rate']:.1f} %"
     assert m["Failures"] == str(sum(summary["failures_by_error_code"].values())) == "3"
     assert m["Objects"] == str(summary["source_objects"])
-    assert m["Job state"] == "Active"
     risk = report("quarantine-risk", inputs).frame
     assert m["Quarantine risk"] == risk.iloc[0]["risk"] == "low"
     tile = next(x for x in at.metric if x.label == "Quarantine risk")
-    assert tile.delta == "0 job(s) quarantined now"
-    assert m["Last cycle"] == "10.0 min"
-    last = next(x for x in at.metric if x.label == "Last cycle")
-    assert last.delta == "started " + cycles.iloc[-1]["started_at"].strftime("%Y-%m-%d %H:%M UTC")
+    assert tile.delta == "0 quarantined"
     assert m["Cycles"] == str(summary["cycles"]) == "3"
     latest = frames(at)[-1]
-    assert list(latest["error_code"]) == [
+    grouped = report("recent-failures", inputs).frame
+    # One row per user and error code, not one per retry.
+    assert list(latest["error_code"]) == list(grouped["error_code"]) == [
         "SystemForCrossDomainIdentityManagementServiceIncompatible",
         "TheOrgWikiEntryConflict",
-        "TheOrgWikiEntryConflict",
     ]
+    assert list(latest["failures"]) == list(grouped["failures"]) == [1, 2]
     assert charts(at), "events-over-time chart missing"
+
+
+def test_overview_status_header_equals_job_status_report(env: Path, inputs: Inputs) -> None:
+    at = _app()
+    job = report("job-status", inputs).frame.iloc[0]
+    texts = [t.value for t in at.text]
+    assert f"{job['app']}  ·  {job['job_id']}" in texts
+    assert f"{job['cycle_kind']} · {job['cycle_id']}" in texts
+    assert job["state"] == "Active"
+    assert any("State: Active" in md.value for md in at.markdown)
+    # The fixture's last cycle ended 2026-11-20 08:10; 40 min later it was due: at 09:00 next
+    # day it is 24 h 10 min overdue.
+    assert job["overdue_min"] == 24 * 60 + 10
+    assert any(e.value == "Overdue by 24 h 10 min" for e in at.error)
+    assert f"{int(job['objects_in_scope'])} users and groups\nEntra reports 7 entitled" in texts
+    links = {b.proto.label: b.proto.url for b in at.get("link_button")}
+    assert links["Provisioning"] == job["provisioning_url"]
+    assert links["Provisioning"].endswith(f"/ProvisioningActivity/objectId/{fx.SP}")
+    assert links["This cycle's events"] == "events?cycle=cycle-3"
+
+
+def test_events_page_finds_a_change_and_shows_its_details(env: Path, inputs: Inputs) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("screens/events.py")
+    at.query_params["change"] = "ch-009"
+    at.run()
+    assert not at.exception, [(e.value, e.stack_trace) for e in at.exception]
+    expected = report("events", inputs, change="ch-009")
+    log = frames(at)[0]
+    assert list(log["id"]) == list(expected.frame["id"]) == ["ev-009"]
+    details = expected.data["details"]
+    assert details["troubleshooting"]["error_code"] == "TheOrgWikiEntryConflict"
+    texts = [t.value for t in at.text]
+    assert details["troubleshooting"]["recommended_action"] in texts
+    assert details["troubleshooting"]["fix_owner"] in texts
+    assert "create · failure · Katherine Johnson → TheOrgWiki" in texts
+    # A cycle link lists that cycle's events, newest first.
+    at.text_input(key="events_change").set_value("").run()
+    at.text_input(key="events_cycle").set_value("cycle-2").run()
+    cycle = report("events", inputs, cycle="cycle-2").frame
+    assert list(frames(at)[0]["id"]) == list(cycle["id"])
+    assert at.query_params["cycle"] == "cycle-2" and "change" not in at.query_params
 
 
 def test_sidebar_filters_change_the_numbers(env: Path, inputs: Inputs) -> None:

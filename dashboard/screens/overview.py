@@ -39,11 +39,15 @@ def status_header(job: pd.Series) -> None:
             st.caption("Provisioning job")
             st.text(f"{job['app']}  ·  {job['job_id']}")  # names from the data: plain text
         with top[1]:
-            state = job["state"] if pd.notna(job["state"]) else "no status ingested"
-            color, icon = STATE_BADGE.get(str(state), ("gray", ":material/help:"))
-            st.badge(f"State: {state}", color=color, icon=icon)  # type: ignore[arg-type]
+            state = str(job["state"]) if pd.notna(job["state"]) else None
+            if state in STATE_BADGE:
+                # st.badge is Markdown: only the known states (fixed words) go into one.
+                color, icon = STATE_BADGE[state]
+                st.badge(f"State: {state}", color=color, icon=icon)  # type: ignore[arg-type]
+            else:
+                st.text(f"State: {state or 'no job status ingested'}")
             if pd.notna(job["schedule"]) and job["schedule"] != "Active":
-                st.badge(f"Schedule: {job['schedule']}", color="orange")
+                st.text(f"Schedule: {job['schedule']}")
         cols = st.columns(4)
         with cols[0]:
             label = "Current cycle" if job["cycle_running"] else "Last cycle"
