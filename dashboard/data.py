@@ -268,3 +268,14 @@ def user_wiki_requests(
     """Return the wiki's SCIM requests about one user's objects (reports.export)."""
     events = user_timeline(path, version, filter_key, user, _filters).events
     return export.wiki_requests_for(load_inputs(Path(path), version), events)
+
+
+@st.cache_resource(ttl=TTL, show_spinner="Flattening events…", max_entries=4)
+def events_flat(
+    path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
+) -> pd.DataFrame:
+    """Return the filtered events with steps and modified properties as text (`events_flat`)."""
+    inputs = _filters.to_filters().apply_inputs(
+        load_inputs(Path(path), version, ("events", "steps", "modified_properties"))
+    )
+    return export.flat_events(inputs)

@@ -397,3 +397,62 @@ def support_pack_zip(pack: Mapping[str, pd.DataFrame]) -> bytes:
             zf.writestr(f"{name}.csv", csv_bytes(frame))
             zf.writestr(f"{name}.json", json_bytes(frame))
     return buf.getvalue()
+
+
+def rounded(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Return ``frame`` with float cells rounded to ``digits`` decimals (text and ints untouched).
+
+    Also rounds floats held in object columns (an object's key/value frame), so 48.4952399999
+    reads 48.495 in a preview and a download.
+    """
+    out = frame.copy()
+    for name in out.columns:
+        s = out[name]
+        if pd.api.types.is_float_dtype(s.dtype):
+            out[name] = s.round(digits)
+        elif s.dtype == object:
+            out[name] = s.map(
+                lambda v: round(v, digits) if isinstance(v, float) and math.isfinite(v) else v
+            )
+    return out
+
+
+def rounded_result(result: ReportResult, digits: int = 3) -> ReportResult:
+    """Return a result whose frame and object have their floats rounded to ``digits``."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, float) and math.isfinite(value):
+            return round(value, digits)
+        if isinstance(value, Mapping):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return ReportResult(
+        frame=None if result.frame is None else rounded(result.frame, digits),
+        data=None if result.data is None else walk(result.data),
+        hidden_noise=result.hidden_noise,
+    )
+
+
+def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` safe for an Arrow-backed table view: mixed object columns become text."""
+    out = frame.copy()
+    for name in out.columns:
+        s = out[name]
+        if s.dtype == object:
+            kinds = {type(v) for v in s.dropna()}
+            if len(kinds) > 1 or (kinds and not kinds <= {str}):
+                out[name] = s.map(
+                    lambda v: (
+                        None
+                        if v is None or (isinstance(v, float) and not math.isfinite(v))
+                        else (
+                            orjson.dumps(jsonable(v)).decode()
+                            if isinstance(v, (list, dict, tuple))
+                            else str(v)
+                        )
+                    )
+                ).astype("object")
+    return out

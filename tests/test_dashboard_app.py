@@ -82,10 +82,14 @@ def test_overview_kpis_equal_summary_and_job_state(env: Path, inputs: Inputs) ->
     latest = frames(at)[-1]
     grouped = report("recent-failures", inputs).frame
     # One row per user and error code, not one per retry.
-    assert list(latest["error_code"]) == list(grouped["error_code"]) == [
-        "SystemForCrossDomainIdentityManagementServiceIncompatible",
-        "TheOrgWikiEntryConflict",
-    ]
+    assert (
+        list(latest["error_code"])
+        == list(grouped["error_code"])
+        == [
+            "SystemForCrossDomainIdentityManagementServiceIncompatible",
+            "TheOrgWikiEntryConflict",
+        ]
+    )
     assert list(latest["failures"]) == list(grouped["failures"]) == [1, 2]
     assert charts(at), "events-over-time chart missing"
 
@@ -290,10 +294,35 @@ def test_export_page_previews_the_report(env: Path, inputs: Inputs) -> None:
     failures = report("failures", inputs).frame
     preview = frames(at)[0]
     assert list(preview["error_code"]) == list(failures["error_code"])
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download CSV", "Download JSON", "Download Excel (XLSX)"]
     at.selectbox(key="export_report").set_value("summary").run()
+    assert not at.exception
     preview = frames(at)[0]
     row = preview.set_index("key").loc["events", "value"]
     assert int(row) == 12
+    # events_flat is offered, with the same rows as the CLI's `provlens export events_flat`.
+    from reports.export import flat_events
+
+    at.selectbox(key="export_report").set_value("events_flat").run()
+    assert not at.exception
+    flat = frames(at)[0]
+    assert list(flat["id"]) == list(flat_events(inputs)["id"])
+    assert "steps" in flat.columns
+
+
+def test_export_rounds_figures() -> None:
+    from reports import ReportResult
+    from reports.export import render, rounded_result
+
+    raw = ReportResult(
+        frame=pd.DataFrame({"rate": [48.495239999999995]}),
+        data={"estimate_minutes_p50": 48.495239999999995, "nested": {"x": 1.23456}},
+    )
+    out = rounded_result(raw)
+    assert out.frame is not None and out.frame["rate"].tolist() == [48.495]
+    assert out.data == {"estimate_minutes_p50": 48.495, "nested": {"x": 1.235}}
+    assert b"48.495," not in render("r", out, "csv") and b"48.495" in render("r", out, "csv")
 
 
 def test_empty_store_shows_guidance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,7 +50,15 @@ def e2e_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the file the e2e Streamlit server's terminal output goes to."""
+    return tmp_path_factory.mktemp("log") / "streamlit.log"
+
+
+@pytest.fixture(scope="session")
+def server(
+    e2e_store: Path, server_log: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Start `streamlit run --server.headless true` on a free port; yield its base URL."""
     port = _free_port()
     env = dict(os.environ)
@@ -60,7 +68,7 @@ def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         PYTHONPATH=str(ROOT),
         HOME=str(tmp_path_factory.mktemp("home")),  # no ~/.streamlit secrets leak in
     )
-    log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("wb")
+    log = server_log.open("wb")
     proc = subprocess.Popen(
         # The command line `provlens dashboard` uses, with file watching off and full errors.
         [
