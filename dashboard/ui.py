@@ -270,3 +270,25 @@ def kpi_time(label: str, ts: Any, help: str | None = None) -> None:
         return
     t = pd.Timestamp(ts).tz_convert("UTC")
     kpi(label, t.strftime("%H:%M UTC"), help, note=t.strftime("%a %Y-%m-%d"))
+
+
+def with_link(
+    frame: pd.DataFrame | None, label: str, page: str, param: str, *sources: str
+) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """Return ``frame`` with a first column ``open`` linking each row to its subject's page.
+
+    The link is ``<page>?<param>=<first non-empty of sources>`` (e.g. ``users?user=<UPN>``), a
+    URL that can go into a ticket; the column config shows it as ``label``.
+    """
+    if frame is None or frame.empty:
+        return frame, {}
+    value = pd.Series(pd.NA, index=frame.index, dtype="object")
+    for source in sources:
+        if source in frame.columns:
+            value = value.fillna(frame[source].astype("object").where(frame[source].notna()))
+    links = value.map(lambda v: views.link(page, **{param: v}), na_action="ignore")
+    out = frame.assign(open=links)
+    out = out[["open", *[c for c in frame.columns if c != "open"]]]
+    return out, {
+        "open": st.column_config.LinkColumn("Open", display_text=label, width="small"),
+    }

@@ -213,3 +213,16 @@ def time_window(first: Any, last: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
     lo, hi = pd.Timestamp(first), pd.Timestamp(last)
     pad = max(pd.Timedelta(hours=1), (hi - lo) * 0.05)
     return lo - pad, hi + pad
+
+
+def app_labels(frame: pd.DataFrame, apps: dict[str, str], with_job: bool = False) -> pd.Series:
+    """Return each row's app name (from the sidebar's choices); ``with_job`` adds `· <job>`."""
+    sp = frame["service_principal_id"].astype("object")
+    name = sp.map(lambda v: apps.get(str(v), str(v)) if pd.notna(v) else None)
+    job = (
+        frame["job_id"]
+        .astype("object")
+        .map(lambda j: short_id(str(j), 12) if pd.notna(j) else "(no job id)")
+    )
+    name = name.where(name.notna(), job)
+    return (name + " · " + job) if with_job else name

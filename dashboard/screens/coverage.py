@@ -72,8 +72,17 @@ tabs = st.tabs([f"{v} ({counts[v]:,})" for v in VERDICTS])
 for tab, verdict in zip(tabs, VERDICTS, strict=True):
     with tab:
         st.caption(VERDICT_HELP[verdict])
-        ui.table(
+        linked, link_config = ui.with_link(
             coverage[coverage["verdict"] == verdict].reset_index(drop=True),
+            "user →",
+            "users",
+            "user",
+            "upn",
+            "principal_id",
+        )
+        ui.table(
+            linked,
             f"coverage-{verdict}",
+            column_config=link_config,
             empty=f"No user has verdict {verdict}.",
         )

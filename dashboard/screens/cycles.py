@@ -27,7 +27,10 @@ plot = cycles.assign(
     duration_min=cycles["duration_s"].astype("float64") / 60,
     gap_min=cycles["gap_before_s"].astype("float64") / 60,
     objects_per_min_f=cycles["objects_per_min"].astype("float64"),
-    job=cycles["job_id"].fillna("(no job id)").map(views.short_id).map(views.plot_escape),
+    # The app's name, as people know it; the job id only when an app has several jobs.
+    job=views.app_labels(
+        cycles, ctx.options.apps, with_job=len(ctx.options.jobs) > len(ctx.options.apps)
+    ).map(views.plot_escape),
     cycle_id=cycles["cycle_id"].map(views.plot_escape, na_action="ignore"),
 )
 
@@ -68,13 +71,13 @@ fig = px.timeline(
         "ended_at": True,
     },
     labels={
-        "job": "Job",
+        "job": "App",
         "kind": "Kind",
         "duration_min": "Duration (minutes)",
         "started_at": "Start (UTC)",
     },
 )
-fig.update_yaxes(title="Job")
+fig.update_yaxes(title="App")
 fig.update_xaxes(title="Time (UTC)")
 ui.chart(fig, "cycles_timeline")
 
@@ -94,11 +97,18 @@ with left:
         },
     )
     fig.update_traces(mode="lines+markers")
+    durations = plot["duration_min"].dropna()
+    if len(durations) > 1 and durations.max() > 20 * max(durations.median(), 1 / 60):
+        # The initial cycle is many times an incremental one: a log axis shows both.
+        fig.update_yaxes(type="log", title="Duration (minutes, log scale)")
     ui.chart(fig, "cycles_duration")
 with right:
     st.subheader("Throughput per cycle")
+    # A rate measured over a few seconds says nothing: cycles under a minute are left out.
+    measured = plot.dropna(subset=["objects_per_min_f"]).loc[lambda f: f["duration_min"] >= 1]
+    st.caption(f"{len(measured)} of {len(plot)} cycles last a minute or more and are shown.")
     fig = px.scatter(
-        plot.dropna(subset=["objects_per_min_f"]),
+        measured,
         x="started_at",
         y="objects_per_min_f",
         color="kind",
@@ -131,4 +141,5 @@ else:
     ui.chart(fig, "cycles_gaps")
 
 st.subheader("All cycles")
-ui.table(cycles, "cycles")
+linked, link_config = ui.with_link(cycles, "events →", "events", "cycle", "cycle_id")
+ui.table(linked, "cycles", column_config=link_config)

@@ -91,7 +91,15 @@ else:
     ui.chart(fig, "failures_trend")
 
     st.subheader("Affected users")
-    ui.table(affected, "affected-users", empty="No user has a failure in the selected range.")
+    linked, link_config = ui.with_link(
+        affected, "user →", "users", "user", "source_upn", "source_id"
+    )
+    ui.table(
+        linked,
+        "affected-users",
+        column_config=link_config,
+        empty="No user has a failure in the selected range.",
+    )
 
 st.subheader("Skip reasons")
 skips = ctx.report("skips")
