@@ -7,6 +7,8 @@ Figures are rounded to 3 decimals; file names carry the subject and the date:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from dashboard import data, ui, views
@@ -82,11 +84,18 @@ FORMATS = (
         ":material/table_view:",
     ),
 )
+
+
+def _renderer(fmt: str) -> Callable[[], bytes]:
+    """Return a callable building the file only when its button is clicked."""
+    return lambda: export.render(name, full, fmt, shape)
+
+
 for col, (fmt, label, mime, icon) in zip(cols, FORMATS, strict=True):
     with col:
         st.download_button(
             label,
-            data=lambda fmt=fmt: export.render(name, full, fmt, shape),
+            data=_renderer(fmt),
             file_name=f"{stem}.{fmt}",
             mime=mime,
             type="primary" if fmt == "csv" else "secondary",
