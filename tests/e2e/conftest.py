@@ -9,10 +9,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dashboard import launch
+from ingest.store import Store
+from reports import Inputs
 from tests.e2e import fixture_data as fx
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -118,3 +121,20 @@ def screenshots() -> Path:
     """Return the (git-ignored) folder screenshots are saved to."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+@pytest.fixture(scope="module")
+def inputs(e2e_store: Path) -> Inputs:
+    store = Store(e2e_store)
+    return Inputs(**{t: store.read(t) for t in Inputs.__dataclass_fields__})
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any) -> Any:
+    context = browser.new_context(viewport={"width": 1440, "height": 1100})
+    pg = context.new_page()
+    dialogs: list[str] = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.dialogs = dialogs
+    yield pg
+    context.close()

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from ingest.store import Store
 from reports import Inputs, run_report
 from tests.e2e import fixture_data as fx
 
@@ -20,6 +19,7 @@ PAGES = {
     "": "Overview",
     "cycles": "Cycles",
     "users": "Users",
+    "events": "Events",
     "failures": "Failures",
     "coverage": "Coverage",
     "estimate": "Estimate",
@@ -35,23 +35,6 @@ FIGURES_JS = """
     base: t.base ? Array.from(t.base) : []
   })))
 """
-
-
-@pytest.fixture(scope="module")
-def inputs(e2e_store: Path) -> Inputs:
-    store = Store(e2e_store)
-    return Inputs(**{t: store.read(t) for t in Inputs.__dataclass_fields__})
-
-
-@pytest.fixture(scope="module")
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport={"width": 1440, "height": 1100})
-    pg = context.new_page()
-    dialogs: list[str] = []
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.dialogs = dialogs
-    yield pg
-    context.close()
 
 
 def _open(page: Any, server: str, path: str, title: str) -> None:
@@ -125,10 +108,9 @@ def test_every_page_renders_with_figures_matching_the_store(
 
     _open(page, server, "users", "Users")
     figs = _check_page(page, screenshots, "users")
-    # The default pick is the most recently active user; its timeline has one point per event.
-    first = _report("users", inputs).frame.iloc[0]
-    tl = _report("timeline", inputs, user=first["source_id"]).frame
-    assert sum(len(t["x"]) for t in figs[0]) == len(tl)
+    # Nothing is picked until the viewer picks: no timeline yet, a prompt instead.
+    assert figs == []
+    assert page.get_by_text("Pick a user").count() == 1
 
     _open(page, server, "failures", "Failures")
     figs = _check_page(page, screenshots, "failures")
