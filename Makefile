@@ -9,15 +9,21 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test setup lint bench browser clean
 
 $(STAMP): pyproject.toml requirements.lock
+	@echo "provlens setup 1/4: creating the virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "provlens setup 2/4: upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	@echo "provlens setup 3/4: installing the pinned dependencies (requirements.lock; a few minutes the first time)"
+	$(BIN)/python -m pip install --progress-bar on -r requirements.lock
+	@echo "provlens setup 4/4: installing provlens itself"
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+	@echo "provlens setup done."
 
 setup: $(STAMP)
 
 demo: setup
+	@echo "provlens demo: generating a demo tenant and ingesting it (about a minute)..."
 	$(BIN)/provlens demo
 
 browser:

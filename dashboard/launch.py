@@ -87,7 +87,6 @@ def command(port: int, address: str) -> list[str]:
         "--client.toolbarMode=minimal",
         "--client.showErrorDetails=type",
         "--runner.magicEnabled=false",
-        "--theme.base=light",
         "--theme.primaryColor=#2563eb",
     ]
 

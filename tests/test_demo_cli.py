@@ -33,10 +33,18 @@ def test_demo_into_given_store_prints_it_and_is_idempotent(tmp_path: Path, capsy
         "--no-dashboard",
     ]
     assert main(argv) == 0
-    out = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
     assert out == [str(store)]
     raw = store / "raw"
     truth = json.loads((raw / "scenario.json").read_text())
+    # A person reads a summary on stderr: what was built, where, a CLI example, how to view it.
+    err = captured.err
+    assert "provlens demo ready" in err
+    assert f"150 users, {truth['events']['total']:,} provisioning events" in err
+    assert f"  store:  {store}" in err
+    assert f"provlens --store {store} report failures" in err
+    assert f"provlens --store {store} dashboard" in err
     # --now is floored to the hour: the data window ends there.
     assert truth["window"]["end"].startswith("2026-11-20T10:00:00")
     assert truth["scenario"]["users"] == 150

@@ -53,6 +53,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def summary(
+    users: int,
+    events: int,
+    requests: int,
+    days: int,
+    store: Path,
+    raw: Path,
+    port: int | None,
+) -> str:
+    """Return what the demo built, where, one CLI example, and how to open and stop it."""
+    lines = [
+        "",
+        "provlens demo ready",
+        f"  built:  Contoso (demo) -> TheOrgWiki: {users:,} users, {events:,} provisioning "
+        f"events, {requests:,} wiki SCIM requests over {days} days",
+        f"  store:  {store}",
+        f"  raw:    {raw}",
+        f"  try:    provlens --store {store} report failures",
+    ]
+    if port is not None:
+        lines += [
+            f"  open:   http://localhost:{port}  (starting now; Ctrl+C stops it)",
+            "",
+        ]
+    else:
+        lines += [f"  view:   provlens --store {store} dashboard", ""]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Generate and ingest the demo, print the store path, then serve the dashboard."""
     from demo.run import build, demo_store_path, end_of_window
@@ -89,6 +118,18 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     log.info("demo: raw files in %s", result.raw_dir)
     print(store_path)  # the one line scripts read: where the demo store is
     sys.stdout.flush()
+    print(
+        summary(
+            args.users,
+            result.truth["events"]["total"],
+            result.truth["wiki"]["requests"],
+            args.days,
+            store_path,
+            result.raw_dir,
+            None if args.no_dashboard else args.port,
+        ),
+        file=sys.stderr,
+    )
     if args.no_dashboard:
         return 0
     from dashboard.launch import run as launch
