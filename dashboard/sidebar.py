@@ -69,7 +69,7 @@ def _freshness(info: dict) -> None:
         st.caption("Store: not created yet")
         return
     st.caption("Store")
-    st.code(info.get("path", ""), language=None)
+    st.code(info.get("path", ""), language=None, wrap_lines=True)
     last = info.get("last_ingest") or {}
     lines = []
     for source, entry in sorted(last.items()):

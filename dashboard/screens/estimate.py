@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import ui
+from dashboard import data, ui, views
 from dashboard.sidebar import context
 from reports.estimate import cycle_progress, scale_estimate
 
@@ -79,6 +79,14 @@ with cols[3]:
     )
 
 rate = est.get("observed_objects_per_min")
+if not est.get("cycles_observed") and (
+    ctx.filters.since is not None or ctx.filters.until is not None
+):
+    st.warning(
+        "No measured cycle in the selected dates, so there is no observed estimate: widen the "
+        "time range in the sidebar (the estimate needs cycles with at least 20 events).",
+        icon=":material/date_range:",
+    )
 st.caption(
     "Observed throughput: "
     + (f"{rate:,.1f} objects per minute." if rate else "not enough cycles with events to measure.")
@@ -137,6 +145,18 @@ else:
 
 st.subheader("Next incremental cycle")
 nxt = base.get("next_incremental_at")
+now = data.now()
+late_jobs = ctx.report("job-status").frame
+late_jobs = late_jobs.loc[late_jobs["overdue_min"].notna()] if late_jobs is not None else None
+if late_jobs is not None and not late_jobs.empty:
+    for _, job in late_jobs.iterrows():
+        st.error(
+            f"Overdue by {views.minutes_words(int(job['overdue_min']))}: {job['app']} "
+            f"({job['job_id']}) was due "
+            f"{views.local_and_utc(job['next_run_at'], now, st.context.timezone)} "
+            "and no cycle has been seen since. Check the job's state on the Overview.",
+            icon=":material/alarm:",
+        )
 inc_p50 = base.get("incremental_minutes_p50")
 next_cols = st.columns(3)
 with next_cols[0]:
@@ -145,6 +165,7 @@ with next_cols[0]:
         nxt,
         "The last cycle's end (or the running cycle's ETA) plus the job's schedule interval.",
     )
+    st.caption(views.relative(nxt, now) if nxt is not None else "")
 with next_cols[1]:
     interval = base.get("interval_s")
     ui.kpi("Schedule interval", ui.fmt_duration(interval))

@@ -75,49 +75,67 @@ fig.update_traces(marker={"size": 9})
 fig.update_yaxes(rangemode="tozero")
 # One layout update, not add_vrect per cycle: that revalidates the figure each call (minutes
 # for a few hundred cycles).
-fig.update_layout(shapes=views.cycle_bands(cycles["period_start"], cycles["period_end"]))
+# Short incremental cycles are widened to a visible sliver (hover keeps the real times).
+if len(cycles):
+    sliver = views.min_bar(cycles["period_start"].min(), cycles["period_end"].max())
+    ends = cycles["period_end"].where(
+        cycles["period_end"] - cycles["period_start"] >= sliver, cycles["period_start"] + sliver
+    )
+    fig.update_layout(shapes=views.cycle_bands(cycles["period_start"], ends))
 ui.chart(fig, "scim_rate")
 
 left, right = st.columns(2)
 with left:
-    st.subheader("Latency percentiles per minute")
+    st.subheader("Latency per hour (p50 and p95)")
+    hours = ctx.report("scim-traffic", granularity="hour").frame
+    hours = hours if hours is not None else minutes.iloc[0:0]
     fig = go.Figure()
     for col, name, color in (
-        ("latency_p50_ms", "p50", "#2563eb"),
+        ("latency_p50_ms", "p50 (median)", "#2563eb"),
         ("latency_p95_ms", "p95", "#f59e0b"),
-        ("latency_p99_ms", "p99", "#dc2626"),
     ):
         fig.add_trace(
             go.Scatter(
-                x=minutes["period_start"],
-                y=minutes[col].astype("float64"),
+                x=hours["period_start"],
+                y=hours[col].astype("float64"),
                 name=name,
-                mode="markers",
-                marker={"size": 8},
-                line={"color": color},
+                mode="lines+markers" if len(hours) <= 48 else "lines",
+                line={"color": color, "width": 2},
+                connectgaps=False,
             )
         )
-    fig.update_layout(xaxis_title="Time (UTC)", yaxis_title="Latency (ms)")
+    fig.update_layout(xaxis_title="Hour (UTC)", yaxis_title="Latency (ms)")
     fig.update_yaxes(rangemode="tozero")
     ui.chart(fig, "scim_latency")
 with right:
     st.subheader("Requests and 429s per Entra cycle")
     fig = go.Figure()
-    for col, name, color, size in (
-        ("requests", "Requests", "#60a5fa", 8),
-        ("throttled_429", "429 throttled", "#7c3aed", 11),
-    ):
-        fig.add_trace(
-            go.Scatter(
-                x=cycles["period_start"],
-                y=cycles[col],
-                name=name,
-                mode="markers",
-                marker={"color": color, "size": size},
-            )
+    fig.add_trace(
+        go.Bar(
+            x=cycles["period_start"],
+            y=cycles["requests"],
+            name="Requests",
+            marker={"color": "#60a5fa"},
         )
-    fig.update_layout(xaxis_title="Cycle start (UTC)", yaxis_title="Requests in the cycle")
-    fig.update_yaxes(rangemode="tozero")
+    )
+    # Only cycles that were throttled get a 429 marker: zeros would draw a band along the axis.
+    hit = cycles.loc[cycles["throttled_429"].fillna(0) > 0]
+    fig.add_trace(
+        go.Scatter(
+            x=hit["period_start"],
+            y=hit["throttled_429"],
+            name="429 throttled",
+            mode="markers+text",
+            text=hit["throttled_429"],
+            textposition="top center",
+            marker={"color": "#7c3aed", "size": 11, "symbol": "diamond"},
+        )
+    )
+    fig.update_layout(xaxis_title="Cycle start (UTC)", yaxis_title="Requests per cycle")
+    if len(cycles) > 1 and cycles["requests"].max() > 20 * max(cycles["requests"].median(), 1):
+        fig.update_yaxes(type="log", title="Requests per cycle (log scale)")
+    else:
+        fig.update_yaxes(rangemode="tozero")
     ui.chart(fig, "scim_cycles")
 
 st.subheader("Per Entra cycle")
