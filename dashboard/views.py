@@ -189,6 +189,9 @@ def for_display(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for name in out.columns:
         s = out[name]
+        if pd.api.types.is_float_dtype(s.dtype):
+            out[name] = s.round(3)  # 52.9812345 reads 52.981
+            continue
         if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
             try:
                 out[name] = s.astype("object").where(s.notna() & (s.astype("str") != ""), "—")

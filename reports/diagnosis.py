@@ -104,6 +104,11 @@ def _when_text(summary: dict[str, Any], now: pd.Timestamp | None) -> str:
     if summary.get("verdict") == "provisioned":
         return f"Has access since {stamp}."
     late = now is not None and at < now
+    if summary.get("verdict") == "failed":
+        return (
+            "Access only once the cause is fixed: Entra retries the user every cycle (next "
+            f"attempt expected by {stamp}" + (", which is overdue" if late else "") + ")."
+        )
     head = f"Expected by {stamp}" + (" (that time has passed)" if late else "")
     return f"{head}: {reason}."
 

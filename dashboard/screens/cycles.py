@@ -100,7 +100,7 @@ with left:
     durations = plot["duration_min"].dropna()
     if len(durations) > 1 and durations.max() > 20 * max(durations.median(), 1 / 60):
         # The initial cycle is many times an incremental one: a log axis shows both.
-        fig.update_yaxes(type="log", title="Duration (minutes, log scale)")
+        fig.update_yaxes(type="log", title="Duration (minutes, log scale)", dtick=1)
     ui.chart(fig, "cycles_duration")
 with right:
     st.subheader("Throughput per cycle")
@@ -119,7 +119,9 @@ with right:
             "kind": "Kind",
         },
     )
-    fig.update_traces(mode="markers")
+    fig.update_traces(mode="markers", marker={"size": 10})
+    lo, hi = views.time_window(plot["started_at"].min(), plot["started_at"].max())
+    fig.update_xaxes(range=[lo, hi])
     ui.chart(fig, "cycles_throughput")
 
 st.subheader("Gaps between cycles")
@@ -135,7 +137,7 @@ else:
         labels={
             "started_at": "Cycle start (UTC)",
             "gap_min": "Gap before cycle (minutes)",
-            "job": "Job",
+            "job": "App",
         },
     )
     ui.chart(fig, "cycles_gaps")

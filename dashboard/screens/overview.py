@@ -196,8 +196,12 @@ else:
         text="count" if len(series) <= 60 else None,
     )
     fig.update_traces(textposition="outside", cliponaxis=False)
-    fig.update_layout(bargap=0.05)
-    fig.update_yaxes(title="Events (log scale)" if log_y else "Events")
+    # Stacked segments on a log axis would lie about their sizes: side by side instead.
+    fig.update_layout(bargap=0.05, barmode="group" if log_y else "relative")
+    if log_y:
+        fig.update_yaxes(title="Events (log scale)", dtick=1)
+    else:
+        fig.update_yaxes(title="Events")
     ui.chart(fig, "overview_events")
 
 st.subheader("Latest failures, by user")

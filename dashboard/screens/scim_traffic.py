@@ -133,7 +133,7 @@ with right:
     )
     fig.update_layout(xaxis_title="Cycle start (UTC)", yaxis_title="Requests per cycle")
     if len(cycles) > 1 and cycles["requests"].max() > 20 * max(cycles["requests"].median(), 1):
-        fig.update_yaxes(type="log", title="Requests per cycle (log scale)")
+        fig.update_yaxes(type="log", title="Requests per cycle (log scale)", dtick=1)
     else:
         fig.update_yaxes(rangemode="tozero")
     ui.chart(fig, "scim_cycles")
