@@ -42,6 +42,9 @@ ACTION_COLORS = {
     "other": "#64748b",
     "unknown": "#94a3b8",
 }
+# For categories that are neither statuses nor actions (error codes, apps): no red or green,
+# which mean failure and success everywhere.
+CATEGORY_COLORS = ["#2563eb", "#7c3aed", "#0891b2", "#a16207", "#db2777", "#64748b", "#0f766e"]
 KIND_COLORS = {"initial": "#7c3aed", "incremental": "#2563eb", "unknown": "#9ca3af"}
 
 

@@ -58,8 +58,10 @@ else:
         y="code",
         color="owner_label",
         orientation="h",
+        text="events",  # value labels: a short bar still says its number
         labels={"events": "Failed events", "code": "Error code", "owner_label": "Who fixes it"},
     )
+    fig.update_traces(textposition="outside", cliponaxis=False)
     fig.update_layout(height=max(260, 40 * len(top)))
     ui.chart(fig, "failures_top")
     ui.table(
@@ -86,6 +88,7 @@ else:
         x="bucket",
         y="count",
         color="error_code",
+        color_discrete_sequence=ui.CATEGORY_COLORS,
         labels={"bucket": "Time (UTC)", "count": "Failed events", "error_code": "Error code"},
     )
     ui.chart(fig, "failures_trend")
