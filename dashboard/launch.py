@@ -87,7 +87,9 @@ def command(port: int, address: str) -> list[str]:
         "--client.toolbarMode=minimal",
         "--client.showErrorDetails=type",
         "--runner.magicEnabled=false",
-        "--theme.primaryColor=#2563eb",
+        # Colours per theme, no `base`: the viewer's light or dark preference decides.
+        "--theme.light.primaryColor=#2563eb",
+        "--theme.dark.primaryColor=#60a5fa",
     ]
 
 

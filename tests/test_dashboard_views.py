@@ -93,3 +93,45 @@ def test_cli_refuses_open_address_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("provlens: --address 0.0.0.0")
+
+
+def test_md_escape_keeps_hostile_text_literal() -> None:
+    from dashboard.views import md_escape
+
+    assert md_escape("**bold**") == r"\*\*bold\*\*"
+    assert md_escape("<img src=x>") == r"\<img src\=x\>"
+    assert md_escape(":red[x]") == r"\:red\[x\]"
+    assert md_escape("a\nb") == "a  \nb"
+
+
+def test_relative_and_local_times() -> None:
+    from dashboard.views import local_and_utc, relative
+
+    now = pd.Timestamp("2026-12-03T11:30:00Z")
+    assert relative(pd.Timestamp("2026-12-03T11:42:00Z"), now) == "in 12 min"
+    assert relative(pd.Timestamp("2026-12-03T11:17:00Z"), now) == "13 min ago"
+    assert relative(pd.Timestamp("2026-12-03T09:25:00Z"), now) == "2 h 05 min ago"
+    assert relative(None, now) == "—"
+    assert (
+        local_and_utc(pd.Timestamp("2026-12-03T11:05:00Z"), now, "Europe/Paris")
+        == "2026-12-03 11:05 UTC · 12:05 Europe/Paris · 25 min ago"
+    )
+    assert local_and_utc(pd.Timestamp("2026-12-03T11:05:00Z"), now, "UTC") == (
+        "2026-12-03 11:05 UTC · 25 min ago"
+    )
+
+
+def test_theme_follows_the_viewer() -> None:
+    import tomllib
+    from pathlib import Path
+
+    from dashboard import launch
+
+    cmd = launch.command(8501, "localhost")
+    assert not any(a.startswith(("--theme.base", "--theme.primaryColor")) for a in cmd)
+    config = tomllib.loads(
+        (Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text()
+    )
+    theme = config.get("theme", {})
+    assert "base" not in theme and "primaryColor" not in theme
+    assert theme["light"]["primaryColor"] and theme["dark"]["primaryColor"]

@@ -133,3 +133,19 @@ def test_export_downloads_csv_json_xlsx_named_after_subject(
     assert page.get_by_text(f"{len(flat_events(inputs)):,} row(s)").count() == 1
     log = server_log.read_text(errors="replace")
     assert "Traceback" not in log and "ArrowTypeError" not in log, log[-3000:]
+
+
+def test_dark_preference_gets_the_dark_theme(browser: Any, server: str) -> None:
+    for scheme, dark in (("dark", True), ("light", False)):
+        context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
+        pg = context.new_page()
+        try:
+            _goto(pg, f"{server}/", "Overview")
+            rgb = pg.evaluate(
+                "() => getComputedStyle(document.querySelector('[data-testid=\"stApp\"]'))"
+                ".backgroundColor"
+            )
+            channels = [int(c) for c in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
+            assert (sum(channels) / 3 < 100) is dark, (scheme, rgb)
+        finally:
+            context.close()
