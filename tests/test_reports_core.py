@@ -105,6 +105,11 @@ def test_registry_names_every_report_with_a_loadable_function():
         "correlation",
         "scim-traffic",
         "overview",
+        # The dashboard's views (reports.diagnosis, events_log, job_status, recent_failures).
+        "diagnosis",
+        "events",
+        "job-status",
+        "recent-failures",
     }
     assert set(REPORTS) == expected
     assert REPORTS["summary"].shape == "object" and REPORTS["estimate"].shape == "object"

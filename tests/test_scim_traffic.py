@@ -142,7 +142,7 @@ def test_empty_inputs_and_bad_parameter():
     only_events = build(F.inputs(events=EVENTS), Filters(), include_noise=False, now=None).frame
     assert only_events["requests"].tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="granularity"):
-        build(F.inputs(), Filters(), include_noise=False, now=None, granularity="hour")
+        build(F.inputs(), Filters(), include_noise=False, now=None, granularity="second")
 
 
 def test_large_frame_totals_add_up():
