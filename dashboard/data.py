@@ -195,7 +195,7 @@ def report(name: str, path: Path, version: int, filters: FilterState, **params: 
     return _report(str(path), version, name, filters.key(), at, params_key, filters)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=128)
+@st.cache_data(ttl=TTL, show_spinner="Counting events…", max_entries=128)
 def event_counts(
     path: str,
     version: int,
@@ -209,7 +209,7 @@ def event_counts(
     return overview.events_over_time(events, by, views.bucket_for, status)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+@st.cache_data(ttl=TTL, show_spinner="Finding failures…", max_entries=64)
 def latest_failures(
     path: str, version: int, filter_key: tuple[Any, ...], limit: int, _filters: FilterState
 ) -> pd.DataFrame:
@@ -218,7 +218,7 @@ def latest_failures(
     return overview.latest_failures(events, limit)
 
 
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
+@st.cache_data(ttl=TTL, show_spinner="Reading job status…", max_entries=64)
 def job_states(
     path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
 ) -> pd.DataFrame:
@@ -236,7 +236,7 @@ def scim_traffic_figures(
     return scim_traffic.traffic_summary(requests), scim_traffic.status_code_counts(requests)
 
 
-@st.cache_resource(ttl=TTL, show_spinner=False, max_entries=16)
+@st.cache_resource(ttl=TTL, show_spinner="Reading the wiki's requests…", max_entries=16)
 def scim_requests(
     path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
 ) -> pd.DataFrame:
@@ -252,7 +252,7 @@ def clear_caches() -> None:
         cached.clear()
 
 
-@st.cache_resource(ttl=TTL, show_spinner=False, max_entries=64)
+@st.cache_resource(ttl=TTL, show_spinner="Reading the user's events…", max_entries=64)
 def user_timeline(
     path: str, version: int, filter_key: tuple[Any, ...], user: str, _filters: FilterState
 ) -> Timeline:
@@ -261,7 +261,7 @@ def user_timeline(
     return reports_users.user_timeline(inputs, user, _filters.to_filters())
 
 
-@st.cache_resource(ttl=TTL, show_spinner=False, max_entries=64)
+@st.cache_resource(ttl=TTL, show_spinner="Finding the wiki's requests…", max_entries=64)
 def user_wiki_requests(
     path: str, version: int, filter_key: tuple[Any, ...], user: str, _filters: FilterState
 ) -> pd.DataFrame:
