@@ -40,15 +40,22 @@ def _text(value: Any) -> str | None:
 
 
 def user_summary(
-    inputs: Inputs, user: str, filters: Filters | None = None, now: pd.Timestamp | None = None
+    inputs: Inputs,
+    user: str,
+    filters: Filters | None = None,
+    now: pd.Timestamp | None = None,
+    events: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Return one user's ids, scope, wiki state, verdict, expected time and recommended fix."""
+    """Return one user's ids, scope, wiki state, verdict, expected time and recommended fix.
+
+    ``events``: the user's timeline events when the caller already has them.
+    """
     from reports.estimate import when_user
     from reports.export import jsonable
     from reports.owners import documented_action, owners
     from reports.users import user_timeline
 
-    ev = user_timeline(inputs, user, filters).events
+    ev = user_timeline(inputs, user, filters).events if events is None else events
     answer = when_user(inputs, user, now, filters)
     failed = ev.loc[ev["status"] == "failure"]
     fix: dict[str, Any] = {"last_error_code": None, "recommended_fix": None, "fix_owner": None}
@@ -73,12 +80,10 @@ def user_summary(
     }
 
 
-def wiki_answer(inputs: Inputs, user: str, filters: Filters | None = None) -> dict[str, Any] | None:
-    """Return the wiki's latest SCIM answer about the user: time, request, status, error."""
+def wiki_answer(inputs: Inputs, events: pd.DataFrame) -> dict[str, Any] | None:
+    """Return the wiki's latest SCIM answer about the user of ``events``: time, request, status."""
     from reports.export import wiki_requests_for
-    from reports.users import user_timeline
 
-    events = user_timeline(inputs, user, filters).events
     requests = wiki_requests_for(inputs, events)
     if requests.empty:
         return None
@@ -117,8 +122,11 @@ def diagnose(
     inputs: Inputs, user: str, filters: Filters | None = None, now: pd.Timestamp | None = None
 ) -> dict[str, Any]:
     """Return the user summary plus the wiki's answer and the plain-language lines."""
-    summary = user_summary(inputs, user, filters, now)
-    wiki = wiki_answer(inputs, user, filters)
+    from reports.users import user_timeline
+
+    events = user_timeline(inputs, user, filters).events
+    summary = user_summary(inputs, user, filters, now, events)
+    wiki = wiki_answer(inputs, events)
     who = _text(summary.get("upn")) or user
     verdict = _text(summary.get("verdict"))
     if not summary.get("found"):

@@ -377,7 +377,7 @@ def support_pack(
     from reports.diagnosis import user_summary
 
     tl = user_timeline(inputs, user, filters)
-    summary = user_summary(inputs, user, filters, now)
+    summary = user_summary(inputs, user, filters, now, tl.events)
     return {
         "user": object_frame(summary),
         "events": timeline_frame(tl),
