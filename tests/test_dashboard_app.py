@@ -400,3 +400,18 @@ def test_signed_out_user_gets_the_sign_in_button(env: Path) -> None:
     at.run()
     assert [b.label for b in at.button] == ["Sign in with Microsoft"]
     assert not at.metric
+
+
+def test_one_event_timeline_gets_a_readable_axis(env: Path) -> None:
+    import json
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("screens/users.py").run()
+    at.sidebar.toggle(key="f_hide_noise").set_value(False).run()
+    at.text_input(key="users_query").input("oos@contoso.com").run()
+    assert not at.exception
+    assert metrics(at)["Events"] == "1"
+    spec = json.loads(charts(at)[0].proto.spec)
+    lo, hi = (pd.Timestamp(v) for v in spec["layout"]["xaxis"]["range"])
+    assert hi - lo >= pd.Timedelta(hours=2)  # not a sub-millisecond axis around one point

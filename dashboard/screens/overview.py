@@ -207,21 +207,17 @@ else:
 st.subheader("Latest failures, by user")
 st.caption(
     "One row per user and error code (Entra retries a failed user every cycle). "
-    "Click a row to open the user."
+    "“user →” opens the user's diagnosis."
 )
 latest = ctx.report("recent-failures").frame
-event = ui.table(
-    latest,
+linked, link_config = ui.with_link(latest, "user →", "users", "user", "source_upn", "source_id")
+ui.table(
+    linked,
     "latest-failures",
     empty="No failures in the selected range.",
     column_config={
         "service_principal_name": st.column_config.TextColumn("App"),
         "failures": st.column_config.NumberColumn("Failures", format="%d"),
-    },
-    select=True,
+    }
+    | link_config,
 )
-picked = ui.selected_row(event, latest)
-if picked is not None:
-    st.switch_page(
-        "screens/users.py", query_params={"user": str(picked["source_upn"] or picked["source_id"])}
-    )
