@@ -149,3 +149,19 @@ def test_dark_preference_gets_the_dark_theme(browser: Any, server: str) -> None:
             assert (sum(channels) / 3 < 100) is dark, (scheme, rgb)
         finally:
             context.close()
+
+
+def test_clicking_a_user_row_opens_it_and_names_it_in_the_url(
+    page: Any, server: str, inputs: Inputs
+) -> None:
+    _goto(page, f"{server}/users", "Users")
+    assert page.locator('[data-testid="stAlertContentSuccess"]').count() == 0
+    box = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
+    page.mouse.click(box["x"] + 15, box["y"] + 35 + 18)  # the first row's selection box
+    page.locator('[data-testid="stAlertContentSuccess"]').first.wait_for(timeout=60_000)
+    _settle(page)
+    first = run_report("users", inputs).frame.iloc[0]
+    assert page.url.endswith(f"users?user={first['source_upn'].replace('@', '%40')}")
+    diag = run_report("diagnosis", inputs, now=NOW, user=first["source_upn"]).data
+    callout = page.locator('[data-testid="stAlertContentSuccess"]').first.inner_text()
+    assert diag["headline"] in callout and diag["when_line"] in callout
