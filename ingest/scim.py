@@ -26,6 +26,7 @@ import httpx
 import pandas as pd
 
 from ingest.errors import RemoteError
+from ingest.net import CONNECT_TIMEOUT_S, unreachable
 from ingest.schema import conform
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGES: Final = 100_000
 MAX_RETRIES: Final = 5
 MAX_RETRY_WAIT_S: Final = 60.0
-TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
+TIMEOUT: Final = httpx.Timeout(30.0, connect=CONNECT_TIMEOUT_S)
 
 
 # --------------------------------------------------------------------------- the HTTP client
@@ -65,6 +66,7 @@ class ScimClient:
     max_retries: int = MAX_RETRIES
     max_wait_s: float = MAX_RETRY_WAIT_S
     sleep: Callable[[float], None] = time.sleep
+    answered: bool = False  # the server has answered at least once (any HTTP status)
 
     def close(self) -> None:
         """Close the underlying connection pool."""
@@ -81,7 +83,9 @@ class ScimClient:
 
         429 and 5xx answers and connection failures are retried up to ``max_retries`` times,
         waiting for ``Retry-After`` when given (capped at ``max_wait_s``), else 1, 2, 4 ... s.
-        401/403 and any other error status raise :class:`RemoteError` with one clear line.
+        A server never reached (refused, unknown host, TLS failure on the first request) raises
+        :class:`ingest.net.Unreachable` at once. 401/403 and any other error status raise
+        :class:`RemoteError` with one clear line.
         """
         url = f"{self.base_url}/{path.lstrip('/')}"
         attempt = 0
@@ -89,6 +93,15 @@ class ScimClient:
             try:
                 resp = self.http.get(url, params=params)
             except httpx.TransportError as exc:
+                if not self.answered:  # never reached: waiting will not help (ingest/net.py)
+                    fatal = unreachable(
+                        "the wiki's SCIM server",
+                        self.base_url,
+                        exc,
+                        "check --scim-url (or PROVLENS_SCIM_URL) and the network",
+                    )
+                    if fatal is not None:
+                        raise fatal from None
                 if attempt >= self.max_retries:
                     raise RemoteError(
                         f"{url}: cannot reach the wiki's SCIM server ({type(exc).__name__}) "
@@ -97,6 +110,7 @@ class ScimClient:
                 wait = min(2.0**attempt, self.max_wait_s)
                 log.warning("%s: %s; retrying in %.0f s", url, type(exc).__name__, wait)
             else:
+                self.answered = True
                 if resp.status_code == 429 or resp.status_code >= 500:
                     if attempt >= self.max_retries:
                         raise RemoteError(

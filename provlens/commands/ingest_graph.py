@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from ingest.errors import ProvlensError, RemoteError, UsageError
+from ingest.net import Unreachable
 
 COMMAND = ("ingest", "graph")
 HELP = (
@@ -125,6 +126,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                             session, store, service_principal_id=sp, since=since, now=now
                         )
                     )
+                except Unreachable:
+                    raise  # nothing else can work either: one line, exit 4
                 except RemoteError as exc:
                     errors.append(exc)
             targets = ids
