@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from provlens.cli import Context
 
-COMMAND = ("demo",)
-HELP = "simulate a demo tenant (Contoso (demo) -> TheOrgWiki), ingest it and open the dashboard"
 
 log = logging.getLogger(__name__)
 

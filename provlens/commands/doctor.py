@@ -11,12 +11,6 @@ from ingest import settings
 from ingest.errors import ProvlensError
 from ingest.net import Unreachable
 
-COMMAND = ("doctor",)
-HELP = (
-    "check settings, get a Graph token and make one small call to each endpoint provlens uses; "
-    "print what works and which permission is missing"
-)
-
 log = logging.getLogger(__name__)
 OK, FAIL, SKIP = "ok", "FAIL", "skipped"
 

@@ -13,12 +13,6 @@ import pandas as pd
 from ingest.errors import ProvlensError, RemoteError, UsageError
 from ingest.net import Unreachable
 
-COMMAND = ("ingest", "graph")
-HELP = (
-    "pull provisioning logs (incremental from the last run, minus a 2 h overlap), job status and "
-    "assignment scope from Microsoft Graph"
-)
-
 log = logging.getLogger(__name__)
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

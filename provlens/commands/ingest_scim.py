@@ -8,12 +8,6 @@ import logging
 from ingest import settings
 from ingest.errors import UsageError
 
-COMMAND = ("ingest", "scim")
-HELP = (
-    "list the wiki's SCIM /Users and /Groups into the store as one snapshot "
-    "(token from PROVLENS_SCIM_TOKEN)"
-)
-
 log = logging.getLogger(__name__)
 
 

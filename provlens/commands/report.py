@@ -10,8 +10,6 @@ import pandas as pd
 
 from ingest.errors import UsageError
 
-COMMAND = ("report",)
-HELP = "run a report (summary, cycles, users, failures, coverage, estimate ...) on the store"
 USER_REPORTS = ("users", "timeline", "estimate", "correlation")
 
 log = logging.getLogger(__name__)
