@@ -222,3 +222,28 @@ def test_doctor_unreachable_graph_fails_fast_and_skips_the_rest(
     for name in ("service principal", "job status", "assignments"):
         assert "skipped" in rows[name] and "cannot be reached" in rows[name]
     assert "1 check(s) failed" in out
+
+
+def test_doctor_unreachable_scim_is_one_fail_line(
+    g_ok: GraphFixture, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/scim/v2"
+    monkeypatch.setenv("PROVLENS_SCIM_URL", url)
+    monkeypatch.setenv("PROVLENS_SCIM_TOKEN", SCIM_TOKEN)
+    t0 = time.monotonic()
+    code = main(["doctor", "--graph-url", g_ok.root, "--service-principal-id", SP])
+    took = time.monotonic() - t0
+    out = capsys.readouterr().out
+    assert code == 4 and took < LIMIT_S
+    scim = [ln for ln in out.splitlines() if ln.startswith("wiki SCIM")]
+    assert len(scim) == 1
+    assert "FAIL" in scim[0] and f"cannot reach the wiki's SCIM server at {url}" in scim[0]
+    assert "job status" in out and "1 check(s) failed" in out  # Graph itself was fine
+
+
+@pytest.fixture
+def g_ok() -> Iterator[GraphFixture]:
+    with GraphFixture(token="test-token") as server:
+        server.service_principals[SP] = "TheOrgWiki"
+        server.jobs[SP] = [sync_job("scim.aaaa.bbbb")]
+        yield server
