@@ -49,7 +49,10 @@ def unreachable_reason(exc: BaseException) -> str | None:
     text = " ".join(str(e) for e in chain).lower()
     if any(isinstance(e, ssl.SSLError) for e in chain) or "ssl" in text or "certificate" in text:
         first = next((str(e) for e in chain if isinstance(e, ssl.SSLError)), str(exc))
-        return f"TLS handshake failed ({' '.join(first.split())[:160]})"
+        return (
+            f"TLS handshake failed ({' '.join(first.split())[:160]}); if a proxy inspects TLS, "
+            "point SSL_CERT_FILE at its CA bundle"
+        )
     if any(isinstance(e, socket.gaierror) for e in chain) or any(
         s in text
         for s in ("name or service not known", "nodename nor servname", "getaddrinfo", "resolve")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.files import ingest_files
 from ingest.formats import Options
@@ -132,3 +135,22 @@ def test_real_scim_server_create_ties_to_the_created_id(tmp_path: Path) -> None:
     creates = store.read("scim_requests")
     creates = creates[creates["operation"] == "create"]
     assert creates["resource_id"].tolist() == [created, created]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rid=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        min_size=1,
+        max_size=40,
+    ).filter(lambda s: s.strip() == s and s not in (".", "..")),
+    base=st.sampled_from(["https://wiki.example/api/v2/scim/v2/Users/", "/scim/v2/Groups/", ""]),
+    name=st.sampled_from(["Location", "location", "LOCATION"]),
+)
+def test_location_header_round_trips_any_id(rid: str, base: str, name: str) -> None:
+    """Whatever the id, a Location URL built from it (percent-encoded) gives it back."""
+    header = {name: base + quote(rid, safe="")}
+    row = request_row(
+        method="POST", path="/Users", status=201, request=USER_BODY, response_headers=header
+    )
+    assert row["resource_id"] == rid
