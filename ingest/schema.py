@@ -8,11 +8,14 @@ pandera schemas, the empty frames and :func:`conform` are all derived from these
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import pandas as pd
-import pandera.pandas as pa
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 # Logical column types and the pandas dtype each becomes.
 TEXT: Final = "text"
@@ -322,7 +325,12 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _pandera_schema(spec: Table) -> pa.DataFrameSchema:
+@functools.cache
+def pandera_schema(table: str) -> pa.DataFrameSchema:
+    """Return the table's pandera schema (built on first use: pandera takes ~1 s to import)."""
+    import pandera.pandas as pa
+
+    spec = TABLES[table]
     columns = {}
     for c in spec.columns:
         checks = [pa.Check.isin(list(c.values))] if c.values else []
@@ -335,11 +343,6 @@ def _pandera_schema(spec: Table) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=True, ordered=True, name=spec.name)
 
 
-SCHEMAS: Final[dict[str, pa.DataFrameSchema]] = {
-    name: _pandera_schema(spec) for name, spec in TABLES.items()
-}
-
-
 def validate(table: str, df: pd.DataFrame) -> pd.DataFrame:
     """Validate ``df`` against the table's pandera schema and return it (raises on mismatch)."""
-    return SCHEMAS[table].validate(df)
+    return pandera_schema(table).validate(df)

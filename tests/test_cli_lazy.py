@@ -24,6 +24,7 @@ HEAVY = (
     "streamlit",
     "httpx",
     "azure",
+    "pandera",
 )
 
 PROBE = """
@@ -101,3 +102,11 @@ def test_an_unregistered_module_still_runs(monkeypatch: pytest.MonkeyPatch, caps
     with pytest.raises(SystemExit):
         cli.main(["store", "--help"])
     assert "legacy help line" in capsys.readouterr().out
+
+
+def test_store_info_does_not_import_pandera(tmp_path: Path) -> None:
+    """pandera (about 1 s to import) is for validating in tests, not for reading the store."""
+    mods = imported_by("--store", str(tmp_path / "s"), "store", "info")
+    assert "provlens.commands.store_info" in mods
+    assert "pandas" in mods  # the store is read with pandas
+    assert not [m for m in mods if m.split(".")[0] == "pandera"]
