@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sys
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,6 @@ from ingest.errors import UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
-log = logging.getLogger(__name__)
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
