@@ -45,6 +45,7 @@ INITIATOR_TYPES: Final = ("user", "application", "system", "unknown")
 IDENTITY_TYPES: Final = ("user", "group", "other")
 ORIGINS: Final = ("graph", "file", "log_analytics", "demo")
 SCIM_OPERATIONS: Final = ("create", "read", "query", "replace", "patch", "delete", "other")
+MEMBERSHIP_CHANGE_KINDS: Final = ("added", "removed")
 SCIM_RESOURCE_TYPES: Final = (
     "User",
     "Group",
@@ -228,9 +229,49 @@ GROUP_MEMBERS = Table(
         Col("member_upn", TEXT, "Member's user principal name, when a user."),
         Col("member_name", TEXT, "Member's display name."),
         Col("direct", BOOL, "True when a direct member (nested members are not provisioned)."),
+        Col(
+            "first_seen_at",
+            TIME,
+            "When a stored members snapshot first listed this member of this group: the pull's "
+            "capture time (a file's ingest time), carried over while later snapshots keep "
+            "listing the member; a member dropped and listed again starts anew. Null for rows "
+            "stored before this column existed.",
+        ),
     ),
     key=("group_id",),
     mode="group",
+)
+
+MEMBERSHIP_CHANGES = Table(
+    "membership_changes",
+    "Group membership changes from Entra's directory audit (`GET /auditLogs/directoryAudits`, "
+    "activities `Add member to group` and `Remove member from group`).",
+    (
+        Col("audit_id", TEXT, "The directoryAudit record's id; the table's key.", required=True),
+        Col(
+            "changed_at", TIME, "When the change happened (`activityDateTime`, UTC).", required=True
+        ),
+        Col(
+            "group_id",
+            TEXT,
+            "The group (`Group.ObjectID` of the user's modified properties).",
+            required=True,
+        ),
+        Col("group_name", TEXT, "The group's display name (`Group.DisplayName`)."),
+        Col("member_id", TEXT, "Object id of the member added or removed.", required=True),
+        Col("member_type", TEXT, "`user`, `group` or `other`.", IDENTITY_TYPES),
+        Col("member_upn", TEXT, "The member's user principal name, when a user."),
+        Col(
+            "change",
+            TEXT,
+            "Whether the member was added or removed.",
+            MEMBERSHIP_CHANGE_KINDS,
+            required=True,
+        ),
+        Col("result", TEXT, "The audit record's result (`success`, `failure` ...), lower case."),
+        Col("initiated_by", TEXT, "Who made the change: a user's UPN or an app's display name."),
+    ),
+    key=("audit_id",),
 )
 
 SCIM_RESOURCES = Table(
@@ -284,6 +325,7 @@ TABLES: Final[dict[str, Table]] = {
         GROUP_MEMBERS,
         SCIM_RESOURCES,
         SCIM_REQUESTS,
+        MEMBERSHIP_CHANGES,
     )
 }
 

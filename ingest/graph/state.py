@@ -20,6 +20,7 @@ from ingest.graph.client import (
     MalformedPage,
     query_config,
 )
+from ingest.membership import carry_first_seen
 
 if TYPE_CHECKING:
     from ingest.store import Store
@@ -109,6 +110,9 @@ async def pull_state(
     """Pull one app's job status and scope and store them in one batch."""
     frames, groups = await fetch_state(session, service_principal_id, captured_at)
     with store.batch(source="graph", detail=f"jobs and scope {service_principal_id}") as bt:
+        if "group_members" in frames:
+            stored = store.read("group_members") if store.exists() else None
+            frames["group_members"] = carry_first_seen(frames["group_members"], stored, captured_at)
         bt.add(frames)
         bt.replace_groups("assignments", [service_principal_id])
         if groups:
