@@ -71,3 +71,26 @@ def test_without_the_nested_list_every_member_stays_direct():
         }
     )
     assert derive_direct(batch)["direct"].tolist() == [True, True]
+
+
+def test_first_seen_is_carried_while_listed_and_restarts_after_a_gap():
+    from ingest.membership import carry_first_seen
+    from tests.support.frames import frame, ts
+
+    t1, t2, t3 = ts("2026-11-16T10:00:00Z"), ts("2026-11-17T10:00:00Z"), ts("2026-11-18T10:00:00Z")
+    first = carry_first_seen(
+        frame("group_members", [{"group_id": "g", "member_id": m} for m in ("a", "b")]), None, t1
+    )
+    assert first["first_seen_at"].tolist() == [t1, t1]
+    second = carry_first_seen(
+        frame("group_members", [{"group_id": "g", "member_id": m} for m in ("a", "c")]), first, t2
+    )
+    assert dict(zip(second["member_id"], second["first_seen_at"], strict=True)) == {
+        "a": t1,
+        "c": t2,
+    }
+    # b was dropped by the second snapshot: listed again, it is first seen anew.
+    third = carry_first_seen(
+        frame("group_members", [{"group_id": "g", "member_id": "b"}]), second, t3
+    )
+    assert third["first_seen_at"].tolist() == [t3]
