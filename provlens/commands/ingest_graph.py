@@ -85,6 +85,7 @@ class _Bar:
 def run(args: argparse.Namespace, ctx: Any) -> int:
     """Pull logs for each app (or all), then job status and scope; print a summary."""
     from ingest import graph
+    from ingest.graph.audits import AuditPull, pull_membership_changes
 
     if args.days is not None and args.days < 1:
         raise UsageError(f"--days must be at least 1, got {args.days}")
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     errors: list[ProvlensError] = []
     pulls: list[graph.LogPull] = []
     states: list[graph.StatePull] = []
+    audits: list[AuditPull] = []
 
     async def main() -> None:
         client, http = graph.build_client(root, config)
@@ -150,6 +152,14 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                     errors.append(exc)
                 except RemoteError as exc:
                     errors.append(exc)
+            if states:
+                # After the scope pulls: the assigned groups are what the audit is read for.
+                try:
+                    audits.append(
+                        await pull_membership_changes(session, store, since=since, now=now)
+                    )
+                except RemoteError as exc:
+                    errors.append(exc)
         finally:
             await http.aclose()
 
@@ -171,6 +181,11 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         lines.append(
             f"  {s.service_principal_id}: {s.jobs} jobs, {s.assignments} assignments, "
             f"{s.members} members of {s.groups} assigned groups"
+        )
+    for a in audits:
+        lines.append(
+            f"  directory audit: {a.stored} membership changes of {a.groups} assigned groups "
+            f"({a.records} records in {a.pages} pages)"
         )
     print(f"read {records} provisioning records ({pages} pages) from {root} for {who}")
     if lines:
