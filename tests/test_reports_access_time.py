@@ -413,3 +413,33 @@ def test_inputs_are_not_modified():
     run_report("access-time", t, include_waiting=True, now=ts("2026-11-17T00:00:00Z"))
     for n, frame in before.items():
         pd.testing.assert_frame_equal(getattr(t, n), frame)
+
+
+def test_cli_json_keys_values_and_parameters(tmp_path, capsys):
+    import json
+
+    from ingest.store import Store
+    from provlens.cli import main
+
+    t = tenant()
+    store = Store(tmp_path / "s")
+    with store.batch(source="test") as b:
+        b.add({n: getattr(t, n) for n in REPORTS["access-time"].tables})
+    base = ["--store", str(store.path), "report"]
+    assert main([*base, "access-time", "--format", "json", "--slo-minutes", "30"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    keys = {
+        "principal_id", "upn", "service_principal_id", "assigned_at", "assigned_via",
+        "assigned_at_source", "first_provisioned_at", "wiki_active_at", "minutes_to_access",
+        "slo_minutes", "breached",
+    }  # fmt: skip
+    assert all(keys <= set(r) for r in rows)
+    ua = next(r for r in rows if r["principal_id"] == "ua")
+    assert ua["assigned_at"] == "2026-11-16T10:00:00.000Z"
+    assert (ua["minutes_to_access"], ua["slo_minutes"], ua["breached"]) == (100.0, 30.0, True)
+    assert ua["assigned_at_source"] == "directory_audit"
+    assert main([*base, "access-time-summary", "--format", "json", "--by", "app"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [(r["key"], r["users"], r["p50_minutes"]) for r in summary] == [(SP, 6, 42.5)]
+    assert main([*base, "summary", "--slo-minutes", "30"]) == 2
+    assert "apply to access-time" in capsys.readouterr().err
