@@ -28,6 +28,7 @@ TIME_COLUMNS: dict[str, str | None] = {
     "group_members": None,
     "scim_resources": None,
     "scim_requests": "received_at",
+    "alerts": None,  # history: a firing raised before the range may still be firing in it
     # Join times are looked up for users whatever the selected range: never cut by time.
     "membership_changes": None,
 }
@@ -118,6 +119,7 @@ class Filters:
             group_members=members,
             scim_resources=inputs.scim_resources,
             scim_requests=self.apply_table("scim_requests", inputs.scim_requests),
+            alerts=inputs.alerts,
             membership_changes=inputs.membership_changes,
         )
 
@@ -136,6 +138,7 @@ class Inputs:
     group_members: pd.DataFrame = field(default_factory=lambda: empty_frame("group_members"))
     scim_resources: pd.DataFrame = field(default_factory=lambda: empty_frame("scim_resources"))
     scim_requests: pd.DataFrame = field(default_factory=lambda: empty_frame("scim_requests"))
+    alerts: pd.DataFrame = field(default_factory=lambda: empty_frame("alerts"))
     membership_changes: pd.DataFrame = field(
         default_factory=lambda: empty_frame("membership_changes")
     )
@@ -291,6 +294,13 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "modified_properties", "scim_requests"),
             noise=True,
+        ),
+        _spec(
+            "alerts",
+            "reports.alerts:build",
+            "Alerts raised by `provlens alert`: what is firing and the history.",
+            "rows",
+            ("alerts",),
         ),
         _spec(
             "access-time",

@@ -107,6 +107,7 @@ def test_registry_names_every_report_with_a_loadable_function():
         "overview",
         "access-time",
         "access-time-summary",
+        "alerts",
     }
     assert set(REPORTS) == expected
     assert REPORTS["summary"].shape == "object" and REPORTS["estimate"].shape == "object"
