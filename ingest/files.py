@@ -167,8 +167,8 @@ def ingest_files(
                     members = pd.concat([df for _, df in items], ignore_index=True)
                     stored = store.read("group_members") if store.exists() else None
                     members = derive_direct(members, stored)
-                    # A file has no capture time of its own: it was first seen when ingested.
-                    seen_at = pd.Timestamp.now(tz="UTC")
+                    # A members list has no capture time of its own: the one given, else now.
+                    seen_at = options.captured_at or pd.Timestamp.now(tz="UTC")
                     batch.add({table: carry_first_seen(members, stored, seen_at)})
                 else:
                     batch.add({table: _join_on_change_id(store, table, items, change_map)})

@@ -156,11 +156,11 @@ _HINT = re.compile(r'"activityDisplayName"\s*:')
 
 def _sniff(source: Source) -> bool:
     head = source.head()
-    return (
-        head.lstrip().startswith(("{", "["))
-        and bool(_HINT.search(head))
-        and '"targetResources"' in head
-    )
+    if not head.lstrip().startswith(("{", "[")):
+        return False
+    if "auditLogs/directoryAudits" in head:  # a list response, even an empty one
+        return True
+    return bool(_HINT.search(head)) and '"targetResources"' in head
 
 
 def _parse(source: Source, options: Options) -> Iterator[Frames]:
