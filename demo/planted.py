@@ -59,33 +59,19 @@ def _audit(
     added: bool = True,
 ) -> dict[str, Any]:
     """Return one directoryAudit membership record (Graph v1.0 shape)."""
-    key, other = ("newValue", "oldValue") if added else ("oldValue", "newValue")
-    return {
-        "id": f"Directory_{d.guid()}",
-        "category": "GroupManagement",
-        "correlationId": d.guid(),
-        "result": "success",
-        "resultReason": "",
-        "activityDisplayName": "Add member to group" if added else "Remove member from group",
-        "activityDateTime": fmt_graph_time(t),
-        "loggedByService": "Core Directory",
-        "operationType": "Assign" if added else "Unassign",
-        "initiatedBy": {"app": None, "user": {"id": d.guid(), "userPrincipalName": ADMIN}},
-        "targetResources": [
-            {
-                "id": member_id,
-                "displayName": None,
-                "type": "User",
-                "userPrincipalName": upn,
-                "modifiedProperties": [
-                    {"displayName": "Group.ObjectID", key: f'"{group_id}"', other: None},
-                    {"displayName": "Group.DisplayName", key: f'"{group_name}"', other: None},
-                ],
-            },
-            {"id": group_id, "displayName": None, "type": "Group", "modifiedProperties": []},
-        ],
-        "additionalDetails": [],
-    }
+    audit_id, correlation, initiator = f"Directory_{d.guid()}", d.guid(), d.guid()
+    return P.directory_audit(
+        audit_id,
+        fmt_graph_time(t),
+        group_id,
+        group_name,
+        member_id,
+        upn,
+        added=added,
+        correlation_id=correlation,
+        initiator_id=initiator,
+        initiator_upn=ADMIN,
+    )
 
 
 def plant_missed_deprovision(sim: Simulator, t: int) -> None:

@@ -691,46 +691,20 @@ def membership_audit(
     by: str = "admin@contoso.example",
 ) -> dict[str, Any]:
     """Return an "Add member to group" / "Remove member from group" directoryAudit (v1.0 shape)."""
-    when = _iso(_as_dt(at))
-    key = "newValue" if added else "oldValue"
-    other = "oldValue" if added else "newValue"
-    return {
-        "id": audit_id,
-        "category": "GroupManagement",
-        "correlationId": str(uuid.uuid5(uuid.NAMESPACE_URL, audit_id)),
-        "result": "success",
-        "resultReason": "",
-        "activityDisplayName": "Add member to group" if added else "Remove member from group",
-        "activityDateTime": when,
-        "loggedByService": "Core Directory",
-        "operationType": "Assign" if added else "Unassign",
-        "initiatedBy": {
-            "app": None,
-            "user": {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, by)), "userPrincipalName": by},
-        },
-        "targetResources": [
-            {
-                "id": member_id,
-                "displayName": None,
-                "type": "User",
-                "userPrincipalName": upn,
-                "modifiedProperties": [
-                    {"displayName": "Group.ObjectID", key: f'"{group_id}"', other: None},
-                    {"displayName": "Group.DisplayName", key: f'"{group_name}"', other: None},
-                ],
-                "groupType": None,
-            },
-            {
-                "id": group_id,
-                "displayName": None,
-                "type": "Group",
-                "userPrincipalName": None,
-                "modifiedProperties": [],
-                "groupType": "unifiedGroups",
-            },
-        ],
-        "additionalDetails": [],
-    }
+    from demo.payloads import directory_audit
+
+    return directory_audit(
+        audit_id,
+        _iso(_as_dt(at)),
+        group_id,
+        member_id=member_id,
+        group_name=group_name,
+        upn=upn,
+        added=added,
+        correlation_id=str(uuid.uuid5(uuid.NAMESPACE_URL, audit_id)),
+        initiator_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, by)),
+        initiator_upn=by,
+    )
 
 
 def sync_job(
