@@ -72,6 +72,7 @@ if weekly is not None and not weekly.empty:
     fig.update_layout(
         height=300,
         barmode="group",
+        xaxis={"type": "category"},
         xaxis_title="Week of assignment (from Monday)",
         yaxis_title="Minutes",
     )
@@ -88,6 +89,7 @@ ui.table(
 st.subheader("Breaches")
 breaches = rows.loc[rows["breached"]].sort_values("minutes_to_access", ascending=False)
 breaches = breaches.assign(open=breaches["principal_id"].map(views.user_link))
+breaches = breaches[["open", *rows.columns]]
 ui.table(
     breaches.reset_index(drop=True),
     "access-time-breaches",
