@@ -33,7 +33,7 @@ import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
 from reports.coverage import _default_access, _is_user, effective_direct
-from reports.inputs import UTC_DTYPE, casefold, isin
+from reports.inputs import UTC_DTYPE, casefold, isin, lookup
 
 COLUMNS = [
     "principal_id",
@@ -91,7 +91,9 @@ def _paths(assignments: pd.DataFrame, group_members: pd.DataFrame) -> pd.DataFra
 def _first_provisioned(events: pd.DataFrame, modified_properties: pd.DataFrame) -> pd.Series:
     """Return the first successful create or enable per (source_id, service_principal_id)."""
     ok = events.loc[(events["status"] == "success") & events["source_id"].notna()]
-    mp = modified_properties
+    updates = ok.loc[ok["action"] == "update", "id"]
+    # Only successful updates can enable: fold their properties, not every row.
+    mp = modified_properties.loc[isin(modified_properties["event_id"], updates)]
     name = casefold(mp["name"])
     new = casefold(mp["new_value"])
     old = casefold(mp["old_value"])
@@ -170,7 +172,7 @@ def _join_times(changes: pd.DataFrame) -> pd.DataFrame:
 def _assigned_at(paths: pd.DataFrame, joins: pd.DataFrame, access_at: pd.Series) -> pd.DataFrame:
     """Return ``paths`` with each path's ``assigned_at`` and ``assigned_at_source``."""
     p = paths.copy()
-    p["_access"] = access_at.to_numpy()
+    p["_access"] = access_at.set_axis(p.index)
     # Latest join at or before the access (any join when there is no access yet).
     cand = p.reset_index()[["index", "group_id", "principal_id", "_access"]].merge(
         joins, left_on=["group_id", "principal_id"], right_on=["group_id", "member_id"]
@@ -222,9 +224,9 @@ def access_table(
     first = _first_provisioned(events, inputs.modified_properties)
     wiki = _wiki_active(inputs.scim_requests, inputs.scim_resources, events, upns)
     key = pd.MultiIndex.from_arrays([paths["principal_id"], paths["service_principal_id"]])
-    paths["first_provisioned_at"] = first.reindex(key).to_numpy()
-    paths["wiki_active_at"] = wiki.reindex(paths["principal_id"]).to_numpy()
-    paths = paths.astype({"first_provisioned_at": UTC_DTYPE, "wiki_active_at": UTC_DTYPE})
+    # reindex + set_axis keeps the datetime dtype (to_numpy() would make Timestamp objects).
+    paths["first_provisioned_at"] = first.reindex(key).set_axis(paths.index).astype(UTC_DTYPE)
+    paths["wiki_active_at"] = lookup(wiki, paths["principal_id"]).astype(UTC_DTYPE)
     access = paths["wiki_active_at"].fillna(paths["first_provisioned_at"])
     p = _assigned_at(paths, _join_times(mc), access)
     p["_access"] = access
@@ -241,7 +243,7 @@ def access_table(
     p["minutes_to_access"] = minutes.astype("Float64")
     p["slo_minutes"] = float(slo_minutes)
     p["breached"] = (p["minutes_to_access"] > slo_minutes).fillna(False).astype(bool)
-    p["upn"] = upns.reindex(p["principal_id"]).to_numpy()
+    p["upn"] = lookup(upns, p["principal_id"])
     p = p.sort_values(["assigned_at", "principal_id"], kind="stable", na_position="last")
     out = p.reset_index(drop=True)[COLUMNS]
     return out.astype(

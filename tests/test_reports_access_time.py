@@ -443,3 +443,31 @@ def test_cli_json_keys_values_and_parameters(tmp_path, capsys):
     assert [(r["key"], r["users"], r["p50_minutes"]) for r in summary] == [(SP, 6, 42.5)]
     assert main([*base, "summary", "--slo-minutes", "30"]) == 2
     assert "apply to access-time" in capsys.readouterr().err
+
+
+def test_an_update_enabling_the_account_is_a_provisioning_a_plain_update_is_not():
+    from tests.support.frames import inputs as make
+
+    t = make(
+        assignments=[
+            {"service_principal_id": SP, "principal_id": u, "principal_type": "user",
+             "app_role_id": ROLE, "created_at": ts("2026-11-16T09:00:00Z")}
+            for u in ("ue", "ut", "uk")
+        ],
+        events=[
+            {"id": "x1", "source_id": "ue", "service_principal_id": SP, "action": "update",
+             "activity_at": ts("2026-11-16T09:10:00Z")},
+            {"id": "x2", "source_id": "ut", "service_principal_id": SP, "action": "update",
+             "activity_at": ts("2026-11-16T09:20:00Z")},
+            {"id": "x3", "source_id": "uk", "service_principal_id": SP, "action": "update",
+             "activity_at": ts("2026-11-16T09:30:00Z")},
+        ],
+        modified_properties=[
+            {"event_id": "x1", "name": "active", "old_value": None, "new_value": "True"},
+            {"event_id": "x2", "name": "title", "old_value": "a", "new_value": "b"},
+            {"event_id": "x3", "name": "accountDisabled", "old_value": "True",
+             "new_value": "False"},
+        ],
+    )  # fmt: skip
+    rows = run_report("access-time", t).frame.set_index("principal_id")
+    assert rows["minutes_to_access"].to_dict() == {"ue": 10.0, "uk": 30.0}
