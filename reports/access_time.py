@@ -260,6 +260,18 @@ def access_table(
     )
 
 
+def _flag(value: object) -> bool:
+    """Return a parameter as a bool; text (from `report --param KEY=VALUE`) is read as words."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("", "0", "false", "no", "off"):
+            return False
+        raise ValueError(f"access-time: include_waiting must be true or false, not {value!r}")
+    return bool(value)
+
+
 def _select(inputs: Inputs, filters: Filters) -> Inputs:
     """Return the inputs of the selected apps and jobs, never cut by time (first times count)."""
     if not (filters.service_principal_ids or filters.job_ids):
@@ -283,7 +295,7 @@ def build(
         _select(inputs, filters),
         slo_minutes=float(slo_minutes),
         now=now,
-        include_waiting=bool(include_waiting),
+        include_waiting=_flag(include_waiting),
     )
     table = filters.apply(table, "assigned_at").reset_index(drop=True)
     return ReportResult(frame=table)

@@ -320,6 +320,13 @@ def test_slo_parameter_and_waiting_users():
     assert uw["minutes_to_access"] == 120.0
     assert bool(uw["breached"]) is True
     assert "un" not in set(waiting["principal_id"]) and "uz" not in set(waiting["principal_id"])
+    # Parameters given as text (`report --param KEY=VALUE`) read the same.
+    as_text = run_report(
+        "access-time", tenant(), now=now, include_waiting="false", slo_minutes="60"
+    ).frame
+    assert "uw" not in set(as_text["principal_id"]) and len(as_text) == 7
+    with pytest.raises(ValueError, match="true or false"):
+        run_report("access-time", tenant(), include_waiting="maybe")
 
 
 def test_snapshot_used_only_without_audit_and_audit_wins():
