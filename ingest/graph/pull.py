@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ingest.errors import ProvlensError, RemoteError
+from ingest.graph.audits import AuditPull, pull_membership_changes
 from ingest.graph.client import (
     API_VERSION,
     GraphHTTPError,
@@ -42,6 +43,7 @@ class GraphIngest:
     root: str
     pulls: list[LogPull] = field(default_factory=list)
     states: list[StatePull] = field(default_factory=list)
+    audits: list[AuditPull] = field(default_factory=list)
     errors: list[ProvlensError] = field(default_factory=list)
 
     def error(self) -> RemoteError | None:
@@ -67,7 +69,8 @@ async def ingest_graph_async(
     now: pd.Timestamp,
     out: GraphIngest,
 ) -> GraphIngest:
-    """Pull logs for each app (or all apps), then job status and scope of each app; fill ``out``."""
+    """Pull logs for each app (or all apps), then job status and scope of each app, then the
+    assigned groups' membership changes from the directory audit; fill ``out``."""
     apps: list[str | None] = [*service_principal_ids] or [None]  # None: all apps
     for app in apps:
         try:
@@ -98,6 +101,14 @@ async def ingest_graph_async(
                 )
                 continue
             out.errors.append(exc)
+        except Unreachable:
+            raise
+        except RemoteError as exc:
+            out.errors.append(exc)
+    if out.states:
+        # After the scope pulls: the assigned groups are what the audit is read for.
+        try:
+            out.audits.append(await pull_membership_changes(session, store, since=since, now=now))
         except Unreachable:
             raise
         except RemoteError as exc:

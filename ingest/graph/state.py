@@ -21,6 +21,7 @@ from ingest.graph.client import (
     MalformedPage,
     query_config,
 )
+from ingest.membership import carry_first_seen
 from ingest.pipeline import Commit, Frames, Item
 
 if TYPE_CHECKING:
@@ -121,6 +122,9 @@ async def pull_state(
 ) -> StatePull:
     """Pull one app's job status and scope and store them in one commit (through the pipeline)."""
     frames, groups = await fetch_state(session, service_principal_id, captured_at)
+    if "group_members" in frames:
+        stored = store.read("group_members") if store.exists() else None
+        frames["group_members"] = carry_first_seen(frames["group_members"], stored, captured_at)
     pipeline.write(store, state_items(service_principal_id, frames, groups), source="graph")
     gm = frames.get("group_members")
     return StatePull(

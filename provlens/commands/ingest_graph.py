@@ -111,7 +111,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         )
     finally:
         bar.close()
-    pulls, states = result.pulls, result.states
+    pulls, states, audits = result.pulls, result.states, result.audits
     records = sum(p.records for p in pulls)
     pages = sum(p.pages for p in pulls)
     who = ", ".join(ids) if ids else "all apps"
@@ -126,6 +126,11 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         lines.append(
             f"  {s.service_principal_id}: {s.jobs} jobs, {s.assignments} assignments, "
             f"{s.members} members of {s.groups} assigned groups"
+        )
+    for a in audits:
+        lines.append(
+            f"  directory audit: {a.stored} membership changes of {a.groups} assigned groups "
+            f"({a.records} records in {a.pages} pages)"
         )
     print(f"read {records} provisioning records ({pages} pages) from {root} for {who}")
     if lines:
