@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -58,20 +59,23 @@ def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("log") / "streamlit.log"
 
 
-@pytest.fixture(scope="session")
-def server(
-    e2e_store: Path, server_log: Path, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def streamlit_server(
+    store: Path, tmp_path_factory: pytest.TempPathFactory, log_path: Path | None = None
 ) -> Iterator[str]:
-    """Start `streamlit run --server.headless true` on a free port; yield its base URL."""
+    """Run `streamlit run --server.headless true` on ``store`` on a free port; yield its URL.
+
+    The server's terminal output goes to ``log_path`` (a fresh file when None).
+    """
     port = _free_port()
     env = dict(os.environ)
     env.update(
-        PROVLENS_STORE=str(e2e_store),
+        PROVLENS_STORE=str(store),
         PROVLENS_NOW=fx.NOW,
         PYTHONPATH=str(ROOT),
         HOME=str(tmp_path_factory.mktemp("home")),  # no ~/.streamlit secrets leak in
     )
-    log = server_log.open("wb")
+    log = (log_path or tmp_path_factory.mktemp("log") / "streamlit.log").open("wb")
     proc = subprocess.Popen(
         # The command line `provlens dashboard` uses, with file watching off and full errors.
         [
@@ -95,6 +99,15 @@ def server(
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server(
+    e2e_store: Path, server_log: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Start `streamlit run --server.headless true` on a free port; yield its base URL."""
+    with streamlit_server(e2e_store, tmp_path_factory, server_log) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
