@@ -32,22 +32,29 @@ PAGES = (
     "failures",
     "coverage",
     "estimate",
+    "access_time",
     "scim_traffic",
+    "alerts",
     "export",
 )
 
 
 def _subject(store: Path, now: str) -> tuple[str, str]:
-    """Return (UPN, change id) of the newest failure still failing in ``store``."""
+    """Return (UPN, change id) of the newest failure still failing (a conflict if any)."""
     import pandas as pd
 
     from ingest.store import Store
     from reports import Inputs, run_report
 
     events = Store(store).read("events")
-    frame = run_report("recent-failures", Inputs(events=events), now=pd.Timestamp(now)).frame
+    frame = run_report(
+        "recent-failures", Inputs(events=events), now=pd.Timestamp(now), limit=100_000
+    ).frame
     assert frame is not None and not frame.empty, "the demo store has no failure"
-    row = frame.loc[~frame["cleared_by_success"].fillna(False).astype(bool)].iloc[0]
+    open_ = frame.loc[~frame["cleared_by_success"].fillna(False).astype(bool)]
+    # A conflict shows both sides: Entra's error and the wiki's 409 answer.
+    conflict = open_.loc[open_["error_code"].astype("str").str.endswith("EntryConflict")]
+    row = (conflict if len(conflict) else open_).iloc[0]
     return str(row["source_upn"]), str(row["last_change_id"])
 
 
