@@ -415,3 +415,13 @@ def test_one_event_timeline_gets_a_readable_axis(env: Path) -> None:
     spec = json.loads(charts(at)[0].proto.spec)
     lo, hi = (pd.Timestamp(v) for v in spec["layout"]["xaxis"]["range"])
     assert hi - lo >= pd.Timedelta(hours=2)  # not a sub-millisecond axis around one point
+
+
+def test_estimate_says_to_widen_narrowed_dates_and_that_the_run_is_overdue(env: Path) -> None:
+    at = _app("estimate")
+    assert not any("widen the time range" in w.value for w in at.warning)
+    # The fixture's next run was due 2026-11-20 08:50; at 2026-11-21 09:00 it is overdue.
+    assert any(e.value.startswith("Overdue by 24 h 10 min: TheOrgWiki") for e in at.error)
+    at.sidebar.date_input[0].set_value((dt.date(2026, 11, 18), dt.date(2026, 11, 18))).run()
+    assert not at.exception
+    assert any("widen the time range" in w.value for w in at.warning)
