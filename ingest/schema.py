@@ -45,6 +45,8 @@ INITIATOR_TYPES: Final = ("user", "application", "system", "unknown")
 IDENTITY_TYPES: Final = ("user", "group", "other")
 ORIGINS: Final = ("graph", "file", "log_analytics", "demo")
 SCIM_OPERATIONS: Final = ("create", "read", "query", "replace", "patch", "delete", "other")
+SEVERITIES: Final = ("info", "warning", "critical")
+ALERT_STATES: Final = ("firing", "resolved")
 SCIM_RESOURCE_TYPES: Final = (
     "User",
     "Group",
@@ -273,6 +275,56 @@ SCIM_REQUESTS = Table(
     key=("request_id",),
 )
 
+ALERTS = Table(
+    "alerts",
+    "Alerts provlens raised: one row per firing of a rule about a subject, kept as history.",
+    (
+        Col(
+            "alert_id",
+            TEXT,
+            "`<rule>:<subject>`: the same for every firing of a rule about a subject.",
+            required=True,
+        ),
+        Col(
+            "rule", TEXT, "Rule name (`quarantine`, `stalled`, `failure_spike` ...).", required=True
+        ),
+        Col(
+            "subject",
+            TEXT,
+            "What it is about: a job id, a service principal id, a user's object id or `wiki`.",
+            required=True,
+        ),
+        Col("severity", TEXT, "How urgent.", SEVERITIES, required=True),
+        Col(
+            "state",
+            TEXT,
+            "`firing` until the condition clears, then `resolved`.",
+            ALERT_STATES,
+            required=True,
+        ),
+        Col(
+            "raised_at",
+            TIME,
+            "When this firing was raised (the run's reference time).",
+            required=True,
+        ),
+        Col("resolved_at", TIME, "When the condition was seen cleared; null while firing."),
+        Col("summary", TEXT, "One line saying what is wrong (text, never markup)."),
+        Col("detail", TEXT, "The figures behind it as JSON text (counts, thresholds, times)."),
+        Col("link", TEXT, "Deep link into the dashboard (`users?user=...`, `events?cycle=...`)."),
+        Col(
+            "delivered_to",
+            TEXT,
+            "Targets (names, never URLs) that received the current state, comma-separated.",
+        ),
+        Col(
+            "delivery_pending", BOOL, "True while a target still has to receive the current state."
+        ),
+    ),
+    # alert_id alone would overwrite a resolved firing when the rule fires again: keep each firing.
+    key=("alert_id", "raised_at"),
+)
+
 TABLES: Final[dict[str, Table]] = {
     t.name: t
     for t in (
@@ -284,6 +336,7 @@ TABLES: Final[dict[str, Table]] = {
         GROUP_MEMBERS,
         SCIM_RESOURCES,
         SCIM_REQUESTS,
+        ALERTS,
     )
 }
 

@@ -28,6 +28,7 @@ TIME_COLUMNS: dict[str, str | None] = {
     "group_members": None,
     "scim_resources": None,
     "scim_requests": "received_at",
+    "alerts": None,  # history: a firing raised before the range may still be firing in it
 }
 
 
@@ -116,12 +117,13 @@ class Filters:
             group_members=members,
             scim_resources=inputs.scim_resources,
             scim_requests=self.apply_table("scim_requests", inputs.scim_requests),
+            alerts=inputs.alerts,
         )
 
 
 @dataclass
 class Inputs:
-    """The eight canonical frames a report may read; a frame not given is an empty one."""
+    """The canonical frames a report may read; a frame not given is an empty one."""
 
     events: pd.DataFrame = field(default_factory=lambda: empty_frame("events"))
     steps: pd.DataFrame = field(default_factory=lambda: empty_frame("steps"))
@@ -133,6 +135,7 @@ class Inputs:
     group_members: pd.DataFrame = field(default_factory=lambda: empty_frame("group_members"))
     scim_resources: pd.DataFrame = field(default_factory=lambda: empty_frame("scim_resources"))
     scim_requests: pd.DataFrame = field(default_factory=lambda: empty_frame("scim_requests"))
+    alerts: pd.DataFrame = field(default_factory=lambda: empty_frame("alerts"))
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -283,6 +286,20 @@ REPORTS: dict[str, ReportSpec] = {
             "The wiki's SCIM traffic: requests by operation, status and latency.",
             "rows",
             ("events", "scim_requests"),
+        ),
+        _spec(
+            "job-status",
+            "reports.jobs:build",
+            "Per job: latest state and schedule, last cycle, and when the next run is due.",
+            "rows",
+            ("events", "sync_jobs"),
+        ),
+        _spec(
+            "alerts",
+            "reports.alerts:build",
+            "Alerts raised by `provlens alert`: what is firing and the history.",
+            "rows",
+            ("alerts",),
         ),
     )
 }
