@@ -426,7 +426,7 @@ def deliver(
             _post_json(target, payload, config.delivery)
         except DeliveryError as exc:
             errors.append(str(exc))
-            log.warning("alert delivery failed: %s", exc)
+            log.info("alert delivery failed: %s", exc)
             continue
         for i in todo:
             got[i].add(target.name)
@@ -440,7 +440,7 @@ def deliver(
                         got[i].add(name)
                 elif error not in errors:
                     errors.append(error)
-                    log.warning("alert delivery failed: %s", error)
+                    log.info("alert delivery failed: %s", error)
     names = [t.name for t in targets]
     out["delivered_to"] = [
         ",".join([n for n in names if n in g] + sorted(g - set(names))) for g in got

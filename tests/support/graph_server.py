@@ -7,6 +7,8 @@ It serves what provlens reads (paths under ``/v1.0``; a doubled ``//`` is tolera
   URLs carrying every original option plus an opaque ``$skiptoken``; newest records first.
 * ``GET /servicePrincipals`` and ``/servicePrincipals/{id}``, ``.../synchronization/jobs``,
   ``.../appRoleAssignedTo``, ``GET /groups/{id}/members`` and ``/groups/{id}/transitiveMembers``.
+* ``POST /users/{id or UPN}/sendMail``: 202 with an empty body; the parsed request lands in
+  ``mail`` (``{"sender": ..., "body": {...}}``); faults and 403s apply as to GETs.
 
 Optional behaviour: a bearer token to require, per-path 403s (missing permission), the reporting
 API's throttle (N requests per window on ``/auditLogs``: 429 ``TooManyRequests`` with
@@ -98,6 +100,7 @@ class GraphFixture:
     group_members: dict[str, list[str]] = field(default_factory=dict)  # group -> direct member ids
     log: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    mail: list[dict[str, Any]] = field(default_factory=list)  # sendMail requests accepted
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -459,7 +462,7 @@ class _Handler(BaseHTTPRequestHandler):
         with g._lock:
             g.log.append(
                 Logged(
-                    "GET",
+                    self.command,
                     self._path,
                     self._query,
                     status,
@@ -546,6 +549,62 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(rest, fault)
         except FilterError as exc:
             self._error(400, str(exc))
+
+    def _body(self) -> bytes:
+        """Return the request body (Content-Length or chunked, as httpx may send either)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_POST(self) -> None:
+        g = self.fixture
+        split = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", split.path)
+        self._path, self._query = path, {}
+        raw = self._body()
+        if g.token is not None and self.headers.get("Authorization") != f"Bearer {g.token}":
+            self._error(401, "Access token is empty or invalid.")
+            return
+        fault = g._take_fault(unquote(path))
+        if fault and fault.kind == "status":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            self._send(
+                fault.status,
+                _error_body(fault.code or _STATUS_CODES.get(fault.status, "Error"), "Scripted."),
+                headers,
+                fault=fault,
+            )
+            return
+        for fragment, message in g.denied.items():
+            if fragment in path:
+                self._error(403, message or "Access is denied. Check credentials and try again.")
+                return
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)/sendMail", path)
+        if not m:
+            self._error(404, f"Resource not found for the segment '{path}'.")
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._error(400, "Unable to read JSON request payload.")
+            return
+        # Graph binds property names case-insensitively (msgraph-sdk sends `Message`).
+        names = {"message": "message", "savetosentitems": "saveToSentItems"}
+        if isinstance(body, dict):
+            body = {names.get(k.lower(), k): v for k, v in body.items()}
+        if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
+            self._error(400, "Required property 'message' is missing.")
+            return
+        with g._lock:
+            g.mail.append({"sender": unquote(m.group(1)), "body": body})
+        self._send(202, b"")
 
     def _route(self, rest: str, fault: Fault | None) -> None:
         g = self.fixture
