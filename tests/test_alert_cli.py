@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +12,8 @@ import pytest
 from ingest.store import Store
 from provlens.cli import main
 from tests.support import frames as F
-from tests.support.graph_server import graph_server  # noqa: F401 - fixture
-from tests.support.webhook_server import WebhookReceiver, webhook  # noqa: F401 - fixture
+from tests.support.graph_server import GraphFixture
+from tests.support.webhook_server import WebhookReceiver
 
 NOW = "2026-11-21T12:00:00Z"
 LATER = "2026-11-21T13:00:00Z"
@@ -58,6 +59,18 @@ def recovered(store: Store, at: str = "2026-11-21T12:55:00Z") -> None:
 
 
 @pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as h:
+        yield h
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphFixture]:
+    with GraphFixture() as g:
+        yield g
+
+
+@pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store(tmp_path / "store")
     quarantined(s)
@@ -84,20 +97,20 @@ def stored(store: Store) -> pd.DataFrame:
     return store.read("alerts")
 
 
-def test_fires_once_and_is_delivered_once(capsys, store, fast, webhook) -> None:
+def test_fires_once_and_is_delivered_once(capsys, store, fast, hook) -> None:
     code, rows, err = alert(
-        capsys, store, "--config", str(fast), "--webhook", webhook.url(), "--format", "json"
+        capsys, store, "--config", str(fast), "--webhook", hook.url(), "--format", "json"
     )
     assert code == 0, err
     assert [(r["alert_id"], r["state"], r["severity"]) for r in rows] == [
         (f"quarantine:{JOB}", "firing", "critical")
     ]
-    host = f"webhook:127.0.0.1:{webhook.port}"
+    host = f"webhook:127.0.0.1:{hook.port}"
     assert rows[0]["delivered_to"] == host and rows[0]["delivery_pending"] is False
     assert rows[0]["raised_at"] == "2026-11-21T12:00:00.000Z"
     assert rows[0]["link"] == "https://provlens.example/cycles?job=scim.j1"
-    assert len(webhook.received) == 1
-    body = webhook.received[0].body
+    assert len(hook.received) == 1
+    body = hook.received[0].body
     assert body["source"] == "provlens"
     assert [a["alert_id"] for a in body["alerts"]] == [f"quarantine:{JOB}"]
     # second run: still firing, nothing new, nothing sent
@@ -107,13 +120,13 @@ def test_fires_once_and_is_delivered_once(capsys, store, fast, webhook) -> None:
         "--config",
         str(fast),
         "--webhook",
-        webhook.url(),
+        hook.url(),
         "--format",
         "json",
         now=LATER,
     )
     assert (code, rows) == (0, [])
-    assert len(webhook.log) == 1
+    assert len(hook.log) == 1
     assert len(stored(store)) == 1
 
 
@@ -151,17 +164,17 @@ def test_failed_delivery_stays_pending_and_is_retried_next_run(capsys, store, fa
         assert s["raised_at"].tolist() == [F.ts(NOW)]
 
 
-def test_retries_with_backoff_within_a_run(capsys, store, tmp_path, webhook) -> None:
+def test_retries_with_backoff_within_a_run(capsys, store, tmp_path, hook) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[delivery]\nattempts = 4\nbackoff_s = 0.01\n", encoding="utf-8")
-    webhook.fail(2, status=429, retry_after="0")
-    code, rows, err = alert(capsys, store, "--config", str(cfg), "--webhook", webhook.url())
+    hook.fail(2, status=429, retry_after="0")
+    code, _, err = alert(capsys, store, "--config", str(cfg), "--webhook", hook.url())
     assert code == 0, err
-    assert [r.status for r in webhook.log] == [429, 429, 202]
+    assert [r.status for r in hook.log] == [429, 429, 202]
 
 
-def test_resolution_is_announced_once(capsys, store, fast, webhook) -> None:
-    args = ("--config", str(fast), "--webhook", webhook.url(), "--format", "json")
+def test_resolution_is_announced_once(capsys, store, fast, hook) -> None:
+    args = ("--config", str(fast), "--webhook", hook.url(), "--format", "json")
     assert alert(capsys, store, *args)[0] == 0
     recovered(store)
     code, rows, _ = alert(capsys, store, *args, now=LATER)
@@ -169,10 +182,10 @@ def test_resolution_is_announced_once(capsys, store, fast, webhook) -> None:
     assert [(r["state"], r["resolved_at"], r["raised_at"]) for r in rows] == [
         ("resolved", "2026-11-21T13:00:00.000Z", "2026-11-21T12:00:00.000Z")
     ]
-    assert [a["state"] for a in webhook.received[1].body["alerts"]] == ["resolved"]
+    assert [a["state"] for a in hook.received[1].body["alerts"]] == ["resolved"]
     code, rows, _ = alert(capsys, store, *args, now="2026-11-21T14:00:00Z")
     assert (code, rows) == (0, [])
-    assert len(webhook.log) == 2
+    assert len(hook.log) == 2
     # fires again later: a new firing row, the old one kept as history
     quarantined(store, at="2026-11-21T14:30:00Z")
     code, rows, _ = alert(capsys, store, *args, now="2026-11-21T15:00:00Z")
@@ -182,23 +195,21 @@ def test_resolution_is_announced_once(capsys, store, fast, webhook) -> None:
     assert history["alert_id"].nunique() == 1
 
 
-def test_dry_run_lists_but_neither_delivers_nor_stores(capsys, store, webhook) -> None:
-    code, rows, _ = alert(
-        capsys, store, "--dry-run", "--webhook", webhook.url(), "--format", "json"
-    )
+def test_dry_run_lists_but_neither_delivers_nor_stores(capsys, store, hook) -> None:
+    code, rows, _ = alert(capsys, store, "--dry-run", "--webhook", hook.url(), "--format", "json")
     assert code == 0
     assert [r["rule"] for r in rows] == ["quarantine"]
-    assert webhook.log == []
+    assert hook.log == []
     assert stored(store).empty
     code, text, _ = alert(capsys, store, "--dry-run")
     assert "[FIRING critical] quarantine: Job scim.j1 is in quarantine" in text
     assert "would raise 1, would resolve 0" in text
 
 
-def test_teams_gets_an_adaptive_card_with_text_escaped(capsys, store, fast, webhook) -> None:
-    code, _, err = alert(capsys, store, "--config", str(fast), "--teams", webhook.url("/flow"))
+def test_teams_gets_an_adaptive_card_with_text_escaped(capsys, store, fast, hook) -> None:
+    code, _, err = alert(capsys, store, "--config", str(fast), "--teams", hook.url("/flow"))
     assert code == 0, err
-    body = webhook.received[0].body
+    body = hook.received[0].body
     assert body["type"] == "message"
     att = body["attachments"][0]
     assert att["contentType"] == "application/vnd.microsoft.card.adaptive"
@@ -241,10 +252,10 @@ def test_targets_from_the_environment(capsys, store, fast, monkeypatch) -> None:
         assert rows[0]["delivered_to"] == (f"webhook:127.0.0.1:{a.port},webhook:127.0.0.1:{b.port}")
 
 
-def test_mail_through_graph_sendmail(capsys, store, tmp_path, monkeypatch, graph_server) -> None:
+def test_mail_through_graph_sendmail(capsys, store, tmp_path, monkeypatch, graph) -> None:
     monkeypatch.setenv("PROVLENS_GRAPH_TOKEN", "test-token")
     cfg = tmp_path / "mail.toml"
-    cfg.write_text(f'graph_url = "{graph_server.root}"\n' + FAST, encoding="utf-8")
+    cfg.write_text(f'graph_url = "{graph.root}"\n' + FAST, encoding="utf-8")
     code, rows, err = alert(
         capsys,
         store,
@@ -260,8 +271,8 @@ def test_mail_through_graph_sendmail(capsys, store, tmp_path, monkeypatch, graph
         "json",
     )
     assert code == 0, err
-    assert len(graph_server.mail) == 1
-    sent = graph_server.mail[0]
+    assert len(graph.mail) == 1
+    sent = graph.mail[0]
     assert sent["sender"] == "provlens@contoso.example"
     msg = sent["body"]["message"]
     assert [r["emailAddress"]["address"] for r in msg["toRecipients"]] == [
@@ -273,16 +284,16 @@ def test_mail_through_graph_sendmail(capsys, store, tmp_path, monkeypatch, graph
     assert "&lt;b&gt;" in msg["body"]["content"] and "<b>" not in msg["body"]["content"]
     assert sent["body"]["saveToSentItems"] is False
     assert rows[0]["delivered_to"] == "mail:ops@contoso.example,mail:lead@contoso.example"
-    assert graph_server.requests("/sendMail")[0].authorization == "Bearer test-token"
+    assert graph.requests("/sendMail")[0].authorization == "Bearer test-token"
 
 
 def test_mail_denied_names_mail_send_and_stays_pending(
-    capsys, store, tmp_path, monkeypatch, graph_server
+    capsys, store, tmp_path, monkeypatch, graph
 ) -> None:
     monkeypatch.setenv("PROVLENS_GRAPH_TOKEN", "test-token")
-    graph_server.denied["/sendMail"] = "Access is denied."
+    graph.denied["/sendMail"] = "Access is denied."
     cfg = tmp_path / "mail.toml"
-    cfg.write_text(f'graph_url = "{graph_server.root}"\n' + FAST, encoding="utf-8")
+    cfg.write_text(f'graph_url = "{graph.root}"\n' + FAST, encoding="utf-8")
     code, rows, err = alert(
         capsys,
         store,
@@ -298,7 +309,7 @@ def test_mail_denied_names_mail_send_and_stays_pending(
     assert code == 4
     assert "Mail.Send" in err and "HTTP 403" in err
     assert rows[0]["delivery_pending"] is True
-    del graph_server.denied["/sendMail"]
+    del graph.denied["/sendMail"]
     code, rows, err = alert(
         capsys,
         store,
@@ -313,7 +324,7 @@ def test_mail_denied_names_mail_send_and_stays_pending(
         now=LATER,
     )
     assert (code, rows) == (0, []), err
-    assert len(graph_server.mail) == 1
+    assert len(graph.mail) == 1
     assert stored(store)["delivery_pending"].tolist() == [False]
 
 
@@ -333,18 +344,18 @@ def test_config_errors_are_one_line_exit_2(capsys, store, tmp_path) -> None:
     assert stored(store).empty
 
 
-def test_no_secret_in_any_output(capsys, store, tmp_path, monkeypatch, graph_server) -> None:
+def test_no_secret_in_any_output(capsys, store, tmp_path, monkeypatch, graph) -> None:
     """Webhook URLs (path + sig) and the Graph token appear in no output, log or store file."""
     secrets = ["HOOKPATHSECRET", "SIGSECRET123", "FLOWSECRET", "test-token"]
     monkeypatch.setenv("PROVLENS_GRAPH_TOKEN", "test-token")
     log_file = tmp_path / "provlens.log"
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'graph_url = "{graph_server.root}"\n' + FAST, encoding="utf-8")
+    cfg.write_text(f'graph_url = "{graph.root}"\n' + FAST, encoding="utf-8")
     outputs: list[str] = []
     with WebhookReceiver() as hook:
         hook.fail(4, status=500)  # errors and retries get logged too
         monkeypatch.setenv("PROVLENS_ALERT_TEAMS", hook.url("/FLOWSECRET/run?sig=SIGSECRET123"))
-        graph_server.denied["/sendMail"] = "denied"
+        graph.denied["/sendMail"] = "denied"
         for now in (NOW, LATER):
             for fmt in ("json", "table"):
                 code = main(
