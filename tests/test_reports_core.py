@@ -105,8 +105,11 @@ def test_registry_names_every_report_with_a_loadable_function():
         "correlation",
         "scim-traffic",
         "overview",
+        "job-status",
+        "alerts",
     }
-    assert set(REPORTS) == expected
+    # other branches register more (access-time ...): every expected one must be there
+    assert expected <= set(REPORTS)
     assert REPORTS["summary"].shape == "object" and REPORTS["estimate"].shape == "object"
     assert REPORTS["users"].noise and not REPORTS["cycles"].noise
     for name, spec in REPORTS.items():
