@@ -346,3 +346,18 @@ def test_detail_is_json_with_iso_times() -> None:
     found = run(F.world(), only="deprovision_missed")
     detail = json.loads(found[0].detail_json())
     assert detail["last_event_at"] == "2026-11-20T01:05:00.000Z"
+
+
+def test_example_config_is_the_defaults() -> None:
+    """docs/alerts.example.toml documents exactly the defaults the code uses."""
+    from pathlib import Path
+
+    from alerts.config import DEFAULTS, load
+
+    cfg = load(Path(__file__).resolve().parent.parent / "docs" / "alerts.example.toml")
+    assert {k: {s: v for s, v in r.items() if s != "enabled"} for k, r in cfg.rules.items()} == (
+        DEFAULTS
+    )
+    assert cfg.dashboard_url == Config().dashboard_url
+    assert cfg.delivery == Config().delivery
+    assert not cfg.targets and cfg.sources == {}
