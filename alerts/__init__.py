@@ -54,7 +54,8 @@ def run(
     p = state.plan(inputs.alerts, findings, evaluated, now)
     if dry_run:
         return RunResult(p.changes(), p.retry, p.still_firing, evaluated)
-    outgoing = p.outgoing()
+    # Without targets the run's output is the delivery; rows pending for earlier targets wait.
+    outgoing = p.outgoing() if targets else p.changes()
     sent, errors = deliver(targets, outgoing, config)
     state.store_rows(store, sent)
     n_new = len(p.raised) + len(p.resolved)

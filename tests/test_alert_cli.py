@@ -393,3 +393,16 @@ def test_no_secret_in_any_output(capsys, store, tmp_path, monkeypatch, graph) ->
     for text in outputs:
         for secret in secrets:
             assert secret not in text
+
+
+def test_a_run_without_targets_keeps_earlier_pending_rows(capsys, store, fast) -> None:
+    with WebhookReceiver() as hook:
+        hook.fail(2)
+        assert alert(capsys, store, "--config", str(fast), "--webhook", hook.url())[0] == 4
+        # no target this time: nothing is sent, the pending row stays pending
+        code, rows, _ = alert(capsys, store, "--format", "json", now=LATER)
+        assert (code, rows) == (0, [])
+        assert stored(store)["delivery_pending"].tolist() == [True]
+        assert alert(capsys, store, "--config", str(fast), "--webhook", hook.url())[0] == 0
+        assert len(hook.received) == 1
+        assert stored(store)["delivery_pending"].tolist() == [False]

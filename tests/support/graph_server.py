@@ -503,19 +503,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- dispatch --
 
-    def do_GET(self) -> None:
+    def _gate(self, url: str) -> tuple[Fault | None, bool]:
+        """Apply the token check, scripted faults and denials; return (fault, answered)."""
         g = self.fixture
-        split = urlsplit(self.path)
-        path = re.sub(r"/{2,}", "/", split.path)
-        self._path = path
-        self._query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        if not path.startswith("/v1.0/"):
-            self._error(404, f"Resource not found for the segment '{path}'.")
-            return
         if g.token is not None and self.headers.get("Authorization") != f"Bearer {g.token}":
             self._error(401, "Access token is empty or invalid.")
-            return
-        fault = g._take_fault(unquote(path + "?" + split.query))
+            return None, True
+        fault = g._take_fault(url)
         if fault and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
@@ -527,11 +521,25 @@ class _Handler(BaseHTTPRequestHandler):
                 headers,
                 fault=fault,
             )
-            return
+            return fault, True
         for fragment, message in g.denied.items():
-            if fragment in path:
+            if fragment in self._path:
                 self._error(403, message or "Insufficient privileges to complete the operation.")
-                return
+                return fault, True
+        return fault, False
+
+    def do_GET(self) -> None:
+        g = self.fixture
+        split = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", split.path)
+        self._path = path
+        self._query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        if not path.startswith("/v1.0/"):
+            self._error(404, f"Resource not found for the segment '{path}'.")
+            return
+        fault, answered = self._gate(unquote(path + "?" + split.query))
+        if answered:
+            return
         rest = path[len("/v1.0") :]
         if rest.startswith("/auditLogs/"):
             wait = g._throttle()
@@ -569,23 +577,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = re.sub(r"/{2,}", "/", split.path)
         self._path, self._query = path, {}
         raw = self._body()
-        if g.token is not None and self.headers.get("Authorization") != f"Bearer {g.token}":
-            self._error(401, "Access token is empty or invalid.")
+        if self._gate(unquote(path))[1]:
             return
-        fault = g._take_fault(unquote(path))
-        if fault and fault.kind == "status":
-            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            self._send(
-                fault.status,
-                _error_body(fault.code or _STATUS_CODES.get(fault.status, "Error"), "Scripted."),
-                headers,
-                fault=fault,
-            )
-            return
-        for fragment, message in g.denied.items():
-            if fragment in path:
-                self._error(403, message or "Access is denied. Check credentials and try again.")
-                return
         m = re.fullmatch(r"/v1\.0/users/([^/]+)/sendMail", path)
         if not m:
             self._error(404, f"Resource not found for the segment '{path}'.")
