@@ -399,7 +399,8 @@ ACCESS_REPORT = "access-time"
 def access_slo(ctx: RuleContext) -> list[Finding]:
     """Users who waited longer than the SLO for wiki access (quiet until access-time exists)."""
     cfg = ctx.config.rule("access_slo")
-    frame = ctx.report(ACCESS_REPORT, slo_minutes=cfg["minutes"]).frame
+    # include_waiting: a user still waiting past the SLO is the most urgent breach of all
+    frame = ctx.report(ACCESS_REPORT, slo_minutes=cfg["minutes"], include_waiting=True).frame
     if frame is None or frame.empty:
         return []
     since = ctx.now - pd.Timedelta(days=cfg["lookback_days"])
@@ -410,12 +411,14 @@ def access_slo(ctx: RuleContext) -> list[Finding]:
     for _, r in rows.drop_duplicates("principal_id").iterrows():
         pid = str(r["principal_id"])
         who = _text(r["upn"]) or pid
+        waiting = bool(r.get("waiting", False) is True)
+        verb = "has been waiting" if waiting else "waited"
         out.append(
             Finding(
                 "access_slo",
                 pid,
                 ctx.severity("access_slo"),
-                f"{who} waited {float(r['minutes_to_access']):.0f} min for wiki access "
+                f"{who} {verb} {float(r['minutes_to_access']):.0f} min for wiki access "
                 f"(SLO {cfg['minutes']} min; assigned {_when(r['assigned_at'])})",
                 {
                     "principal_id": pid,
@@ -423,6 +426,7 @@ def access_slo(ctx: RuleContext) -> list[Finding]:
                     "service_principal_id": r["service_principal_id"],
                     "assigned_at": r["assigned_at"],
                     "minutes_to_access": r["minutes_to_access"],
+                    "waiting": waiting,
                     "slo_minutes": cfg["minutes"],
                 },
                 ctx.link("users", user=pid),

@@ -272,26 +272,35 @@ def test_wiki_errors_quiet_below_the_rate_too_few_requests_or_old_errors() -> No
 # --- access_slo -------------------------------------------------------------------------------
 
 
-def _access_time(inputs, filters, *, include_noise=False, now=None, slo_minutes=60, **params):
-    """A stand-in for wt/access's report with DESIGN's access-time columns."""
+def _access_time(
+    inputs, filters, *, include_noise=False, now=None, slo_minutes=60, include_waiting=False, **_
+):
+    """A stand-in for the access-time report (DESIGN's columns plus ``waiting``)."""
     rows = pd.DataFrame(
         {
-            "principal_id": ["u1", "u2", "u3"],
-            "upn": ["ada@x", "bo@x", "cy@x"],
-            "service_principal_id": [SP] * 3,
+            "principal_id": ["u1", "u2", "u3", "u4"],
+            "upn": ["ada@x", "bo@x", "cy@x", "dee@x"],
+            "service_principal_id": [SP] * 4,
             "assigned_at": pd.to_datetime(
-                ["2026-11-21T08:00:00Z", "2026-11-21T09:00:00Z", "2026-11-01T09:00:00Z"], utc=True
+                [
+                    "2026-11-21T08:00:00Z",
+                    "2026-11-21T09:00:00Z",
+                    "2026-11-01T09:00:00Z",
+                    "2026-11-21T10:00:00Z",
+                ],
+                utc=True,
             ),
-            "assigned_via": ["direct"] * 3,
-            "assigned_at_source": ["assignment"] * 3,
+            "assigned_via": ["direct"] * 4,
+            "assigned_at_source": ["assignment"] * 4,
             "first_provisioned_at": pd.NaT,
             "wiki_active_at": pd.NaT,
-            "minutes_to_access": [30.0, 95.0, 300.0],
+            "minutes_to_access": [30.0, 95.0, 300.0, 120.0],
+            "waiting": [False, False, False, True],
         }
     )
     rows["slo_minutes"] = slo_minutes
     rows["breached"] = rows["minutes_to_access"] > slo_minutes
-    return ReportResult(frame=rows)
+    return ReportResult(frame=rows if include_waiting else rows.loc[~rows["waiting"]])
 
 
 @pytest.fixture
@@ -307,11 +316,16 @@ def access_report(monkeypatch):
 
 def test_access_slo_fires_for_recent_breaches(access_report) -> None:
     found = run(F.inputs(), only="access_slo")
-    # u3's breach is older than the 7-day lookback; u1 was within the SLO
-    assert [(f.subject, f.detail["minutes_to_access"]) for f in found] == [("u2", 95.0)]
-    assert found[0].link == "http://localhost:8501/users?user=u2"
+    # u3's breach is older than the 7-day lookback; u1 was within the SLO; u4 is still waiting
+    assert [(f.subject, f.detail["minutes_to_access"]) for f in found] == [
+        ("u4", 120.0),
+        ("u2", 95.0),
+    ]
+    assert found[0].summary.startswith("dee@x has been waiting 120 min")
+    assert found[1].link == "http://localhost:8501/users?user=u2"
     stricter = parse({"rules": {"access_slo": {"minutes": 20}}})
-    assert {f.subject for f in run(F.inputs(), only="access_slo", config=stricter)} == {"u1", "u2"}
+    subjects = {f.subject for f in run(F.inputs(), only="access_slo", config=stricter)}
+    assert subjects == {"u1", "u2", "u4"}
 
 
 def test_access_slo_is_quiet_when_the_report_is_not_registered(monkeypatch) -> None:
