@@ -86,6 +86,9 @@ class Delivery:
     backoff_s: float = 2.0
     max_backoff_s: float = 60.0
     timeout_s: float = 20.0
+    # "message": the Workflows template's {"type": "message", "attachments": [card]};
+    # "card": the bare Adaptive Card, for custom flows that parse the body as the card itself.
+    teams_payload: str = "message"
 
 
 @dataclass(frozen=True)
@@ -223,9 +226,11 @@ def parse(raw: dict[str, Any], path: str | None = None) -> Config:
         if not hasattr(base, key):
             raise UsageError(
                 f"{_where(path, f'delivery.{key}')}: unknown setting; known: attempts, "
-                "backoff_s, max_backoff_s, timeout_s"
+                "backoff_s, max_backoff_s, timeout_s, teams_payload"
             )
         values[key] = _check_type(path, f"delivery.{key}", value, getattr(base, key))
+    if values.get("teams_payload", "message") not in ("message", "card"):
+        raise UsageError(f'{_where(path, "delivery.teams_payload")} must be "message" or "card"')
     if values.get("attempts", 1) < 1:
         raise UsageError(f"{_where(path, 'delivery.attempts')} must be at least 1")
     sources = raw.get("sources", {})

@@ -421,7 +421,12 @@ def deliver(
         if not todo:
             continue
         chosen = [rows[i] for i in todo]
-        payload = adaptive_card(chosen) if target.kind == "teams" else webhook_payload(chosen)
+        if target.kind == "teams":
+            payload = adaptive_card(chosen)
+            if config.delivery.teams_payload == "card":
+                payload = payload["attachments"][0]["content"]
+        else:
+            payload = webhook_payload(chosen)
         try:
             _post_json(target, payload, config.delivery)
         except DeliveryError as exc:

@@ -406,3 +406,21 @@ def test_a_run_without_targets_keeps_earlier_pending_rows(capsys, store, fast) -
         assert alert(capsys, store, "--config", str(fast), "--webhook", hook.url())[0] == 0
         assert len(hook.received) == 1
         assert stored(store)["delivery_pending"].tolist() == [False]
+
+
+def test_teams_bare_card_for_custom_flows(capsys, store, tmp_path, hook) -> None:
+    cfg = tmp_path / "card.toml"
+    cfg.write_text(FAST + 'teams_payload = "card"\n', encoding="utf-8")
+    code, _, err = alert(capsys, store, "--config", str(cfg), "--teams", hook.url("/flow"))
+    assert code == 0, err
+    body = hook.received[0].body
+    assert (body["type"], body["version"]) == ("AdaptiveCard", "1.4")
+
+
+def test_plain_http_webhook_is_refused_without_showing_the_url(capsys, store) -> None:
+    url = "http://hooks.example.com/services/PLAINSECRET?sig=PLAINSIG"
+    code, _, err = alert(capsys, store, "--webhook", url)
+    assert code == 2
+    assert "hooks.example.com must use https" in err
+    assert "PLAINSECRET" not in err and "PLAINSIG" not in err
+    assert stored(store).empty
