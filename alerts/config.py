@@ -56,8 +56,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # a job at these quarantine-risk levels (the quarantine-risk report's `risk`).
     "quarantine_risk": {"severity": "warning", "levels": ["approaching", "over_threshold"]},
     # the job's latest incremental cycle took > factor x the p90 of its earlier incremental
-    # cycles (at least min_history of them, from the last history_days).
-    "cycle_slow": {"severity": "warning", "factor": 2.0, "min_history": 5, "history_days": 30},
+    # cycles (at least min_history of them, from the last history_days) and > min_duration_s.
+    "cycle_slow": {
+        "severity": "warning",
+        "factor": 2.0,
+        "min_history": 5,
+        "history_days": 30,
+        "min_duration_s": 300,
+    },
     # an active, scheduled job with no run for `intervals` schedule intervals.
     "stalled": {"severity": "critical", "intervals": 3},
     # a user out of scope (unassigned, or disabled) but active in the wiki, `grace_hours` after
@@ -71,9 +77,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_error_rate": 0.05,
         "min_requests": 20,
     },
-    # users who waited more than `minutes` for wiki access (the access-time report), assigned in
-    # the last lookback_days.
-    "access_slo": {"severity": "warning", "minutes": 60, "lookback_days": 7},
+    # users who waited (or are still waiting) more than `minutes` for wiki access (the
+    # access-time report), assigned in the last lookback_days: one alert per app, or per user.
+    "access_slo": {"severity": "warning", "minutes": 60, "lookback_days": 7, "per_user": False},
 }
 SEVERITIES = ("info", "warning", "critical")
 

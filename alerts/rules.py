@@ -96,6 +96,15 @@ def _when(value: Any) -> str:
     return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _duration(seconds: float) -> str:
+    """Return a duration for people: ``45 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _job_link(ctx: RuleContext, job_id: str, cycle_id: Any = None) -> str:
     if cycle_id is not None and not pd.isna(cycle_id) and str(cycle_id):
         return ctx.link("events", cycle=str(cycle_id))
@@ -241,15 +250,15 @@ def cycle_slow(ctx: RuleContext) -> list[Finding]:
             continue
         p90 = float(history["duration_s"].astype("float64").quantile(0.9))
         took = float(latest["duration_s"])
-        if p90 <= 0 or took <= cfg["factor"] * p90:
+        if took <= max(cfg["factor"] * p90, cfg["min_duration_s"]):
             continue
         out.append(
             Finding(
                 "cycle_slow",
                 str(job_id),
                 ctx.severity("cycle_slow"),
-                f"Job {job_id}: cycle {latest['cycle_id']} took {took / 60:.0f} min, "
-                f"{took / p90:.1f}x its usual p90 of {p90 / 60:.0f} min",
+                f"Job {job_id}: cycle {latest['cycle_id']} took {_duration(took)}, "
+                f"over {cfg['factor']:g}x its usual p90 of {_duration(p90)}",
                 {
                     "job_id": job_id,
                     "service_principal_id": latest["service_principal_id"],
@@ -295,7 +304,7 @@ def stalled(ctx: RuleContext) -> list[Finding]:
                 ctx.severity("stalled"),
                 f"Job {r['job_id']} is active but has not run since {_when(r['last_run_at'])} "
                 f"({quiet / interval:.1f} schedule intervals of "
-                f"{interval.total_seconds() / 60:.0f} min)",
+                f"{_duration(interval.total_seconds())})",
                 {
                     "job_id": r["job_id"],
                     "service_principal_id": r["service_principal_id"],
@@ -397,7 +406,12 @@ ACCESS_REPORT = "access-time"
 
 
 def access_slo(ctx: RuleContext) -> list[Finding]:
-    """Users who waited longer than the SLO for wiki access (quiet until access-time exists)."""
+    """Users past the access SLO (still waiting, or waited), one alert per app by default.
+
+    Quiet until the access-time report is registered. ``per_user = true`` raises one alert per
+    user instead (subject: the user's object id); per app (subject: the service principal id)
+    keeps a group assignment of thousands from raising thousands of alerts.
+    """
     cfg = ctx.config.rule("access_slo")
     # include_waiting: a user still waiting past the SLO is the most urgent breach of all
     frame = ctx.report(ACCESS_REPORT, slo_minutes=cfg["minutes"], include_waiting=True).frame
@@ -406,30 +420,68 @@ def access_slo(ctx: RuleContext) -> list[Finding]:
     since = ctx.now - pd.Timedelta(days=cfg["lookback_days"])
     recent = (frame["assigned_at"] >= since).fillna(False).astype(bool)
     breached = frame["breached"].fillna(False).astype(bool)
-    rows = frame.loc[recent & breached].sort_values("minutes_to_access", ascending=False)
+    rows = frame.loc[recent & breached].sort_values(
+        "minutes_to_access", ascending=False, kind="stable"
+    )
+    if "waiting" not in rows.columns:
+        rows = rows.assign(waiting=False)
+    rows = rows.assign(waiting=rows["waiting"].fillna(False).astype(bool))
+    severity = ctx.severity("access_slo")
     out = []
-    for _, r in rows.drop_duplicates("principal_id").iterrows():
-        pid = str(r["principal_id"])
-        who = _text(r["upn"]) or pid
-        waiting = bool(r.get("waiting", False) is True)
-        verb = "has been waiting" if waiting else "waited"
+    if cfg["per_user"]:
+        for _, r in rows.drop_duplicates("principal_id").iterrows():
+            pid = str(r["principal_id"])
+            who = _text(r["upn"]) or pid
+            verb = "has been waiting" if r["waiting"] else "waited"
+            out.append(
+                Finding(
+                    "access_slo",
+                    pid,
+                    severity,
+                    f"{who} {verb} {float(r['minutes_to_access']):.0f} min for wiki access "
+                    f"(SLO {cfg['minutes']} min; assigned {_when(r['assigned_at'])})",
+                    {
+                        "principal_id": pid,
+                        "upn": r["upn"],
+                        "service_principal_id": r["service_principal_id"],
+                        "assigned_at": r["assigned_at"],
+                        "minutes_to_access": r["minutes_to_access"],
+                        "waiting": bool(r["waiting"]),
+                        "slo_minutes": cfg["minutes"],
+                    },
+                    ctx.link("users", user=pid),
+                )
+            )
+        return out
+    for sp, group in rows.groupby(rows["service_principal_id"].fillna(""), sort=True):
+        users = group.drop_duplicates("principal_id")
+        worst = users.iloc[0]
+        waiting = int(users["waiting"].sum())
+        who = _text(worst["upn"]) or str(worst["principal_id"])
         out.append(
             Finding(
                 "access_slo",
-                pid,
-                ctx.severity("access_slo"),
-                f"{who} {verb} {float(r['minutes_to_access']):.0f} min for wiki access "
-                f"(SLO {cfg['minutes']} min; assigned {_when(r['assigned_at'])})",
+                str(sp) or "unknown",
+                severity,
+                f"{len(users)} users past the {cfg['minutes']} min access SLO in the last "
+                f"{cfg['lookback_days']} days ({waiting} still waiting); longest: {who}, "
+                f"{float(worst['minutes_to_access']):.0f} min",
                 {
-                    "principal_id": pid,
-                    "upn": r["upn"],
-                    "service_principal_id": r["service_principal_id"],
-                    "assigned_at": r["assigned_at"],
-                    "minutes_to_access": r["minutes_to_access"],
+                    "service_principal_id": sp or None,
+                    "users": len(users),
                     "waiting": waiting,
                     "slo_minutes": cfg["minutes"],
+                    "longest": [
+                        {
+                            "principal_id": r["principal_id"],
+                            "upn": r["upn"],
+                            "minutes_to_access": r["minutes_to_access"],
+                            "waiting": bool(r["waiting"]),
+                        }
+                        for _, r in users.head(10).iterrows()
+                    ],
                 },
-                ctx.link("users", user=pid),
+                ctx.link("users", user=str(worst["principal_id"])),
             )
         )
     return out

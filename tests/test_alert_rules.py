@@ -176,6 +176,9 @@ def _cycles(last_minutes: float) -> Any:
 def test_cycle_slow_fires_past_twice_the_p90() -> None:
     found = run(_cycles(30), only="cycle_slow")
     assert [(f.subject, f.detail["cycle_id"]) for f in found] == [(JOB, "cyc7")]
+    assert (
+        found[0].summary == "Job scim.j1: cycle cyc7 took 30 min, over 2x its usual p90 of 10 min"
+    )
     assert found[0].detail["p90_duration_s"] == pytest.approx(600.0)
     assert found[0].detail["duration_s"] == pytest.approx(1800.0)
     assert found[0].link == "http://localhost:8501/events?cycle=cyc7"
@@ -183,6 +186,12 @@ def test_cycle_slow_fires_past_twice_the_p90() -> None:
 
 def test_cycle_slow_quiet_for_a_normal_cycle_or_too_little_history() -> None:
     assert run(_cycles(12), only="cycle_slow") == []
+    # 4x a 1-minute p90, but under min_duration_s (5 min): not worth an alert
+    starts = [NOW - pd.Timedelta(hours=8) + pd.Timedelta(minutes=40 * i) for i in range(8)]
+    short = F.inputs(events=cycle_events(starts, [1.0] * 7 + [4.0]), sync_jobs=steady_job())
+    assert run(short, only="cycle_slow") == []
+    cfg = parse({"rules": {"cycle_slow": {"min_duration_s": 60}}})
+    assert len(run(short, only="cycle_slow", config=cfg)) == 1
     cfg = parse({"rules": {"cycle_slow": {"min_history": 10}}})
     assert run(_cycles(30), only="cycle_slow", config=cfg) == []
 
@@ -314,18 +323,30 @@ def access_report(monkeypatch):
     )
 
 
-def test_access_slo_fires_for_recent_breaches(access_report) -> None:
+def test_access_slo_fires_once_per_app_for_recent_breaches(access_report) -> None:
     found = run(F.inputs(), only="access_slo")
     # u3's breach is older than the 7-day lookback; u1 was within the SLO; u4 is still waiting
+    assert [(f.subject, f.detail["users"], f.detail["waiting"]) for f in found] == [(SP, 2, 1)]
+    assert [u["principal_id"] for u in found[0].detail["longest"]] == ["u4", "u2"]
+    assert found[0].summary == (
+        "2 users past the 60 min access SLO in the last 7 days (1 still waiting); "
+        "longest: dee@x, 120 min"
+    )
+    assert found[0].link == "http://localhost:8501/users?user=u4"
+    stricter = parse({"rules": {"access_slo": {"minutes": 20}}})
+    assert run(F.inputs(), only="access_slo", config=stricter)[0].detail["users"] == 3
+
+
+def test_access_slo_per_user(access_report) -> None:
+    cfg = parse({"rules": {"access_slo": {"per_user": True}}})
+    found = run(F.inputs(), only="access_slo", config=cfg)
     assert [(f.subject, f.detail["minutes_to_access"]) for f in found] == [
         ("u4", 120.0),
         ("u2", 95.0),
     ]
     assert found[0].summary.startswith("dee@x has been waiting 120 min")
+    assert found[1].summary.startswith("bo@x waited 95 min")
     assert found[1].link == "http://localhost:8501/users?user=u2"
-    stricter = parse({"rules": {"access_slo": {"minutes": 20}}})
-    subjects = {f.subject for f in run(F.inputs(), only="access_slo", config=stricter)}
-    assert subjects == {"u1", "u2", "u4"}
 
 
 def test_access_slo_is_quiet_when_the_report_is_not_registered(monkeypatch) -> None:
