@@ -424,3 +424,22 @@ def test_plain_http_webhook_is_refused_without_showing_the_url(capsys, store) ->
     assert "hooks.example.com must use https" in err
     assert "PLAINSECRET" not in err and "PLAINSIG" not in err
     assert stored(store).empty
+
+
+def test_retry_goes_only_to_the_target_that_missed_it(capsys, store, fast) -> None:
+    with WebhookReceiver() as a, WebhookReceiver() as b:
+        b.fail(2)
+        args = ("--config", str(fast), "--webhook", a.url(), "--webhook", b.url())
+        code, rows, err = alert(capsys, store, *args, "--format", "json")
+        assert code == 4
+        assert f"webhook:127.0.0.1:{b.port}" in err and f"{a.port}" not in err
+        assert rows[0]["delivered_to"] == f"webhook:127.0.0.1:{a.port}"
+        assert rows[0]["delivery_pending"] is True
+        code, rows, err = alert(capsys, store, *args, "--format", "json", now=LATER)
+        assert (code, rows) == (0, []), err
+        assert (len(a.received), len(b.received)) == (1, 1)
+        s = stored(store)
+        assert s["delivered_to"].tolist() == [
+            f"webhook:127.0.0.1:{a.port},webhook:127.0.0.1:{b.port}"
+        ]
+        assert s["delivery_pending"].tolist() == [False]
