@@ -26,6 +26,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ingest.errors import UsageError
 
@@ -252,6 +253,14 @@ def parse(raw: dict[str, Any], path: str | None = None) -> Config:
     for key, value in (("dashboard_url", dashboard_url), ("graph_url", graph_url)):
         if value is not None and not isinstance(value, str):
             raise UsageError(f"{_where(path, key)} must be a string (a URL)")
+    if (
+        urlsplit(dashboard_url).scheme not in ("http", "https")
+        or not urlsplit(dashboard_url).netloc
+    ):
+        raise UsageError(
+            f"{_where(path, 'dashboard_url')} = {dashboard_url!r} is not an http(s) URL; alert "
+            "links are built on it (e.g. https://provlens.contoso.com/)"
+        )
     return Config(
         rules=rules,
         targets=targets,

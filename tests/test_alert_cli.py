@@ -339,6 +339,10 @@ def test_config_errors_are_one_line_exit_2(capsys, store, tmp_path) -> None:
     wrong.write_text('[rules.stalled]\nintervals = "three"\n', encoding="utf-8")
     code, _, err = alert(capsys, store, "--config", str(wrong))
     assert code == 2 and "rules.stalled.intervals" in err
+    url = tmp_path / "url.toml"
+    url.write_text('dashboard_url = "provlens.example"\n', encoding="utf-8")
+    code, _, err = alert(capsys, store, "--config", str(url))
+    assert code == 2 and "dashboard_url" in err and "not an http(s) URL" in err
     code, _, err = alert(capsys, store, "--mail-to", "ops@contoso.example")
     assert code == 2 and "--mail-from" in err
     assert stored(store).empty
