@@ -144,3 +144,22 @@ def test_sigterm_while_waiting_exits_at_once(tmp_path, graph, hook) -> None:
     assert proc.returncode == 0, err
     assert len(out.strip().splitlines()) == 1
     assert Store(tmp_path / "store").read("alerts")["rule"].tolist() == ["quarantine"]
+
+
+def test_a_failing_source_is_reported_and_the_round_goes_on(tmp_path, graph, hook) -> None:
+    cfg = tmp_path / "scim.toml"
+    cfg.write_text('[sources.scim]\nscim_url = "https://wiki.example/scim/v2"\n', encoding="utf-8")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PROVLENS_SCIM_TOKEN", "PROVLENS_SCIM_TOKEN_FILE")
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "provlens", "--store", str(tmp_path / "s"), "watch", "--every", "1s",
+         "--rounds", "1", "--config", str(cfg)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert "round 1: scim failed: " in line and "PROVLENS_SCIM_TOKEN" in line
+    assert line.endswith("alerts: 0 raised, 0 resolved, 0 firing, 0 pending")

@@ -119,6 +119,10 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else "done"
 
 
+def _unexpected(exc: Exception) -> str:
+    return f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
 class _Stop:
     """Set by SIGTERM / SIGINT; checked between steps, waited on between rounds."""
 
@@ -165,6 +169,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                     parts.append(f"{name}: {_first_line(buf.getvalue())}")
                 except ProvlensError as exc:
                     parts.append(f"{name} failed: {' '.join(str(exc).split())}")
+                except Exception as exc:  # a long-running loop reports and goes on
+                    log.debug("%s failed", name, exc_info=True)
+                    parts.append(f"{name} failed: {_unexpected(exc)}")
             if not stop:
                 try:
                     result = alerts.run(ctx.store(), config, targets, now)
@@ -176,6 +183,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                     )
                 except ProvlensError as exc:
                     parts.append(f"alert failed: {' '.join(str(exc).split())}")
+                except Exception as exc:
+                    log.debug("alert failed", exc_info=True)
+                    parts.append(f"alert failed: {_unexpected(exc)}")
             if stop:
                 parts.append(f"stopped by {stop.signal}")
             stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
