@@ -146,7 +146,7 @@ def test_sigterm_while_waiting_exits_at_once(tmp_path, graph, hook) -> None:
     assert Store(tmp_path / "store").read("alerts")["rule"].tolist() == ["quarantine"]
 
 
-def test_a_failing_source_is_reported_and_the_round_goes_on(tmp_path, graph, hook) -> None:
+def test_a_failing_source_is_reported_and_the_round_goes_on(tmp_path) -> None:
     cfg = tmp_path / "scim.toml"
     cfg.write_text('[sources.scim]\nscim_url = "https://wiki.example/scim/v2"\n', encoding="utf-8")
     env = {
