@@ -162,6 +162,9 @@ def test_failed_delivery_stays_pending_and_is_retried_next_run(capsys, store, fa
         assert s["delivery_pending"].tolist() == [False]
         assert s["delivered_to"].tolist() == [f"webhook:127.0.0.1:{hook.port}"]
         assert s["raised_at"].tolist() == [F.ts(NOW)]
+        # a third run has nothing left to retry
+        code, text, _ = alert(capsys, store, "--config", str(fast), "--webhook", hook.url())
+        assert code == 0 and "retried" not in text and len(hook.log) == 3
 
 
 def test_retries_with_backoff_within_a_run(capsys, store, tmp_path, hook) -> None:
@@ -407,7 +410,11 @@ def test_a_run_without_targets_keeps_earlier_pending_rows(capsys, store, fast) -
         code, rows, _ = alert(capsys, store, "--format", "json", now=LATER)
         assert (code, rows) == (0, [])
         assert stored(store)["delivery_pending"].tolist() == [True]
-        assert alert(capsys, store, "--config", str(fast), "--webhook", hook.url())[0] == 0
+        code, text, _ = alert(capsys, store, "--dry-run", now=LATER)
+        assert "would retry 1 undelivered alert(s) from earlier runs" in text
+        code, text, _ = alert(capsys, store, "--config", str(fast), "--webhook", hook.url())
+        assert code == 0
+        assert "retried 1 undelivered alert(s) from earlier runs; 0 still pending" in text
         assert len(hook.received) == 1
         assert stored(store)["delivery_pending"].tolist() == [False]
 

@@ -80,6 +80,14 @@ def print_result(result, fmt: str, dry_run: bool) -> None:
             f"{verb} {raised}, {'would resolve' if dry_run else 'resolved'} {resolved}; "
             f"{result.still_firing} still firing; {len(result.rules)} rules evaluated"
         )
+        if len(result.retried):
+            if dry_run:
+                print(f"would retry {len(result.retried)} undelivered alert(s) from earlier runs")
+            else:
+                print(
+                    f"retried {len(result.retried)} undelivered alert(s) from earlier runs; "
+                    f"{result.pending} still pending"
+                )
     for error in result.errors:
         print(
             f"provlens: alert delivery failed: {error}; kept pending for the next run",
