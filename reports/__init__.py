@@ -323,6 +323,13 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "scim_requests"),
         ),
+        _spec(
+            "job-status",
+            "reports.jobs:build",
+            "Per job: latest state and schedule, last cycle, and when the next run is due.",
+            "rows",
+            ("events", "sync_jobs"),
+        ),
     )
 }
 

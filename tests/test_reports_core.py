@@ -107,6 +107,7 @@ def test_registry_names_every_report_with_a_loadable_function():
         "overview",
         "access-time",
         "access-time-summary",
+        "job-status",
         "alerts",
     }
     assert set(REPORTS) == expected
