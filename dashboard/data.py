@@ -152,7 +152,7 @@ def load_inputs(path: Path, version: int, tables: tuple[str, ...] = tuple(TABLES
 
 # Reports whose answer depends on the current time (running cycle, next retry). Only these get
 # `now` and so a cache key that changes every minute; the rest are keyed by data and filters.
-TIME_DEPENDENT_REPORTS = frozenset({"estimate", "quarantine-risk", "diagnosis", "job-status"})
+TIME_DEPENDENT_REPORTS = frozenset({"estimate", "quarantine-risk", "diagnosis", "job-header"})
 
 
 @dataclass(frozen=True)

@@ -355,11 +355,18 @@ REPORTS: dict[str, ReportSpec] = {
             _EVENT_TABLES,
         ),
         _spec(
-            "job-status",
+            "job-header",
             "reports.job_status:build",
             "Per job: state, current or last cycle, scope, last and next run, quarantine, links.",
             "rows",
             ("events", "sync_jobs", "assignments", "group_members", "scim_resources"),
+        ),
+        _spec(
+            "job-status",
+            "reports.jobs:build",
+            "Per job: latest state and schedule, last cycle, and when the next run is due.",
+            "rows",
+            ("events", "sync_jobs"),
         ),
     )
 }

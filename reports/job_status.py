@@ -1,4 +1,4 @@
-"""job-status: per job, what Entra's provisioning page says, at the reference time ``now``.
+"""job-header: per job, what Entra's provisioning page says, at the reference time ``now``.
 
 One row per job (latest job snapshot, else the job as seen in events): the app's name, state,
 the current or last cycle with its progress, objects in scope to date, last run, next run and

@@ -96,7 +96,7 @@ def test_overview_kpis_equal_summary_and_job_state(env: Path, inputs: Inputs) ->
 
 def test_overview_status_header_equals_job_status_report(env: Path, inputs: Inputs) -> None:
     at = _app()
-    job = report("job-status", inputs).frame.iloc[0]
+    job = report("job-header", inputs).frame.iloc[0]
     texts = [t.value for t in at.text]
     assert f"{job['app']}  ·  {job['job_id']}" in texts
     assert f"{job['cycle_kind']} · {job['cycle_id']}" in texts

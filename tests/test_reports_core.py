@@ -108,10 +108,11 @@ def test_registry_names_every_report_with_a_loadable_function():
         # The dashboard's views (reports.diagnosis, events_log, job_status, recent_failures).
         "diagnosis",
         "events",
-        "job-status",
+        "job-header",
         "recent-failures",
         "access-time",
         "access-time-summary",
+        "job-status",
         "alerts",
     }
     assert set(REPORTS) == expected

@@ -1,4 +1,4 @@
-"""The reports behind the dashboard's new views: diagnosis, events, job-status, recent-failures,
+"""The reports behind the dashboard's new views: diagnosis, events, job-header, recent-failures,
 hourly SCIM traffic; and the CLI reproduces them (`provlens report NAME --param KEY=VALUE`)."""
 
 from __future__ import annotations
@@ -97,14 +97,14 @@ def test_events_by_change_cycle_user_and_search(inputs: Inputs) -> None:
 
 
 def test_job_status_overdue_and_links(inputs: Inputs) -> None:
-    row = run_report("job-status", inputs, now=NOW).frame.iloc[0]
+    row = run_report("job-header", inputs, now=NOW).frame.iloc[0]
     assert row["app"] == fx.SP_NAME and row["job_id"] == fx.JOB
     assert row["cycle_id"] == "cycle-3" and not row["cycle_running"]
     assert row["next_run_at"] == pd.Timestamp("2026-11-20T08:50:00Z")
     assert row["overdue_min"] == 24 * 60 + 10
     assert row["logs_url"].endswith(f"/ProvisioningLogs/objectId/{fx.SP}")
     # Before the next run is due, nothing is overdue.
-    early = run_report("job-status", inputs, now=pd.Timestamp("2026-11-20T08:40:00Z"))
+    early = run_report("job-header", inputs, now=pd.Timestamp("2026-11-20T08:40:00Z"))
     assert pd.isna(early.frame.iloc[0]["overdue_min"])
 
 

@@ -163,7 +163,7 @@ else:
 st.subheader("Next incremental cycle")
 nxt = base.get("next_incremental_at")
 now = data.now()
-late_jobs = ctx.report("job-status").frame
+late_jobs = ctx.report("job-header").frame
 late_jobs = late_jobs.loc[late_jobs["overdue_min"].notna()] if late_jobs is not None else None
 if late_jobs is not None and not late_jobs.empty:
     for _, job in late_jobs.iterrows():

@@ -25,6 +25,12 @@ class Command(NamedTuple):
 
 COMMANDS: tuple[Command, ...] = (
     Command(
+        ("alert",),
+        "alert",
+        "evaluate the alert rules (quarantine, stalled jobs, failure spikes, ...) and send new or "
+        "resolved alerts to Teams, a webhook or mail",
+    ),
+    Command(
         ("dashboard",),
         "dashboard",
         "open the Streamlit dashboard on the store (localhost only unless sign-in is configured)",
@@ -61,6 +67,11 @@ COMMANDS: tuple[Command, ...] = (
         "ingest_scim",
         "list the wiki's SCIM /Users and /Groups into the store as one snapshot "
         "(token from PROVLENS_SCIM_TOKEN)",
+    ),
+    Command(
+        ("watch",),
+        "watch",
+        "every DURATION: ingest the configured sources (Graph, the wiki), then alert",
     ),
     Command(
         ("report",),

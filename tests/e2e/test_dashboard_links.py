@@ -97,7 +97,7 @@ def test_overview_header_says_overdue(
 ) -> None:
     _goto(page, f"{server}/", "Overview")
     _check_page(page, screenshots, "overview-header")
-    job = run_report("job-status", inputs, now=NOW).frame.iloc[0]
+    job = run_report("job-header", inputs, now=NOW).frame.iloc[0]
     assert int(job["overdue_min"]) == 24 * 60 + 10
     assert page.get_by_text("Overdue by 24 h 10 min").count() == 1
     assert page.get_by_text("100 % complete · 2 of 2 objects").count() == 1

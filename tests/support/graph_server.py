@@ -10,6 +10,8 @@ It serves what provlens reads (paths under ``/v1.0``; a doubled ``//`` is tolera
   (:func:`membership_audit` builds a group membership record).
 * ``GET /servicePrincipals`` and ``/servicePrincipals/{id}``, ``.../synchronization/jobs``,
   ``.../appRoleAssignedTo``, ``GET /groups/{id}/members`` and ``/groups/{id}/transitiveMembers``.
+* ``POST /users/{id or UPN}/sendMail``: 202 with an empty body; the parsed request lands in
+  ``mail`` (``{"sender": ..., "body": {...}}``); faults and 403s apply as to GETs.
 
 Optional behaviour: a bearer token to require, per-path 403s (missing permission), the reporting
 API's throttle (N requests per window on ``/auditLogs``: 429 ``TooManyRequests`` with
@@ -102,6 +104,7 @@ class GraphFixture:
     audits: list[dict[str, Any]] = field(default_factory=list)  # directoryAudit records
     log: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    mail: list[dict[str, Any]] = field(default_factory=list)  # sendMail requests accepted
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -467,7 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
         with g._lock:
             g.log.append(
                 Logged(
-                    "GET",
+                    self.command,
                     self._path,
                     self._query,
                     status,
@@ -508,19 +511,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- dispatch --
 
-    def do_GET(self) -> None:
+    def _gate(self, url: str) -> tuple[Fault | None, bool]:
+        """Apply the token check, scripted faults and denials; return (fault, answered)."""
         g = self.fixture
-        split = urlsplit(self.path)
-        path = re.sub(r"/{2,}", "/", split.path)
-        self._path = path
-        self._query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        if not path.startswith("/v1.0/"):
-            self._error(404, f"Resource not found for the segment '{path}'.")
-            return
         if g.token is not None and self.headers.get("Authorization") != f"Bearer {g.token}":
             self._error(401, "Access token is empty or invalid.")
-            return
-        fault = g._take_fault(unquote(path + "?" + split.query))
+            return None, True
+        fault = g._take_fault(url)
         if fault and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
@@ -532,11 +529,25 @@ class _Handler(BaseHTTPRequestHandler):
                 headers,
                 fault=fault,
             )
-            return
+            return fault, True
         for fragment, message in g.denied.items():
-            if fragment in path:
+            if fragment in self._path:
                 self._error(403, message or "Insufficient privileges to complete the operation.")
-                return
+                return fault, True
+        return fault, False
+
+    def do_GET(self) -> None:
+        g = self.fixture
+        split = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", split.path)
+        self._path = path
+        self._query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        if not path.startswith("/v1.0/"):
+            self._error(404, f"Resource not found for the segment '{path}'.")
+            return
+        fault, answered = self._gate(unquote(path + "?" + split.query))
+        if answered:
+            return
         rest = path[len("/v1.0") :]
         if rest.startswith("/auditLogs/"):
             wait = g._throttle()
@@ -554,6 +565,47 @@ class _Handler(BaseHTTPRequestHandler):
             self._route(rest, fault)
         except FilterError as exc:
             self._error(400, str(exc))
+
+    def _body(self) -> bytes:
+        """Return the request body (Content-Length or chunked, as httpx may send either)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_POST(self) -> None:
+        g = self.fixture
+        split = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", split.path)
+        self._path, self._query = path, {}
+        raw = self._body()
+        if self._gate(unquote(path))[1]:
+            return
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)/sendMail", path)
+        if not m:
+            self._error(404, f"Resource not found for the segment '{path}'.")
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._error(400, "Unable to read JSON request payload.")
+            return
+        # Graph binds property names case-insensitively (msgraph-sdk sends `Message`).
+        names = {"message": "message", "savetosentitems": "saveToSentItems"}
+        if isinstance(body, dict):
+            body = {names.get(k.lower(), k): v for k, v in body.items()}
+        if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
+            self._error(400, "Required property 'message' is missing.")
+            return
+        with g._lock:
+            g.mail.append({"sender": unquote(m.group(1)), "body": body})
+        self._send(202, b"")
 
     def _route(self, rest: str, fault: Fault | None) -> None:
         g = self.fixture
