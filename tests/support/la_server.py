@@ -111,6 +111,7 @@ class Logged:
     authorization: str | None
     partial: str | None = None
     at: float = 0.0
+    execute_s: float = 0.0  # running the translated SQL (not the KQL-to-SQL translation)
 
 
 def _kql_time(value: Any) -> str | None:
@@ -196,6 +197,7 @@ class LaFixture:
         ddl = ", ".join(f'"{k}" {_SQL_TYPES[v]}' for k, v in cols.items())
         self._con.execute(f"CREATE TABLE _rows ({ddl})")
         self._server: ThreadingHTTPServer | None = None
+        self._last_execute_s = 0.0
         self.port = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -258,6 +260,25 @@ class LaFixture:
             self._con.execute(f"INSERT INTO _rows SELECT {cols} FROM read_parquet(?)", [path])
             return self.count() - before
 
+    def replicate(self, copies: int, shift: timedelta) -> int:
+        """Add ``copies`` shifted copies of the rows with new ids (benchmarks)."""
+        with self._db_lock:
+            cols = [c for c in self.columns]
+            for k in range(1, copies + 1):
+                exprs = []
+                for c in cols:
+                    if c in ("Id", "ChangeId", "CorrelationId", "CycleId"):
+                        exprs.append(f"\"{c}\" || '~{k}'")
+                    elif c == "TimeGenerated":
+                        exprs.append(f'"{c}" + INTERVAL {int(shift.total_seconds()) * k} SECOND')
+                    else:
+                        exprs.append(f'"{c}"')
+                self._con.execute(
+                    f"INSERT INTO _rows SELECT {', '.join(exprs)} FROM _rows "
+                    "WHERE NOT contains(Id, '~')"
+                )
+        return self.count()
+
     def count(self) -> int:
         """Rows in the table."""
         row = self._con.cursor().execute("SELECT count(*) FROM _rows").fetchone()
@@ -292,10 +313,13 @@ class LaFixture:
             for p in params:
                 view = view.replace("?", f"TIMESTAMPTZ '{p.isoformat()}'", 1)
             cur.execute(view)
-            rel = cur.sql(_to_sql(query))
+            sql = _to_sql(query)
+            t0 = time.perf_counter()
+            rel = cur.sql(sql)
             names = list(rel.columns)
             kinds = [_kql_type(str(t)) for t in rel.types]
             rows = rel.fetchall()
+            self._last_execute_s = time.perf_counter() - t0
         finally:
             cur.close()
         out_rows = []
@@ -398,6 +422,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self.headers.get("Authorization"),
                     partial,
                     time.monotonic(),
+                    g._last_execute_s if status == 200 else 0.0,
                 )
             )
         self.send_response(status)
