@@ -340,3 +340,24 @@ def test_kill_mid_pull_then_resume_reads_every_row_exactly_once(
     assert done.returncode == 0, done.stderr
     assert _counts(Store(store_dir)) == (N, N, 2 * N, 2 * N)
     assert Store(store_dir).watermark(f"la:{WORKSPACE}") == NOW
+
+
+def test_la_token_never_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "la-SECRET-7f3c9d"
+    monkeypatch.setenv("PROVLENS_LA_TOKEN", secret)
+    logfile = tmp_path / "provlens.log"
+    with LaFixture(token=secret) as server:
+        server.add_rows(make_rows(30, START, timedelta(hours=3)))
+        ok = main(["-v", "--log-file", str(logfile), *_cli(server.url, tmp_path / "s")])
+        server.token = "another"  # now the service refuses it: the error path must not echo it
+        denied = main(["-v", "--log-file", str(logfile), *_cli(server.url, tmp_path / "s")])
+        sent = {entry.authorization for entry in server.log}
+    assert (ok, denied) == (0, 4)
+    assert f"Bearer {secret}" in sent  # it was really used
+    out = capsys.readouterr()
+    assert secret not in out.out + out.err
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert logfile in written
+    assert all(secret.encode() not in p.read_bytes() for p in written)
