@@ -361,3 +361,22 @@ def test_la_token_never_written(
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert logfile in written
     assert all(secret.encode() not in p.read_bytes() for p in written)
+
+
+def test_no_credential_is_a_usage_error(
+    ws: LaFixture,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PROVLENS_LA_TOKEN")
+    for name in list(os.environ):
+        if name.startswith("AZURE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PATH", "/nonexistent")  # no Azure CLI / azd to ask either
+    code = main(_cli(ws.url, tmp_path / "s"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert "no Log Analytics credential is available" in err[-1]
+    assert "PROVLENS_LA_TOKEN" in err[-1]
+    assert ws.log == []  # nothing was sent without a token

@@ -260,16 +260,15 @@ class LaSession:
                     **extra,
                 )
             except ClientAuthenticationError as exc:
-                from ingest.graph.client import _credential_error
-
-                mapped = _credential_error(exc)
-                raise (
-                    mapped if mapped is not exc else RemoteError(_first_line(str(exc)))
-                ) from None
+                raise _credential_error(exc) from None
             except HttpResponseError as exc:
-                self._answered = True
                 status = exc.status_code
                 message = str(getattr(exc, "message", "") or exc)
+                if status is None:
+                    # No HTTP answer: the SDK re-raises a failed sign-in as a bare
+                    # HttpResponseError (its ClientAuthenticationError type is lost).
+                    raise _credential_error(exc) from None
+                self._answered = True
                 if status == 401 and not reauthenticated:
                     reauthenticated = True
                     self.retries += 1
@@ -340,6 +339,24 @@ class LaSession:
             self.retries += 1
             self.waited_s += delay
             self._sleep(delay)
+
+
+def _credential_error(exc: Exception) -> RemoteError | UsageError:
+    """Map azure-identity failures: nothing configured (exit 2) or a refused sign-in (exit 4)."""
+    from azure.identity import CredentialUnavailableError
+
+    first = _first_line(str(exc), 300) or type(exc).__name__
+    unavailable = "failed to retrieve a token from the included credentials" in str(exc)
+    if isinstance(exc, CredentialUnavailableError) or unavailable:
+        return UsageError(
+            f"no Log Analytics credential is available ({first}); set AZURE_TENANT_ID, "
+            "AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH), run "
+            f"`az login`, or set {settings.LA_TOKEN}"
+        )
+    return RemoteError(
+        f"Entra ID refused to issue a Log Analytics token ({first}); check the tenant, client id "
+        "and secret or certificate"
+    )
 
 
 def _cell(kind: str, value: Any) -> Any:
