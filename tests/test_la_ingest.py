@@ -380,3 +380,14 @@ def test_no_credential_is_a_usage_error(
     assert "no Log Analytics credential is available" in err[-1]
     assert "PROVLENS_LA_TOKEN" in err[-1]
     assert ws.log == []  # nothing was sent without a token
+
+
+def test_read_timeout_is_set_and_a_slow_answer_is_retried(ws: LaFixture, tmp_path: Path) -> None:
+    ws.faults.append(Fault("slow", delay=2.0, times=1))
+    session = _session(ws, read_timeout_s=0.7)
+    store = Store(tmp_path / "s")
+    t0 = time.monotonic()
+    result = la.pull(session, store, since=SINCE, now=NOW)
+    assert time.monotonic() - t0 < 30
+    assert session.retries == 1  # the first answer was not waited for past 0.7 s
+    assert result.rows == N and _counts(store)[0] == N
