@@ -110,6 +110,9 @@ def events_kql(schema: Schema, filters: Filters) -> str:
         f"| extend _a = {schema.action_column},"
         f" _s = {_first_of(_prop('_psi', 'status', 'Status'), 'ResultType')},"
         f" _c = {_prop('_err', 'errorCategory', 'ErrorCategory')}",
+        # The raw column goes: `Action` and the canonical `action` must not meet in an engine
+        # whose column names ignore case (DuckDB, under the test workspace).
+        f"| project-away {schema.action_column}",
         f"| extend _a = {action_fold}, _s = {status_fold}, _c = {category_fold}",
     ]
     # Fold first, then map the folded value (_f) with one case() generated from the parser's map.

@@ -170,3 +170,21 @@ def test_report_engine_denied_exits_4(
         ws.denied = None
     assert code == 4
     assert "Log Analytics Reader" in capsys.readouterr().err
+
+
+def test_engines_agree_on_a_workspace_with_the_legacy_action_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = make_rows(120, datetime(2026, 11, 20, tzinfo=UTC), timedelta(hours=20), seed=3)
+    with LaFixture(legacy_action=True) as ws:
+        ws.add_rows([{**r, "Action": r.pop("ProvisioningAction")} for r in rows])
+        store = tmp_path / "store"
+        ingest = ["--store", str(store), "--now", NOW, "ingest", "log-analytics"]
+        where = ["--workspace-id", WORKSPACE, "--la-url", ws.url]
+        assert main([*ingest, *where, "--since", "2026-11-19T00:00:00Z"]) == 0
+        report = ["--store", str(store), "report", "summary", "--format", "json"]
+        local = _json(report, capsys)
+        pushed = _json([*report, "--engine", "log-analytics", *where], capsys)
+    assert pushed == local
+    assert isinstance(local, dict) and "unknown" not in local["by_action_status"]
+    assert set(local["by_action_status"]) >= {"create", "update"}
