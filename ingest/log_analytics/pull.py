@@ -55,15 +55,17 @@ def window_start(
 def write_batch(
     store: Store, frames: list[Frames], key: str, mark: pd.Timestamp | None, detail: str
 ) -> None:
-    """Commit converted rows and the watermark that covers them in ONE all-or-nothing batch.
+    """Commit converted rows and the watermark that covers them in ONE all-or-nothing commit.
 
-    The single place this source writes (to switch to a shared ingest pipeline later).
+    Through the one ingest pipeline (``ingest.pipeline``): the rows, then a Commit carrying the
+    watermark, so it never runs ahead of the rows it covers.
     """
-    with store.batch(source="log_analytics", detail=detail) as bt:
-        for f in frames:
-            bt.add(f)
-        if mark is not None:
-            bt.set_watermark(key, mark)
+    from ingest.pipeline import Commit, write
+    from ingest.pipeline import Frames as Staged
+
+    items: list[Staged | Commit] = [Staged(f) for f in frames]
+    items.append(Commit(detail=detail, watermarks={key: mark} if mark is not None else {}))
+    write(store, items, source=ORIGIN)
 
 
 @dataclass

@@ -6,15 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-import pandas as pd
-
 from ingest.errors import UsageError
-
-COMMAND = ("ingest", "log-analytics")
-HELP = (
-    "pull AADProvisioningLogs rows from a Log Analytics workspace (incremental from the last run, "
-    "minus a 6 h overlap)"
-)
 
 
 def add_workspace_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,11 +42,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     """Pull the workspace's rows into the store and print what was read."""
+    import pandas as pd
+
     from ingest import log_analytics as la
 
     if args.days is not None and args.days < 1:
         raise UsageError(f"--days must be at least 1, got {args.days}")
-    now: pd.Timestamp = ctx.now
+    now = ctx.now
     since = args.since
     if args.days is not None:
         since = now - pd.Timedelta(days=args.days)

@@ -5,6 +5,9 @@ It serves what provlens reads (paths under ``/v1.0``; a doubled ``//`` is tolera
 * ``GET /auditLogs/provisioning`` with ``$filter`` (``activityDateTime ge|gt|lt|le|eq <time>``,
   ``servicePrincipal/id eq '<id>'``, joined by ``and``), ``$top`` and absolute ``@odata.nextLink``
   URLs carrying every original option plus an opaque ``$skiptoken``; newest records first.
+* ``GET /auditLogs/directoryAudits`` with ``$filter`` (``activityDateTime ge|le|eq``,
+  ``activityDisplayName eq '<name>'``), ``$top`` and next links, newest first
+  (:func:`membership_audit` builds a group membership record).
 * ``GET /servicePrincipals`` and ``/servicePrincipals/{id}``, ``.../synchronization/jobs``,
   ``.../appRoleAssignedTo``, ``GET /groups/{id}/members`` and ``/groups/{id}/transitiveMembers``.
 
@@ -96,6 +99,7 @@ class GraphFixture:
     assignments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     directory: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> user/group object
     group_members: dict[str, list[str]] = field(default_factory=dict)  # group -> direct member ids
+    audits: list[dict[str, Any]] = field(default_factory=list)  # directoryAudit records
     log: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
 
@@ -351,7 +355,8 @@ def make_record(rng: random.Random, at: datetime, sp_id: str, sp_name: str) -> d
 # --- $filter -------------------------------------------------------------------------------------
 
 _CLAUSE = re.compile(
-    r"^\(*\s*(?P<field>activityDateTime|servicePrincipal/id)\s+(?P<op>eq|ne|ge|gt|le|lt)\s+"
+    r"^\(*\s*(?P<field>activityDateTime|servicePrincipal/id|activityDisplayName)\s+"
+    r"(?P<op>eq|ne|ge|gt|le|lt)\s+"
     r"(?P<value>'[^']*'|[0-9T:.\-+Z]+)\s*\)*$"
 )
 _OPS = {
@@ -386,7 +391,8 @@ def compile_filter(expr: str) -> list[tuple[str, str, Any]]:
                 raise FilterError("servicePrincipal/id needs a quoted string")
             value = value.strip("'")
             if m["op"] not in ("eq", "ne"):
-                raise FilterError("servicePrincipal/id supports eq only")
+                raise FilterError(f"{m['field']} supports eq only")
+            value = value.replace("''", "'")
         clauses.append((m["field"], m["op"], value))
     return clauses
 
@@ -395,6 +401,8 @@ def _matches(rec: dict[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
     for fld, op, value in clauses:
         if fld == "activityDateTime":
             actual: Any = _as_dt(rec["activityDateTime"])
+        elif fld == "activityDisplayName":
+            actual = rec.get("activityDisplayName")
         else:
             actual = (rec.get("servicePrincipal") or {}).get("id")
         if not _OPS[op](actual, value):
@@ -552,6 +560,9 @@ class _Handler(BaseHTTPRequestHandler):
         if rest == "/auditLogs/provisioning":
             self._provisioning(fault)
             return
+        if rest == "/auditLogs/directoryAudits":
+            self._directory_audits(fault)
+            return
         m = re.fullmatch(r"/servicePrincipals(?:/([^/]+))?(/.*)?", rest)
         if m:
             sp, sub = m.group(1), m.group(2) or ""
@@ -653,6 +664,47 @@ class _Handler(BaseHTTPRequestHandler):
             matched = [r for r in g.records if _matches(r, clauses)]
         matched.sort(key=lambda r: (r["activityDateTime"], r["id"]), reverse=True)
         self._paged(matched, "auditLogs/provisioning", fault, trailing_empty=True)
+
+    def _directory_audits(self, fault: Fault | None) -> None:
+        g = self.fixture
+        expr = self._query.get("$filter")
+        clauses = compile_filter(expr) if expr else []
+        if any(f == "servicePrincipal/id" for f, _, _ in clauses):
+            raise FilterError("Invalid filter clause: servicePrincipal/id on directoryAudits")
+        if any(f == "activityDateTime" and op in ("gt", "lt") for f, op, _ in clauses):
+            raise FilterError("activityDateTime supports eq, ge and le on directoryAudits")
+        with g._lock:
+            matched = [r for r in g.audits if _matches(r, clauses)]
+        matched.sort(key=lambda r: (r["activityDateTime"], r["id"]), reverse=True)
+        self._paged(matched, "auditLogs/directoryAudits", fault, trailing_empty=False)
+
+
+def membership_audit(
+    audit_id: str,
+    at: datetime | str,
+    group_id: str,
+    member_id: str,
+    *,
+    added: bool = True,
+    upn: str | None = None,
+    group_name: str = "Group",
+    by: str = "admin@contoso.example",
+) -> dict[str, Any]:
+    """Return an "Add member to group" / "Remove member from group" directoryAudit (v1.0 shape)."""
+    from demo.payloads import directory_audit
+
+    return directory_audit(
+        audit_id,
+        _iso(_as_dt(at)),
+        group_id,
+        member_id=member_id,
+        group_name=group_name,
+        upn=upn,
+        added=added,
+        correlation_id=str(uuid.uuid5(uuid.NAMESPACE_URL, audit_id)),
+        initiator_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, by)),
+        initiator_upn=by,
+    )
 
 
 def sync_job(
