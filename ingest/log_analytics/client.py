@@ -296,10 +296,14 @@ class LaSession:
             except ServiceRequestError as exc:
                 if not self._answered:
                     # Never reached: wrong URL, DNS, refused, TLS. Say so now, don't retry.
-                    raise RemoteError(
-                        f"cannot reach the Log Analytics query API at {self.url} "
-                        f"({_first_line(str(exc), 160) or type(exc).__name__}); check --la-url "
-                        "and the network"
+                    from ingest.net import Unreachable
+
+                    reason = _first_line(str(exc), 160) or type(exc).__name__
+                    raise Unreachable(
+                        f"cannot reach the Log Analytics query API at {self.url}: {reason}; "
+                        "check --la-url and the network; nothing was stored",
+                        self.url,
+                        reason,
                     ) from None
                 problem = f"{type(exc).__name__}: {_first_line(str(exc), 160)}"
             except ServiceResponseError as exc:  # reset or read timeout mid-answer
