@@ -63,6 +63,12 @@ COMMANDS: tuple[Command, ...] = (
         "and assignment scope from Microsoft Graph",
     ),
     Command(
+        ("ingest", "log-analytics"),
+        "ingest_log_analytics",
+        "pull AADProvisioningLogs rows from a Log Analytics workspace (incremental from the "
+        "last run, minus a 6 h overlap)",
+    ),
+    Command(
         ("ingest", "scim"),
         "ingest_scim",
         "list the wiki's SCIM /Users and /Groups into the store as one snapshot "
@@ -87,6 +93,6 @@ COMMANDS: tuple[Command, ...] = (
 
 # Help lines of the command groups (first words shared by several commands).
 GROUPS: dict[str, str] = {
-    "ingest": "ingest commands (files, Microsoft Graph, the wiki's SCIM endpoint)",
+    "ingest": "ingest commands (files, Microsoft Graph, the wiki's SCIM endpoint, Log Analytics)",
     "store": "store commands",
 }

@@ -128,6 +128,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="access-time: also list users in scope still waiting (timed to --now)",
     )
     add_filter_arguments(parser)
+    from provlens.commands.ingest_log_analytics import add_workspace_arguments
+
+    parser.add_argument(
+        "--engine",
+        choices=("local", "log-analytics"),
+        default="local",
+        help="where the aggregation runs: the local store (default) or, for summary, cycles, "
+        "failures and skips, the Log Analytics workspace (only results travel)",
+    )
+    add_workspace_arguments(parser)
+
+
+def _run_in_workspace(args: argparse.Namespace, ctx, filters):
+    """Return the report computed in the Log Analytics workspace (KQL push-down)."""
+    from ingest import log_analytics as la
+    from ingest.log_analytics.engine import run_report as run_pushed_down
+
+    session = la.open_session(args.workspace_id, args.la_url)
+    store = ctx.store()
+    # cycle kinds read job snapshots, which only the local store holds (none: kind unknown)
+    jobs = store.read("sync_jobs") if args.name == "cycles" and store.exists() else None
+    run = run_pushed_down(
+        session, args.name, filters, include_noise=args.include_noise, sync_jobs=jobs
+    )
+    log.info("%s: %d KQL queries, %d result rows", args.name, run.queries, run.rows)
+    return run.result
 
 
 def _access_params(args: argparse.Namespace) -> dict[str, object]:
@@ -217,17 +243,20 @@ def run(args: argparse.Namespace, ctx) -> int:
         args.format == "xlsx" or str(args.out or "").lower().endswith(".zip")
     ):
         return _support_pack(args, ctx, filters)
-    inputs = load_inputs(ctx.store(), spec.tables, filters)
-    params: dict[str, object] = {"user": args.user} if args.user else {}
-    params.update(access)
-    for item in getattr(args, "param", None) or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param {item!r}: expected KEY=VALUE, e.g. change=<change id>")
-        params[key.strip()] = value.strip()
-    result = run_report(
-        args.name, inputs, filters, include_noise=args.include_noise, now=ctx.now, **params
-    )
+    if args.engine == "log-analytics":
+        result = _run_in_workspace(args, ctx, filters)
+    else:
+        inputs = load_inputs(ctx.store(), spec.tables, filters)
+        params: dict[str, object] = {"user": args.user} if args.user else {}
+        params.update(access)
+        for item in getattr(args, "param", None) or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"--param {item!r}: expected KEY=VALUE, e.g. change=<change id>")
+            params[key.strip()] = value.strip()
+        result = run_report(
+            args.name, inputs, filters, include_noise=args.include_noise, now=ctx.now, **params
+        )
     if args.format == "table" and not args.out:
         _print_table(args.name, result, spec.shape)
         return 0
