@@ -94,29 +94,37 @@ class Filters:
         return narrow.apply(frame, TIME_COLUMNS.get(table))
 
     def apply_inputs(self, inputs: Inputs) -> Inputs:
-        """Return inputs cut to the selection: events and their children, jobs, scope, requests."""
-        events = self.apply_events(inputs.events)
-        if events is inputs.events:
-            steps, mods = inputs.steps, inputs.modified_properties
-        else:
-            ids = events["id"]
-            steps = inputs.steps.loc[isin(inputs.steps["event_id"], ids)]
-            mods = inputs.modified_properties.loc[isin(inputs.modified_properties["event_id"], ids)]
-        assignments = self.apply_table("assignments", inputs.assignments)
-        members = inputs.group_members
-        if self.service_principal_ids:
-            groups = assignments.loc[assignments["principal_type"] == "group", "principal_id"]
-            members = members.loc[isin(members["group_id"], groups)]
-        return Inputs(
-            events=events,
-            steps=steps,
-            modified_properties=mods,
-            sync_jobs=self.apply_table("sync_jobs", inputs.sync_jobs),
-            assignments=assignments,
-            group_members=members,
-            scim_resources=inputs.scim_resources,
-            scim_requests=self.apply_table("scim_requests", inputs.scim_requests),
-        )
+        """Return inputs cut to the selection: events and their children, jobs, scope, requests.
+
+        Only the tables ``inputs`` may be read are touched; the derived model stays the one of
+        the whole ``inputs`` (a filter selects, it never redefines a cycle, noise or a match).
+        """
+        frames = {name: inputs.table(name) for name in inputs.readable()}
+        out: dict[str, pd.DataFrame] = {}
+        events = frames.get("events")
+        if events is not None:
+            out["events"] = self.apply_events(events)
+            for child in ("steps", "modified_properties"):
+                if child in frames:
+                    frame = frames[child]
+                    out[child] = (
+                        frame
+                        if out["events"] is events
+                        else frame.loc[isin(frame["event_id"], out["events"]["id"])]
+                    )
+        for name in ("sync_jobs", "assignments", "scim_requests"):
+            if name in frames:
+                out[name] = self.apply_table(name, frames[name])
+        if "group_members" in frames:
+            members = frames["group_members"]
+            if self.service_principal_ids and "assignments" in out:
+                assignments = out["assignments"]
+                groups = assignments.loc[assignments["principal_type"] == "group", "principal_id"]
+                members = members.loc[isin(members["group_id"], groups)]
+            out["group_members"] = members
+        if "scim_resources" in frames:
+            out["scim_resources"] = frames["scim_resources"]
+        return inputs.replace(**out)
 
 
 @dataclass
@@ -136,8 +144,22 @@ class Inputs:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) is None:
+            if object.__getattribute__(self, f.name) is None:
                 setattr(self, f.name, empty_frame(f.name))
+        # Not dataclass fields (callers iterate the fields as table names): which tables a
+        # report may read (None = all) and the derived model (reports.model).
+        object.__setattr__(self, "_declared", None)
+        object.__setattr__(self, "_model", None)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _TABLE_NAMES:
+            declared = object.__getattribute__(self, "_declared")
+            if declared is not None and name not in declared:
+                raise UndeclaredRead(
+                    f"this report reads table {name!r} but declares only "
+                    f"{', '.join(sorted(declared)) or 'none'} (reports.REPORTS)"
+                )
+        return object.__getattribute__(self, name)
 
     @classmethod
     def from_tables(cls, tables: dict[str, pd.DataFrame | None]) -> Inputs:
@@ -146,6 +168,52 @@ class Inputs:
         if unknown:
             raise KeyError(f"not canonical tables: {sorted(unknown)}")
         return cls(**{name: frame for name, frame in tables.items() if frame is not None})
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Return canonical table ``name`` whatever was declared (for the model and filters)."""
+        frame: pd.DataFrame = object.__getattribute__(self, name)
+        return frame
+
+    def readable(self) -> tuple[str, ...]:
+        """Return the tables a report may read from these inputs."""
+        declared = object.__getattribute__(self, "_declared")
+        return tuple(t for t in _TABLE_NAMES if declared is None or t in declared)
+
+    def declare(self, tables: Iterable[str]) -> Inputs:
+        """Return these inputs allowing reads of ``tables`` only (others raise UndeclaredRead)."""
+        out = self.replace()
+        object.__setattr__(out, "_declared", frozenset(tables))
+        return out
+
+    def unguarded(self) -> Inputs:
+        """Return these inputs with every table readable (the same frames and model)."""
+        out = self.replace()
+        object.__setattr__(out, "_declared", None)
+        return out
+
+    def replace(self, **frames: pd.DataFrame) -> Inputs:
+        """Return a copy with ``frames`` replaced; what may be read and the model carry over."""
+        unknown = set(frames) - set(_TABLE_NAMES)
+        if unknown:
+            raise KeyError(f"not canonical tables: {sorted(unknown)}")
+        out = Inputs(**{t: frames.get(t, self.table(t)) for t in _TABLE_NAMES})
+        object.__setattr__(out, "_declared", object.__getattribute__(self, "_declared"))
+        model = object.__getattribute__(self, "_model")
+        if model is None:
+            # Filtered or slimmed copies share the model of the whole: computed once, from it.
+            from reports.model import Model
+
+            model = Model(source=self)
+            object.__setattr__(self, "_model", model)
+        object.__setattr__(out, "_model", model)
+        return out
+
+
+class UndeclaredRead(LookupError):
+    """A report read a canonical table its ReportSpec does not declare."""
+
+
+_TABLE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Inputs))
 
 
 @dataclass(frozen=True)
@@ -208,14 +276,14 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.cycles:build",
             "One row per provisioning cycle: start, end, kind, outcomes, throughput, gap.",
             "rows",
-            ("events", "sync_jobs"),
+            ("events",),
         ),
         _spec(
             "users",
             "reports.users:build",
             "One row per source object: latest outcome, last error, failures, successes.",
             "rows",
-            ("events", "modified_properties"),
+            ("events",),
             noise=True,
         ),
         _spec(
@@ -223,14 +291,14 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.users:build_timeline",
             "One user's events (by id, UPN or name) with their steps and modified properties.",
             "rows",
-            ("events", "steps", "modified_properties"),
+            ("events", "steps", "modified_properties", "scim_requests"),
         ),
         _spec(
             "failures",
             "reports.failures:build",
             "Failures grouped by error code, with who owns the fix and what to do.",
             "rows",
-            ("events", "modified_properties", "scim_requests"),
+            ("events", "scim_requests"),
             noise=True,
         ),
         _spec(
@@ -238,7 +306,7 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.failures:build_skips",
             "Skipped events grouped by skip reason, marking out-of-scope noise.",
             "rows",
-            ("events", "modified_properties"),
+            ("events",),
             noise=True,
         ),
         _spec(
@@ -274,7 +342,7 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.correlation:build",
             "Each Entra event beside the wiki's SCIM requests for the same object.",
             "rows",
-            ("events", "modified_properties", "scim_requests"),
+            ("events", "scim_requests"),
             noise=True,
         ),
         _spec(

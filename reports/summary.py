@@ -8,6 +8,7 @@ import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import object_key, slim
+from reports.model import cycle_pairs
 
 
 def summarize(events: pd.DataFrame) -> dict[str, Any]:
@@ -25,7 +26,7 @@ def summarize(events: pd.DataFrame) -> dict[str, Any]:
     return {
         "events": n,
         "distinct_ids": int(events["id"].nunique()),
-        "cycles": int(events["cycle_id"].nunique()),
+        "cycles": cycle_pairs(events),
         "changes": int(events["change_id"].nunique()),
         "source_objects": int(object_key(events).nunique()) if n else 0,
         "first_at": None if first is None or pd.isna(first) else pd.Timestamp(first),
