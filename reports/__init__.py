@@ -321,7 +321,14 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.estimate:build",
             "How long provisioning takes: documented bounds, observed throughput, ETA.",
             "object",
-            ("events", "sync_jobs", "assignments", "group_members", "scim_resources"),
+            (
+                "events",
+                "sync_jobs",
+                "assignments",
+                "group_members",
+                "scim_resources",
+                "scim_requests",
+            ),
         ),
         _spec(
             "quarantine-risk",

@@ -69,6 +69,7 @@ COLUMNS: Final = [
     "wiki_requests",
 ]
 
+
 def latest_verdict(correlation: pd.DataFrame | None) -> str | None:
     """Return the verdict of the newest row about an Entra event (wiki-only rows aside), or None."""
     if correlation is None or correlation.empty:

@@ -35,6 +35,7 @@ SKIP_COLUMNS = [
     "excluded_by",
 ]
 
+
 def _mode(series: pd.Series) -> Any:
     counts = series.dropna().value_counts()
     return counts.index[0] if len(counts) else pd.NA

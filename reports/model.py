@@ -357,6 +357,16 @@ class Model:
     ) -> None:
         self._source = source
         self._parts: dict[str, pd.DataFrame] = dict(parts or {})
+        self._seen = self._fingerprint()
+
+    def _fingerprint(self) -> tuple[int, ...]:
+        # In-memory inputs may be given new frames between two questions (tests do): the parts
+        # computed from the old frames are then dropped. A store version never changes.
+        if self._source is None:
+            return ()
+        from ingest.schema import TABLES
+
+        return tuple(id(self._source.table(t)) for t in TABLES)
 
     def _frame(self, table: str) -> pd.DataFrame:
         if self._source is None:
@@ -365,6 +375,10 @@ class Model:
 
     def part(self, name: str) -> pd.DataFrame:
         """Return part ``name`` (noise, cycles, matches, objects), computing it once."""
+        if self._source is not None:
+            now = self._fingerprint()
+            if now != self._seen:
+                self._parts, self._seen = {}, now
         if name not in self._parts:
             self._parts[name] = self._compute(name)
         return self._parts[name]

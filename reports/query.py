@@ -170,7 +170,7 @@ def table_query(
 
 def connect() -> duckdb.DuckDBPyConnection:
     """Return a DuckDB connection set for provlens: UTC, two threads, no progress bar."""
-    con = duckdb.connect(config={"threads": 2, "enable_progress_bar": False})
+    con = duckdb.connect(config={"threads": 2})
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -191,7 +191,7 @@ def read_table(
         return frame[list(columns)] if columns is not None else frame
     sql, params = query
     try:
-        tbl = con.execute(sql, params).fetch_arrow_table()
+        tbl = con.sql(sql, params=params).to_arrow_table()
     except duckdb.IOException as exc:
         if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
             raise PartVanished(str(exc)) from None
