@@ -343,6 +343,7 @@ REPORTS: dict[str, ReportSpec] = {
             "The dashboard's Overview: KPIs, job state and the latest failures.",
             "object",
             ("events", "steps", "sync_jobs"),
+            noise=True,
         ),
         _spec(
             "correlation",

@@ -11,6 +11,12 @@ from reports.inputs import object_key, slim
 from reports.model import cycle_pairs
 
 
+def success_rate(events: pd.DataFrame) -> float | None:
+    """Return the fraction (0-1) of ``events`` with status success; None without events."""
+    n = len(events)
+    return float((events["status"] == "success").sum() / n) if n else None
+
+
 def summarize(events: pd.DataFrame) -> dict[str, Any]:
     """Return the DESIGN summary object for ``events``."""
     n = len(events)
@@ -31,7 +37,7 @@ def summarize(events: pd.DataFrame) -> dict[str, Any]:
         "source_objects": int(object_key(events).nunique()) if n else 0,
         "first_at": None if first is None or pd.isna(first) else pd.Timestamp(first),
         "last_at": None if last is None or pd.isna(last) else pd.Timestamp(last),
-        "success_rate": float((events["status"] == "success").sum() / n) if n else None,
+        "success_rate": success_rate(events),
         "by_action_status": by_action_status,
         "failures_by_error_code": {str(k): int(v) for k, v in by_code.items()},
     }
