@@ -68,11 +68,11 @@ EVENT_COLUMNS: Final = (
 
 _SCOPING_NAME = re.compile(r"scoping filter '([^']*)'", re.IGNORECASE)
 _SCOPING_FAILED = re.compile(
-    r"(not in scope of the scoping filter|\"?scoping filter evaluation passed\"?\s*:\s*\"?false)",
+    r"(?:not in scope of the scoping filter|\"?scoping filter evaluation passed\"?\s*:\s*\"?false)",
     re.IGNORECASE,
 )
 _NOT_ASSIGNED = re.compile(
-    r"\"(assigned to the application|isassigned)\"\s*:\s*\"?false", re.IGNORECASE
+    r"\"(?:assigned to the application|isassigned)\"\s*:\s*\"?false", re.IGNORECASE
 )
 _CLAUSE_NAME = re.compile(r"\{\s*\\?\"([^\".]+)\.")
 
