@@ -108,8 +108,8 @@ def skip_table(events: pd.DataFrame, model: Model | None = None) -> pd.DataFrame
     """
     skipped = events.loc[events["status"] == "skipped"]
     if model is None:
-        from reports.model import model_of as _model_of
         from reports import Inputs as _Inputs
+        from reports.model import model_of as _model_of
 
         model = _model_of(_Inputs(events=skipped))
     skipped = skipped.assign(

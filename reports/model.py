@@ -123,7 +123,10 @@ def event_noise(
         & not_failed
         & isin(events["id"], noop_account_disabled_events(modified_properties))
     )
-    reason = np.where(out_of_scope, NOISE_OUT_OF_SCOPE, np.where(noop, NOISE_NOOP_DISABLED, None))
+    reason = _labels(
+        (out_of_scope.to_numpy(bool), NOISE_OUT_OF_SCOPE),
+        (noop.to_numpy(bool), NOISE_NOOP_DISABLED),
+    )
     return pd.DataFrame(
         {
             "event_id": events["id"].astype("str").to_numpy(),
@@ -132,6 +135,15 @@ def event_noise(
             "excluded_by": pd.array(excluded_by.to_numpy(), dtype="str"),
         }
     )
+
+
+def _labels(*rules: tuple[npt.NDArray[np.bool_], str]) -> npt.NDArray[np.object_]:
+    """Return per row the label of the first rule that holds, else None."""
+    n = len(rules[0][0])
+    out = np.full(n, None, dtype=object)
+    for mask, label in reversed(rules):
+        out[mask] = label
+    return out
 
 
 # --- matches -------------------------------------------------------------------------------
@@ -297,7 +309,9 @@ def objects_table(inputs: Inputs, noise: pd.DataFrame) -> pd.DataFrame:
             "name": rest["source_name"].to_numpy(),
             "target_id": rest["target_id"].to_numpy(),
             "in_scope": in_scope.to_numpy(bool),
-            "scope_via": np.where(in_scope, "direct", np.where(is_group, "none", None)),
+            "scope_via": _labels(
+                (in_scope.to_numpy(bool), "direct"), (is_group.to_numpy(bool), "none")
+            ),
             "excluded_by": last_excluded.reindex(rest.index).to_numpy(),
             "wiki_id": None,
             "wiki_state": None,
@@ -472,7 +486,7 @@ def selected_cycles(cycles: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
 def cycle_pairs(events: pd.DataFrame) -> int:
     """Return how many (job, cycle) pairs ``events`` touch (DESIGN: a cycle is such a pair)."""
     ev = events.loc[events["cycle_id"].notna(), ["job_id", "cycle_id"]]
-    return int(len(ev.drop_duplicates())) if len(ev) else 0
+    return len(ev.drop_duplicates()) if len(ev) else 0
 
 
 # --- the wiki's answer to a failure ---------------------------------------------------------
@@ -527,6 +541,6 @@ def event_scim_errors(
     out["scim_type"] = got["scim_type"].astype("str").where(has_wiki, quoted["scim_type"])
     out["scim_detail"] = got["scim_detail"].astype("str").where(has_wiki, quoted["scim_detail"])
     has_quoted = (quoted["scim_status"].notna() | quoted["scim_type"].notna()).to_numpy(bool)
-    source = np.where(has_wiki, "wiki_request", np.where(has_quoted, "entra_reason", None))
+    source = _labels((has_wiki, "wiki_request"), (has_quoted, "entra_reason"))
     out["scim_source"] = pd.array(source, dtype="str")
     return out

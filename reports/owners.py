@@ -186,7 +186,7 @@ _EMBEDDED_DETAIL: Final = r'"detail"\s*:\s*"((?:[^"\\]|\\.)*)"'
 
 
 def embedded_scim_error(texts: pd.Series) -> pd.DataFrame:
-    """Return the SCIM error quoted in each text: ``scim_status`` (Int64), ``scim_type``, ``scim_detail``.
+    """Return the SCIM error quoted in each text: ``scim_status``, ``scim_type``, ``scim_detail``.
 
     Parsed once per distinct text (reasons repeat across thousands of events); nulls where the
     text quotes no SCIM error.

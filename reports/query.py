@@ -24,7 +24,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -134,7 +134,8 @@ def table_query(
         if _narrows_events(filters) and events is not None:
             inner: list[Any] = []
             where = " AND ".join(_event_where(filters, inner))
-            conds.append(f"event_id IN (SELECT id FROM {events} WHERE {where})")
+            # Only file paths (quoted) and column names are spliced in; values are bound.
+            conds.append(f"event_id IN (SELECT id FROM {events} WHERE {where})")  # noqa: S608
             params.extend(inner)
     elif table == "scim_requests":
         if filters.since is not None:
@@ -157,12 +158,12 @@ def table_query(
             inner = []
             sp = _in("service_principal_id", filters.service_principal_ids, inner)
             conds.append(
-                f"group_id IN (SELECT principal_id FROM {assignments} "
+                f"group_id IN (SELECT principal_id FROM {assignments} "  # noqa: S608
                 f"WHERE principal_type = 'group' AND {sp})"
             )
             params.extend(inner)
     cols = ", ".join(_ident(c) for c in columns) if columns is not None else "*"
-    sql = f"SELECT {cols} FROM {source}"
+    sql = f"SELECT {cols} FROM {source}"  # noqa: S608 (quoted paths and identifiers only)
     if conds:
         sql += " WHERE " + " AND ".join(conds)
     return sql, params
@@ -200,7 +201,7 @@ def read_table(
 
 
 def consistent(store: Store, ask: Callable[[Snapshot], T], attempts: int = 5) -> T:
-    """Return ``ask(snapshot)`` on one store version, asking again on a newer one if parts vanish."""
+    """Return ``ask(snapshot)`` on one store version; ask again on a newer one if parts vanish."""
     for attempt in range(attempts):
         snap = Snapshot.of(store)
         try:
@@ -215,7 +216,7 @@ def read_inputs(
     snap: Snapshot,
     tables: Iterable[str],
     filters: Filters | None = None,
-    columns: dict[str, Sequence[str]] | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> Inputs:
     """Return Inputs holding ``tables`` of ``snap`` (the others empty), filters pushed down."""
     frames = {

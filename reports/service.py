@@ -91,7 +91,8 @@ def support_pack(
     now: pd.Timestamp | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Return one user's support pack (reports.export.support_pack) from one store version."""
-    from reports.export import SUPPORT_PACK_TABLES, support_pack as build_pack
+    from reports.export import SUPPORT_PACK_TABLES
+    from reports.export import support_pack as build_pack
 
     _, inputs = load(store, SUPPORT_PACK_TABLES, filters)
     return build_pack(inputs, user, filters, now)
