@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ingest.schema import TABLES, empty_frame
-from reports.inputs import isin
+from reports.inputs import event_columns, isin
 
 # The time column each canonical table is filtered on by Filters.since/until.
 TIME_COLUMNS: dict[str, str | None] = {
@@ -238,6 +238,8 @@ class ReportSpec:
     shape: Literal["object", "rows"]
     tables: tuple[str, ...]
     noise: bool = False  # hides noise by default
+    # Columns read per table (None: all); the store-backed service reads no others.
+    columns: dict[str, tuple[str, ...]] | None = None
 
     def load(self) -> ReportFunction:
         """Import and return the report function."""
@@ -257,8 +259,10 @@ def _spec(
     shape: Literal["object", "rows"],
     tables: Iterable[str],
     noise: bool = False,
+    events: tuple[str, ...] | None = None,
 ) -> ReportSpec:
-    return ReportSpec(name, target, description, shape, tuple(tables), noise)
+    columns = {"events": event_columns(*events)} if events is not None else None
+    return ReportSpec(name, target, description, shape, tuple(tables), noise, columns)
 
 
 REPORTS: dict[str, ReportSpec] = {
@@ -270,6 +274,7 @@ REPORTS: dict[str, ReportSpec] = {
             "Counts of everything stored: events, cycles, objects, outcomes, error codes.",
             "object",
             _EVENT_TABLES,
+            events=("cycle_id", "change_id", "error_code"),
         ),
         _spec(
             "cycles",
@@ -277,6 +282,7 @@ REPORTS: dict[str, ReportSpec] = {
             "One row per provisioning cycle: start, end, kind, outcomes, throughput, gap.",
             "rows",
             ("events",),
+            events=("cycle_id",),
         ),
         _spec(
             "users",
@@ -285,6 +291,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events",),
             noise=True,
+            events=("source_type", "error_code", "target_name"),
         ),
         _spec(
             "timeline",
@@ -300,6 +307,13 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "scim_requests"),
             noise=True,
+            events=(
+                "error_code",
+                "error_category",
+                "error_reason",
+                "recommended_action",
+                "error_additional_details",
+            ),
         ),
         _spec(
             "skips",
@@ -308,6 +322,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events",),
             noise=True,
+            events=("skip_reason",),
         ),
         _spec(
             "coverage",
@@ -315,6 +330,7 @@ REPORTS: dict[str, ReportSpec] = {
             "Who should be in the wiki against who is there, with a verdict per user.",
             "rows",
             ("events", "assignments", "group_members", "scim_resources"),
+            events=("source_type", "error_code"),
         ),
         _spec(
             "estimate",
@@ -329,6 +345,16 @@ REPORTS: dict[str, ReportSpec] = {
                 "scim_resources",
                 "scim_requests",
             ),
+            events=(
+                "cycle_id",
+                "change_id",
+                "source_type",
+                "error_code",
+                "error_category",
+                "error_reason",
+                "error_additional_details",
+                "recommended_action",
+            ),
         ),
         _spec(
             "quarantine-risk",
@@ -336,6 +362,7 @@ REPORTS: dict[str, ReportSpec] = {
             "Per job: failures against the documented escrow thresholds; quarantine state.",
             "rows",
             ("events", "steps", "sync_jobs"),
+            events=("source_type", "failed_step"),
         ),
         _spec(
             "overview",
@@ -344,6 +371,15 @@ REPORTS: dict[str, ReportSpec] = {
             "object",
             ("events", "steps", "sync_jobs"),
             noise=True,
+            events=(
+                "cycle_id",
+                "change_id",
+                "error_code",
+                "error_reason",
+                "service_principal_name",
+                "source_type",
+                "failed_step",
+            ),
         ),
         _spec(
             "correlation",
@@ -352,6 +388,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "scim_requests"),
             noise=True,
+            events=("error_code", "error_reason", "target_name"),
         ),
         _spec(
             "scim-traffic",
@@ -359,6 +396,7 @@ REPORTS: dict[str, ReportSpec] = {
             "The wiki's SCIM traffic: requests by operation, status and latency.",
             "rows",
             ("events", "scim_requests"),
+            events=("cycle_id",),
         ),
     )
 }

@@ -21,6 +21,7 @@ report reads them instead of deriving them again. :func:`model_of` returns the m
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -107,7 +108,11 @@ def scoping_filter_skips(events: pd.DataFrame, steps: pd.DataFrame) -> pd.Series
 def event_noise(
     events: pd.DataFrame, steps: pd.DataFrame, modified_properties: pd.DataFrame
 ) -> pd.DataFrame:
-    """Return the noise part: ``event_id``, ``noise``, ``noise_reason``, ``excluded_by``."""
+    """Return the noise part: ``event_id``, ``noise``, ``noise_reason``, ``excluded_by``.
+
+    One row per event that is noise or that a scoping filter excluded; any other event is not
+    noise (the part stays small: a million events have a few thousand such rows).
+    """
     from reports.noise import is_noise_skip_reason, noop_account_disabled_events
 
     skipped = (events["status"] == "skipped").fillna(False).astype(bool)
@@ -123,16 +128,18 @@ def event_noise(
         & not_failed
         & isin(events["id"], noop_account_disabled_events(modified_properties))
     )
+    keep = (out_of_scope | noop).to_numpy(bool) | excluded_by.notna().to_numpy(bool)
     reason = _labels(
         (out_of_scope.to_numpy(bool), NOISE_OUT_OF_SCOPE),
         (noop.to_numpy(bool), NOISE_NOOP_DISABLED),
     )
+    # Only the events that are noise or were excluded: the rest is "not noise" by absence.
     return pd.DataFrame(
         {
-            "event_id": events["id"].astype("str").to_numpy(),
-            "noise": (out_of_scope | noop).to_numpy(bool),
-            "noise_reason": pd.array(reason, dtype="str"),
-            "excluded_by": pd.array(excluded_by.to_numpy(), dtype="str"),
+            "event_id": pd.array(events["id"].to_numpy()[keep], dtype="str"),
+            "noise": (out_of_scope | noop).to_numpy(bool)[keep],
+            "noise_reason": pd.array(reason[keep], dtype="str"),
+            "excluded_by": pd.array(excluded_by.to_numpy()[keep], dtype="str"),
         }
     )
 
@@ -367,10 +374,14 @@ class Model:
     """
 
     def __init__(
-        self, source: Inputs | None = None, parts: dict[str, pd.DataFrame] | None = None
+        self,
+        source: Inputs | None = None,
+        parts: dict[str, pd.DataFrame] | None = None,
+        loader: Callable[[str], pd.DataFrame] | None = None,
     ) -> None:
         self._source = source
         self._parts: dict[str, pd.DataFrame] = dict(parts or {})
+        self._loader = loader  # reads a kept part back (only the parts a report asks for)
         self._seen = self._fingerprint()
 
     def _fingerprint(self) -> tuple[int, ...]:
@@ -394,7 +405,7 @@ class Model:
             if now != self._seen:
                 self._parts, self._seen = {}, now
         if name not in self._parts:
-            self._parts[name] = self._compute(name)
+            self._parts[name] = self._loader(name) if self._loader else self._compute(name)
         return self._parts[name]
 
     def _compute(self, name: str) -> pd.DataFrame:
@@ -441,10 +452,8 @@ class Model:
 
     def noise_of(self, event_ids: pd.Series) -> pd.Series:
         """Return the noise flag of each event id (aligned to ``event_ids``; unknown = False)."""
-        flags = self.noise.set_index("event_id")["noise"]
-        flags = flags.loc[~flags.index.duplicated(keep="last")]
-        out = flags.reindex(event_ids.to_numpy()).fillna(False).astype(bool)
-        return out.set_axis(event_ids.index)
+        noisy = self.noise.loc[self.noise["noise"].astype(bool), "event_id"]
+        return isin(event_ids, noisy)
 
     def column_of(self, event_ids: pd.Series, column: str) -> pd.Series:
         """Return the noise part's ``column`` for each event id (aligned to ``event_ids``)."""

@@ -74,5 +74,6 @@ def noise_mask(
     from reports.model import event_noise
 
     st = steps if steps is not None else empty_frame("steps")
-    flags = event_noise(events, st, modified_properties)["noise"].to_numpy(bool)
+    part = event_noise(events, st, modified_properties)
+    flags = isin(events["id"], part.loc[part["noise"], "event_id"]).to_numpy(bool)
     return pd.Series(flags, index=events.index, name="noise")

@@ -237,11 +237,14 @@ def load_model(store: Store, version: int) -> Model | None:
     root = _derived_dir(store, version)
     if not (root / "complete").exists():
         return None
-    try:
-        parts = {p: pq.read_table(root / f"{p}.parquet").to_pandas() for p in PARTS}
-    except (FileNotFoundError, pa.ArrowInvalid, OSError):
+    if not all((root / f"{p}.parquet").exists() for p in PARTS):
         return None
-    return Model(parts=parts)
+
+    def read(part: str) -> pd.DataFrame:
+        frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet").to_pandas()
+        return frame
+
+    return Model(loader=read)
 
 
 def save_model(store: Store, version: int, model: Model) -> None:
@@ -273,12 +276,48 @@ def save_model(store: Store, version: int, model: Model) -> None:
         log.info("derived model of %s kept in memory only: %s", store.path, exc)
 
 
+def _rows_of(
+    con: duckdb.DuckDBPyConnection, snap: Snapshot, table: str, columns: Sequence[str], where: str
+) -> pd.DataFrame:
+    """Return ``columns`` of ``table``'s rows matching SQL ``where`` (over ``snap``'s parts)."""
+    source, events = snap.source(table), snap.source("events")
+    if source is None or events is None:
+        return empty_frame(table)[list(columns)]
+    cols = ", ".join(_ident(c) for c in columns)
+    # Only quoted part paths and column names are spliced in; the conditions are constants.
+    sql = f"SELECT {cols} FROM {source} WHERE " + where.format(events=events, me=source)  # noqa: S608
+    try:
+        return to_pandas(table, con.sql(sql).to_arrow_table())
+    except duckdb.IOException as exc:
+        raise PartVanished(str(exc)) from None
+
+
 def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
-    """Return the model of ``snap`` computed from its tables (all rows, needed columns only)."""
+    """Return the model of ``snap`` from all its rows, reading only what the rules look at.
+
+    Events: the columns the rules read. Steps: those of skipped events (the scoping-filter
+    rule). Modified properties: those of events that changed ``accountDisabled`` (the no-op
+    rule). Requests, jobs, scope and wiki state whole.
+    """
     tables = dict.fromkeys(t for p in PARTS for t in PART_TABLES[p])
-    columns = {"events": list(EVENT_COLUMNS)}
-    model = Model(source=read_inputs(con, snap, tables, None, columns))
-    model.computed()
+    tables.pop("steps")
+    tables.pop("modified_properties")
+    inputs = read_inputs(con, snap, tables, None, {"events": list(EVENT_COLUMNS)})
+    steps = _rows_of(
+        con,
+        snap,
+        "steps",
+        ("event_id", "position", "step_type", "status", "description", "details"),
+        "event_id IN (SELECT id FROM {events} WHERE status = 'skipped')",
+    )
+    mods = _rows_of(
+        con,
+        snap,
+        "modified_properties",
+        ("event_id", "name", "old_value", "new_value"),
+        "event_id IN (SELECT event_id FROM {me} WHERE lower(name) = 'accountdisabled')",
+    )
+    model = Model(source=inputs.replace(steps=steps, modified_properties=mods))
     return Model(parts=model.computed())
 
 

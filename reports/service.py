@@ -10,6 +10,7 @@ in-memory frames stays what tests and library callers use; both run the same ``b
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,15 +35,21 @@ def _store(store: Store | Path | str) -> Store:
 
 
 def load(
-    store: Store | Path | str, tables: tuple[str, ...], filters: Filters | None = None
+    store: Store | Path | str,
+    tables: tuple[str, ...],
+    filters: Filters | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[int, Inputs]:
-    """Return (version, inputs): ``tables`` of one version, only those readable, model attached."""
+    """Return (version, inputs): ``tables`` of one version, only those readable, model attached.
+
+    ``columns`` narrows what is read per table (a report's declared columns).
+    """
     st = _store(store)
     con = q.connect()
 
     def ask(snap: q.Snapshot) -> tuple[int, Inputs]:
         model = q.model_for(con, snap)
-        inputs = q.read_inputs(con, snap, tables, filters).declare(tables)
+        inputs = q.read_inputs(con, snap, tables, filters, columns).declare(tables)
         object.__setattr__(inputs, "_model", model)
         return snap.version, inputs
 
@@ -66,7 +73,7 @@ def ask(
         spec = REPORTS[name]
     except KeyError:
         raise KeyError(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}") from None
-    version, inputs = load(store, spec.tables, filters)
+    version, inputs = load(store, spec.tables, filters, spec.columns)
     result = run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
     return Answer(result, version)
 
