@@ -260,9 +260,18 @@ def _spec(
     tables: Iterable[str],
     noise: bool = False,
     events: tuple[str, ...] | None = None,
+    columns: dict[str, tuple[str, ...]] | None = None,
 ) -> ReportSpec:
-    columns = {"events": event_columns(*events)} if events is not None else None
-    return ReportSpec(name, target, description, shape, tuple(tables), noise, columns)
+    read = dict(columns or {})
+    if events is not None:
+        read["events"] = event_columns(*events)
+    return ReportSpec(name, target, description, shape, tuple(tables), noise, read or None)
+
+
+# Columns of wiki requests a report needs to show the wiki's answer to an event; of steps, to
+# tell a reference failure (quarantine-risk).
+_REQUEST_ANSWER = ("request_id", "received_at", "status_code", "scim_type", "detail")
+_REFERENCE_STEPS = ("event_id", "step_type", "status")
 
 
 REPORTS: dict[str, ReportSpec] = {
@@ -314,6 +323,7 @@ REPORTS: dict[str, ReportSpec] = {
                 "recommended_action",
                 "error_additional_details",
             ),
+            columns={"scim_requests": _REQUEST_ANSWER},
         ),
         _spec(
             "skips",
@@ -355,6 +365,7 @@ REPORTS: dict[str, ReportSpec] = {
                 "error_additional_details",
                 "recommended_action",
             ),
+            columns={"scim_requests": _REQUEST_ANSWER},
         ),
         _spec(
             "quarantine-risk",
@@ -363,6 +374,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "steps", "sync_jobs"),
             events=("source_type", "failed_step"),
+            columns={"steps": _REFERENCE_STEPS},
         ),
         _spec(
             "overview",
@@ -380,6 +392,7 @@ REPORTS: dict[str, ReportSpec] = {
                 "source_type",
                 "failed_step",
             ),
+            columns={"steps": _REFERENCE_STEPS},
         ),
         _spec(
             "correlation",
