@@ -137,8 +137,9 @@ def render(results: dict[str, Any]) -> str:
     base = results["baseline"]["wall_s"]
     lines = [
         f"Store: {results['events']:,} events. Baseline (one DuckDB aggregate over the events "
-        f"parts, fresh process): {base:.2f} s. Model computed once for this version: "
-        f"{results['model_first_run']['wall_s']:.1f} s (first `report cycles`, kept after). "
+        f"parts, fresh process): {base:.2f} s. First `report cycles` of the run (computes and "
+        f"keeps the model when this version has none; `--cold` forces it): "
+        f"{results['model_first_run']['wall_s']:.1f} s. "
         f"Load average before/after: {results['machine']['load_1m_before']:.1f} / "
         f"{results['machine']['load_1m_after']:.1f} on {results['machine']['cpus']} CPUs.",
         "",
