@@ -9,12 +9,7 @@ from typing import Any
 
 from ingest import settings
 from ingest.errors import ProvlensError
-
-COMMAND = ("doctor",)
-HELP = (
-    "check settings, get a Graph token and make one small call to each endpoint provlens uses; "
-    "print what works and which permission is missing"
-)
+from ingest.net import Unreachable
 
 log = logging.getLogger(__name__)
 OK, FAIL, SKIP = "ok", "FAIL", "skipped"
@@ -85,10 +80,14 @@ async def _calls(args: argparse.Namespace, root: str, config: Any, checks: list[
     client, http = graph.build_client(root, config)
     base = f"{root}/{graph.API_VERSION}"
     session = graph.GraphSession(client, config, base_url=base)
+    down: list[str] = []  # set when Graph cannot be reached at all: the other calls are skipped
 
     async def call(
         name: str, need: str, builder: Any, url: str, *, paced: bool = False, **query: Any
     ) -> dict[str, Any] | None:
+        if down:
+            checks.append(Check(name, SKIP, "not tried: Graph cannot be reached"))
+            return None
         try:
             q = graph.query_config(builder, **query) if query else None
             doc = await session.get_json(builder, url, need, paced=paced, query=q)
@@ -98,6 +97,10 @@ async def _calls(args: argparse.Namespace, root: str, config: Any, checks: list[
             else:
                 detail = _short(exc)
             checks.append(Check(name, FAIL, detail))
+            return None
+        except Unreachable as exc:
+            down.append(exc.url)
+            checks.append(Check(name, FAIL, _short(exc)))
             return None
         except ProvlensError as exc:
             checks.append(Check(name, FAIL, _short(exc)))

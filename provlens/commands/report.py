@@ -10,8 +10,6 @@ import pandas as pd
 
 from ingest.errors import UsageError
 
-COMMAND = ("report",)
-HELP = "run a report (summary, cycles, users, failures, coverage, estimate ...) on the store"
 USER_REPORTS = ("users", "timeline", "estimate", "correlation")
 
 log = logging.getLogger(__name__)
@@ -82,7 +80,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="a user's object id, UPN or name (users, timeline, estimate: when will X be ready)",
     )
+    access = parser.add_argument_group("access-time, access-time-summary")
+    access.add_argument(
+        "--slo-minutes",
+        type=float,
+        metavar="N",
+        help="the time-to-access SLO in minutes (default 60)",
+    )
+    access.add_argument(
+        "--by", choices=("week", "app"), help="access-time-summary: per week (default) or per app"
+    )
+    access.add_argument(
+        "--waiting",
+        action="store_true",
+        help="access-time: also list users in scope still waiting (timed to --now)",
+    )
     add_filter_arguments(parser)
+
+
+def _access_params(args: argparse.Namespace) -> dict[str, object]:
+    """Return the access-time parameters given; UsageError when given to another report."""
+    params: dict[str, object] = {}
+    if args.slo_minutes is not None:
+        if args.slo_minutes <= 0:
+            raise UsageError(f"--slo-minutes must be positive, got {args.slo_minutes:g}")
+        params["slo_minutes"] = args.slo_minutes
+    if args.by is not None:
+        params["by"] = args.by
+    if args.waiting:
+        params["include_waiting"] = True
+    if params and not args.name.startswith("access-time"):
+        raise UsageError(
+            f"--slo-minutes, --by and --waiting apply to access-time reports, not {args.name}"
+        )
+    if "by" in params and args.name != "access-time-summary":
+        raise UsageError("--by applies to access-time-summary")
+    if "include_waiting" in params and args.name != "access-time":
+        raise UsageError("--waiting applies to access-time")
+    return params
 
 
 def _print_table(name: str, result, shape: str) -> None:
@@ -140,6 +175,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.name == "timeline" and not args.user:
         raise UsageError("report timeline needs --user ID, UPN or name")
     filters = filters_from_args(args)
+    access = _access_params(args)
     try:
         spec.load()
     except ImportError as exc:
@@ -148,7 +184,8 @@ def run(args: argparse.Namespace, ctx) -> int:
         args.format == "xlsx" or str(args.out or "").lower().endswith(".zip")
     ):
         return _support_pack(args, ctx, filters)
-    params = {"user": args.user} if args.user else {}
+    params: dict[str, object] = {"user": args.user} if args.user else {}
+    params.update(access)
     # The service reads only the tables the report declares, from one store version, with the
     # filters pushed down, and gives the report that version's derived model.
     result = service.run(
