@@ -248,10 +248,13 @@ def build(
     user: str | None = None,
     **params: Any,
 ) -> ReportResult:
-    """Return one row per source object (noise hidden unless asked); ``user`` keeps that one.
+    """Return one row per source object; ``user`` keeps that one.
 
-    Asked about one ``user``, every event counts, noise or not (DESIGN "one-user answers": hidden
-    noise is marked, never made unfindable); ``noise_events`` says how many of them are noise.
+    Hidden noise (the default) leaves the counts and last values; it never hides an object
+    (DESIGN "one-user answers": searching users always finds every object, noise or not). An
+    object whose selected events are all noise keeps its row, from those events, so it stays
+    findable; ``noise_events`` says how many of each object's events are noise. Asked about one
+    ``user``, every event counts.
     """
     from reports.model import drop_noise_events, model_of
 
@@ -260,9 +263,17 @@ def build(
     if user:
         ev = ev.loc[match_user(ev, user)]
     shown, hidden = drop_noise_events(ev, model, include_noise or bool(user))
-    table = user_table(shown)
     noisy = ev.loc[model.noise_of(ev["id"]).to_numpy(bool)]
-    per_object = noisy.assign(_k=object_key(noisy)).groupby("_k").size()
+    noisy_keys = object_key(noisy)
+    table = user_table(shown)
+    if hidden:
+        only_noise = ~isin(noisy_keys, object_key(shown))
+        if only_noise.any():
+            table = pd.concat([table, user_table(noisy.loc[only_noise])], ignore_index=True)
+            table = table.sort_values(
+                ["last_at", "source_id"], ascending=[False, True], kind="stable"
+            ).reset_index(drop=True)
+    per_object = noisy.assign(_k=noisy_keys).groupby("_k").size()
     keys = object_key(table) if len(table) else pd.Series(dtype="str")
     table["noise_events"] = per_object.reindex(keys.to_numpy()).fillna(0).astype("int64").to_numpy()
     return ReportResult(frame=table, hidden_noise=hidden)
