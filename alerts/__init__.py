@@ -35,8 +35,11 @@ class RunResult:
 
 def load_inputs(store: Store, rule_names: list[str]) -> Inputs:
     """Return the inputs the rules' reports read, plus the stored alerts, from ``store``."""
+    from reports import service
+
+    # One store version and its derived model (reports.service), like every other face.
     tables = set(rules_mod.tables_for(rule_names)) | {"alerts"}
-    return Inputs.from_tables({t: store.read(t) for t in sorted(tables)})
+    return service.load(store, tuple(sorted(tables)))[1]
 
 
 def run(

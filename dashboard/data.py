@@ -28,7 +28,7 @@ from dashboard.launch import NOW_ENV
 from ingest import settings
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Store
-from reports import Filters, Inputs, export, overview, run_report, scim_traffic
+from reports import REPORTS, Filters, Inputs, export, overview, scim_traffic, service
 from reports import users as reports_users
 from reports.users import Timeline
 
@@ -146,8 +146,12 @@ def load_table(path: str, version: int, table: str) -> pd.DataFrame:
 
 
 def load_inputs(path: Path, version: int, tables: tuple[str, ...] = tuple(TABLES)) -> Inputs:
-    """Return ``reports.Inputs`` holding ``tables`` (the others empty)."""
-    return Inputs(**{t: load_table(str(path), version, t) for t in tables})
+    """Return ``reports.Inputs`` holding ``tables`` of one store version, with its model.
+
+    Through reports.service, like every report: the derived model (noise, cycles, matches,
+    objects) is the store version's, so a support pack agrees with the report pages.
+    """
+    return service.load(path, tuple(tables))[1]
 
 
 # Reports whose answer depends on the current time (running cycle, next retry). Only these get
@@ -174,13 +178,13 @@ def _report(
     params: tuple[tuple[str, Any], ...],
     _filters: FilterState,
 ) -> Report:
-    result = run_report(
+    # Asked by name through the service, like the CLI: only the tables the report declares are
+    # read (a report reading more fails with UndeclaredRead, and its test with it), from one
+    # store version, with the filters pushed down and that version's derived model.
+    result = service.run(
+        Path(path),
         name,
-        # Every table, not REPORTS[name].tables: a spec that under-declares (scim-traffic reads
-        # events for its per-cycle rows) would silently lose rows, and cached tables cost
-        # nothing to pass along.
-        load_inputs(Path(path), version),
-        filters=_filters.to_filters(),
+        _filters.to_filters(),
         include_noise=_filters.include_noise,
         now=pd.Timestamp(now_iso) if now_iso else None,
         **dict(params),
@@ -257,7 +261,8 @@ def user_timeline(
     path: str, version: int, filter_key: tuple[Any, ...], user: str, _filters: FilterState
 ) -> Timeline:
     """Return one object's events, steps and modified properties (reports.users.user_timeline)."""
-    inputs = load_inputs(Path(path), version)
+    spec = REPORTS["timeline"]
+    inputs = load_inputs(Path(path), version, spec.tables)
     return reports_users.user_timeline(inputs, user, _filters.to_filters())
 
 
@@ -267,7 +272,8 @@ def user_wiki_requests(
 ) -> pd.DataFrame:
     """Return the wiki's SCIM requests about one user's objects (reports.export)."""
     events = user_timeline(path, version, filter_key, user, _filters).events
-    return export.wiki_requests_for(load_inputs(Path(path), version), events)
+    inputs = load_inputs(Path(path), version, ("events", "scim_requests"))
+    return export.wiki_requests_for(inputs, events)
 
 
 @st.cache_resource(ttl=TTL, show_spinner="Flattening events…", max_entries=4)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ingest.schema import TABLES, empty_frame
-from reports.inputs import isin
+from reports.inputs import event_columns, isin
 
 # The time column each canonical table is filtered on by Filters.since/until.
 TIME_COLUMNS: dict[str, str | None] = {
@@ -97,31 +97,38 @@ class Filters:
         return narrow.apply(frame, TIME_COLUMNS.get(table))
 
     def apply_inputs(self, inputs: Inputs) -> Inputs:
-        """Return inputs cut to the selection: events and their children, jobs, scope, requests."""
-        events = self.apply_events(inputs.events)
-        if events is inputs.events:
-            steps, mods = inputs.steps, inputs.modified_properties
-        else:
-            ids = events["id"]
-            steps = inputs.steps.loc[isin(inputs.steps["event_id"], ids)]
-            mods = inputs.modified_properties.loc[isin(inputs.modified_properties["event_id"], ids)]
-        assignments = self.apply_table("assignments", inputs.assignments)
-        members = inputs.group_members
-        if self.service_principal_ids:
-            groups = assignments.loc[assignments["principal_type"] == "group", "principal_id"]
-            members = members.loc[isin(members["group_id"], groups)]
-        return Inputs(
-            events=events,
-            steps=steps,
-            modified_properties=mods,
-            sync_jobs=self.apply_table("sync_jobs", inputs.sync_jobs),
-            assignments=assignments,
-            group_members=members,
-            scim_resources=inputs.scim_resources,
-            scim_requests=self.apply_table("scim_requests", inputs.scim_requests),
-            alerts=inputs.alerts,
-            membership_changes=inputs.membership_changes,
-        )
+        """Return inputs cut to the selection: events and their children, jobs, scope, requests.
+
+        Only the tables ``inputs`` may be read are touched; the derived model stays the one of
+        the whole ``inputs`` (a filter selects, it never redefines a cycle, noise or a match).
+        """
+        frames = {name: inputs.table(name) for name in inputs.readable()}
+        out: dict[str, pd.DataFrame] = {}
+        events = frames.get("events")
+        if events is not None:
+            out["events"] = self.apply_events(events)
+            for child in ("steps", "modified_properties"):
+                if child in frames:
+                    frame = frames[child]
+                    out[child] = (
+                        frame
+                        if out["events"] is events
+                        else frame.loc[isin(frame["event_id"], out["events"]["id"])]
+                    )
+        for name in ("sync_jobs", "assignments", "scim_requests"):
+            if name in frames:
+                out[name] = self.apply_table(name, frames[name])
+        if "group_members" in frames:
+            members = frames["group_members"]
+            if self.service_principal_ids and "assignments" in out:
+                assignments = out["assignments"]
+                groups = assignments.loc[assignments["principal_type"] == "group", "principal_id"]
+                members = members.loc[isin(members["group_id"], groups)]
+            out["group_members"] = members
+        for name in ("scim_resources", "alerts", "membership_changes"):
+            if name in frames:
+                out[name] = frames[name]
+        return inputs.replace(**out)
 
 
 @dataclass
@@ -145,8 +152,22 @@ class Inputs:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) is None:
+            if object.__getattribute__(self, f.name) is None:
                 setattr(self, f.name, empty_frame(f.name))
+        # Not dataclass fields (callers iterate the fields as table names): which tables a
+        # report may read (None = all) and the derived model (reports.model).
+        object.__setattr__(self, "_declared", None)
+        object.__setattr__(self, "_model", None)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _TABLE_NAMES:
+            declared = object.__getattribute__(self, "_declared")
+            if declared is not None and name not in declared:
+                raise UndeclaredRead(
+                    f"this report reads table {name!r} but declares only "
+                    f"{', '.join(sorted(declared)) or 'none'} (reports.REPORTS)"
+                )
+        return object.__getattribute__(self, name)
 
     @classmethod
     def from_tables(cls, tables: dict[str, pd.DataFrame | None]) -> Inputs:
@@ -155,6 +176,52 @@ class Inputs:
         if unknown:
             raise KeyError(f"not canonical tables: {sorted(unknown)}")
         return cls(**{name: frame for name, frame in tables.items() if frame is not None})
+
+    def table(self, name: str) -> pd.DataFrame:
+        """Return canonical table ``name`` whatever was declared (for the model and filters)."""
+        frame: pd.DataFrame = object.__getattribute__(self, name)
+        return frame
+
+    def readable(self) -> tuple[str, ...]:
+        """Return the tables a report may read from these inputs."""
+        declared = object.__getattribute__(self, "_declared")
+        return tuple(t for t in _TABLE_NAMES if declared is None or t in declared)
+
+    def declare(self, tables: Iterable[str]) -> Inputs:
+        """Return these inputs allowing reads of ``tables`` only (others raise UndeclaredRead)."""
+        out = self.replace()
+        object.__setattr__(out, "_declared", frozenset(tables))
+        return out
+
+    def unguarded(self) -> Inputs:
+        """Return these inputs with every table readable (the same frames and model)."""
+        out = self.replace()
+        object.__setattr__(out, "_declared", None)
+        return out
+
+    def replace(self, **frames: pd.DataFrame) -> Inputs:
+        """Return a copy with ``frames`` replaced; what may be read and the model carry over."""
+        unknown = set(frames) - set(_TABLE_NAMES)
+        if unknown:
+            raise KeyError(f"not canonical tables: {sorted(unknown)}")
+        out = Inputs(**{t: frames.get(t, self.table(t)) for t in _TABLE_NAMES})
+        object.__setattr__(out, "_declared", object.__getattribute__(self, "_declared"))
+        model = object.__getattribute__(self, "_model")
+        if model is None:
+            # Filtered or slimmed copies share the model of the whole: computed once, from it.
+            from reports.model import Model
+
+            model = Model(source=self)
+            object.__setattr__(self, "_model", model)
+        object.__setattr__(out, "_model", model)
+        return out
+
+
+class UndeclaredRead(LookupError):
+    """A report read a canonical table its ReportSpec does not declare."""
+
+
+_TABLE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Inputs))
 
 
 @dataclass(frozen=True)
@@ -179,6 +246,8 @@ class ReportSpec:
     shape: Literal["object", "rows"]
     tables: tuple[str, ...]
     noise: bool = False  # hides noise by default
+    # Columns read per table (None: all); the store-backed service reads no others.
+    columns: dict[str, tuple[str, ...]] | None = None
 
     def load(self) -> ReportFunction:
         """Import and return the report function."""
@@ -207,8 +276,19 @@ def _spec(
     shape: Literal["object", "rows"],
     tables: Iterable[str],
     noise: bool = False,
+    events: tuple[str, ...] | None = None,
+    columns: dict[str, tuple[str, ...]] | None = None,
 ) -> ReportSpec:
-    return ReportSpec(name, target, description, shape, tuple(tables), noise)
+    read = dict(columns or {})
+    if events is not None:
+        read["events"] = event_columns(*events)
+    return ReportSpec(name, target, description, shape, tuple(tables), noise, read or None)
+
+
+# Columns of wiki requests a report needs to show the wiki's answer to an event; of steps, to
+# tell a reference failure (quarantine-risk).
+_REQUEST_ANSWER = ("request_id", "received_at", "status_code", "scim_type", "detail")
+_REFERENCE_STEPS = ("event_id", "step_type", "status")
 
 
 REPORTS: dict[str, ReportSpec] = {
@@ -220,44 +300,56 @@ REPORTS: dict[str, ReportSpec] = {
             "Counts of everything stored: events, cycles, objects, outcomes, error codes.",
             "object",
             _EVENT_TABLES,
+            events=("cycle_id", "change_id", "error_code"),
         ),
         _spec(
             "cycles",
             "reports.cycles:build",
             "One row per provisioning cycle: start, end, kind, outcomes, throughput, gap.",
             "rows",
-            ("events", "sync_jobs"),
+            ("events",),
+            events=("cycle_id",),
         ),
         _spec(
             "users",
             "reports.users:build",
             "One row per source object: latest outcome, last error, failures, successes.",
             "rows",
-            ("events", "modified_properties"),
+            ("events",),
             noise=True,
+            events=("source_type", "error_code", "target_name"),
         ),
         _spec(
             "timeline",
             "reports.users:build_timeline",
             "One user's events (by id, UPN or name) with their steps and modified properties.",
             "rows",
-            ("events", "steps", "modified_properties"),
+            ("events", "steps", "modified_properties", "scim_requests"),
         ),
         _spec(
             "failures",
             "reports.failures:build",
             "Failures grouped by error code, with who owns the fix and what to do.",
             "rows",
-            ("events", "modified_properties", "scim_requests"),
+            ("events", "scim_requests"),
             noise=True,
+            events=(
+                "error_code",
+                "error_category",
+                "error_reason",
+                "recommended_action",
+                "error_additional_details",
+            ),
+            columns={"scim_requests": _REQUEST_ANSWER},
         ),
         _spec(
             "skips",
             "reports.failures:build_skips",
             "Skipped events grouped by skip reason, marking out-of-scope noise.",
             "rows",
-            ("events", "modified_properties"),
+            ("events",),
             noise=True,
+            events=("skip_reason",),
         ),
         _spec(
             "coverage",
@@ -265,13 +357,32 @@ REPORTS: dict[str, ReportSpec] = {
             "Who should be in the wiki against who is there, with a verdict per user.",
             "rows",
             ("events", "assignments", "group_members", "scim_resources"),
+            events=("source_type", "error_code"),
         ),
         _spec(
             "estimate",
             "reports.estimate:build",
             "How long provisioning takes: documented bounds, observed throughput, ETA.",
             "object",
-            ("events", "sync_jobs", "assignments", "group_members", "scim_resources"),
+            (
+                "events",
+                "sync_jobs",
+                "assignments",
+                "group_members",
+                "scim_resources",
+                "scim_requests",
+            ),
+            events=(
+                "cycle_id",
+                "change_id",
+                "source_type",
+                "error_code",
+                "error_category",
+                "error_reason",
+                "error_additional_details",
+                "recommended_action",
+            ),
+            columns={"scim_requests": _REQUEST_ANSWER},
         ),
         _spec(
             "quarantine-risk",
@@ -279,6 +390,8 @@ REPORTS: dict[str, ReportSpec] = {
             "Per job: failures against the documented escrow thresholds; quarantine state.",
             "rows",
             ("events", "steps", "sync_jobs"),
+            events=("source_type", "failed_step"),
+            columns={"steps": _REFERENCE_STEPS},
         ),
         _spec(
             "overview",
@@ -286,14 +399,26 @@ REPORTS: dict[str, ReportSpec] = {
             "The dashboard's Overview: KPIs, job state and the latest failures.",
             "object",
             ("events", "steps", "sync_jobs"),
+            noise=True,
+            events=(
+                "cycle_id",
+                "change_id",
+                "error_code",
+                "error_reason",
+                "service_principal_name",
+                "source_type",
+                "failed_step",
+            ),
+            columns={"steps": _REFERENCE_STEPS},
         ),
         _spec(
             "correlation",
             "reports.correlation:build",
             "Each Entra event beside the wiki's SCIM requests for the same object.",
             "rows",
-            ("events", "modified_properties", "scim_requests"),
+            ("events", "scim_requests"),
             noise=True,
+            events=("error_code", "error_reason", "target_name"),
         ),
         _spec(
             "alerts",
@@ -322,6 +447,7 @@ REPORTS: dict[str, ReportSpec] = {
             "The wiki's SCIM traffic: requests by operation, status and latency.",
             "rows",
             ("events", "scim_requests"),
+            events=("cycle_id",),
         ),
         _spec(
             "diagnosis",

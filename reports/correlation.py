@@ -39,10 +39,10 @@ import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import casefold, isin
-from reports.noise import noise_mask
-from reports.users import match_user, rows_of_events
+from reports.model import WINDOW, Model, match_positions, match_requests, model_of, naive
+from reports.users import match_user
 
-WINDOW: Final = pd.Timedelta(seconds=120)
+__all__ = ["COLUMNS", "build", "latest_verdict", "match_requests"]
 
 COLUMNS: Final = [
     "event_id",
@@ -68,101 +68,6 @@ COLUMNS: Final = [
     "wiki_last_at",
     "wiki_requests",
 ]
-
-# (event column, request column, case-insensitive, priority) — lower priority wins ties.
-_KEYS: Final = (
-    ("target_id", "resource_id", False, 0),
-    ("source_id", "external_id", False, 1),
-    ("source_upn", "user_name", True, 2),
-)
-
-
-def _naive(times: pd.Series) -> npt.NDArray[np.datetime64]:
-    """Return UTC times as a naive datetime64[us] array (fast; tz-aware to_numpy makes objects)."""
-    return times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
-
-
-def _positions(
-    events: pd.DataFrame, requests: pd.DataFrame, window: pd.Timedelta
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Return (request position, event position) pairs: each request's event, if any."""
-    if events.empty or requests.empty:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    req_t = pd.Series(_naive(requests["received_at"]), index=requests.index)
-    ev_t = pd.Series(_naive(events["activity_at"]), index=events.index)
-    found_req, found_ev, found_gap, found_p = [], [], [], []
-    for ev_col, req_col, fold, priority in _KEYS:
-        lmask = (requests[req_col].notna() & req_t.notna()).to_numpy(bool)
-        rmask = (events[ev_col].notna() & ev_t.notna()).to_numpy(bool)
-        if not lmask.any() or not rmask.any():
-            continue
-        lkey = requests[req_col].loc[lmask]
-        rkey = events[ev_col].loc[rmask]
-        if fold:
-            lkey, rkey = lkey.str.lower(), rkey.str.lower()
-        # Integer codes for the join key: merge_asof's `by` is much faster on ints.
-        codes, _ = pd.factorize(pd.concat([lkey, rkey], ignore_index=True))
-        nl = int(lmask.sum())
-        left = pd.DataFrame(
-            {
-                "_t": req_t.loc[lmask].to_numpy(),
-                "_k": codes[:nl],
-                "_req": np.flatnonzero(lmask),
-            }
-        )
-        right = pd.DataFrame(
-            {
-                "_t": ev_t.loc[rmask].to_numpy(),
-                "_k": codes[nl:],
-                "_ev": np.flatnonzero(rmask),
-            }
-        )
-        right["_ev_t"] = right["_t"]
-        m = pd.merge_asof(
-            left.sort_values("_t", kind="stable"),
-            right.sort_values("_t", kind="stable"),
-            on="_t",
-            by="_k",
-            direction="nearest",
-            tolerance=window,
-        )
-        hit = m["_ev"].notna().to_numpy(bool)
-        found_req.append(m["_req"].to_numpy(np.int64)[hit])
-        found_ev.append(m["_ev"].to_numpy()[hit].astype(np.int64))
-        gap = (m["_t"] - m["_ev_t"]).abs().to_numpy()[hit]
-        found_gap.append(gap.astype("timedelta64[us]").astype(np.int64))
-        found_p.append(np.full(int(hit.sum()), priority, dtype=np.int64))
-    if not found_req:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    req = np.concatenate(found_req)
-    ev = np.concatenate(found_ev)
-    gap = np.concatenate(found_gap)
-    prio = np.concatenate(found_p)
-    order = np.lexsort((prio, gap, req))
-    req, ev = req[order], ev[order]
-    if len(req) == 0:
-        return req, ev
-    first = np.r_[True, req[1:] != req[:-1]]
-    return req[first], ev[first]
-
-
-def match_requests(
-    events: pd.DataFrame, scim_requests: pd.DataFrame, window: pd.Timedelta = WINDOW
-) -> pd.DataFrame:
-    """Return ``request_id`` and ``event_id`` for each request an event explains.
-
-    Each request is matched to at most one event: the nearest in time among the events about
-    the same object within ``window`` (see the module docstring).
-    """
-    req_pos, ev_pos = _positions(events, scim_requests, window)
-    return pd.DataFrame(
-        {
-            "request_id": scim_requests["request_id"].to_numpy()[req_pos],
-            "event_id": events["id"].to_numpy()[ev_pos],
-        }
-    )
 
 
 def latest_verdict(correlation: pd.DataFrame | None) -> str | None:
@@ -198,31 +103,46 @@ def _nullable(values: pd.Series) -> npt.NDArray[Any]:
 
 
 def _for_user(
-    events: pd.DataFrame, requests: pd.DataFrame, user: str
-) -> tuple[pd.DataFrame, pd.DataFrame, npt.NDArray[np.bool_]]:
-    """Return the events and requests that decide ``user``'s rows, and which events are theirs.
+    events: pd.DataFrame, requests: pd.DataFrame, user: str, model: Model
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return ``user``'s events and the requests that decide their rows or are the user's own.
 
-    Requests: those whose ``external_id``, ``user_name`` (any case) or ``resource_id`` is one of
-    the user's source ids, UPNs or target ids. Events: the user's, plus any other event sharing
-    a key with one of those requests — the full report lets such events compete for a request
-    (nearest in time wins), so keeping them makes every row exactly the full report's.
+    Requests: those the model matched to the user's events, plus any carrying the user's source
+    id, UPN (any case) or wiki id (the user's wiki-only rows when no event explains them).
     """
     own = match_user(events, user)
     ev = events.iloc[np.flatnonzero(own.to_numpy(bool))]
+    matched = model.matches.loc[isin(model.matches["event_id"], ev["id"]), "request_id"]
     upns = casefold(ev["source_upn"]).dropna()
     req_keep = (
-        isin(requests["external_id"], ev["source_id"])
+        isin(requests["request_id"], matched)
+        | isin(requests["external_id"], ev["source_id"])
         | isin(casefold(requests["user_name"]), upns)
         | isin(requests["resource_id"], ev["target_id"])
     )
-    req = requests.iloc[np.flatnonzero(req_keep.to_numpy(bool))]
-    rivals = (
-        isin(events["target_id"], req["resource_id"])
-        | isin(events["source_id"], req["external_id"])
-        | isin(casefold(events["source_upn"]), casefold(req["user_name"]).dropna())
-    )
-    keep = np.flatnonzero((own | rivals).to_numpy(bool))
-    return events.iloc[keep], req, own.to_numpy(bool)[keep]
+    return ev, requests.iloc[np.flatnonzero(req_keep.to_numpy(bool))]
+
+
+def _pairs(
+    events: pd.DataFrame, requests: pd.DataFrame, model: Model, window: pd.Timedelta
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Return (request position, event position) of the matches, and which requests any event
+    of the store explains (the model's matches; another window computes its own)."""
+    n_req = len(requests)
+    explained = np.zeros(n_req, dtype=bool)
+    if window != WINDOW:
+        req_pos, ev_pos, _ = match_positions(events, requests, window)
+        explained[req_pos] = True
+        return req_pos, ev_pos, explained
+    m = model.matches
+    rpos = pd.Series(np.arange(n_req), index=requests["request_id"].astype("object").to_numpy())
+    epos = pd.Series(np.arange(len(events)), index=events["id"].astype("object").to_numpy())
+    r = rpos.reindex(m["request_id"].astype("object").to_numpy()).to_numpy()
+    e = epos.reindex(m["event_id"].astype("object").to_numpy()).to_numpy()
+    seen = ~np.isnan(r)
+    explained[r[seen].astype(np.int64)] = True
+    both = seen & ~np.isnan(e)
+    return r[both].astype(np.int64), e[both].astype(np.int64), explained
 
 
 def build(
@@ -258,22 +178,22 @@ def build(
     )
     requests = wide.apply(inputs.scim_requests, "received_at")
     requests = requests.drop_duplicates("request_id", keep="last")
-    mine = np.ones(len(events), dtype=bool)
+    model = model_of(inputs)
     if user:
-        events, requests, mine = _for_user(events, requests, user)
+        events, requests = _for_user(events, requests, user, model)
     events = events.reset_index(drop=True)
     requests = requests.reset_index(drop=True)
     narrowed = bool(filters.actions or filters.statuses)
     selected = (
-        mine & events["id"].isin(filters.apply_events(events)["id"]).to_numpy(bool)
+        events["id"].isin(filters.apply_events(events)["id"]).to_numpy(bool)
         if narrowed
-        else mine
+        else np.ones(len(events), dtype=bool)
     )
     n_ev, n_req = len(events), len(requests)
 
-    req_pos, ev_pos = _positions(events, requests, window)
+    req_pos, ev_pos, explained = _pairs(events, requests, model, window)
     # Matched requests ordered by event, then time, then input order.
-    rq_t = _naive(requests["received_at"]) if n_req else np.empty(0, "M8[us]")
+    rq_t = naive(requests["received_at"]) if n_req else np.empty(0, "M8[us]")
     order = np.lexsort((req_pos, rq_t[req_pos].astype(np.int64), ev_pos))
     req_pos, ev_pos = req_pos[order], ev_pos[order]
     status = requests["status_code"].to_numpy("float64", na_value=np.nan)[req_pos]
@@ -382,17 +302,12 @@ def build(
     hidden = 0
     keep = selected
     if not include_noise and n_ev:
-        mods = inputs.modified_properties
-        if user:  # noise is per event: only the user's events' properties matter
-            mods = rows_of_events(mods, events["id"])
-        noise = noise_mask(events, mods).to_numpy(bool)
+        noise = model.noise_of(events["id"]).to_numpy(bool)
         hidden = int((noise & selected).sum())
         keep = selected & ~noise
     rows = rows.loc[keep]
 
     # Requests no event explains (within the selected time range).
-    explained = np.zeros(n_req, dtype=bool)
-    explained[req_pos] = True
     # With an action or status filter, only events are asked for: no wiki-only rows.
     orphans = requests.loc[
         ~explained & _time_window(filters, requests, "received_at") & (not narrowed)
@@ -426,7 +341,7 @@ def build(
     parts = [f.reindex(columns=COLUMNS) for f in (rows, wiki_only) if not f.empty]
     out = pd.concat(parts, ignore_index=True) if parts else rows.reindex(columns=COLUMNS)
     when = out["activity_at"].fillna(out["wiki_first_at"])
-    out = out.iloc[np.argsort(_naive(when), kind="stable")]
+    out = out.iloc[np.argsort(naive(when), kind="stable")]
     out = out.reset_index(drop=True)
     out["wiki_status"] = out["wiki_status"].astype("Int64")
     # Text columns built from object arrays: one dtype whatever mix of rows the data gives.

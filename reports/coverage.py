@@ -7,7 +7,6 @@ assignments are reported with ``scope_via`` nested_group / default_access, not i
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -301,7 +300,30 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the coverage rows and, in ``data``, the count of users per verdict."""
-    slimmed = replace(inputs, events=slim(inputs.events, "source_type", "error_code"))
-    sel = filters.apply_inputs(slimmed)
-    table = coverage_table(sel.events, sel.assignments, sel.group_members, sel.scim_resources)
+    table = coverage_rows(inputs, filters)[COLUMNS].reset_index(drop=True)
     return ReportResult(frame=table, data={"verdict_counts": verdict_counts(table)})
+
+
+def coverage_rows(inputs: Inputs, filters: Filters) -> pd.DataFrame:
+    """Return the model's objects that are coverage rows (user principals), with every column.
+
+    Scope is per service principal, and events are cut by time and job: with such a filter the
+    objects are computed (by the model's own function) over that selection; action and status
+    filters choose events to list, they never change who is in scope or a last status.
+    """
+    from reports.model import model_of, objects_table
+
+    model = model_of(inputs)
+    scoped = Filters(
+        since=filters.since,
+        until=filters.until,
+        service_principal_ids=filters.service_principal_ids,
+        job_ids=filters.job_ids,
+    )
+    if scoped == Filters():
+        objects = model.objects
+    else:
+        slimmed = inputs.replace(events=slim(inputs.events, "source_type", "error_code"))
+        objects = objects_table(scoped.apply_inputs(slimmed).unguarded(), model.noise)
+    rows = objects.loc[objects["coverage"]].reset_index(drop=True)
+    return rows.astype({"in_scope": "bool"})

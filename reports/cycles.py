@@ -141,7 +141,12 @@ def build(
     now: pd.Timestamp | None = None,
     **params: Any,
 ) -> ReportResult:
-    """Return the cycles of the selected events (noise counted: it is real work the job did)."""
-    events = filters.apply_events(slim(inputs.events, "cycle_id", "change_id"))
-    jobs = filters.apply_table("sync_jobs", inputs.sync_jobs)
-    return ReportResult(frame=cycle_table(events, jobs))
+    """Return the cycles with a selected event (noise counted: it is real work the job did).
+
+    Start, end, duration, kind, counts and gaps are the model's, from all of a cycle's events:
+    a filter chooses which cycles are listed, never what they are (DESIGN "filters").
+    """
+    from reports.model import model_of, selected_cycles
+
+    events = filters.apply_events(slim(inputs.events, "cycle_id"))
+    return ReportResult(frame=selected_cycles(model_of(inputs).cycles, events))

@@ -52,6 +52,7 @@ def user_summary(
     """
     from reports.estimate import when_user
     from reports.export import jsonable
+    from reports.model import event_scim_errors, model_of
     from reports.owners import documented_action, owners
     from reports.users import user_timeline
 
@@ -62,13 +63,21 @@ def user_summary(
     if len(failed):
         last = failed.iloc[[-1]]
         code = last["error_code"].astype("str")
+        # The wiki's SCIM error for that failure: its answer to the matched request, else the
+        # error Entra quotes in its reason (the model's rule, as in failures and the timeline).
+        scim = event_scim_errors(last, inputs.scim_requests, model_of(inputs))
         fix = {
             "last_error_code": jsonable(code.iloc[0]),
             "last_error_reason": jsonable(last["error_reason"].iloc[0]),
             "recommended_fix": jsonable(
                 last["recommended_action"].fillna(documented_action(code)).iloc[0]
             ),
-            "fix_owner": owners(code, last["error_category"].astype("str")).iloc[0],
+            "fix_owner": owners(code, last["error_category"].astype("str"), scim["scim_type"]).iloc[
+                0
+            ],
+            "wiki_scim_status": jsonable(scim["scim_status"].iloc[0]),
+            "wiki_scim_type": jsonable(scim["scim_type"].iloc[0]),
+            "wiki_scim_detail": jsonable(scim["scim_detail"].iloc[0]),
         }
     return {
         **answer,

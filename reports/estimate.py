@@ -8,15 +8,16 @@ repeat about every 40 minutes unless the job's schedule says otherwise.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
 from typing import Any
 
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.coverage import coverage_table, in_scope_groups, scope_table
-from reports.cycles import cycle_table
+from reports.coverage import coverage_rows, in_scope_groups, scope_table
 from reports.inputs import casefold, latest_jobs, lookup, object_key, reference_now, slim
+from reports.model import event_scim_errors, model_of, selected_cycles
+from reports.owners import code_suffix, documented_action, owners
 
 DOCS_MIN_MINUTES_PER_OBJECT = 0.01
 DOCS_MAX_MINUTES_PER_OBJECT = 0.08
@@ -25,10 +26,44 @@ MIN_EVENTS = 20  # fewer events than this do not measure a rate
 RUNNING_IDLE_S = 10 * 60  # a cycle whose last event is this recent may still be running
 
 
+# Failures Entra retries on its own (the target was busy or slow): they heal without a fix.
+TRANSIENT_SUFFIXES = frozenset(
+    {
+        "TooManyRequests",
+        "InternalServerError",
+        "Timeout",
+        "WebExceptionProtocolError",
+        "InternalError",
+    }
+)
+
+
 def _slim(inputs: Inputs) -> Inputs:
-    return replace(
-        inputs, events=slim(inputs.events, "cycle_id", "change_id", "source_type", "error_code")
+    return inputs.replace(
+        events=slim(
+            inputs.events,
+            "cycle_id",
+            "change_id",
+            "source_type",
+            "error_code",
+            "error_category",
+            "error_reason",
+            "error_additional_details",
+            "recommended_action",
+        )
     )
+
+
+def not_before(at: pd.Timestamp | None, now: pd.Timestamp | None, interval_s: float) -> Any:
+    """Return ``at`` moved on by whole schedule intervals until it is not before ``now``.
+
+    A schedule repeats: an expected run that is already past means the next one.
+    """
+    if at is None or now is None or at >= now:
+        return at
+    steps = math.ceil((now - at).total_seconds() / interval_s) if interval_s > 0 else 0
+    moved = at + pd.Timedelta(seconds=interval_s * steps)
+    return moved if moved >= now else now
 
 
 def objects_in_scope(inputs: Inputs) -> tuple[int, str]:
@@ -86,7 +121,8 @@ def estimate(
 ) -> dict[str, Any]:
     """Return the DESIGN estimate object for (already filtered) ``inputs``."""
     n, basis = objects_in_scope(inputs)
-    cycles = cycle_table(inputs.events, inputs.sync_jobs)
+    # The model's cycles (from all of their events) that the selection touches.
+    cycles = selected_cycles(model_of(inputs).cycles, inputs.events)
     rates = cycle_rates(cycles, min_events)
     rates = rates[rates > 0]
     minutes = n / rates if n else rates * 0
@@ -136,11 +172,33 @@ def estimate(
         if pd.notna(configured) and configured > 0:
             interval_s = int(configured)
     base = eta if eta is not None else last["ended_at"]
-    result["next_incremental_at"] = pd.Timestamp(base) + pd.Timedelta(seconds=interval_s)
+    result["next_incremental_at"] = not_before(
+        pd.Timestamp(base) + pd.Timedelta(seconds=interval_s), now, interval_s
+    )
     result["interval_s"] = interval_s
     inc = cycles.loc[cycles["kind"] == "incremental", "duration_s"]
     result["incremental_minutes_p50"] = float(inc.median() / 60) if len(inc) else None
     return result
+
+
+def _fix_of(inputs: Inputs, principal_id: Any) -> dict[str, Any]:
+    """Return the last failure's code, the documented or recommended fix and its owner."""
+    ev = inputs.events
+    failed = ev.loc[((ev["source_id"] == principal_id) & (ev["status"] == "failure")).fillna(False)]
+    if failed.empty:
+        return {}
+    last = failed.sort_values("activity_at", kind="stable").iloc[[-1]]
+    code = last["error_code"].astype("str")
+    scim = event_scim_errors(last, inputs.scim_requests, model_of(inputs))
+    action = last["recommended_action"] if "recommended_action" in last.columns else None
+    fix = documented_action(code) if action is None else action.fillna(documented_action(code))
+    return {
+        "last_error_code": _none(code.iloc[0]),
+        "transient": bool(code_suffix(code).isin(TRANSIENT_SUFFIXES).fillna(False).iloc[0]),
+        "fix": _none(fix.iloc[0]),
+        "fix_owner": owners(code, last["error_category"].astype("str"), scim["scim_type"]).iloc[0],
+        "wiki_scim_type": _none(scim["scim_type"].iloc[0]),
+    }
 
 
 def when_user(
@@ -149,9 +207,16 @@ def when_user(
     now: pd.Timestamp | None = None,
     filters: Filters | None = None,
 ) -> dict[str, Any]:
-    """Return when ``user`` (id, UPN or name) will be provisioned, and why that answer."""
-    sel = (filters or Filters()).apply_inputs(_slim(inputs))
-    cov = coverage_table(sel.events, sel.assignments, sel.group_members, sel.scim_resources)
+    """Return when ``user`` (id, UPN or name) will be provisioned, and why that answer.
+
+    DESIGN "one-user answers": ``expected_by`` is never before ``now``, and is null for a user
+    who will not succeed without a fix (out of scope, excluded by a scoping filter, or a last
+    failure Entra does not heal by retrying); ``fix`` and ``fix_owner`` then name the fix. An
+    already provisioned user has ``provisioned_at`` (its first success) instead.
+    """
+    filters = filters or Filters()
+    sel = filters.apply_inputs(_slim(inputs))
+    cov = coverage_rows(inputs, filters)
     wanted = user.strip().lower()
     hit = (
         (
@@ -180,16 +245,20 @@ def when_user(
         }
     )
     est = estimate(sel, now)
+    ref = reference_now(now, sel.events)
+    interval_s = float(est.get("interval_s") or DEFAULT_INTERVAL_S)
     nxt = est["next_incremental_at"]
     cur = est["current_cycle"]
     typical = est.get("incremental_minutes_p50")
     after_next = (
         nxt + pd.Timedelta(minutes=typical) if nxt is not None and typical is not None else nxt
     )
+    excluded_by = _none(row.get("excluded_by"))
     if verdict == "provisioned":
         ev = sel.events
         done = ev.loc[(ev["source_id"] == row["principal_id"]) & (ev["status"] == "success")]
-        answer["expected_by"] = _ts_or_none(done["activity_at"].min()) if len(done) else None
+        answer["expected_by"] = None
+        answer["provisioned_at"] = _ts_or_none(done["activity_at"].min()) if len(done) else None
         answer["reason"] = "already provisioned and active in the wiki"
     elif not row["in_scope"]:
         answer["expected_by"] = None
@@ -199,17 +268,36 @@ def when_user(
             "default_access": "never: assigned with Default Access, which Entra does not "
             "provision; assign a real app role",
         }.get(row["scope_via"], "never: not assigned to the app, directly or by a group")
-    elif verdict == "failed":
-        answer["expected_by"] = after_next
-        answer["reason"] = (
-            f"last attempt failed ({_none(row['last_error_code']) or 'no error code'}); it is "
-            "retried in the next cycle, and succeeds only once the cause is fixed"
+    elif excluded_by is not None and row["last_status"] == "skipped":
+        answer["expected_by"] = None
+        answer["excluded_by"] = excluded_by
+        answer["fix"] = (
+            f"change the user's attributes so they pass the scoping filter {excluded_by!r}, "
+            "or change the filter"
         )
+        answer["fix_owner"] = "identity_admin"
+        answer["reason"] = f"not until fixed: excluded by scoping filter {excluded_by}"
+    elif verdict == "failed":
+        fix = _fix_of(sel, row["principal_id"])
+        code = fix.get("last_error_code") or "no error code"
+        answer.update({k: v for k, v in fix.items() if k != "transient"})
+        if fix.get("transient"):
+            answer["expected_by"] = not_before(after_next, ref, interval_s)
+            answer["reason"] = (
+                f"last attempt failed ({code}), which Entra retries on its own; expected by the "
+                "end of the next cycle"
+            )
+        else:
+            answer["expected_by"] = None
+            answer["reason"] = (
+                f"not until fixed: last attempt failed ({code}); "
+                f"fix ({fix.get('fix_owner', 'unknown')}): {fix.get('fix') or 'see the failure'}"
+            )
     elif cur is not None and cur.get("eta") is not None and cur["kind"] != "incremental":
-        answer["expected_by"] = cur["eta"]
+        answer["expected_by"] = not_before(cur["eta"], ref, interval_s)
         answer["reason"] = "in scope; the running initial cycle should reach it by its ETA"
     else:
-        answer["expected_by"] = after_next
+        answer["expected_by"] = not_before(after_next, ref, interval_s)
         answer["reason"] = "in scope; expected by the end of the next incremental cycle"
     return answer
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import casefold, isin
-from reports.noise import drop_noise
+from reports.model import drop_noise_events, model_of
 
 COLUMNS = [
     "activity_at",
@@ -177,7 +177,7 @@ def build(
     )
     hidden = 0
     if not (change or event):
-        ev, hidden = drop_noise(ev, inputs.modified_properties, include_noise)
+        ev, hidden = drop_noise_events(ev, model_of(inputs), include_noise)
     ev = ev.sort_values(["activity_at", "id"], ascending=False, kind="stable")
     total = len(ev)
     frame = ev[[c for c in COLUMNS if c in ev.columns]].head(int(limit)).reset_index(drop=True)

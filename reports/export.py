@@ -346,12 +346,30 @@ def flat_events(inputs: Inputs) -> pd.DataFrame:
 # --- support pack -------------------------------------------------------------------------
 
 
+# What a support pack and the flat events export read (reports.service loads just these).
+SUPPORT_PACK_TABLES = (
+    "events",
+    "steps",
+    "modified_properties",
+    "sync_jobs",
+    "assignments",
+    "group_members",
+    "scim_resources",
+    "scim_requests",
+)
+FLAT_TABLES = ("events", "steps", "modified_properties")
+
+
 def wiki_requests_for(inputs: Inputs, events: pd.DataFrame) -> pd.DataFrame:
     """Return the wiki's SCIM requests about the objects of ``events`` (any time), oldest first.
 
     A request is about the object when its path id is a target id, its externalId a source id,
-    or its userName a UPN (case-insensitively).
+    or its userName a UPN (case-insensitively). ``event_id`` is the Entra event the request
+    answers (the model's nearest-within-±120 s match, as in correlation and failures; null when
+    no event explains it).
     """
+    from reports.model import model_of
+
     req = inputs.scim_requests
     upns = events["source_upn"].dropna().str.lower().unique()
     about = (
@@ -359,7 +377,12 @@ def wiki_requests_for(inputs: Inputs, events: pd.DataFrame) -> pd.DataFrame:
         | isin(req["external_id"], events["source_id"].dropna().unique())
         | isin(req["user_name"].str.lower(), upns)
     )
-    return req.loc[about].sort_values("received_at", kind="stable").reset_index(drop=True)
+    out = req.loc[about].sort_values("received_at", kind="stable").reset_index(drop=True)
+    matches = model_of(inputs).matches.drop_duplicates("request_id", keep="last")
+    answered = matches.set_index("request_id")["event_id"]
+    out.insert(0, "event_id", answered.reindex(out["request_id"].to_numpy()).to_numpy())
+    out["event_id"] = out["event_id"].astype("str")
+    return out
 
 
 def support_pack(
@@ -372,7 +395,7 @@ def support_pack(
 
     ``user``: ids, scope, wiki state, verdict, when it will be provisioned and the recommended
     fix with its owner; then ``events`` (with steps and modified properties as text), ``steps``,
-    ``modified_properties`` and ``wiki_requests``.
+    ``modified_properties`` and ``wiki_requests`` (each with the event it answers).
     """
     from reports.diagnosis import user_summary
 

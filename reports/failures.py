@@ -7,7 +7,8 @@ from typing import Any
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import casefold, lookup, object_key, order_events, slim
+from reports.inputs import object_key, order_events, slim
+from reports.model import Model, model_of
 from reports.noise import is_noise_skip_reason
 from reports.owners import documented_action, owners
 
@@ -22,47 +23,18 @@ FAILURE_COLUMNS = [
     "recommended_action",
     "owner",
     "scim_type",
+    "scim_status",
+    "scim_detail",
 ]
-SKIP_COLUMNS = ["skip_reason", "events", "objects", "first_seen", "last_seen", "noise"]
-
-# A wiki request answers an Entra event when it is about the same object within this window.
-MATCH_WINDOW = pd.Timedelta(seconds=120)
-
-
-def wiki_scim_types(failures: pd.DataFrame, scim_requests: pd.DataFrame) -> pd.Series:
-    """Return, per failure event id, the scimType of the wiki's error answer for it, if any.
-
-    A request matches when it concerns the same object (path id = target id, externalId = source
-    id, or userName = UPN, case-insensitively) within ±120 s; the nearest one wins.
-    """
-    req = scim_requests.loc[
-        (scim_requests["status_code"] >= 400).fillna(False).astype(bool)
-        & scim_requests["scim_type"].notna(),
-        ["received_at", "resource_id", "external_id", "user_name", "scim_type"],
-    ]
-    if req.empty or failures.empty:
-        return pd.Series(dtype="str")
-    ev = failures[["id", "activity_at", "target_id", "source_id", "source_upn"]]
-    ev = ev.assign(_upn=casefold(ev["source_upn"]))
-    req = req.assign(_user=casefold(req["user_name"]))
-    pairs = []
-    for ev_col, req_col in (
-        ("target_id", "resource_id"),
-        ("source_id", "external_id"),
-        ("_upn", "_user"),
-    ):
-        left = ev.loc[ev[ev_col].notna(), ["id", "activity_at", ev_col]]
-        right = req.loc[req[req_col].notna(), ["received_at", req_col, "scim_type"]]
-        pairs.append(
-            left.merge(right, left_on=ev_col, right_on=req_col)[
-                ["id", "activity_at", "received_at", "scim_type"]
-            ]
-        )
-    both = pd.concat(pairs, ignore_index=True)
-    both["_gap"] = (both["received_at"] - both["activity_at"]).abs()
-    both = both.loc[both["_gap"] <= MATCH_WINDOW].sort_values(["id", "_gap"], kind="stable")
-    nearest = both.drop_duplicates("id", keep="first")
-    return nearest.set_index("id")["scim_type"].astype("str")
+SKIP_COLUMNS = [
+    "skip_reason",
+    "events",
+    "objects",
+    "first_seen",
+    "last_seen",
+    "noise",
+    "excluded_by",
+]
 
 
 def _mode(series: pd.Series) -> Any:
@@ -70,14 +42,29 @@ def _mode(series: pd.Series) -> Any:
     return counts.index[0] if len(counts) else pd.NA
 
 
-def failure_table(events: pd.DataFrame, scim_requests: pd.DataFrame) -> pd.DataFrame:
-    """Return failures grouped by error code with counts, a sample, an action and an owner."""
+def failure_table(
+    events: pd.DataFrame, scim_requests: pd.DataFrame, model: Model | None = None
+) -> pd.DataFrame:
+    """Return failures grouped by error code with counts, a sample, an action and an owner.
+
+    ``scim_type``, ``scim_status`` and ``scim_detail`` are the wiki's SCIM error for the group's
+    failures (the most frequent type; the latest status and detail): its answer to the request
+    the model matched to the failure, else the error Entra quotes in its reason. The owner reads
+    the scimType (a ``uniqueness`` conflict is the data owner's fix).
+    """
+    from reports.model import Model as _Model
+    from reports.model import event_scim_errors
+
     failed = order_events(events.loc[events["status"] == "failure"])
-    scim = wiki_scim_types(failed, scim_requests)
+    if model is None:
+        model = _Model(parts={"matches": _no_matches()})
+    scim = event_scim_errors(failed, scim_requests, model)
     failed = failed.assign(
         _object=object_key(failed),
         _code=failed["error_code"].fillna(""),
-        _scim=lookup(scim, failed["id"]).astype("str"),
+        _scim=scim["scim_type"].astype("str"),
+        _scim_status=scim["scim_status"].astype("Int64"),
+        _scim_detail=scim["scim_detail"].astype("str"),
     )
     g = failed.groupby("_code", sort=False)
     out = g.agg(
@@ -88,6 +75,9 @@ def failure_table(events: pd.DataFrame, scim_requests: pd.DataFrame) -> pd.DataF
     )
     out["error_category"] = g["error_category"].agg(_mode).astype("str")
     out["scim_type"] = g["_scim"].agg(_mode).astype("str")
+    wiki = g[["_scim_status", "_scim_detail"]].last()
+    out["scim_status"] = wiki["_scim_status"].astype("Int64")
+    out["scim_detail"] = wiki["_scim_detail"].astype("str")
     # Latest non-null reason / Entra recommendation (groupby.last skips nulls).
     latest = g[["error_reason", "recommended_action"]].last()
     out["sample_reason"] = latest["error_reason"]
@@ -113,25 +103,61 @@ def finish_failures(out: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)[FAILURE_COLUMNS]
 
 
-def skip_table(events: pd.DataFrame) -> pd.DataFrame:
-    """Return skipped events grouped by skip reason, with whether the reason is noise."""
+def _no_matches() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "request_id": pd.Series(dtype="str"),
+            "event_id": pd.Series(dtype="str"),
+            "gap_s": pd.Series(dtype="float64"),
+        }
+    )
+
+
+def skip_table(events: pd.DataFrame, model: Model | None = None) -> pd.DataFrame:
+    """Return skipped events grouped by skip reason and scoping filter, marking noise.
+
+    ``noise`` and ``excluded_by`` are the model's (reports.model): an out-of-scope skip is noise,
+    a scoping-filter skip of an assigned user is not (its own row, naming the filter).
+    """
     skipped = events.loc[events["status"] == "skipped"]
-    skipped = skipped.assign(_object=object_key(skipped), _reason=skipped["skip_reason"].fillna(""))
-    out = skipped.groupby("_reason", sort=False).agg(
+    if model is None:
+        from reports import Inputs as _Inputs
+        from reports.model import model_of as _model_of
+
+        model = _model_of(_Inputs(events=skipped))
+    skipped = skipped.assign(
+        _object=object_key(skipped),
+        _reason=skipped["skip_reason"].fillna(""),
+        _filter=model.column_of(skipped["id"], "excluded_by").fillna("").astype("str"),
+        _noise=model.noise_of(skipped["id"]),
+    )
+    g = skipped.groupby(["_reason", "_filter"], sort=False)
+    out = g.agg(
         events=("id", "size"),
         objects=("_object", "nunique"),
         first_seen=("activity_at", "min"),
         last_seen=("activity_at", "max"),
+        noise=("_noise", "all"),
     )
     return finish_skips(out)
 
 
 def finish_skips(out: pd.DataFrame) -> pd.DataFrame:
-    """Return skip rows from one aggregated row per skip reason ("" for none) in the index."""
-    out = out.copy()
-    reasons = pd.Series(out.index, index=out.index, dtype="str").replace("", pd.NA)
-    out["skip_reason"] = reasons
-    out["noise"] = is_noise_skip_reason(reasons).astype(bool)
+    """Return skip rows from aggregated rows indexed by skip reason ("" for none).
+
+    The index may be (reason, scoping filter) with a ``noise`` column (the local engine, which
+    has the model); with the reason alone (the workspace engine, which has no steps or scope),
+    ``excluded_by`` is unknown and noise is the skip reason's noise rule.
+    """
+    out = out.reset_index()
+    out["skip_reason"] = out["_reason"].astype("str").replace("", pd.NA)
+    if "_filter" in out.columns:
+        out["excluded_by"] = out["_filter"].astype("str").replace("", pd.NA)
+    else:
+        out["excluded_by"] = pd.Series(pd.NA, index=out.index, dtype="str")
+    if "noise" not in out.columns:
+        out["noise"] = is_noise_skip_reason(out["skip_reason"])
+    out["noise"] = out["noise"].astype(bool)
     out["events"] = out["events"].astype("Int64")
     out["objects"] = out["objects"].astype("Int64")
     out = out.sort_values(["events", "skip_reason"], ascending=[False, True], kind="stable")
@@ -154,12 +180,12 @@ def build(
             "error_category",
             "error_reason",
             "recommended_action",
-            "skip_reason",
+            "error_additional_details",
         )
     )
     # Noise is skips and successful no-op updates: a failure is never noise, nothing to hide.
     ev = all_ev.loc[all_ev["status"] == "failure"]
-    table = failure_table(ev, filters.apply_table("scim_requests", inputs.scim_requests))
+    table = failure_table(ev, inputs.scim_requests, model_of(inputs))
     return ReportResult(frame=table, hidden_noise=0)
 
 
@@ -173,7 +199,8 @@ def build_skips(
 ) -> ReportResult:
     """Return skips by reason; out-of-scope reasons are hidden unless ``include_noise``."""
     skipped = slim(inputs.events, "skip_reason")
-    table = skip_table(filters.apply_events(skipped.loc[skipped["status"] == "skipped"]))
+    selected = filters.apply_events(skipped.loc[skipped["status"] == "skipped"])
+    table = skip_table(selected, model_of(inputs))
     if include_noise:
         return ReportResult(frame=table)
     hidden = int(table.loc[table["noise"], "events"].sum())

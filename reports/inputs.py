@@ -116,10 +116,14 @@ FILTER_COLUMNS = ("activity_at", "service_principal_id", "job_id", "action", "st
 OBJECT_COLUMNS = ("source_id", "source_upn", "source_name", "target_id")
 
 
+def event_columns(*names: str) -> tuple[str, ...]:
+    """Return the event columns a report reading ``names`` needs: id, filter and object columns."""
+    return tuple(dict.fromkeys(("id", *FILTER_COLUMNS, *OBJECT_COLUMNS, *names)))
+
+
 def slim(events: pd.DataFrame, *names: str) -> pd.DataFrame:
     """Return only the event columns a report reads (plus id, filter and object columns).
 
     Row selections and sorts then move a third of the data: it is what makes 1M events cheap.
     """
-    wanted = dict.fromkeys(("id", *FILTER_COLUMNS, *OBJECT_COLUMNS, *names))
-    return events[[c for c in wanted if c in events.columns]]
+    return events[[c for c in event_columns(*names) if c in events.columns]]

@@ -38,7 +38,7 @@ def is_noise_skip_reason(reason: pd.Series) -> pd.Series:
     return isin(reason.astype("str"), distinct[_noisy_reasons(distinct)])
 
 
-def _noop_account_disabled_events(modified_properties: pd.DataFrame) -> pd.Index:
+def noop_account_disabled_events(modified_properties: pd.DataFrame) -> pd.Index:
     """Return ids of events whose only modified property is a no-op ``accountDisabled``."""
     mp = modified_properties
     if mp.empty:
@@ -60,23 +60,20 @@ def _noop_account_disabled_events(modified_properties: pd.DataFrame) -> pd.Index
     return pd.Index(only.loc[(name_ok & noop).fillna(False).astype(bool), "event_id"].unique())
 
 
-def noise_mask(events: pd.DataFrame, modified_properties: pd.DataFrame) -> pd.Series:
-    """Return a boolean Series (aligned to ``events``) that is True for noise events."""
-    skipped = (events["status"] == "skipped").fillna(False).astype(bool)
-    out_of_scope = skipped & is_noise_skip_reason(events["skip_reason"])
-    noop_ids = _noop_account_disabled_events(modified_properties)
-    is_update = (events["action"] == "update").fillna(False).astype(bool)
-    not_failed = (events["status"] != "failure").fillna(True).astype(bool)
-    noop = is_update & not_failed & isin(events["id"], noop_ids)
-    return (out_of_scope | noop).rename("noise")
+def noise_mask(
+    events: pd.DataFrame,
+    modified_properties: pd.DataFrame,
+    steps: pd.DataFrame | None = None,
+) -> pd.Series:
+    """Return a boolean Series (aligned to ``events``) that is True for noise events.
 
+    The rule is reports.model.event_noise; ``steps`` let it tell a scoping-filter skip of an
+    assigned user (an answer, not noise) from an out-of-scope skip.
+    """
+    from ingest.schema import empty_frame
+    from reports.model import event_noise
 
-def drop_noise(
-    events: pd.DataFrame, modified_properties: pd.DataFrame, include_noise: bool
-) -> tuple[pd.DataFrame, int]:
-    """Return events without noise (unless ``include_noise``) and how many rows were hidden."""
-    if include_noise or events.empty:
-        return events, 0
-    mask = noise_mask(events, modified_properties)
-    hidden = int(mask.sum())
-    return (events.loc[~mask] if hidden else events), hidden
+    st = steps if steps is not None else empty_frame("steps")
+    part = event_noise(events, st, modified_properties)
+    flags = isin(events["id"], part.loc[part["noise"], "event_id"]).to_numpy(bool)
+    return pd.Series(flags, index=events.index, name="noise")

@@ -16,7 +16,6 @@ from typing import Any
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports import cycles as cycles_report
 from reports import quarantine as quarantine_report
 from reports import summary as summary_report
 from reports.inputs import latest_jobs
@@ -220,21 +219,65 @@ def failure_kpis(failures: pd.DataFrame | None, users: pd.DataFrame | None) -> d
     }
 
 
+# How the "how many" figures relate: one name each, used on every page and report.
+COUNTS_EXPLAINED = (
+    "Objects seen = distinct users and groups in the provisioning logs (any status, noise "
+    "included); users assigned = user principals assigned to the app directly or through a "
+    "group, with any role; users in scope = those of them Entra provisions (an app role other "
+    "than Default Access, directly or as a direct group member); users active in the wiki = "
+    "wiki accounts with active = true. Seen counts what Entra logged, the scope counts what it "
+    "should provision, the wiki what exists: they differ by out-of-scope objects Entra still "
+    "logs, assigned users not processed yet, and wiki accounts Entra never created."
+)
+
+
+def object_counts(objects: pd.DataFrame, source_objects: int) -> dict[str, Any]:
+    """Return the object counts every page names the same way, and the line relating them."""
+    users = objects.loc[objects["coverage"]]
+    return {
+        "source_objects": int(source_objects),
+        "users_assigned": int((users["scope_via"].fillna("none") != "none").sum()),
+        "users_in_scope": int(users["in_scope"].sum()),
+        "users_active_in_wiki": int((users["wiki_state"] == "active").fillna(False).sum()),
+        "counts_explained": COUNTS_EXPLAINED,
+    }
+
+
 def build(
     inputs: Inputs,
     filters: Filters,
     *,
-    include_noise: bool = True,
+    include_noise: bool = False,
     now: pd.Timestamp | None = None,
     limit: int = 20,
     **params: Any,
 ) -> ReportResult:
-    """Return the Overview's KPIs (``data``) and its latest failures (rows); noise counted."""
+    """Return the Overview's KPIs (``data``) and its latest failures (rows).
+
+    Counts are of everything selected, noise included (as ``summary``); ``success_rate`` is the
+    user-facing one, hidden noise out of both numerator and denominator (``success_rate_all``
+    counts everything). The last cycle is the latest of the app/job/time selection: an action
+    or status filter never changes it (DESIGN "filters").
+    """
+    from reports.model import drop_noise_events, model_of, selected_cycles
+    from reports.summary import success_rate
+
+    model = model_of(inputs)
     summary = summary_report.build(inputs, filters).data or {}
-    cycles = cycles_report.build(inputs, filters).frame
+    scope = Filters(
+        since=filters.since,
+        until=filters.until,
+        service_principal_ids=filters.service_principal_ids,
+        job_ids=filters.job_ids,
+    )
+    cycles = selected_cycles(model.cycles, scope.apply_events(inputs.events))
     risk = quarantine_report.build(inputs, filters, now=now).frame
     jobs = latest_job_states(filters.apply_table("sync_jobs", inputs.sync_jobs))
     events = filters.apply_events(inputs.events)
-    return ReportResult(
-        frame=latest_failures(events, limit), data=kpis(summary, cycles, jobs, risk)
-    )
+    shown, hidden = drop_noise_events(events, model, include_noise)
+    data = kpis(summary, cycles, jobs, risk)
+    data["success_rate_all"] = data["success_rate"]
+    data["success_rate"] = success_rate(shown)
+    data["noise_hidden"] = hidden
+    data.update(object_counts(model.objects, int(summary.get("source_objects") or 0)))
+    return ReportResult(frame=latest_failures(events, limit), data=data, hidden_noise=hidden)

@@ -176,3 +176,34 @@ def owners(
 def documented_action(codes: pd.Series) -> pd.Series:
     """Return the documented description of each error code (by suffix), else null."""
     return code_suffix(codes).map({k: v[1] for k, v in ERROR_CODES.items()}).astype("str")
+
+
+# Entra quotes the wiki's SCIM error body inside its reason or additional details, as JSON text
+# (sometimes with escaped quotes): ..."status":"409","scimType":"uniqueness","detail":"..."...
+_EMBEDDED_STATUS: Final = r'"status"\s*:\s*"?(\d{3})"?'
+_EMBEDDED_TYPE: Final = r'"scimType"\s*:\s*"([^"]*)"'
+_EMBEDDED_DETAIL: Final = r'"detail"\s*:\s*"((?:[^"\\]|\\.)*)"'
+
+
+def embedded_scim_error(texts: pd.Series) -> pd.DataFrame:
+    """Return the SCIM error quoted in each text: ``scim_status``, ``scim_type``, ``scim_detail``.
+
+    Parsed once per distinct text (reasons repeat across thousands of events); nulls where the
+    text quotes no SCIM error.
+    """
+    distinct = pd.Series(texts.dropna().unique(), dtype="str")
+    plain = distinct.str.replace('\\"', '"', regex=False)
+    found = pd.DataFrame(
+        {
+            "scim_status": pd.to_numeric(
+                plain.str.extract(_EMBEDDED_STATUS, expand=False), errors="coerce"
+            ).astype("Int64"),
+            "scim_type": plain.str.extract(_EMBEDDED_TYPE, expand=False).astype("str"),
+            "scim_detail": plain.str.extract(_EMBEDDED_DETAIL, expand=False).astype("str"),
+        }
+    )
+    found.index = distinct.to_numpy()
+    found = found.loc[~found.index.duplicated()]
+    out = found.reindex(texts.to_numpy())
+    out.index = texts.index
+    return out

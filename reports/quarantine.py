@@ -11,7 +11,6 @@ The counts are of *outstanding* failures: objects whose latest outcome in the jo
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -172,7 +171,7 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return per-job escrow risk and the thresholds it was measured against."""
-    slimmed = replace(inputs, events=slim(inputs.events, "source_type", "failed_step"))
+    slimmed = inputs.replace(events=slim(inputs.events, "source_type", "failed_step"))
     sel = filters.apply_inputs(slimmed)
     table = risk_table(sel.events, sel.steps, sel.sync_jobs, now)
     thresholds = {

@@ -161,19 +161,14 @@ def _hours(requests: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
-def _cycles(events: pd.DataFrame, requests: pd.DataFrame, slack: pd.Timedelta) -> pd.DataFrame:
-    ev = events.loc[events["cycle_id"].notna() & events["activity_at"].notna()]
-    if ev.empty:
+def _cycles(cycles: pd.DataFrame, requests: pd.DataFrame, slack: pd.Timedelta) -> pd.DataFrame:
+    """Return per cycle (the model's, from all its events) the requests received during it."""
+    if cycles.empty:
         return pd.DataFrame()
-    ev = ev.assign(job_id=ev["job_id"].fillna(""))
     cyc = (
-        ev.groupby(["job_id", "cycle_id"], sort=False)
-        .agg(
-            period_start=("activity_at", "min"),
-            period_end=("activity_at", "max"),
-            events=("id", "size"),
-        )
-        .reset_index()
+        cycles[["job_id", "cycle_id", "started_at", "ended_at", "events"]]
+        .rename(columns={"started_at": "period_start", "ended_at": "period_end"})
+        .assign(job_id=lambda f: f["job_id"].fillna(""))
         .sort_values(["period_start", "job_id", "cycle_id"], kind="stable")
         .reset_index(drop=True)
     )
@@ -231,8 +226,11 @@ def build(
     if granularity in ("both", "minute") and not requests.empty:
         parts.append(_minutes(filters.apply(requests, "received_at")))
     if granularity in ("both", "cycle"):
+        from reports.model import model_of, selected_cycles
+
         events = filters.apply_events(inputs.events)
-        cycles = _cycles(events, requests, pd.Timedelta(seconds=slack_s))
+        selected = selected_cycles(model_of(inputs).cycles, events)
+        cycles = _cycles(selected, requests, pd.Timedelta(seconds=slack_s))
         if not cycles.empty:
             parts.append(cycles)
     parts = [p for p in parts if not p.empty]

@@ -8,6 +8,13 @@ import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import object_key, slim
+from reports.model import cycle_pairs
+
+
+def success_rate(events: pd.DataFrame) -> float | None:
+    """Return the fraction (0-1) of ``events`` with status success; None without events."""
+    n = len(events)
+    return float((events["status"] == "success").sum() / n) if n else None
 
 
 def summarize(events: pd.DataFrame) -> dict[str, Any]:
@@ -25,12 +32,12 @@ def summarize(events: pd.DataFrame) -> dict[str, Any]:
     return {
         "events": n,
         "distinct_ids": int(events["id"].nunique()),
-        "cycles": int(events["cycle_id"].nunique()),
+        "cycles": cycle_pairs(events),
         "changes": int(events["change_id"].nunique()),
         "source_objects": int(object_key(events).nunique()) if n else 0,
         "first_at": None if first is None or pd.isna(first) else pd.Timestamp(first),
         "last_at": None if last is None or pd.isna(last) else pd.Timestamp(last),
-        "success_rate": float((events["status"] == "success").sum() / n) if n else None,
+        "success_rate": success_rate(events),
         "by_action_status": by_action_status,
         "failures_by_error_code": {str(k): int(v) for k, v in by_code.items()},
     }

@@ -10,7 +10,6 @@ import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import isin, last_rows, lookup, object_key, order_events, slim
-from reports.noise import drop_noise, noise_mask
 
 COLUMNS = [
     "source_id",
@@ -90,10 +89,18 @@ def rows_of_events(frame: pd.DataFrame, event_ids: pd.Series) -> pd.DataFrame:
 
 def user_timeline(inputs: Inputs, user: str, filters: Filters | None = None) -> Timeline:
     """Return the timeline of ``user`` (id, UPN or name); every event, noise included, marked."""
+    from reports.model import event_scim_errors, model_of
+
+    model = model_of(inputs)
     ev = (filters or Filters()).apply_events(inputs.events)
     ev = order_events(ev.iloc[np.flatnonzero(match_user(ev, user).to_numpy(bool))])
     mp = rows_of_events(inputs.modified_properties, ev["id"])
-    ev = ev.assign(noise=noise_mask(ev, mp))
+    ev = ev.assign(
+        noise=model.noise_of(ev["id"]),
+        noise_reason=model.column_of(ev["id"], "noise_reason").astype("str"),
+        excluded_by=model.column_of(ev["id"], "excluded_by").astype("str"),
+    )
+    ev = pd.concat([ev, event_scim_errors(ev, inputs.scim_requests, model)], axis=1)
     ids = ev["id"]
     steps = rows_of_events(inputs.steps, ids)
     order = pd.Series(range(len(ids)), index=ids.to_numpy())
@@ -176,6 +183,11 @@ TIMELINE_COLUMNS = [
     "skip_reason",
     "failed_step",
     "noise",
+    "noise_reason",
+    "excluded_by",
+    "scim_status",
+    "scim_type",
+    "scim_detail",
     "steps",
     "modified_properties",
 ]
@@ -236,14 +248,35 @@ def build(
     user: str | None = None,
     **params: Any,
 ) -> ReportResult:
-    """Return one row per source object (noise hidden unless asked); ``user`` keeps that one."""
-    ev = filters.apply_events(
-        slim(inputs.events, "source_type", "error_code", "skip_reason", "target_name")
-    )
+    """Return one row per source object; ``user`` keeps that one.
+
+    Hidden noise (the default) leaves the counts and last values; it never hides an object
+    (DESIGN "one-user answers": searching users always finds every object, noise or not). An
+    object whose selected events are all noise keeps its row, from those events, so it stays
+    findable; ``noise_events`` says how many of each object's events are noise. Asked about one
+    ``user``, every event counts.
+    """
+    from reports.model import drop_noise_events, model_of
+
+    model = model_of(inputs)
+    ev = filters.apply_events(slim(inputs.events, "source_type", "error_code", "target_name"))
     if user:
         ev = ev.loc[match_user(ev, user)]
-    ev, hidden = drop_noise(ev, inputs.modified_properties, include_noise)
-    return ReportResult(frame=user_table(ev), hidden_noise=hidden)
+    shown, hidden = drop_noise_events(ev, model, include_noise or bool(user))
+    noisy = ev.loc[model.noise_of(ev["id"]).to_numpy(bool)]
+    noisy_keys = object_key(noisy)
+    table = user_table(shown)
+    if hidden:
+        only_noise = ~isin(noisy_keys, object_key(shown))
+        if only_noise.any():
+            table = pd.concat([table, user_table(noisy.loc[only_noise])], ignore_index=True)
+            table = table.sort_values(
+                ["last_at", "source_id"], ascending=[False, True], kind="stable"
+            ).reset_index(drop=True)
+    per_object = noisy.assign(_k=noisy_keys).groupby("_k").size()
+    keys = object_key(table) if len(table) else pd.Series(dtype="str")
+    table["noise_events"] = per_object.reindex(keys.to_numpy()).fillna(0).astype("int64").to_numpy()
+    return ReportResult(frame=table, hidden_noise=hidden)
 
 
 def build_timeline(

@@ -343,7 +343,9 @@ def test_cli_report_filters_user_and_usage_errors(store_path, capsys, tmp_path):
     )
     data = json.loads(capsys.readouterr().out)
     assert data["when_user"]["verdict"] == "failed"
-    assert data["next_incremental_at"] == "2026-11-20T01:50:00.000Z"
+    assert data["when_user"]["expected_by"] is None  # a missing value needs a fix, not a wait
+    # 01:50 had passed at --now 03:00: the schedule's next run, never a time in the past
+    assert data["next_incremental_at"] == "2026-11-20T03:10:00.000Z"
     assert (
         main(
             [

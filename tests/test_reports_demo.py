@@ -49,10 +49,17 @@ def test_summary_failures_skips_and_noise_match_the_ground_truth(demo):
             row = failures.loc[expected["error_code"]]
             assert (row["events"], row["objects"]) == (expected["events"], expected["objects"])
     noise = truth["noise"]
-    assert run_report("users", inputs).hidden_noise == (
-        noise["skip_events"] + noise["noop_update_events"]
-    )
-    assert run_report("skips", inputs).hidden_noise == noise["skip_events"]
+    # DESIGN "one-user answers": a scoping-filter skip of an assigned user is an answer, not
+    # noise; only the out-of-scope (not entitled) skips are hidden.
+    out_of_scope = truth["skips"]["not_entitled"]["events"]
+    filtered = truth["skips"]["scoping_filter"]["events"]
+    assert noise["skip_events"] == out_of_scope + filtered
+    assert run_report("users", inputs).hidden_noise == out_of_scope + noise["noop_update_events"]
+    skips = run_report("skips", inputs)
+    assert skips.hidden_noise == out_of_scope
+    shown = skips.frame.set_index("excluded_by")
+    assert shown.loc["Exclude contractors", "events"] == filtered
+    assert not shown.loc["Exclude contractors", "noise"]
 
 
 def test_coverage_finds_the_wiki_mismatches_the_simulator_planted(demo):

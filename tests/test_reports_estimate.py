@@ -22,8 +22,9 @@ def test_estimate_on_the_sample_tenant():
     assert data["estimate_minutes_p50"] == pytest.approx(30.0)
     assert data["estimate_minutes_p90"] == pytest.approx(54.0)
     assert data["current_cycle"] is None  # c2 ended 01:10, long before 03:00
-    # last cycle end (c2, 01:10) + j1's interval of 2400 s
-    assert data["next_incremental_at"] == ts("2026-11-20T01:50:00Z")
+    # last cycle end (c2, 01:10) + j1's interval of 2400 s = 01:50, already past at 03:00:
+    # the schedule repeats, so the next run is 01:50 + 2 x 40 min (never a time in the past)
+    assert data["next_incremental_at"] == ts("2026-11-20T03:10:00Z")
 
 
 def test_estimate_ignores_cycles_too_small_to_measure():
@@ -129,10 +130,12 @@ def test_when_user_on_the_sample_tenant_and_through_the_report():
     now = ts("2026-11-20T03:00:00Z")
     provisioned = when_user(world(), "bo@contoso.example", now)
     assert provisioned["verdict"] == "provisioned"
-    assert provisioned["expected_by"] == ts("2026-11-20T01:00:00Z")  # its first success
+    assert provisioned["expected_by"] is None  # not an estimate: it happened
+    assert provisioned["provisioned_at"] == ts("2026-11-20T01:00:00Z")  # its first success
     failed = when_user(world(), "u9", now)
-    # next cycle 01:50 + the median incremental cycle (10 minutes)
-    assert failed["expected_by"] == ts("2026-11-20T02:00:00Z")
+    # a missing mandatory value does not heal by retrying: no time, the fix and its owner
+    assert failed["expected_by"] is None
     assert "TheOrgWikiMandatoryFieldsMissing" in failed["reason"]
+    assert failed["fix"] == "Required values missing." and failed["fix_owner"] == "data_owner"
     default = run_report("estimate", world(), now=now, user="Eve").data["when_user"]
     assert default["scope_via"] == "default_access" and default["expected_by"] is None

@@ -14,7 +14,17 @@ def test_users_hide_noise_and_keep_the_failed_then_succeeded_object():
     result = run_report("users", world())
     table = result.frame
     assert result.hidden_noise == 2  # e3 (out of scope), e7 (no-op accountDisabled)
-    assert table["source_id"].tolist() == ["u1", "u10", "u9", "u2", "u4"]
+    # u7 and u3 have only noise: their rows stay (findable), marked by noise_events
+    assert table["source_id"].tolist() == ["u1", "u10", "u9", "u7", "u2", "u3", "u4"]
+    assert table.set_index("source_id")["noise_events"].to_dict() == {
+        "u1": 0,
+        "u10": 0,
+        "u9": 0,
+        "u7": 1,
+        "u2": 0,
+        "u3": 1,
+        "u4": 0,
+    }
     u2 = table.set_index("source_id").loc["u2"]
     assert u2["last_status"] == "success" and u2["last_action"] == "create"
     assert u2["events"] == 2 and u2["failures"] == 1

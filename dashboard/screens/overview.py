@@ -9,7 +9,6 @@ import streamlit as st
 
 from dashboard import data, ui, views
 from dashboard.sidebar import context
-from reports import overview
 
 ctx = context()
 ui.header("Overview", ctx, "Everything in the selected time range; noise is counted here.")
@@ -131,13 +130,18 @@ else:
 
 jobs = data.job_states(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)
 risk = ctx.report("quarantine-risk").frame
-kpi = overview.kpis(ctx.report("summary").data or {}, ctx.report("cycles").frame, jobs, risk)
+# The overview report: success rate without hidden noise, last cycle unchanged by filters.
+kpi = ctx.report("overview").data or {}
 
 cols = st.columns(6)
 with cols[0]:
     ui.kpi("Events", f"{kpi['events']:,}", "Provisioning log records.")
 with cols[1]:
-    ui.kpi("Success rate", ui.fmt_pct(kpi["success_rate"]), "Events with status success.")
+    ui.kpi(
+        "Success rate",
+        ui.fmt_pct(kpi["success_rate"]),
+        "Events with status success; hidden noise is left out.",
+    )
 with cols[2]:
     ui.kpi("Failures", f"{kpi['failures']:,}", "Events with status failure.")
 with cols[3]:
@@ -152,6 +156,9 @@ with cols[5]:
         "failures: more than 40 % failing, or 40,000 / 60,000 failures); see the table below.",
         note=f"{kpi['jobs_quarantined']} quarantined",
     )
+
+if kpi.get("counts_explained"):
+    st.caption(str(kpi["counts_explained"]))
 
 if risk is not None and not risk.empty:
     with st.expander("Jobs: failures against the quarantine thresholds"):

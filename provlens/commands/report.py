@@ -55,30 +55,6 @@ def filters_from_args(args: argparse.Namespace):
     )
 
 
-def load_inputs(store, tables, filters):
-    """Return reports.Inputs with only ``tables`` read from ``store`` (time pushed down)."""
-    import pandas as pd
-
-    from reports import Inputs
-
-    # Wiki requests are read 120 s wider than the range: correlation matches a request to an
-    # event within +-120 s, so one just outside the range may belong to an event inside it.
-    slack = pd.Timedelta(seconds=120)
-    frames = {}
-    for table in tables:
-        if table == "events":
-            frames[table] = store.read(table, since=filters.since, until=filters.until)
-        elif table == "scim_requests":
-            frames[table] = store.read(
-                table,
-                since=None if filters.since is None else filters.since - slack,
-                until=None if filters.until is None else filters.until + slack,
-            )
-        else:
-            frames[table] = store.read(table)
-    return Inputs.from_tables(frames)
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments."""
     from reports import REPORTS
@@ -208,11 +184,10 @@ def _print_table(name: str, result, shape: str) -> None:
 
 def _support_pack(args: argparse.Namespace, ctx, filters) -> int:
     """Write one user's support pack (XLSX, or a zip of CSV+JSON when --out ends in .zip)."""
-    from ingest.schema import TABLES
-    from reports.export import support_pack, support_pack_zip, write_atomic, xlsx_bytes
+    from reports import service
+    from reports.export import support_pack_zip, write_atomic, xlsx_bytes
 
-    inputs = load_inputs(ctx.store(), tuple(TABLES), filters)
-    pack = support_pack(inputs, args.user, filters, ctx.now)
+    pack = service.support_pack(ctx.store(), args.user, filters, ctx.now)
     if pack["events"].empty:
         raise UsageError(f"no events for user {args.user!r} (try an object id, UPN or name)")
     zipped = str(args.out).lower().endswith(".zip")
@@ -223,7 +198,7 @@ def _support_pack(args: argparse.Namespace, ctx, filters) -> int:
 
 def run(args: argparse.Namespace, ctx) -> int:
     """Run the report and print or write it."""
-    from reports import REPORTS, run_report
+    from reports import REPORTS, service
     from reports.export import render, write_output
 
     spec = REPORTS[args.name]
@@ -246,7 +221,6 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.engine == "log-analytics":
         result = _run_in_workspace(args, ctx, filters)
     else:
-        inputs = load_inputs(ctx.store(), spec.tables, filters)
         params: dict[str, object] = {"user": args.user} if args.user else {}
         params.update(access)
         for item in getattr(args, "param", None) or []:
@@ -254,8 +228,10 @@ def run(args: argparse.Namespace, ctx) -> int:
             if not sep or not key.strip():
                 raise UsageError(f"--param {item!r}: expected KEY=VALUE, e.g. change=<change id>")
             params[key.strip()] = value.strip()
-        result = run_report(
-            args.name, inputs, filters, include_noise=args.include_noise, now=ctx.now, **params
+        # The service reads only the tables the report declares, from one store version, with
+        # the filters pushed down, and gives the report that version's derived model.
+        result = service.run(
+            ctx.store(), args.name, filters, include_noise=args.include_noise, now=ctx.now, **params
         )
     if args.format == "table" and not args.out:
         _print_table(args.name, result, spec.shape)

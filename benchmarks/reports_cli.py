@@ -1,0 +1,181 @@
+"""Report benchmark: each registered report through the CLI, beside one DuckDB aggregate.
+
+    python -m benchmarks.reports_cli --store /tmp/query/store-1m [--repeat 1] [--out FILE.json]
+
+For every report: ``provlens --store S report NAME --format json --out /dev/null`` in a fresh
+process, timed from the outside (wall time, the way a user or a cron job sees it, Python start
+included) with the process's peak RSS (``resource.getrusage(RUSAGE_CHILDREN)`` of a wrapper per
+run). The baseline, measured in the same run and the same way, is one DuckDB aggregate over the
+events parts (``SELECT status, count(*) ... GROUP BY status`` over the manifest's parts), also in a
+fresh process that imports duckdb. The ratio is report ÷ baseline. The derived model is computed
+before the timed runs (``--cold`` times that first computation too): it is kept per store version,
+so every later question on that version reads it back.
+
+Figures vary with the machine's load; ratios measured in the same run are the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = "2026-11-20T10:00:00Z"
+REPORTS = (
+    "summary",
+    "cycles",
+    "users",
+    "failures",
+    "skips",
+    "coverage",
+    "estimate",
+    "correlation",
+    "scim-traffic",
+    "quarantine-risk",
+    "overview",
+)
+TARGET_WALL_S = 1.5
+TARGET_RATIO = 3.0
+TARGET_RSS_MB = 1024
+
+_WRAPPER = """
+import resource, subprocess, sys, time, json
+t0 = time.perf_counter()
+code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
+wall = time.perf_counter() - t0
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"code": code, "wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024,
+                  "cpu_s": ru.ru_utime + ru.ru_stime}))
+"""
+
+_BASELINE = """
+import json, sys, duckdb
+manifest = json.load(open(sys.argv[1] + "/manifest.json"))
+files = [sys.argv[1] + "/" + p for p in manifest["parts"]["events"]]
+con = duckdb.connect(config={"threads": 2})
+rows = con.sql(
+    "SELECT status, count(*) AS n FROM read_parquet($files) GROUP BY status",
+    params={"files": files},
+).fetchall()
+print(sum(n for _, n in rows), file=sys.stderr)
+"""
+
+
+def _measure(cmd: list[str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *cmd], capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _report_cmd(store: Path, name: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "provlens",
+        "--store",
+        str(store),
+        "--now",
+        NOW,
+        "report",
+        name,
+        "--format",
+        "json",
+        "--out",
+        os.devnull,
+    ]
+
+
+def run(store: Path, repeat: int, cold: bool) -> dict[str, Any]:
+    """Return the measurements: baseline and per report (best of ``repeat``)."""
+    from ingest.store import Store
+
+    info = Store(store).info()
+    results: dict[str, Any] = {
+        "store": str(store),
+        "events": info["rows"].get("events", 0),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_1m_before": os.getloadavg()[0],
+        },
+        "reports": {},
+    }
+    model_cmd = _report_cmd(store, "cycles")
+    if cold:
+        import shutil
+
+        shutil.rmtree(store / "derived", ignore_errors=True)
+    results["model_first_run"] = _measure(model_cmd)  # computes and keeps the model if missing
+    base = [_measure([sys.executable, "-c", _BASELINE, str(store)]) for _ in range(repeat)]
+    results["baseline"] = min(base, key=lambda r: r["wall_s"])
+    for name in REPORTS:
+        runs = [_measure(_report_cmd(store, name)) for _ in range(repeat)]
+        best = min(runs, key=lambda r: r["wall_s"])
+        best["ratio"] = best["wall_s"] / results["baseline"]["wall_s"]
+        best["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+        results["reports"][name] = best
+        print(
+            f"{name:16} {best['wall_s']:6.2f} s  x{best['ratio']:5.1f}  "
+            f"{best['peak_rss_mb']:7.0f} MB  exit {best['code']}",
+            file=sys.stderr,
+        )
+    results["machine"]["load_1m_after"] = os.getloadavg()[0]
+    return results
+
+
+def render(results: dict[str, Any]) -> str:
+    """Return the results as a Markdown table with the targets met or missed."""
+    base = results["baseline"]["wall_s"]
+    lines = [
+        f"Store: {results['events']:,} events. Baseline (one DuckDB aggregate over the events "
+        f"parts, fresh process): {base:.2f} s. First `report cycles` of the run (computes and "
+        f"keeps the model when this version has none; `--cold` forces it): "
+        f"{results['model_first_run']['wall_s']:.1f} s. "
+        f"Load average before/after: {results['machine']['load_1m_before']:.1f} / "
+        f"{results['machine']['load_1m_after']:.1f} on {results['machine']['cpus']} CPUs.",
+        "",
+        "| report | CLI wall s | vs DuckDB aggregate | peak RSS MB | ≤ 1.5 s | ≤ 3× | < 1 GB |",
+        "|---|---:|---:|---:|:-:|:-:|:-:|",
+    ]
+    for name, r in results["reports"].items():
+        ok = (
+            "yes" if r["wall_s"] <= TARGET_WALL_S else "no",
+            "yes" if r["ratio"] <= TARGET_RATIO else "no",
+            "yes" if r["peak_rss_mb"] < TARGET_RSS_MB else "no",
+        )
+        lines.append(
+            f"| {name} | {r['wall_s']:.2f} | {r['ratio']:.1f}× | {r['peak_rss_mb']:.0f} | "
+            + " | ".join(ok)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the Markdown table (JSON with --out)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--cold", action="store_true", help="drop the kept model first")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    results = run(args.store, args.repeat, args.cold)
+    results["total_s"] = time.perf_counter() - t0
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""The query layer: DuckDB over one manifest version of the store's Parquet parts.
+
+A question is answered from one :class:`Snapshot` (one committed manifest): every table it reads
+comes from the part files that manifest lists, so two tables never come from two versions. When a
+writer replaces a part under a reader (a commit that rewrote or compacted parts), the whole
+question is asked again on the new manifest.
+
+Reads are SQL over ``read_parquet([...parts])`` with the filters and columns pushed down: the time
+range, apps and jobs select events (and, through them, steps and modified properties); wiki
+requests are read 120 s wider than the range (the correlation window); scope follows the app.
+Action and status filters are not pushed down: they choose which events a report lists, never
+what a cycle, a match or noise is (DESIGN "filters"), and reports apply them.
+
+The derived model (reports.model) of a version is computed once and kept beside the parts in
+``derived/v<version>/<part>.parquet``; a later question on the same version reads it back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest.errors import UsageError
+from ingest.schema import TABLES, empty_frame
+from ingest.store import Manifest, Store, to_pandas
+from reports import Filters, Inputs
+from reports.model import EVENT_COLUMNS, PART_TABLES, PARTS, Model
+
+log = logging.getLogger(__name__)
+
+DERIVED = "derived"
+SLACK = pd.Timedelta(seconds=120)  # wiki requests are read this much wider than the range
+MODEL_CACHE_SIZE = 2
+T = TypeVar("T")
+
+
+class PartVanished(Exception):
+    """A part listed by the manifest we read was replaced by a writer meanwhile."""
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One committed version of a store: the manifest every read of one question uses."""
+
+    store: Store
+    manifest: Manifest
+
+    @classmethod
+    def of(cls, store: Store) -> Snapshot:
+        """Return the store's current committed version."""
+        return cls(store, store.manifest())
+
+    @property
+    def version(self) -> int:
+        """The manifest's version number."""
+        return self.manifest.version
+
+    def files(self, table: str) -> list[str]:
+        """Return the part files of ``table`` in this version."""
+        return [str(self.store.path / p) for p in self.manifest.parts.get(table, [])]
+
+    def source(self, table: str) -> str | None:
+        """Return the SQL table expression reading ``table``'s parts (None: no parts)."""
+        files = self.files(table)
+        if not files:
+            return None
+        return f"read_parquet([{', '.join(_quote(f) for f in files)}])"
+
+
+def _in(column: str, values: Sequence[str], params: list[Any]) -> str:
+    params.extend(values)
+    return f"{_ident(column)} IN ({', '.join('?' for _ in values)})"
+
+
+def _event_where(filters: Filters, params: list[Any]) -> list[str]:
+    conds = []
+    if filters.since is not None:
+        conds.append("activity_at >= ?")
+        params.append(filters.since.to_pydatetime())
+    if filters.until is not None:
+        conds.append("activity_at < ?")
+        params.append(filters.until.to_pydatetime())
+    if filters.service_principal_ids:
+        conds.append(_in("service_principal_id", filters.service_principal_ids, params))
+    if filters.job_ids:
+        conds.append(_in("job_id", filters.job_ids, params))
+    return conds
+
+
+def _narrows_events(filters: Filters) -> bool:
+    return bool(
+        filters.since is not None
+        or filters.until is not None
+        or filters.service_principal_ids
+        or filters.job_ids
+    )
+
+
+def table_query(
+    snap: Snapshot, table: str, columns: Sequence[str] | None, filters: Filters
+) -> tuple[str, list[Any]] | None:
+    """Return the SQL and parameters reading ``table`` under ``filters`` (None: no parts)."""
+    source = snap.source(table)
+    if source is None:
+        return None
+    params: list[Any] = []
+    conds: list[str] = []
+    if table == "events":
+        conds = _event_where(filters, params)
+    elif table in ("steps", "modified_properties"):
+        events = snap.source("events")
+        if _narrows_events(filters) and events is not None:
+            inner: list[Any] = []
+            where = " AND ".join(_event_where(filters, inner))
+            # Only file paths (quoted) and column names are spliced in; values are bound.
+            conds.append(f"event_id IN (SELECT id FROM {events} WHERE {where})")  # noqa: S608
+            params.extend(inner)
+    elif table == "scim_requests":
+        if filters.since is not None:
+            conds.append("received_at >= ?")
+            params.append((filters.since - SLACK).to_pydatetime())
+        if filters.until is not None:
+            conds.append("received_at < ?")
+            params.append((filters.until + SLACK).to_pydatetime())
+    elif table == "sync_jobs":
+        if filters.service_principal_ids:
+            conds.append(_in("service_principal_id", filters.service_principal_ids, params))
+        if filters.job_ids:
+            conds.append(_in("job_id", filters.job_ids, params))
+    elif table == "assignments":
+        if filters.service_principal_ids:
+            conds.append(_in("service_principal_id", filters.service_principal_ids, params))
+    elif table == "group_members":
+        assignments = snap.source("assignments")
+        if filters.service_principal_ids and assignments is not None:
+            inner = []
+            sp = _in("service_principal_id", filters.service_principal_ids, inner)
+            conds.append(
+                f"group_id IN (SELECT principal_id FROM {assignments} "  # noqa: S608
+                f"WHERE principal_type = 'group' AND {sp})"
+            )
+            params.extend(inner)
+    cols = ", ".join(_ident(c) for c in columns) if columns is not None else "*"
+    sql = f"SELECT {cols} FROM {source}"  # noqa: S608 (quoted paths and identifiers only)
+    if conds:
+        sql += " WHERE " + " AND ".join(conds)
+    return sql, params
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """Return a DuckDB connection set for provlens: UTC, two threads, no progress bar."""
+    con = duckdb.connect(config={"threads": 2})
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def read_table(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot,
+    table: str,
+    columns: Sequence[str] | None = None,
+    filters: Filters | None = None,
+) -> pd.DataFrame:
+    """Return ``table`` of ``snap`` as a canonical frame, filters and columns pushed down."""
+    if table not in TABLES:
+        raise UsageError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+    query = table_query(snap, table, columns, filters or Filters())
+    if query is None:
+        frame = empty_frame(table)
+        return frame[list(columns)] if columns is not None else frame
+    sql, params = query
+    try:
+        tbl = con.sql(sql, params=params).to_arrow_table()
+    except duckdb.IOException as exc:
+        if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
+            raise PartVanished(str(exc)) from None
+        raise
+    return to_pandas(table, tbl)
+
+
+def consistent(store: Store, ask: Callable[[Snapshot], T], attempts: int = 5) -> T:
+    """Return ``ask(snapshot)`` on one store version; ask again on a newer one if parts vanish."""
+    for attempt in range(attempts):
+        snap = Snapshot.of(store)
+        try:
+            return ask(snap)
+        except (PartVanished, FileNotFoundError):
+            time.sleep(0.05 * (attempt + 1))
+    raise UsageError(f"{store.path}: the store kept changing while being read; try again")
+
+
+def read_inputs(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot,
+    tables: Iterable[str],
+    filters: Filters | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
+) -> Inputs:
+    """Return Inputs holding ``tables`` of ``snap`` (the others empty), filters pushed down."""
+    frames = {
+        t: read_table(con, snap, t, (columns or {}).get(t), filters) for t in dict.fromkeys(tables)
+    }
+    return Inputs.from_tables(frames)
+
+
+# --- the derived model, once per version ---------------------------------------------------
+
+
+def _derived_dir(store: Store, version: int) -> Path:
+    return store.path / DERIVED / f"v{version}"
+
+
+def load_model(store: Store, version: int) -> Model | None:
+    """Return the model kept for ``version``, or None when it was not (completely) written."""
+    root = _derived_dir(store, version)
+    if not (root / "complete").exists():
+        return None
+    if not all((root / f"{p}.parquet").exists() for p in PARTS):
+        return None
+
+    def read(part: str) -> pd.DataFrame:
+        frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet").to_pandas()
+        return frame
+
+    return Model(loader=read)
+
+
+def save_model(store: Store, version: int, model: Model) -> None:
+    """Keep ``model`` beside the parts for ``version`` (atomically); drop older versions' models.
+
+    A store we may not write (read-only media) keeps the model in memory only.
+    """
+    root = _derived_dir(store, version)
+    tmp = root.with_name(f".{root.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        for name, frame in model.computed().items():
+            pq.write_table(
+                pa.Table.from_pandas(frame, preserve_index=False),
+                tmp / f"{name}.parquet",
+                compression="zstd",
+            )
+        (tmp / "complete").write_text(f"{version}\n")
+        try:
+            os.replace(tmp, root)
+        except OSError:  # another process kept the same version first: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in (store.path / DERIVED).glob("v*"):
+            with contextlib.suppress(ValueError):
+                if int(old.name[1:]) < version - 1:
+                    shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("derived model of %s kept in memory only: %s", store.path, exc)
+
+
+def _rows_of(
+    con: duckdb.DuckDBPyConnection, snap: Snapshot, table: str, columns: Sequence[str], where: str
+) -> pd.DataFrame:
+    """Return ``columns`` of ``table``'s rows matching SQL ``where`` (over ``snap``'s parts)."""
+    source, events = snap.source(table), snap.source("events")
+    if source is None or events is None:
+        return empty_frame(table)[list(columns)]
+    cols = ", ".join(_ident(c) for c in columns)
+    # Only quoted part paths and column names are spliced in; the conditions are constants.
+    sql = f"SELECT {cols} FROM {source} WHERE " + where.format(events=events, me=source)  # noqa: S608
+    try:
+        return to_pandas(table, con.sql(sql).to_arrow_table())
+    except duckdb.IOException as exc:
+        raise PartVanished(str(exc)) from None
+
+
+def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
+    """Return the model of ``snap`` from all its rows, reading only what the rules look at.
+
+    Events: the columns the rules read. Steps: those of skipped events (the scoping-filter
+    rule). Modified properties: those of events that changed ``accountDisabled`` (the no-op
+    rule). Requests, jobs, scope and wiki state whole.
+    """
+    tables = dict.fromkeys(t for p in PARTS for t in PART_TABLES[p])
+    tables.pop("steps")
+    tables.pop("modified_properties")
+    inputs = read_inputs(con, snap, tables, None, {"events": list(EVENT_COLUMNS)})
+    steps = _rows_of(
+        con,
+        snap,
+        "steps",
+        ("event_id", "position", "step_type", "status", "description", "details"),
+        "event_id IN (SELECT id FROM {events} WHERE status = 'skipped')",
+    )
+    mods = _rows_of(
+        con,
+        snap,
+        "modified_properties",
+        ("event_id", "name", "old_value", "new_value"),
+        "event_id IN (SELECT event_id FROM {me} WHERE lower(name) = 'accountdisabled')",
+    )
+    model = Model(source=inputs.replace(steps=steps, modified_properties=mods))
+    return Model(parts=model.computed())
+
+
+_models: OrderedDict[tuple[str, int], Model] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def model_for(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
+    """Return the model of ``snap``: from memory, else from beside the parts, else computed."""
+    key = (str(snap.store.path.resolve()), snap.version)
+    with _models_lock:
+        if key in _models:
+            _models.move_to_end(key)
+            return _models[key]
+    model = load_model(snap.store, snap.version)
+    if model is None:
+        t0 = time.perf_counter()
+        model = compute_model(con, snap)
+        log.info(
+            "derived model of version %s computed in %.2f s", snap.version, time.perf_counter() - t0
+        )
+        if snap.store.exists():
+            save_model(snap.store, snap.version, model)
+    with _models_lock:
+        _models[key] = model
+        while len(_models) > MODEL_CACHE_SIZE:
+            _models.popitem(last=False)
+    return model
+
+
+def clear_model_cache() -> None:
+    """Forget the models held in memory (those kept beside the parts stay)."""
+    with _models_lock:
+        _models.clear()

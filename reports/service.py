@@ -1,0 +1,121 @@
+"""One way to ask the store a question: every face (CLI, exports, dashboard, alerts) comes here.
+
+``run(store, name, filters, ...)`` runs registered report ``name`` on one store version: it reads
+only the tables the report declares (reports.REPORTS), with the filters pushed down into DuckDB,
+attaches the derived model of that version (computed once, reports.query), and hands the report
+inputs that refuse any other table (``UndeclaredRead``), so a report that reads more than it
+declares fails its tests instead of silently losing rows. ``run_report(name, inputs, ...)`` over
+in-memory frames stays what tests and library callers use; both run the same ``build`` functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ingest.store import Store
+from reports import REPORTS, Filters, Inputs, ReportResult, run_report
+from reports import query as q
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A report result and the store version it was computed on."""
+
+    result: ReportResult
+    version: int
+
+
+def _store(store: Store | Path | str) -> Store:
+    return store if isinstance(store, Store) else Store(Path(store))
+
+
+def load(
+    store: Store | Path | str,
+    tables: tuple[str, ...],
+    filters: Filters | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[int, Inputs]:
+    """Return (version, inputs): ``tables`` of one version, only those readable, model attached.
+
+    ``columns`` narrows what is read per table (a report's declared columns).
+    """
+    st = _store(store)
+    con = q.connect()
+
+    def ask(snap: q.Snapshot) -> tuple[int, Inputs]:
+        model = q.model_for(con, snap)
+        inputs = q.read_inputs(con, snap, tables, filters, columns).declare(tables)
+        object.__setattr__(inputs, "_model", model)
+        return snap.version, inputs
+
+    try:
+        return q.consistent(st, ask)
+    finally:
+        con.close()
+
+
+def ask(
+    store: Store | Path | str,
+    name: str,
+    filters: Filters | None = None,
+    *,
+    include_noise: bool = False,
+    now: pd.Timestamp | None = None,
+    **params: Any,
+) -> Answer:
+    """Run registered report ``name`` on the store; return its result and the version used."""
+    try:
+        spec = REPORTS[name]
+    except KeyError:
+        raise KeyError(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}") from None
+    version, inputs = load(store, spec.tables, filters, spec.columns)
+    result = run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
+    return Answer(result, version)
+
+
+def run(
+    store: Store | Path | str,
+    name: str,
+    filters: Filters | None = None,
+    *,
+    include_noise: bool = False,
+    now: pd.Timestamp | None = None,
+    **params: Any,
+) -> ReportResult:
+    """Run registered report ``name`` on the store and return its result."""
+    return ask(store, name, filters, include_noise=include_noise, now=now, **params).result
+
+
+def support_pack(
+    store: Store | Path | str,
+    user: str,
+    filters: Filters | None = None,
+    now: pd.Timestamp | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Return one user's support pack (reports.export.support_pack) from one store version."""
+    from reports.export import SUPPORT_PACK_TABLES
+    from reports.export import support_pack as build_pack
+
+    _, inputs = load(store, SUPPORT_PACK_TABLES, filters)
+    return build_pack(inputs, user, filters, now)
+
+
+def table(store: Store | Path | str, name: str, filters: Filters | None = None) -> pd.DataFrame:
+    """Return canonical table ``name`` (or ``events_flat``) of one version under ``filters``."""
+    from reports.export import FLAT_TABLES, flat_events
+
+    if name == "events_flat":
+        _, inputs = load(store, FLAT_TABLES, filters)
+        return flat_events((filters or Filters()).apply_inputs(inputs))
+    need = [name]
+    if name in ("steps", "modified_properties"):
+        need.append("events")
+    if name == "group_members":
+        need.append("assignments")
+    _, inputs = load(store, tuple(need), filters)
+    return (filters or Filters()).apply_inputs(inputs).table(name)

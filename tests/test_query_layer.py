@@ -1,0 +1,105 @@
+"""The query layer: one manifest version per question, filters pushed down, the model kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ingest.schema import TABLES
+from ingest.store import Store
+from reports import Filters, service
+from reports import query as q
+from tests.support.frames import SP, events, frame, ts, world
+
+
+def _store(path: Path) -> Store:
+    w = world()
+    store = Store(path)
+    with store.batch(source="file", detail="world") as batch:
+        batch.add({name: w.table(name) for name in TABLES})
+    return store
+
+
+def test_reads_push_filters_and_columns_down(tmp_path: Path):
+    store = _store(tmp_path / "s")
+    snap = q.Snapshot.of(store)
+    con = q.connect()
+    f = Filters(since=ts("2026-11-20T01:00:00Z"), job_ids=("scim.j1",))
+    ev = q.read_table(con, snap, "events", ["id", "activity_at"], f)
+    assert list(ev.columns) == ["id", "activity_at"]
+    assert sorted(ev["id"]) == ["e10", "e6", "e7", "e8", "e9"]
+    assert str(ev["activity_at"].dtype) == "datetime64[us, UTC]"
+    # children follow the selected events: e2's steps are before 01:00
+    assert q.read_table(con, snap, "steps", None, f).empty
+    assert q.read_table(con, snap, "modified_properties", None, f)["event_id"].tolist() == [
+        "e7",
+        "e10",
+    ]
+    # scope follows the app: another app has no assignments
+    assert q.read_table(con, snap, "assignments", None, Filters(service_principal_ids=("x",))).empty
+    assert (
+        len(q.read_table(con, snap, "assignments", None, Filters(service_principal_ids=(SP,)))) == 5
+    )
+
+
+def test_a_question_is_answered_from_one_version_even_while_a_writer_replaces_parts(
+    tmp_path: Path,
+):
+    store = _store(tmp_path / "s")
+    stale = q.Snapshot.of(store)
+    # Re-ingesting e1 rewrites the part holding it: the stale manifest's part is deleted.
+    again = events([{"id": "e1", "activity_at": "2026-11-20T00:00:00Z", "status": "failure"}])
+    with store.batch(source="file", detail="again") as batch:
+        batch.add({"events": again})
+    con = q.connect()
+    with pytest.raises(q.PartVanished):
+        q.read_table(con, stale, "events")
+    calls: list[int] = []
+
+    def ask(snap: q.Snapshot) -> tuple[int, int]:
+        use = stale if not calls else snap  # the first attempt reads the replaced version
+        calls.append(use.version)
+        frame_ = q.read_table(con, use, "events")
+        return use.version, int((frame_["id"] == "e1").sum())
+
+    version, count = q.consistent(store, ask)
+    assert calls == [1, 2] and (version, count) == (2, 1)
+    assert service.run(store.path, "summary").data["failures_by_error_code"]["(none)"] == 1
+
+
+def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
+    tmp_path: Path, monkeypatch
+):
+    store = _store(tmp_path / "s")
+    q.clear_model_cache()
+    first = service.run(store.path, "cycles").frame
+    kept = store.path / "derived" / f"v{store.version}"
+    assert (kept / "complete").exists()
+    assert sorted(p.name for p in kept.glob("*.parquet")) == [
+        "cycles.parquet",
+        "matches.parquet",
+        "noise.parquet",
+        "objects.parquet",
+    ]
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the model of a stored version was computed again")
+
+    monkeypatch.setattr(q, "compute_model", refuse)
+    q.clear_model_cache()  # a new process: memory is empty, the kept model is read back
+    pd.testing.assert_frame_equal(service.run(store.path, "cycles").frame, first)
+    # a new version gets its own model
+    monkeypatch.undo()
+    more = frame("sync_jobs", [{"captured_at": "2026-11-21T00:00:00Z", "job_id": "scim.j9"}])
+    with store.batch(source="file", detail="jobs") as batch:
+        batch.add({"sync_jobs": more})
+    service.run(store.path, "cycles")
+    assert (store.path / "derived" / f"v{store.version}" / "complete").exists()
+
+
+def test_an_empty_or_missing_store_answers_with_empty_results(tmp_path: Path):
+    result = service.run(tmp_path / "nothing", "summary")
+    assert result.data is not None and result.data["events"] == 0
+    assert not (tmp_path / "nothing").exists()  # asking never creates a store
