@@ -590,7 +590,14 @@ REPORTS: dict[str, ReportSpec] = {
         _spec(
             "scim-summary",
             "reports.pages:build_scim_summary",
-            "The wiki's requests, errors, 429s and latency p50/p95; requests per status code.",
+            "The wiki's requests, errors, 429s and latency p50/p95 in the time range.",
+            "object",
+            ("scim_requests",),
+        ),
+        _spec(
+            "scim-status-codes",
+            "reports.pages:build_scim_status_codes",
+            "The wiki's requests per status code in the time range.",
             "rows",
             ("scim_requests",),
         ),

@@ -170,12 +170,22 @@ def build_scim_summary(
     now: pd.Timestamp | None = None,
     **params: Any,
 ) -> ReportResult:
-    """Return the wiki's request KPIs (``data``) and requests per status code (rows)."""
+    """Return the wiki's request KPIs: requests, errors, 429s, latency p50/p95 (ms)."""
     requests = filters.apply_table("scim_requests", inputs.scim_requests)
-    return ReportResult(
-        frame=scim_report.status_code_counts(requests),
-        data=scim_report.traffic_summary(requests),
-    )
+    return ReportResult(data=scim_report.traffic_summary(requests))
+
+
+def build_scim_status_codes(
+    inputs: Inputs,
+    filters: Filters,
+    *,
+    include_noise: bool = True,
+    now: pd.Timestamp | None = None,
+    **params: Any,
+) -> ReportResult:
+    """Return the wiki's requests per status code in the selected time range."""
+    requests = filters.apply_table("scim_requests", inputs.scim_requests)
+    return ReportResult(frame=scim_report.status_code_counts(requests))
 
 
 def build_scim_rate(

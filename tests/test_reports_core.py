@@ -126,6 +126,7 @@ def test_registry_names_every_report_with_a_loadable_function():
         "user-wiki-requests",
         "coverage-funnel",
         "scim-summary",
+        "scim-status-codes",
         "scim-rate",
         "scim-requests",
         "estimate-for",

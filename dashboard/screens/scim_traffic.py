@@ -28,8 +28,7 @@ ui.header(
     "select the Entra cycles; action and status describe Entra events, not requests.",
 )
 
-scim = ctx.report("scim-summary")
-summary, status_codes = scim.data or {}, scim.frame
+summary = ctx.report("scim-summary").data or {}
 if not summary.get("requests"):
     st.info(
         "No wiki SCIM requests in the selected range. Ingest the wiki's SCIM audit log (JSON "
@@ -143,7 +142,7 @@ ui.table(
 )
 
 st.subheader("Status codes")
-ui.table(status_codes, "scim-status-codes")
+ui.table(ctx.report("scim-status-codes").frame, "scim-status-codes")
 
 throttled = ctx.report("scim-requests", status_code=429).frame
 if throttled is not None and not throttled.empty:
