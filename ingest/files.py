@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from ingest import jsonstream, records_fast, schema
+from ingest import jsonstream, schema
 from ingest.errors import BadInput, UsageError
-from ingest.formats import REGISTRY, FileFormat, Options, Source, detect, load_all
+from ingest.formats import REGISTRY, Options, Source, detect, load_all
 from ingest.membership import derive_direct
 from ingest.store import Batch, Store
 
@@ -65,8 +65,7 @@ def kinds() -> list[str]:
 class _Advance:
     """Moves a progress bar as a file is read: takes absolute offsets within that file.
 
-    Offsets at or below the furthest one seen do not move it, so a file read twice (see
-    ``records_fast.Reparse``) does not count twice.
+    Offsets at or below the furthest one seen do not move it.
     """
 
     def __init__(self, bar: Any, size: int) -> None:
@@ -122,12 +121,7 @@ def ingest_files(
                 log.info("%s: reading as %s", src.name, fmt.kind)
                 advance = _Advance(bar, src.size)
                 token = jsonstream.PROGRESS.set(advance if bar is not None else None)
-                mark = batch.mark()
-                held = ({t: len(v) for t, v in pending.items()}, len(change_map))
-
-                def stage_file(
-                    fmt: FileFormat = fmt, src: Source = src, rows: dict[str, int] = rows
-                ) -> None:
+                try:
                     _stage(
                         batch,
                         fmt.parse(src, options),
@@ -138,26 +132,6 @@ def ingest_files(
                         pending,
                         change_map,
                     )
-
-                try:
-                    try:
-                        allow = records_fast.WHOLE_ARRAY.set(True)
-                        try:
-                            stage_file()
-                        finally:
-                            records_fast.WHOLE_ARRAY.reset(allow)
-                    except records_fast.Reparse as exc:
-                        # The columnar path met a record it does not reproduce after it had
-                        # staged some: drop this file's rows and read it the general way.
-                        log.info("%s: re-reading without the array fast path (%s)", src.name, exc)
-                        batch.rollback(mark)
-                        rows.clear()
-                        for table, n in held[0].items():
-                            del pending[table][n:]
-                        for table in set(pending) - set(held[0]):
-                            del pending[table]
-                        del change_map[held[1] :]
-                        stage_file()
                 finally:
                     jsonstream.PROGRESS.reset(token)
                 advance(src.size)
