@@ -339,12 +339,18 @@ def finish(
     out["failed_step"] = _first_per_parent(
         n, parents, steps["name"].where((steps["status"] == "failure") & steps["name"].notna())
     )
-    skip = _map(steps["details"], _skip_reason)
+    details = steps["details"].astype(object)
+    has = details.notna()
+    skip = _map(
+        details.where(has & details.str.contains("skip", case=False, regex=False)), _skip_reason
+    )
     skip_first = _first_per_parent(n, parents, skip)
     out["skip_reason"] = skip_first.where(
         skip_first.notna(), out["error_reason"].where(out["status"] == "skipped", None)
     )
-    step_upn = _map(steps["details"], _upn_of).where(steps["step_type"] == "import")
+    import_upn = (steps["step_type"] == "import") & has
+    import_upn &= details.str.contains("principalname", case=False, regex=False)
+    step_upn = _map(details.where(import_upn), _upn_of)
     out["source_upn"] = out["source_upn"].where(
         out["source_upn"].notna(), _first_per_parent(n, parents, step_upn)
     )

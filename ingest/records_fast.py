@@ -13,9 +13,6 @@ Both engines extract the same raw values and end in the same
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
 import re
 import tempfile
 import threading
@@ -30,9 +27,7 @@ from ingest import fieldmap as fm
 from ingest.records import (
     PARENT,
     Frames,
-    _bag,
     _details_text,
-    _scalar,
     _value_text,
     finish,
 )
@@ -80,6 +75,12 @@ def _sql_type(node: Any) -> str:
 COLUMNS: dict[str, str] = {k: _sql_type(v) for k, v in TREE.items()}
 COLUMNS[fm.STEPS_PATH] = _child_struct(fm.STEP_FIELDS, ("details",))
 COLUMNS[fm.PROPERTIES_PATH] = _child_struct(fm.PROPERTY_FIELDS, ("old_value", "new_value"))
+# The same structure in lower case, to read the lower-cased bytes (see _signature).
+LOWER_COLUMNS: dict[str, str] = {
+    k.lower(): re.sub(r'"[^"]+"', lambda m: m.group(0).lower(), v) for k, v in COLUMNS.items()
+}
+for _marker in (*fm.ENVELOPE_MARKERS, "properties"):
+    LOWER_COLUMNS[_marker] = "JSON"
 
 
 def _ref(path: str) -> str:
@@ -98,10 +99,12 @@ def _select() -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
             bag_at = next((i for i, p in enumerate(parts) if p.lower() in fm.BAGS), None)
             inner: tuple[str, ...] = ()
             if bag_at is None:
-                expr = _ref(path)
+                expr = "o." + _ref(path)
             else:
-                expr = _ref(".".join(parts[: bag_at + 1])) + "::VARCHAR"
                 inner = tuple(p.lower() for p in parts[bag_at + 1 :])
+                expr = "o." + _ref(".".join(parts[: bag_at + 1]))
+                for key in inner:
+                    expr = f"bag_get({expr}, '{key}')"
             name = f"c{len(cols)}"
             cols.append(f"{expr} AS {name}")
             plan.append((f.column, name, inner))
@@ -118,62 +121,60 @@ def _select() -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
         )
         for f in fm.PROPERTY_FIELDS
     )
-    cols.append(f"list_transform({_ref(fm.STEPS_PATH)}, lambda x: {{{step_fields}}}) AS steps")
-    cols.append(f"list_transform({_ref(fm.PROPERTIES_PATH)}, lambda x: {{{prop_fields}}}) AS props")
+    steps, props = "o." + _ref(fm.STEPS_PATH), "o." + _ref(fm.PROPERTIES_PATH)
+    cols.append(f"list_transform({steps}, lambda x: {{{step_fields}}}) AS steps")
+    cols.append(f"list_transform({props}, lambda x: {{{prop_fields}}}) AS props")
     # Non-object steps/properties are skipped by the per-record engine: such records go there.
     cols.append(
-        f"len(list_filter({_ref(fm.STEPS_PATH)}, lambda x: x IS NULL))"
-        f" + len(list_filter({_ref(fm.PROPERTIES_PATH)}, lambda x: x IS NULL)) AS odd"
+        f"len(list_filter({steps}, lambda x: x IS NULL))"
+        f" + len(list_filter({props}, lambda x: x IS NULL)) AS odd"
     )
+    cols.append(f"({_signature('o', False)}) <> ({_signature('l', True)}) AS recased")
+    markers = " OR ".join(f'l."{m}" IS NOT NULL' for m in (*fm.ENVELOPE_MARKERS, "properties"))
+    cols.append(f"({markers}) AS envelope")
     return ", ".join(cols), plan
 
 
+def _leaves(node: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for k, v in node.items():
+        out.append((*prefix, k))
+        if isinstance(v, dict):
+            out.extend(_leaves(v, (*prefix, k)))
+    return out
+
+
+def _signature(alias: str, lower: bool) -> str:
+    """Which keys the map reads are present in a record, as DuckDB saw them.
+
+    Read once with the map's spellings and once from the record's bytes lower-cased (keys then
+    match in any casing): the two differ exactly when a key is spelled otherwise than the map.
+    """
+
+    def ref(parts: tuple[str, ...] | list[str]) -> str:
+        return ".".join(f'"{p.lower() if lower else p}"' for p in parts)
+
+    bits = [f"{alias}.{ref(p)} IS NULL" for p in _leaves(TREE)]
+    for path, fields in ((fm.STEPS_PATH, fm.STEP_FIELDS), (fm.PROPERTIES_PATH, fm.PROPERTY_FIELDS)):
+        keys = list(dict.fromkeys(p for f in fields for p in f.paths))
+        inner = ", ".join(f"x.{ref([k])} IS NULL" for k in keys)
+        bits.append(f"list_transform({alias}.{ref([path])}, lambda x: [{inner}])::VARCHAR")
+        bits.append(f"{alias}.{ref([path])} IS NULL")
+    return "[" + ", ".join(f"({b})::VARCHAR" for b in bits) + "]"
+
+
 SELECT, PLAN = _select()
-_COLUMNS_SQL = "{" + ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items()) + "}"
 
 
-def _known_keys() -> tuple[set[str], set[str]]:
-    """Key spellings DuckDB reads (exact), and every key the map knows (lower case)."""
-    exact: set[str] = set()
-    lower: set[str] = set(fm.ENVELOPE_MARKERS) | {"properties"}
-
-    def walk(node: dict[str, Any]) -> None:
-        for k, v in node.items():
-            exact.add(k)
-            if isinstance(v, dict):
-                walk(v)
-
-    walk(TREE)
-    exact.update({fm.STEPS_PATH, fm.PROPERTIES_PATH})
-    for group in (fm.EVENT_FIELDS, fm.STEP_FIELDS, fm.PROPERTY_FIELDS):
-        for f in group:
-            for path in f.paths:
-                for part in path.split("."):
-                    if part != fm.ENVELOPE:
-                        lower.add(part.lower())
-                        if group is not fm.EVENT_FIELDS:
-                            exact.add(part)
-                    if part.lower() in fm.BAGS:
-                        break  # keys inside a bag are looked up case-insensitively by both
-    lower.update({fm.STEPS_PATH.lower(), fm.PROPERTIES_PATH.lower()})
-    return exact, lower
+def _columns_sql(columns: dict[str, str]) -> str:
+    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
 
 
-EXACT_KEYS, KNOWN_KEYS = _known_keys()
-# A key the map knows, spelled otherwise than DuckDB reads it, or an envelope marker. The
-# lookahead skips exact spellings; matching is on the key's text between quotes.
-_ODD_KEY = re.compile(
-    rb'"(?!(?:'
-    + b"|".join(re.escape(k.encode()) for k in sorted(EXACT_KEYS - set(fm.ENVELOPE_MARKERS)))
-    + rb')"\s*:)(?i:'
-    + b"|".join(re.escape(k.encode()) for k in sorted(KNOWN_KEYS))
-    + rb')"\s*:'
-)
-
-
-def exact_keys(data: bytes | bytearray) -> bool:
-    """True when every key of the field map in ``data`` is spelled as DuckDB reads it."""
-    return _ODD_KEY.search(data) is None
+_MACROS = """
+CREATE OR REPLACE MACRO bag_get(j, k) AS CASE WHEN starts_with(j::VARCHAR, '{') THEN NULLIF(
+    json_extract_string(j, '$."' || list_filter(json_keys(j), lambda x: lower(x) = k)[1] || '"'),
+    '') END;
+"""
 
 
 # ---- running it -------------------------------------------------------------------------------
@@ -187,6 +188,7 @@ def _connection() -> Any:
         import duckdb
 
         con = duckdb.connect(config={"preserve_insertion_order": True})
+        con.execute(_MACROS)
         _local.con = con
     return con
 
@@ -198,31 +200,38 @@ def lines_to_frames(
     exactly (keys in another casing, envelopes, JSON DuckDB refuses, non-object children)."""
     import duckdb
 
-    if not exact_keys(data):
-        return None
     con = _connection()
-    fd, tmp = tempfile.mkstemp(prefix="provlens-", suffix=".jsonl")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+    with tempfile.TemporaryDirectory(prefix="provlens-") as tmp:
+        exact, lowered = Path(tmp, "exact.jsonl"), Path(tmp, "lower.jsonl")
+        exact.write_bytes(data)
+        lowered.write_bytes(data.lower())
         query = (
-            f"SELECT {SELECT} FROM read_json('{tmp}', format='newline_delimited', "  # noqa: S608
-            f"columns={_COLUMNS_SQL}, maximum_object_size=16777216)"
+            f"SELECT {SELECT} FROM {_read(exact, COLUMNS)} o "  # noqa: S608
+            f"POSITIONAL JOIN {_read(lowered, LOWER_COLUMNS)} l"
         )
         try:
             tbl = con.sql(query).to_arrow_table()
         except duckdb.Error:
             return None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-    if tbl.num_rows and int(pa_sum(tbl.column("odd"))) > 0:
+    if tbl.num_rows and (
+        int(pa_sum(tbl.column("odd"))) > 0
+        or pa_sum(tbl.column("recased"))
+        or pa_sum(tbl.column("envelope"))
+    ):
         return None
     # Ids that were not strings in the JSON: the per-record engine names the record.
     ids = tbl.column(PLAN[0][1]).to_pandas()
     if ids.str.match(r"^(?:[\[{]|true$|false$|-?\d+\.)").any():
         return None
     return _frames(tbl, origin, where)
+
+
+def _read(path: Path, columns: dict[str, str]) -> str:
+    # Our own temporary file name and the generated structure: no outside text reaches the SQL.
+    return (
+        f"read_json('{path}', format='newline_delimited', columns={_columns_sql(columns)},"
+        " maximum_object_size=16777216)"
+    )
 
 
 def pa_sum(col: Any) -> int:
@@ -244,12 +253,10 @@ def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
 
     from ingest.records import _map
 
-    flat = tbl.select([c for c in tbl.column_names if c.startswith("c")]).to_pandas()
+    flat = tbl.select([name for _, name, _ in PLAN]).to_pandas()
     by_column: dict[str, list[pd.Series]] = {}
-    for column, name, inner in PLAN:
+    for column, name, _inner in PLAN:
         s = flat[name].astype(object)
-        if inner:
-            s = _map(s, functools.partial(_bag_value, keys=inner))
         s = s.where(s.notna(), None)
         by_column.setdefault(column, []).append(s)
     ev = pd.DataFrame({c: _first(v) for c, v in by_column.items()}, dtype=object)
@@ -277,17 +284,3 @@ def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
     for column in ("old_value", "new_value"):
         mp[column] = _map(mp[column], lambda t: _value_text(orjson.loads(t)))
     return finish(ev, st, mp, origin, where)
-
-
-def _bag_value(textvalue: Any, keys: tuple[str, ...]) -> Any:
-    """The value at ``keys`` (lower case) inside a bag given as JSON text, as text."""
-    return _scalar(_walk_bag(textvalue, keys))
-
-
-def _walk_bag(textvalue: Any, keys: tuple[str, ...]) -> Any:
-    node: Any = _bag(textvalue)
-    for k in keys:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(k)
-    return None if node == "" else node

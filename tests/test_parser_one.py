@@ -279,3 +279,20 @@ def test_the_same_record_in_every_shape_and_size_gives_identical_rows(
     for name, got in rows.items():
         for a, b in zip(first, got, strict=True):
             pd.testing.assert_frame_equal(a, b, obj=name)
+
+
+def test_columnar_engine_reads_graph_casing_and_declines_any_other_spelling() -> None:
+    from ingest import records_fast
+
+    def lines(recs: list[dict[str, Any]]) -> bytes:
+        return b"\n".join(orjson.dumps(r) for r in recs)
+
+    graph = [_graph_record(f"r{i}") for i in range(3)]
+    frames = records_fast.lines_to_frames(lines(graph), "file", str)
+    assert frames is not None
+    pd.testing.assert_frame_equal(frames["events"], records_to_frames(graph, "file")["events"])
+    assert (
+        records_fast.lines_to_frames(lines([*graph, _mixed_case_record("b")]), "file", str) is None
+    )
+    envelope = [_envelope(_graph_record("e"), "Success")]
+    assert records_fast.lines_to_frames(lines(envelope), "file", str) is None
