@@ -13,7 +13,8 @@ import orjson
 import pandas as pd
 
 from demo.scenario import TENANT_NAME, Scenario
-from demo.simulate import HOUR, generate
+from demo.simulate import generate
+from demo.tenant import HOUR
 from ingest.errors import UsageError
 from ingest.files import IngestResult, ingest_files
 from ingest.formats import Options

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from demo.simulate import Draw, parse_end
+from demo.tenant import Draw, parse_end
 from demo.writers import (
     OrderedJsonLines,
     ProvisioningPages,
