@@ -32,6 +32,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ingest import schema
+
 # The envelope of an Azure Monitor record, reachable from the inner record under this key.
 ENVELOPE: Final = "@envelope"
 
@@ -348,7 +350,7 @@ ENUMS: Final[dict[str, dict[Any, str]]] = {
     ),
     "status": _enum_table(
         {"success": "success", "failure": "failure", "skipped": "skipped", "warning": "warning"},
-        ["success", "failure", "skipped", "warning", "unknown"],
+        list(schema.STATUSES),
     ),
     "step_type": _enum_table(
         {
@@ -359,23 +361,15 @@ ENUMS: Final[dict[str, dict[Any, str]]] = {
             "referenceResolution": "reference_resolution",
             "export": "export",
         },
-        [
-            "import",
-            "scoping",
-            "matching",
-            "processing",
-            "reference_resolution",
-            "export",
-            "unknown",
-        ],
+        list(schema.STEP_TYPES),  # Graph's integer values follow the same order
     ),
     "error_category": _enum_table(
         {"failure": "failure", "nonServiceFailure": "non_service_failure", "success": "success"},
-        ["failure", "non_service_failure", "success", "unknown"],
+        list(schema.ERROR_CATEGORIES),
     ),
     "initiator": _enum_table(
         {"user": "user", "application": "application", "system": "system"},
-        ["user", "application", "system", "unknown"],
+        list(schema.INITIATOR_TYPES),
     ),
 }
 # Enum columns whose value stays null when the record has none (action and status are required).
