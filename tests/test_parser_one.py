@@ -296,3 +296,24 @@ def test_columnar_engine_reads_graph_casing_and_declines_any_other_spelling() ->
     )
     envelope = [_envelope(_graph_record("e"), "Success")]
     assert records_fast.lines_to_frames(lines(envelope), "file", str) is None
+
+
+@pytest.mark.parametrize("part_rows", [1, 1_000_000])
+def test_store_batch_keeps_children_of_the_latest_copy_across_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_rows: int
+) -> None:
+    from ingest import store as store_mod
+
+    monkeypatch.setattr(store_mod, "PART_ROWS", part_rows)  # 1: every add() writes its own part
+    a = records_to_frames(
+        [_export("x", "job.A", [_step("A1", "failure"), _step("A2", "failure")], [])], "file"
+    )
+    b = records_to_frames([_export("x", "job.B", [], [])], "file")
+    c = records_to_frames([_export("y", "job.C", [_step("C1", "success")], [])], "file")
+    store = Store(tmp_path / "store")
+    with store.batch(source="file") as batch:
+        batch.add(a)
+        batch.add(c)
+        batch.add(b)
+    assert store.read("events").set_index("id")["job_id"].to_dict() == {"x": "job.B", "y": "job.C"}
+    assert store.read("steps")[["event_id", "name"]].values.tolist() == [["y", "C1"]]
