@@ -87,11 +87,12 @@ def _ref(path: str) -> str:
     return ".".join(f'"{p}"' for p in path.split("."))
 
 
-def _select() -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
-    """The SELECT list and, per output column, (field column, path, keys inside a bag)."""
+def _select() -> tuple[str, list[str]]:
+    """The SELECT list and the event columns it yields (first non-empty path of each field)."""
     cols: list[str] = []
-    plan: list[tuple[str, str, tuple[str, ...]]] = []
+    plan: list[str] = []
     for f in fm.EVENT_FIELDS:
+        exprs: list[str] = []
         for path in f.paths:
             if path.startswith(fm.ENVELOPE):
                 continue
@@ -105,9 +106,9 @@ def _select() -> tuple[str, list[tuple[str, str, tuple[str, ...]]]]:
                 expr = "o." + _ref(".".join(parts[: bag_at + 1]))
                 for key in inner:
                     expr = f"bag_get({expr}, '{key}')"
-            name = f"c{len(cols)}"
-            cols.append(f"{expr} AS {name}")
-            plan.append((f.column, name, inner))
+            exprs.append(f"NULLIF({expr}, '')")
+        cols.append(f'COALESCE({", ".join(exprs)}) AS "{f.column}"')
+        plan.append(f.column)
     step_fields = ", ".join(
         f"'{f.column}': x.{_ref(f.paths[0])}" + ("::VARCHAR" if f.kind == fm.JSON else "")
         for f in fm.STEP_FIELDS
@@ -220,7 +221,7 @@ def lines_to_frames(
     ):
         return None
     # Ids that were not strings in the JSON: the per-record engine names the record.
-    ids = tbl.column(PLAN[0][1]).to_pandas()
+    ids = tbl.column("id").to_pandas()
     if ids.str.match(r"^(?:[\[{]|true$|false$|-?\d+\.)").any():
         return None
     return _frames(tbl, origin, where)
@@ -241,25 +242,10 @@ def pa_sum(col: Any) -> int:
     return int(v or 0)
 
 
-def _first(series: list[pd.Series]) -> pd.Series:
-    out = series[0]
-    for s in series[1:]:
-        out = out.where(out.notna() & (out != ""), s)
-    return out
-
-
 def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
     import pyarrow.compute as pc
 
-    from ingest.records import _map
-
-    flat = tbl.select([name for _, name, _ in PLAN]).to_pandas()
-    by_column: dict[str, list[pd.Series]] = {}
-    for column, name, _inner in PLAN:
-        s = flat[name].astype(object)
-        s = s.where(s.notna(), None)
-        by_column.setdefault(column, []).append(s)
-    ev = pd.DataFrame({c: _first(v) for c, v in by_column.items()}, dtype=object)
+    ev = tbl.select(PLAN).to_pandas()
     ev["resource_id"] = None
 
     def children(column: str) -> pd.DataFrame:
@@ -267,8 +253,7 @@ def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
         flat_c = pc.list_flatten(lists)
         parents = pc.list_parent_indices(lists).to_numpy()
         frame = pd.DataFrame(
-            {f.name: flat_c.field(i).to_pandas() for i, f in enumerate(flat_c.type)},
-            dtype=object,
+            {f.name: flat_c.field(i).to_pandas() for i, f in enumerate(flat_c.type)}
         )
         frame[PARENT] = parents
         if column == "steps":
@@ -276,11 +261,35 @@ def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
             frame["position"] = (
                 (pd.RangeIndex(len(parents)).to_numpy() - offsets[parents]) if len(parents) else []
             )
-        return frame.where(frame.notna(), None)
+        return frame
 
     st = children("steps")
-    st["details"] = _map(st["details"], lambda t: _details_text(orjson.loads(t)))
+    st["details"] = _json_texts(st["details"], _details_text, None)
     mp = children("props")
     for column in ("old_value", "new_value"):
-        mp[column] = _map(mp[column], lambda t: _value_text(orjson.loads(t)))
+        mp[column] = _json_texts(mp[column], _value_text, "{}")
     return finish(ev, st, mp, origin, where)
+
+
+# JSON text whose parsed value prints back the same (no escapes, no fractions or exponents).
+_PLAIN = r'^(?:"(?![\[{]|null")[^"\\]*"|\{[^\\]*\}|-?\d{1,15})$'
+_FRACTION = r"\d[.eE]"
+
+
+def _json_texts(
+    values: pd.Series, convert: Callable[[Any], str | None], empty_object: str | None
+) -> pd.Series:
+    """``convert(parsed JSON)`` of each text, parsing only texts that do not print back as-is."""
+    from ingest.records import _map
+
+    values = values.astype(object)
+    present = values.notna()
+    text = values.where(present, "")
+    plain = present & text.str.match(_PLAIN) & ~text.str.contains(_FRACTION, regex=True)
+    out = _map(values.where(present & ~plain), lambda t: convert(orjson.loads(t)))
+    text = values.where(plain)
+    strings = text.str.startswith('"', na=False)
+    text = text.where(~strings, text.str.slice(1, -1))
+    text = text.where(text.notna() & (text != ""), None)
+    text = text.where(text != "{}", empty_object)
+    return out.where(~plain, text)
