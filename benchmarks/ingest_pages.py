@@ -66,7 +66,14 @@ def worker(method: str, paths: list[str], store: str) -> dict[str, Any]:
         def work() -> int:
             return sum(len(orjson.loads(f.read_bytes())["value"]) for f in files)
 
-    return _timed(work)
+    out = _timed(work)
+    # ru_maxrss survives fork and exec on Linux (it would report the driver's peak); the
+    # memory map's own high-water mark does not.
+    status = Path("/proc/self/status").read_text()
+    hwm = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), "")
+    if hwm:
+        out["peak_rss_mb"] = int(hwm) / 1024
+    return out
 
 
 def _run(method: str, paths: list[Path], store: Path) -> dict[str, Any]:
