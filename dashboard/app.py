@@ -41,7 +41,9 @@ def _pages() -> list[st.Page]:
         page("failures.py", "Failures", ":material/error:"),
         page("coverage.py", "Coverage", ":material/filter_alt:"),
         page("estimate.py", "Estimate", ":material/schedule:"),
+        page("access_time.py", "Time to access", ":material/timer:"),
         page("scim_traffic.py", "Wiki SCIM traffic", ":material/swap_horiz:"),
+        page("alerts.py", "Alerts", ":material/notifications:"),
         page("export.py", "Export", ":material/download:"),
     ]
 

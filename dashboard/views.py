@@ -95,3 +95,30 @@ def cycle_bands(starts: pd.Series, ends: pd.Series, color: str = "#2563eb") -> l
         }
         for start, end in zip(starts, ends, strict=True)
     ]
+
+
+def deep_link(link: object) -> str | None:
+    """Return an alert's stored link as a link into this dashboard: ``users?user=...``.
+
+    Alerts store absolute links built on the configured dashboard URL (for messages read
+    elsewhere); in the app the page name and query are enough, and stay right whatever host or
+    port the dashboard is reached on.
+    """
+    if link is None or (not isinstance(link, str) and pd.isna(link)) or not str(link).strip():
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(link).strip())
+    page = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", page or ""):
+        return None
+    return f"{page}?{parts.query}" if parts.query else page
+
+
+def user_link(principal_id: object) -> str | None:
+    """Return the Users page deep link of one user (DESIGN: ``users?user=<object id>``)."""
+    if principal_id is None or (not isinstance(principal_id, str) and pd.isna(principal_id)):
+        return None
+    from urllib.parse import urlencode
+
+    return "users?" + urlencode({"user": str(principal_id)})

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import orjson
 
 from demo import payloads as P
+from demo.planted import DEPROVISION_BEFORE_END, plant_missed_deprovision
 from demo.scenario import APP_NAME, CONTRACTORS, Scenario
 from demo.tenant import DAY, HOUR, MINUTE, SECOND, Group, Pool, User
 from demo.wiki import Wiki
@@ -73,6 +74,9 @@ class Entra(Wiki):
         self.cycle: Cycle | None = None
         self.escrowed: set[int] = set()
         self.quarantine_snapshot: dict[str, Any] | None = None
+        # (time, group, user) of memberships demo.planted removed without Entra acting on them.
+        self.planted_removals: list[tuple[int, int, User]] = []
+        self.joins: list[tuple[int, int, User]] = []  # (time, group, user) of window joiners
         self.truth_fail: dict[str, dict[str, Any]] = {
             k: {"error_code": v["code"], "events": 0, "objects": set()}
             for k, v in P.FAILURES.items()
@@ -880,7 +884,10 @@ class Entra(Wiki):
                 u.direct_role = "user"
                 u.assigned_at = u.created_at
             else:
-                self._join(u, assigned[d.below(0, len(assigned))])
+                gi = assigned[d.below(0, len(assigned))]
+                self._join(u, gi)
+                # Entra's directory audit logs the join (demo.planted writes it).
+                self.joins.append((u.created_at, gi, u))
             self._queue(Work("create", u, until, planned=self._transient()))
             self.changes["joiners"] += 1
         for _ in range(movers):
@@ -959,12 +966,16 @@ class Entra(Wiki):
             log.warning("the window is too short for a quarantine episode; none simulated")
             q_done = True
         q_fix = 0
+        planted_done = False
         while True:
             start = max(prev_start + interval, prev_end + 2 * MINUTE) + d.below(0, 90) * SECOND
             if q_first is not None and not q_done:
                 start = q_first + QUARANTINE_RETRY[min(self._q_fails - 1, 1)]
             if start + 20 * MINUTE > self.end:
                 break
+            if sc.planted and not planted_done and start >= self.end - DEPROVISION_BEFORE_END:
+                plant_missed_deprovision(self, start)
+                planted_done = True
             if not self.extras_done and start >= extras_at:
                 # An admin script creates a service account over SCIM between two cycles.
                 self.wiki_side_extras(prev_end + (start - prev_end) // 2)

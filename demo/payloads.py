@@ -234,3 +234,53 @@ def patch_body(ops: list[tuple[str, str, Any]]) -> dict[str, Any]:
         "schemas": [PATCH_OP],
         "Operations": [{"op": op, "path": path, "value": value} for op, path, value in ops],
     }
+
+
+def directory_audit(
+    audit_id: str,
+    when: str,
+    group_id: str,
+    group_name: str,
+    member_id: str,
+    upn: str | None,
+    *,
+    added: bool,
+    correlation_id: str,
+    initiator_id: str,
+    initiator_upn: str,
+) -> dict[str, Any]:
+    """Return an "Add member to group" / "Remove member from group" directoryAudit (v1.0 shape).
+
+    The member is the first target resource; the group is named in its modified properties
+    (JSON string literals: ``newValue`` for an add, ``oldValue`` for a remove) and is the second.
+    """
+    key, other = ("newValue", "oldValue") if added else ("oldValue", "newValue")
+    return {
+        "id": audit_id,
+        "category": "GroupManagement",
+        "correlationId": correlation_id,
+        "result": "success",
+        "resultReason": "",
+        "activityDisplayName": "Add member to group" if added else "Remove member from group",
+        "activityDateTime": when,
+        "loggedByService": "Core Directory",
+        "operationType": "Assign" if added else "Unassign",
+        "initiatedBy": {
+            "app": None,
+            "user": {"id": initiator_id, "userPrincipalName": initiator_upn},
+        },
+        "targetResources": [
+            {
+                "id": member_id,
+                "displayName": None,
+                "type": "User",
+                "userPrincipalName": upn,
+                "modifiedProperties": [
+                    {"displayName": "Group.ObjectID", key: f'"{group_id}"', other: None},
+                    {"displayName": "Group.DisplayName", key: f'"{group_name}"', other: None},
+                ],
+            },
+            {"id": group_id, "displayName": None, "type": "Group", "modifiedProperties": []},
+        ],
+        "additionalDetails": [],
+    }

@@ -33,6 +33,7 @@ _OWN_PATTERNS: Final = (
     "wiki-users.json",
     "wiki-groups.json",
     "wiki-scim-audit.jsonl",
+    "directory-audit.json",
     SCENARIO_FILE,
 )
 

@@ -35,6 +35,9 @@ class Scenario:
     days: int = 7
     end: str = "2026-11-20T10:00:00Z"  # data window ends here (ISO, UTC, whole hour)
     quarantine: bool = False
+    # Plant the conditions `provlens alert` reports (demo.planted); `provlens demo --healthy`
+    # leaves them out.
+    planted: bool = False
     # Throughput of the simulated provisioning engine (how-long.md: 0.01-0.08 min/object).
     minutes_per_object: float = 0.03
     cycle_interval_minutes: int = 40

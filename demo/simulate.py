@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from demo.planted import plant
 from demo.scenario import Scenario
 from demo.tenant import MINUTE
 from demo.truth import Simulator
@@ -43,8 +44,21 @@ def generate(sc: Scenario, out: Path, tick: Callable[[int], None] | None = None)
         path = write_json(out / f"jobs-{sim.sp_id}-quarantine.json", snap)
         paths.append(path)
         sim.quarantine_captured_at = fmt_graph_time(captured)
+    planted_paths, planted = plant(sim)
+    paths += planted_paths
     files = sorted(p.name for p in paths)
     truth = sim.truth(files)
+    truth["planted"] = planted
+    sandbox = planted.get("sandbox")
+    if sandbox:
+        # The sandbox app's records and load-test accounts are part of what the reports see.
+        truth["events"]["total"] += sandbox["events"]
+        verdicts = truth["expected_reports"]["coverage_verdicts"]
+        verdicts["failed"] = verdicts.get("failed", 0) + sandbox["failing_objects"]
+        verdicts["missing_in_wiki"] = (
+            verdicts.get("missing_in_wiki", 0) + sandbox["succeeded_objects"]
+        )
+        truth["expected_reports"]["coverage_verdicts"] = dict(sorted(verdicts.items()))
     if sim.quarantine_snapshot is not None:
         truth["quarantine"] = {
             "snapshot_file": f"jobs-{sim.sp_id}-quarantine.json",

@@ -65,6 +65,7 @@ class Field:
 
 
 _ERR = "provisioningStatusInfo.errorInformation"
+INNER_REASON: Final = "_inner_reason"
 
 # Event columns read straight from paths. Derived columns (skip_reason, failed_step, the UPN
 # from the import step, the envelope's tenant in its resource id) are rules in ingest.records
@@ -265,13 +266,16 @@ EVENT_FIELDS: Final[tuple[Field, ...]] = (
         (f"{ENVELOPE}.resultType", "resultType"),
         SNAKE,
     ),
+    # Not a column: the inner record's own reason, the skip reason of a skipped record without
+    # one in its steps (an envelope's resultDescription is not a skip reason).
+    Field(INNER_REASON, (f"{_ERR}.reason", "statusInfo.reason")),
 )
 
 # Derived event columns: rules over the steps, the same in both engines.
 DERIVED: Final[dict[str, str]] = {
     "skip_reason": (
         "the first step whose details hold `SkipReason` or `Skip Reason` (any casing); else, for"
-        " a skipped record, error_reason"
+        " a skipped record, the inner record's error reason"
     ),
     "failed_step": "the name of the first step whose status is failure and has a name",
     "source_upn": "when sourceIdentity.details has none: the first import step's details",

@@ -18,7 +18,7 @@ import pandas as pd
 from ingest import jsonstream, schema
 from ingest.errors import BadInput, UsageError
 from ingest.formats import REGISTRY, Options, Source, detect, load_all
-from ingest.membership import derive_direct
+from ingest.membership import carry_first_seen, derive_direct
 from ingest.store import Batch, Store
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,10 @@ def ingest_files(
                 if table == "group_members":
                     members = pd.concat([df for _, df in items], ignore_index=True)
                     stored = store.read("group_members") if store.exists() else None
-                    batch.add({table: derive_direct(members, stored)})
+                    members = derive_direct(members, stored)
+                    # A members list has no capture time of its own: the one given, else now.
+                    seen_at = options.captured_at or pd.Timestamp.now(tz="UTC")
+                    batch.add({table: carry_first_seen(members, stored, seen_at)})
                 else:
                     batch.add({table: _join_on_change_id(store, table, items, change_map)})
     finally:

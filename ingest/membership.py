@@ -43,3 +43,32 @@ def derive_direct(batch: pd.DataFrame, stored: pd.DataFrame | None = None) -> pd
         bool
     )
     return schema.conform("group_members", out.drop(columns=["_via"]))
+
+
+def carry_first_seen(
+    batch: pd.DataFrame, stored: pd.DataFrame | None, seen_at: pd.Timestamp
+) -> pd.DataFrame:
+    """Return ``batch`` (group_members rows) with ``first_seen_at`` filled in.
+
+    A member the stored snapshot of its group already lists keeps that snapshot's
+    ``first_seen_at`` (the first snapshot listing it); a member new to its group was first seen
+    in this snapshot, taken at ``seen_at``. A value the batch already carries is kept.
+    """
+    if batch.empty:
+        return batch
+    first = pd.Series(pd.Timestamp(seen_at), index=batch.index).astype(schema.DTYPES[schema.TIME])
+    if stored is not None and not stored.empty and "first_seen_at" in stored.columns:
+        known = stored.dropna(subset=["first_seen_at"]).drop_duplicates(
+            ["group_id", "member_id"], keep="first"
+        )
+        prior = batch[["group_id", "member_id"]].merge(
+            known[["group_id", "member_id", "first_seen_at"]],
+            on=["group_id", "member_id"],
+            how="left",
+        )["first_seen_at"]
+        first = prior.set_axis(batch.index).fillna(first)
+    out = batch.copy()
+    if "first_seen_at" in out.columns:
+        first = out["first_seen_at"].fillna(first)
+    out["first_seen_at"] = first
+    return schema.conform("group_members", out)

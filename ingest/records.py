@@ -346,7 +346,7 @@ def finish(
     )
     skip_first = _first_per_parent(n, parents, skip)
     out["skip_reason"] = skip_first.where(
-        skip_first.notna(), out["error_reason"].where(out["status"] == "skipped", None)
+        skip_first.notna(), out[fm.INNER_REASON].where(out["status"] == "skipped", None)
     )
     import_upn = (steps["step_type"] == "import") & has
     import_upn &= details.str.contains("principalname", case=False, regex=False)

@@ -8,11 +8,14 @@ pandera schemas, the empty frames and :func:`conform` are all derived from these
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import pandas as pd
-import pandera.pandas as pa
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 # Logical column types and the pandas dtype each becomes.
 TEXT: Final = "text"
@@ -45,6 +48,9 @@ INITIATOR_TYPES: Final = ("user", "application", "system", "unknown")
 IDENTITY_TYPES: Final = ("user", "group", "other")
 ORIGINS: Final = ("graph", "file", "log_analytics", "demo")
 SCIM_OPERATIONS: Final = ("create", "read", "query", "replace", "patch", "delete", "other")
+SEVERITIES: Final = ("info", "warning", "critical")
+ALERT_STATES: Final = ("firing", "resolved")
+MEMBERSHIP_CHANGE_KINDS: Final = ("added", "removed")
 SCIM_RESOURCE_TYPES: Final = (
     "User",
     "Group",
@@ -235,9 +241,49 @@ GROUP_MEMBERS = Table(
         Col("member_upn", TEXT, "Member's user principal name, when a user."),
         Col("member_name", TEXT, "Member's display name."),
         Col("direct", BOOL, "True when a direct member (nested members are not provisioned)."),
+        Col(
+            "first_seen_at",
+            TIME,
+            "When a stored members snapshot first listed this member of this group: the pull's "
+            "capture time (a file's ingest time), carried over while later snapshots keep "
+            "listing the member; a member dropped and listed again starts anew. Null for rows "
+            "stored before this column existed.",
+        ),
     ),
     key=("group_id",),
     mode="group",
+)
+
+MEMBERSHIP_CHANGES = Table(
+    "membership_changes",
+    "Group membership changes from Entra's directory audit (`GET /auditLogs/directoryAudits`, "
+    "activities `Add member to group` and `Remove member from group`).",
+    (
+        Col("audit_id", TEXT, "The directoryAudit record's id; the table's key.", required=True),
+        Col(
+            "changed_at", TIME, "When the change happened (`activityDateTime`, UTC).", required=True
+        ),
+        Col(
+            "group_id",
+            TEXT,
+            "The group (`Group.ObjectID` of the user's modified properties).",
+            required=True,
+        ),
+        Col("group_name", TEXT, "The group's display name (`Group.DisplayName`)."),
+        Col("member_id", TEXT, "Object id of the member added or removed.", required=True),
+        Col("member_type", TEXT, "`user`, `group` or `other`.", IDENTITY_TYPES),
+        Col("member_upn", TEXT, "The member's user principal name, when a user."),
+        Col(
+            "change",
+            TEXT,
+            "Whether the member was added or removed.",
+            MEMBERSHIP_CHANGE_KINDS,
+            required=True,
+        ),
+        Col("result", TEXT, "The audit record's result (`success`, `failure` ...), lower case."),
+        Col("initiated_by", TEXT, "Who made the change: a user's UPN or an app's display name."),
+    ),
+    key=("audit_id",),
 )
 
 SCIM_RESOURCES = Table(
@@ -280,6 +326,56 @@ SCIM_REQUESTS = Table(
     key=("request_id",),
 )
 
+ALERTS = Table(
+    "alerts",
+    "Alerts provlens raised: one row per firing of a rule about a subject, kept as history.",
+    (
+        Col(
+            "alert_id",
+            TEXT,
+            "`<rule>:<subject>`: the same for every firing of a rule about a subject.",
+            required=True,
+        ),
+        Col(
+            "rule", TEXT, "Rule name (`quarantine`, `stalled`, `failure_spike` ...).", required=True
+        ),
+        Col(
+            "subject",
+            TEXT,
+            "What it is about: a job id, a service principal id, a user's object id or `wiki`.",
+            required=True,
+        ),
+        Col("severity", TEXT, "How urgent.", SEVERITIES, required=True),
+        Col(
+            "state",
+            TEXT,
+            "`firing` until the condition clears, then `resolved`.",
+            ALERT_STATES,
+            required=True,
+        ),
+        Col(
+            "raised_at",
+            TIME,
+            "When this firing was raised (the run's reference time).",
+            required=True,
+        ),
+        Col("resolved_at", TIME, "When the condition was seen cleared; null while firing."),
+        Col("summary", TEXT, "One line saying what is wrong (text, never markup)."),
+        Col("detail", TEXT, "The figures behind it as JSON text (counts, thresholds, times)."),
+        Col("link", TEXT, "Deep link into the dashboard (`users?user=...`, `events?cycle=...`)."),
+        Col(
+            "delivered_to",
+            TEXT,
+            "Targets (names, never URLs) that received the current state, comma-separated.",
+        ),
+        Col(
+            "delivery_pending", BOOL, "True while a target still has to receive the current state."
+        ),
+    ),
+    # alert_id alone would overwrite a resolved firing when the rule fires again: keep each firing.
+    key=("alert_id", "raised_at"),
+)
+
 TABLES: Final[dict[str, Table]] = {
     t.name: t
     for t in (
@@ -291,6 +387,8 @@ TABLES: Final[dict[str, Table]] = {
         GROUP_MEMBERS,
         SCIM_RESOURCES,
         SCIM_REQUESTS,
+        ALERTS,
+        MEMBERSHIP_CHANGES,
     )
 }
 
@@ -329,7 +427,12 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _pandera_schema(spec: Table) -> pa.DataFrameSchema:
+@functools.cache
+def pandera_schema(table: str) -> pa.DataFrameSchema:
+    """Return the table's pandera schema (built on first use: pandera takes ~1 s to import)."""
+    import pandera.pandas as pa
+
+    spec = TABLES[table]
     columns = {}
     for c in spec.columns:
         checks = [pa.Check.isin(list(c.values))] if c.values else []
@@ -342,11 +445,6 @@ def _pandera_schema(spec: Table) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=True, ordered=True, name=spec.name)
 
 
-SCHEMAS: Final[dict[str, pa.DataFrameSchema]] = {
-    name: _pandera_schema(spec) for name, spec in TABLES.items()
-}
-
-
 def validate(table: str, df: pd.DataFrame) -> pd.DataFrame:
     """Validate ``df`` against the table's pandera schema and return it (raises on mismatch)."""
-    return SCHEMAS[table].validate(df)
+    return pandera_schema(table).validate(df)

@@ -19,14 +19,19 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pandas as pd
 
 from ingest.errors import RemoteError
+from ingest.net import CONNECT_TIMEOUT_S, unreachable
+from ingest.pipeline import Commit, Frames, Item
 from ingest.schema import conform
+
+if TYPE_CHECKING:
+    from ingest.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,7 @@ DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGES: Final = 100_000
 MAX_RETRIES: Final = 5
 MAX_RETRY_WAIT_S: Final = 60.0
-TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
+TIMEOUT: Final = httpx.Timeout(30.0, connect=CONNECT_TIMEOUT_S)
 
 
 # --------------------------------------------------------------------------- the HTTP client
@@ -65,6 +70,7 @@ class ScimClient:
     max_retries: int = MAX_RETRIES
     max_wait_s: float = MAX_RETRY_WAIT_S
     sleep: Callable[[float], None] = time.sleep
+    answered: bool = False  # the server has answered at least once (any HTTP status)
 
     def close(self) -> None:
         """Close the underlying connection pool."""
@@ -81,7 +87,9 @@ class ScimClient:
 
         429 and 5xx answers and connection failures are retried up to ``max_retries`` times,
         waiting for ``Retry-After`` when given (capped at ``max_wait_s``), else 1, 2, 4 ... s.
-        401/403 and any other error status raise :class:`RemoteError` with one clear line.
+        A server never reached (refused, unknown host, TLS failure on the first request) raises
+        :class:`ingest.net.Unreachable` at once. 401/403 and any other error status raise
+        :class:`RemoteError` with one clear line.
         """
         url = f"{self.base_url}/{path.lstrip('/')}"
         attempt = 0
@@ -89,6 +97,15 @@ class ScimClient:
             try:
                 resp = self.http.get(url, params=params)
             except httpx.TransportError as exc:
+                if not self.answered:  # never reached: waiting will not help (ingest/net.py)
+                    fatal = unreachable(
+                        "the wiki's SCIM server",
+                        self.base_url,
+                        exc,
+                        "check --scim-url (or PROVLENS_SCIM_URL) and the network",
+                    )
+                    if fatal is not None:
+                        raise fatal from None
                 if attempt >= self.max_retries:
                     raise RemoteError(
                         f"{url}: cannot reach the wiki's SCIM server ({type(exc).__name__}) "
@@ -97,6 +114,7 @@ class ScimClient:
                 wait = min(2.0**attempt, self.max_wait_s)
                 log.warning("%s: %s; retrying in %.0f s", url, type(exc).__name__, wait)
             else:
+                self.answered = True
                 if resp.status_code == 429 or resp.status_code >= 500:
                     if attempt >= self.max_retries:
                         raise RemoteError(
@@ -275,6 +293,48 @@ def pull_state(
             resources_frame(groups, captured_at, default_type="Group"),
         ],
         ignore_index=True,
+    )
+
+
+def scim_items(
+    client: ScimClient, captured_at: pd.Timestamp, *, page_size: int = DEFAULT_PAGE_SIZE
+) -> list[Item]:
+    """Return the wiki's SCIM snapshot as one commit's pipeline items (the SCIM source)."""
+    frame = pull_state(client, captured_at, page_size=page_size)
+    return [Frames({"scim_resources": frame}), Commit(client.base_url)]
+
+
+@dataclass
+class ScimSnapshot:
+    """What :func:`ingest_scim` stored."""
+
+    base_url: str
+    users: int
+    inactive_users: int
+    groups: int
+
+
+def ingest_scim(
+    store: Store,
+    url: str,
+    token: str,
+    captured_at: pd.Timestamp,
+    *,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> ScimSnapshot:
+    """Snapshot the wiki's /Users and /Groups into ``scim_resources`` in one commit."""
+    from ingest import pipeline
+
+    with build_client(url, token) as client:
+        items = scim_items(client, captured_at, page_size=page_size)
+    pipeline.write(store, items, source="scim")
+    frame = next(i for i in items if isinstance(i, Frames)).tables["scim_resources"]
+    users = frame[frame["resource_type"] == "User"]
+    return ScimSnapshot(
+        base_url=client.base_url,
+        users=len(users),
+        inactive_users=int((users["active"] == False).sum()),  # noqa: E712 - nullable boolean
+        groups=int((frame["resource_type"] == "Group").sum()),
     )
 
 
@@ -504,6 +564,23 @@ def _single_resource(body: Any) -> dict[str, Any] | None:
     return body
 
 
+def created_id(resource: Mapping[str, Any] | None, headers: Any) -> str | None:
+    """Return a created resource's id: the body's ``id``, else the ``Location`` header's end."""
+    rid = _text(resource.get("id")) if resource else None
+    if rid:
+        return rid
+    if not isinstance(headers, Mapping):
+        return None
+    location = next((v for k, v in headers.items() if str(k).lower() == "location"), None)
+    if isinstance(location, list):  # a header given as a list of values
+        location = location[0] if location else None
+    text = _text(location)
+    if not text:
+        return None
+    segment = urlsplit(text).path.rstrip("/").rsplit("/", 1)[-1]
+    return unquote(segment) or None
+
+
 def request_row(
     *,
     method: str,
@@ -511,8 +588,12 @@ def request_row(
     status: int | None,
     request: Any = None,
     response: Any = None,
+    response_headers: Any = None,
 ) -> dict[str, Any]:
     """Return the derived scim_requests columns of one SCIM exchange (docs/scim-audit-format.md).
+
+    ``resource_id`` of a successful create (2xx, usually 201) is the created id: the response
+    body's ``id``, else the last segment of the ``Location`` response header (DESIGN.md).
 
     ``user_name``/``external_id`` come from the response resource, else from what the request
     set (body, PatchOp add/replace incl. path-less value dicts), else from an `eq` filter.
@@ -551,11 +632,14 @@ def request_row(
     ):
         scim_type = _text(response.get("scimType"))
         detail = _text(response.get("detail"))
+    resource_id = info.resource_id
+    if operation == "create" and resource_id is None and status is not None and 200 <= status < 300:
+        resource_id = created_id(resp_res, response_headers)
     return {
         "method": method.upper(),
         "path": path,
         "resource_type": info.resource_type,
-        "resource_id": info.resource_id,
+        "resource_id": resource_id,
         "operation": operation,
         "user_name": user_name,
         "external_id": external_id,

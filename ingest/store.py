@@ -200,7 +200,7 @@ class Store:
                 if not files:
                     empty = ARROW_SCHEMAS[table].empty_table()
                     return empty.select(cols) if cols is not None else empty
-                tables = [pq.read_table(f, columns=cols, filters=filters) for f in files]
+                tables = [_read_part(table, f, cols, filters) for f in files]
                 return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             except FileNotFoundError:
                 # A writer replaced a part after we read the manifest: read the new state.
@@ -286,6 +286,7 @@ TIME_COLUMN = {
     "sync_jobs": "captured_at",
     "scim_resources": "captured_at",
     "scim_requests": "received_at",
+    "membership_changes": "changed_at",
 }
 
 
@@ -548,7 +549,7 @@ class Batch:
                 mask = _or(mask, _dup_not_last(keys))
             if mask is not None and pc.any(mask).as_py():
                 keep = pc.invert(mask)
-                tbl = pq.read_table(self.store.path / rel).filter(keep)
+                tbl = _read_part(table, self.store.path / rel, None, None).filter(keep)
                 obsolete.append(rel)
                 if tbl.num_rows:
                     kept.append(self._write(table, tbl))
@@ -570,8 +571,22 @@ class Batch:
         return pc.unique(pa.concat_arrays(arrays))
 
     def _compact(self, table: str, files: list[str]) -> str:
-        tbl = pa.concat_tables([pq.read_table(self.store.path / f) for f in files])
+        tbl = pa.concat_tables([_read_part(table, self.store.path / f, None, None) for f in files])
         return self._write(table, tbl)
+
+
+def _read_part(table: str, path: Path, columns: list[str] | None, filters: Any) -> pa.Table:
+    """Read one part as the table's current schema: a column added since it was written is null."""
+    want = ARROW_SCHEMAS[table]
+    names = columns if columns is not None else want.names
+    have = set(pq.read_schema(path).names)
+    if have.issuperset(names):
+        return pq.read_table(path, columns=names, filters=filters)
+    tbl = pq.read_table(path, columns=[n for n in names if n in have], filters=filters)
+    arrays = [
+        tbl.column(n) if n in have else pa.nulls(tbl.num_rows, want.field(n).type) for n in names
+    ]
+    return pa.Table.from_arrays(arrays, schema=pa.schema([want.field(n) for n in names]))
 
 
 def _or(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:

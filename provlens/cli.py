@@ -1,8 +1,9 @@
 """The `provlens` command line.
 
-Global options go before the command. Each command lives in ``provlens/commands/<name>.py`` and
-declares ``COMMAND`` (its words, e.g. ``("ingest", "file")``), ``HELP``, ``configure(parser)`` and
-``run(args, ctx) -> int``. Errors are one line on stderr; exit codes follow DESIGN.md.
+Global options go before the command. Each command lives in ``provlens/commands/<name>.py`` with
+``configure(parser)`` and ``run(args, ctx) -> int``, and has one line (words, module, help) in the
+registry ``provlens/commands/__init__.py``; a command's module is imported only when it runs or its
+own ``--help`` is asked. Errors are one line on stderr; exit codes follow DESIGN.md.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, cast
 
 from ingest.errors import ProvlensError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("provlens")
 
@@ -42,19 +45,52 @@ class Context:
         return Store(self.store_path)
 
 
-def _commands() -> list[ModuleType]:
+class _LazySubcommands(argparse._SubParsersAction):
+    """Subcommands whose module is imported and configured only when that command is chosen."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.modules: dict[str, str] = {}  # command word -> module not configured yet
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        name = values[0] if values else None
+        if isinstance(name, str) and name in self.modules:
+            module = importlib.import_module(self.modules.pop(name))
+            _configure(self._name_parser_map[name], module)
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _configure(parser: argparse.ArgumentParser, mod: ModuleType) -> None:
+    mod.configure(parser)
+    parser.set_defaults(_run=mod.run)
+
+
+def _unregistered() -> list[ModuleType]:
+    """Command modules missing from the registry (imported eagerly, by their COMMAND/HELP)."""
     from provlens import commands
 
+    known = {c.module for c in commands.COMMANDS}
     mods = []
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name in known:
+            continue
         mod = importlib.import_module(f"provlens.commands.{info.name}")
         if hasattr(mod, "COMMAND"):
+            log.debug("command module %s is not in provlens/commands/__init__.py", info.name)
             mods.append(mod)
     return mods
 
 
 def parse_time(value: str) -> pd.Timestamp:
     """Parse an ISO 8601 time given on the command line (naive means UTC)."""
+    import pandas as pd
+
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):
@@ -77,21 +113,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="more detail on stderr")
     parser.add_argument("--log-file", metavar="PATH", help="also write the log to this file")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    groups: dict[str, argparse._SubParsersAction] = {}
-    for mod in _commands():
-        words: tuple[str, ...] = mod.COMMAND
+    from provlens import commands
+
+    sub = cast(
+        _LazySubcommands,
+        parser.add_subparsers(
+            dest="command", metavar="COMMAND", required=True, action=_LazySubcommands
+        ),
+    )
+    groups: dict[str, _LazySubcommands] = {}
+
+    def add(
+        words: tuple[str, ...], help_text: str
+    ) -> tuple[_LazySubcommands, argparse.ArgumentParser]:
         if len(words) == 1:
-            p = sub.add_parser(words[0], help=mod.HELP, description=mod.HELP)
-        else:
-            if words[0] not in groups:
-                gp = sub.add_parser(words[0], help=f"{words[0]} commands")
-                groups[words[0]] = gp.add_subparsers(
-                    dest="subcommand", metavar="SUBCOMMAND", required=True
-                )
-            p = groups[words[0]].add_parser(words[1], help=mod.HELP, description=mod.HELP)
-        mod.configure(p)
-        p.set_defaults(_run=mod.run)
+            return sub, sub.add_parser(words[0], help=help_text, description=help_text)
+        if words[0] not in groups:
+            group_help = commands.GROUPS.get(words[0], f"{words[0]} commands")
+            gp = sub.add_parser(words[0], help=group_help, description=group_help)
+            groups[words[0]] = cast(
+                _LazySubcommands,
+                gp.add_subparsers(
+                    dest="subcommand", metavar="SUBCOMMAND", required=True, action=_LazySubcommands
+                ),
+            )
+        action = groups[words[0]]
+        return action, action.add_parser(words[1], help=help_text, description=help_text)
+
+    for cmd in commands.COMMANDS:
+        action, _ = add(cmd.words, cmd.help)
+        action.modules[cmd.words[-1]] = f"provlens.commands.{cmd.module}"
+    for mod in _unregistered():
+        _configure(add(tuple(mod.COMMAND), mod.HELP)[1], mod)
     return parser
 
 
@@ -126,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ingest.store import Store
 
         store_path, given = Store.default_path(), False
+    import pandas as pd
+
     ctx = Context(
         store_path=store_path,
         store_given=given,

@@ -28,6 +28,9 @@ TIME_COLUMNS: dict[str, str | None] = {
     "group_members": None,
     "scim_resources": None,
     "scim_requests": "received_at",
+    "alerts": None,  # history: a firing raised before the range may still be firing in it
+    # Join times are looked up for users whatever the selected range: never cut by time.
+    "membership_changes": None,
 }
 
 
@@ -116,12 +119,14 @@ class Filters:
             group_members=members,
             scim_resources=inputs.scim_resources,
             scim_requests=self.apply_table("scim_requests", inputs.scim_requests),
+            alerts=inputs.alerts,
+            membership_changes=inputs.membership_changes,
         )
 
 
 @dataclass
 class Inputs:
-    """The eight canonical frames a report may read; a frame not given is an empty one."""
+    """The canonical frames a report may read; a frame not given is an empty one."""
 
     events: pd.DataFrame = field(default_factory=lambda: empty_frame("events"))
     steps: pd.DataFrame = field(default_factory=lambda: empty_frame("steps"))
@@ -133,6 +138,10 @@ class Inputs:
     group_members: pd.DataFrame = field(default_factory=lambda: empty_frame("group_members"))
     scim_resources: pd.DataFrame = field(default_factory=lambda: empty_frame("scim_resources"))
     scim_requests: pd.DataFrame = field(default_factory=lambda: empty_frame("scim_requests"))
+    alerts: pd.DataFrame = field(default_factory=lambda: empty_frame("alerts"))
+    membership_changes: pd.DataFrame = field(
+        default_factory=lambda: empty_frame("membership_changes")
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -180,6 +189,15 @@ class ReportSpec:
 
 _EVENT_TABLES = ("events",)
 _SCOPE_TABLES = ("assignments", "group_members")
+_ACCESS_TABLES = (
+    "events",
+    "modified_properties",
+    "assignments",
+    "group_members",
+    "membership_changes",
+    "scim_resources",
+    "scim_requests",
+)
 
 
 def _spec(
@@ -278,11 +296,39 @@ REPORTS: dict[str, ReportSpec] = {
             noise=True,
         ),
         _spec(
+            "alerts",
+            "reports.alerts:build",
+            "Alerts raised by `provlens alert`: what is firing and the history.",
+            "rows",
+            ("alerts",),
+        ),
+        _spec(
+            "access-time",
+            "reports.access_time:build",
+            "Time to access per user: assignment (or group join) to the wiki, against the SLO.",
+            "rows",
+            _ACCESS_TABLES,
+        ),
+        _spec(
+            "access-time-summary",
+            "reports.access_time:build_summary",
+            "p50/p90 time to access per week or per app (--param by=week|app), and overall.",
+            "rows",
+            _ACCESS_TABLES,
+        ),
+        _spec(
             "scim-traffic",
             "reports.scim_traffic:build",
             "The wiki's SCIM traffic: requests by operation, status and latency.",
             "rows",
             ("events", "scim_requests"),
+        ),
+        _spec(
+            "job-status",
+            "reports.jobs:build",
+            "Per job: latest state and schedule, last cycle, and when the next run is due.",
+            "rows",
+            ("events", "sync_jobs"),
         ),
     )
 }

@@ -68,7 +68,19 @@ def cycle_table(events: pd.DataFrame, sync_jobs: pd.DataFrame) -> pd.DataFrame:
     for status in _STATUSES:
         col = status_counts[status] if status in status_counts.columns else 0
         out[status] = col
-    out = out.reset_index()
+    return finish_cycles(out.reset_index(), sync_jobs)
+
+
+def finish_cycles(out: pd.DataFrame, sync_jobs: pd.DataFrame) -> pd.DataFrame:
+    """Return cycle rows from one aggregated row per (job, cycle): timing, throughput, gap, kind.
+
+    ``out`` holds ``job_id`` ("" for none), ``cycle_id``, ``service_principal_id``,
+    ``started_at``, ``ended_at``, ``events``, ``changes``, ``objects`` and a count per status;
+    both engines (local and Log Analytics push-down) finish their aggregates here.
+    """
+    if out.empty:
+        return _empty()
+    out = out.copy()
     out["duration_s"] = (out["ended_at"] - out["started_at"]).dt.total_seconds().astype("Float64")
     minutes = out["duration_s"] / 60.0
     out["objects_per_min"] = (out["objects"] / minutes.where(minutes > 0)).astype("Float64")

@@ -91,8 +91,20 @@ def failure_table(events: pd.DataFrame, scim_requests: pd.DataFrame) -> pd.DataF
     # Latest non-null reason / Entra recommendation (groupby.last skips nulls).
     latest = g[["error_reason", "recommended_action"]].last()
     out["sample_reason"] = latest["error_reason"]
+    out["recommended_action"] = latest["recommended_action"]
+    return finish_failures(out)
+
+
+def finish_failures(out: pd.DataFrame) -> pd.DataFrame:
+    """Return failure rows from one aggregated row per error code ("" for none) in the index.
+
+    ``out`` holds ``events``, ``objects``, ``first_seen``, ``last_seen``, ``error_category``,
+    ``scim_type``, ``sample_reason`` and Entra's latest ``recommended_action``; the documented
+    action and the owner rules are applied here, for both engines.
+    """
+    out = out.copy()
     codes = pd.Series(out.index, index=out.index, dtype="str").replace("", pd.NA)
-    out["recommended_action"] = latest["recommended_action"].fillna(documented_action(codes))
+    out["recommended_action"] = out["recommended_action"].fillna(documented_action(codes))
     out["owner"] = owners(codes, out["error_category"], out["scim_type"])
     out["error_code"] = codes
     out["events"] = out["events"].astype("Int64")
@@ -111,6 +123,12 @@ def skip_table(events: pd.DataFrame) -> pd.DataFrame:
         first_seen=("activity_at", "min"),
         last_seen=("activity_at", "max"),
     )
+    return finish_skips(out)
+
+
+def finish_skips(out: pd.DataFrame) -> pd.DataFrame:
+    """Return skip rows from one aggregated row per skip reason ("" for none) in the index."""
+    out = out.copy()
     reasons = pd.Series(out.index, index=out.index, dtype="str").replace("", pd.NA)
     out["skip_reason"] = reasons
     out["noise"] = is_noise_skip_reason(reasons).astype(bool)

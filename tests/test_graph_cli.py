@@ -64,7 +64,9 @@ def test_ingest_graph_pulls_logs_then_discovers_apps(
     assert s.read("assignments")["default_access"].tolist().count(True) == 1
     assert s.watermark("graph:*") == pd.Timestamp(NOW)
     # the first run reads the default 30 days, one slice per day
-    assert len([r for r in g.requests("/auditLogs")]) == 30
+    assert len(g.requests("/auditLogs/provisioning")) == 30
+    # then the assigned group's membership changes: one query per activity
+    assert len(g.requests("/auditLogs/directoryAudits")) == 2
 
 
 def test_ingest_graph_for_one_app_with_days(
@@ -78,7 +80,8 @@ def test_ingest_graph_for_one_app_with_days(
     assert 0 < len(want) < 90
     assert f"read {len(want)} provisioning records" in capsys.readouterr().out
     assert Store(store).watermark(f"graph:{SP}") == pd.Timestamp(NOW)
-    assert all(f"servicePrincipal/id eq '{SP}'" in r.query["$filter"] for r in g.requests("/audit"))
+    logs = g.requests("/auditLogs/provisioning")
+    assert all(f"servicePrincipal/id eq '{SP}'" in r.query["$filter"] for r in logs)
 
 
 @pytest.mark.parametrize(

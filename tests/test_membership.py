@@ -71,3 +71,52 @@ def test_without_the_nested_list_every_member_stays_direct():
         }
     )
     assert derive_direct(batch)["direct"].tolist() == [True, True]
+
+
+def test_first_seen_is_carried_while_listed_and_restarts_after_a_gap():
+    from ingest.membership import carry_first_seen
+    from tests.support.frames import frame, ts
+
+    t1, t2, t3 = ts("2026-11-16T10:00:00Z"), ts("2026-11-17T10:00:00Z"), ts("2026-11-18T10:00:00Z")
+    first = carry_first_seen(
+        frame("group_members", [{"group_id": "g", "member_id": m} for m in ("a", "b")]), None, t1
+    )
+    assert first["first_seen_at"].tolist() == [t1, t1]
+    second = carry_first_seen(
+        frame("group_members", [{"group_id": "g", "member_id": m} for m in ("a", "c")]), first, t2
+    )
+    assert dict(zip(second["member_id"], second["first_seen_at"], strict=True)) == {
+        "a": t1,
+        "c": t2,
+    }
+    # b was dropped by the second snapshot: listed again, it is first seen anew.
+    third = carry_first_seen(
+        frame("group_members", [{"group_id": "g", "member_id": "b"}]), second, t3
+    )
+    assert third["first_seen_at"].tolist() == [t3]
+
+
+def test_a_store_written_before_first_seen_at_existed_still_reads_and_writes(tmp_path: Path):
+    import pyarrow.parquet as pq
+
+    from ingest.membership import carry_first_seen
+    from tests.support.frames import frame, ts
+
+    store = Store(tmp_path / "s")
+    rows = frame("group_members", [{"group_id": "g", "member_id": m} for m in ("a", "b")])
+    with store.batch(source="file") as b:
+        b.add({"group_members": rows})
+    # Rewrite the part as an older provlens wrote it: without the first_seen_at column.
+    (part,) = (tmp_path / "s" / "parts" / "group_members").glob("*.parquet")
+    pq.write_table(pq.read_table(part).drop(["first_seen_at"]), part)
+    old = store.read("group_members")
+    assert old["first_seen_at"].isna().all() and old["member_id"].tolist() == ["a", "b"]
+    t = ts("2026-11-17T10:00:00Z")
+    new = carry_first_seen(
+        frame("group_members", [{"group_id": "g", "member_id": m} for m in ("a", "c")]), old, t
+    )
+    with store.batch(source="file") as b:
+        b.add({"group_members": new})
+        b.replace_groups("group_members", ["g"])
+    after = store.read("group_members").set_index("member_id")["first_seen_at"]
+    assert after.to_dict() == {"a": t, "c": t}  # nothing older was known for a

@@ -105,6 +105,10 @@ def test_registry_names_every_report_with_a_loadable_function():
         "correlation",
         "scim-traffic",
         "overview",
+        "access-time",
+        "access-time-summary",
+        "job-status",
+        "alerts",
     }
     assert set(REPORTS) == expected
     assert REPORTS["summary"].shape == "object" and REPORTS["estimate"].shape == "object"

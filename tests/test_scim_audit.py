@@ -40,7 +40,7 @@ EXPECTED = [
     (
         "create",
         "User",
-        None,
+        "48af03ac28ad4fb88478",  # the created id, from the 201 response body (finding 6)
         TEST_USER,
         "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
         True,
@@ -96,7 +96,17 @@ EXPECTED = [
         None,
     ),
     ("delete", "User", "5171a35d82074e068ce2", None, None, None, 204, None, None),
-    ("create", "Group", None, None, "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159", None, 201, None, None),
+    (
+        "create",
+        "Group",
+        "927fa2c08dcb4a7fae9e",
+        None,
+        "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+        None,
+        201,
+        None,
+        None,
+    ),
     (
         "read",
         "Group",

@@ -84,6 +84,23 @@ st.caption(
     + (f"{rate:,.1f} objects per minute." if rate else "not enough cycles with events to measure.")
 )
 
+# Time to access (the SLO) beside the forecast: access-time-summary, as on its own page.
+access = ctx.report("access-time-summary").data or {}
+slo_cols = st.columns(3)
+for col, (label, key) in zip(slo_cols, (("p50", "p50_minutes"), ("p90", "p90_minutes"))):
+    with col:
+        minutes = access.get(key)
+        ui.kpi(
+            f"Time to access ({label})", ui.fmt_duration(None if minutes is None else 60 * minutes)
+        )
+with slo_cols[2]:
+    ui.kpi(
+        "Over the SLO",
+        f"{int(access.get('breached') or 0):,} of {int(access.get('users') or 0):,}",
+        f"Users who waited over {access.get('slo_minutes', 60):g} minutes from assignment to "
+        "access; see Time to access.",
+    )
+
 st.subheader("Documented range against your observed throughput")
 bars = [
     ("Documented fastest", est.get("docs_min_minutes"), "#9ca3af"),

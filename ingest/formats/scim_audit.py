@@ -81,6 +81,7 @@ def record_row(rec: dict[str, Any], where: str, line_number: int, line: str) -> 
         status=status,
         request=rec.get("request"),
         response=rec.get("response"),
+        response_headers=rec.get("response_headers"),
     )
     rid = rec.get("request_id")
     row["request_id"] = (

@@ -48,18 +48,21 @@ from ingest.graph.client import (
 )
 from ingest.graph.logs import (
     LogPull,
+    LogSource,
     log_filter,
     log_window_start,
     pull_logs,
     time_slices,
     watermark_key,
 )
+from ingest.graph.pull import GraphIngest, ingest_graph, ingest_graph_async
 from ingest.graph.state import (
     StatePull,
     discover_service_principals,
     fetch_state,
     pull_state,
     run,
+    state_items,
 )
 
 __all__ = [
@@ -71,8 +74,10 @@ __all__ = [
     "RATE",
     "RETRYABLE",
     "GraphHTTPError",
+    "GraphIngest",
     "GraphSession",
     "LogPull",
+    "LogSource",
     "MalformedPage",
     "PullConfig",
     "SlidingWindowPacer",
@@ -86,12 +91,15 @@ __all__ = [
     "discover_service_principals",
     "fetch_state",
     "graph_root",
+    "ingest_graph",
+    "ingest_graph_async",
     "log_filter",
     "log_window_start",
     "pull_logs",
     "pull_state",
     "query_config",
     "run",
+    "state_items",
     "time_slices",
     "watermark_key",
 ]

@@ -28,6 +28,7 @@ from kiota_http.middleware.options import ResponseHandlerOption, RetryHandlerOpt
 
 from ingest import settings
 from ingest.errors import RemoteError, UsageError
+from ingest.net import CONNECT_TIMEOUT_S, unreachable
 
 if TYPE_CHECKING:
     from msgraph import GraphServiceClient
@@ -75,6 +76,7 @@ class PullConfig:
     max_retry_after_s: float = 600.0
     timeout_s: float = 100.0
     max_failed_slices_in_a_row: int = 2  # then stop: the service is down, not one slice
+    notice_wait_s: float = 1.0  # retry waits this long or longer are logged at WARNING
 
     @classmethod
     def from_settings(cls) -> PullConfig:
@@ -233,7 +235,8 @@ def build_client(
     base = f"{root}/{API_VERSION}"
     http = GraphClientFactory.create_with_default_middleware(
         client=httpx.AsyncClient(
-            base_url=base, timeout=httpx.Timeout(cfg.timeout_s, connect=min(30.0, cfg.timeout_s))
+            base_url=base,
+            timeout=httpx.Timeout(cfg.timeout_s, connect=min(CONNECT_TIMEOUT_S, cfg.timeout_s)),
         )
     )
     adapter = GraphRequestAdapter(build_auth_provider(root, credential), http)
@@ -338,6 +341,7 @@ class GraphSession:
         self.pacer = SlidingWindowPacer(config.rate[0], config.rate[1], config.pace_margin_s)
         self.stats = Stats()
         self._on_progress = on_progress
+        self.answered = False  # Graph has answered at least once (any HTTP status)
 
     def progress(self) -> None:
         """Report the counters to the progress callback, if any."""
@@ -391,6 +395,15 @@ class GraphSession:
                     if paced:
                         self.pacer.mark_done()
             except httpx.TransportError as exc:
+                if not self.answered:  # never reached: waiting will not help (ingest/net.py)
+                    fatal = unreachable(
+                        "Microsoft Graph",
+                        self.base_url,
+                        exc,
+                        "check --graph-url (or PROVLENS_GRAPH_URL), the proxy and the network",
+                    )
+                    if fatal is not None:
+                        raise fatal from None
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             except Exception as exc:
                 mapped = _credential_error(exc)
@@ -398,6 +411,7 @@ class GraphSession:
                     raise
                 raise mapped from exc
             else:
+                self.answered = True
                 status = resp.status_code
                 if 200 <= status < 300:
                     try:
@@ -451,7 +465,18 @@ class GraphSession:
                     None,
                     url,
                 )
-            log.info("GET %s: %s; retrying in %.1f s (attempt %d)", url, problem, delay, attempt)
+            # A long wait gets one line at default verbosity, so it never looks like a hang.
+            level = logging.WARNING if delay >= c.notice_wait_s else logging.INFO
+            why = "as Retry-After asks" if retry_after is not None else "backing off"
+            log.log(
+                level,
+                "GET %s: %s; waiting %.1f s %s (attempt %d)",
+                url,
+                problem,
+                delay,
+                why,
+                attempt,
+            )
             self.stats.retries += 1
             self.stats.waited_s += delay
             self.progress()

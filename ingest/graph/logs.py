@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ingest import pipeline
 from ingest.errors import BadInput, RemoteError
 from ingest.graph.client import (
     GraphHTTPError,
@@ -17,6 +18,7 @@ from ingest.graph.client import (
     PullConfig,
     query_config,
 )
+from ingest.pipeline import Commit, Frames, Item
 
 if TYPE_CHECKING:
     from ingest.store import Store
@@ -97,24 +99,24 @@ class LogPull:
     service_principals: set[str] = field(default_factory=set)
 
 
-class _Committer:
-    """Buffers converted pages and commits them, with the watermark of finished slices, in batches.
+class _Batches:
+    """Buffers converted pages and hands them out, with finished slices' watermark, in batches.
 
-    Pages are converted as they arrive (the work overlaps the pacing waits); a batch is committed
-    every ``pages_per_batch`` pages (empty ones count: each is a request) and at the end. A
-    finished slice's watermark is only ever written in the same batch as its records, or after.
+    Pages are converted as they arrive (the work overlaps the pacing waits); a batch is handed to
+    the pipeline every ``pages_per_batch`` pages (empty ones count: each is a request) and at the
+    end. A finished slice's watermark only ever goes in the same commit as its records, or after.
     """
 
     def __init__(
         self,
-        store: Store,
+        stored: pd.Timestamp | None,
         key: str,
         to_frames: Callable[..., dict[str, pd.DataFrame]],
         pages_per_batch: int,
     ) -> None:
-        self.store, self.key, self.to_frames = store, key, to_frames
+        self.key, self.to_frames = key, to_frames
         self.pages_per_batch = max(1, pages_per_batch)
-        self.stored = store.watermark(key)
+        self.stored = stored  # the watermark as of the last batch handed out
         self.pending: pd.Timestamp | None = None
         self.frames: list[dict[str, pd.DataFrame]] = []
         self.pages = 0
@@ -129,8 +131,8 @@ class _Committer:
         """Drop the buffered pages of the slice that failed (earlier slices stay buffered)."""
         del self.frames[self._mark :]
 
-    def add_page(self, items: list[dict[str, Any]], span: str, where: str) -> None:
-        """Convert one page and buffer it; commit when the batch is full."""
+    def add_page(self, items: list[dict[str, Any]], span: str, where: str) -> list[Item]:
+        """Convert one page and buffer it; return a batch's items when the batch is full."""
         if items:
             try:
                 frames = self.to_frames(
@@ -147,24 +149,25 @@ class _Committer:
                 self.service_principals |= {str(v) for v in ev["service_principal_id"].dropna()}
         self.pages += 1
         if self.pages >= self.pages_per_batch:
-            self.flush(span)
+            return self.flush(span)
+        return []
 
     def advance(self, ts: pd.Timestamp) -> None:
-        """Mark everything before ``ts`` as read (written with the next commit)."""
+        """Mark everything before ``ts`` as read (committed with the next batch)."""
         if self.stored is None or ts > self.stored:
             self.pending = ts
 
-    def flush(self, detail: str) -> None:
-        """Commit the buffered pages and any pending watermark in one all-or-nothing batch."""
+    def flush(self, detail: str) -> list[Item]:
+        """Return the buffered pages and any pending watermark as one commit's items."""
+        out: list[Item] = []
         if self.frames or self.pending is not None:
-            with self.store.batch(source="graph", detail=f"logs {detail}") as bt:
-                for frames in _last_version_only(self.frames):
-                    bt.add(frames)
-                if self.pending is not None:
-                    bt.set_watermark(self.key, self.pending)
+            out = [Frames(f) for f in _last_version_only(self.frames)]
+            marks = {self.key: self.pending} if self.pending is not None else {}
+            out.append(Commit(f"logs {detail}", marks))
             if self.pending is not None:
                 self.stored, self.pending = self.pending, None
         self.frames, self.pages, self._mark = [], 0, 0
+        return out
 
 
 def _last_version_only(pages: list[dict[str, pd.DataFrame]]) -> list[dict[str, pd.DataFrame]]:
@@ -193,6 +196,98 @@ def _last_version_only(pages: list[dict[str, pd.DataFrame]]) -> list[dict[str, p
     return out
 
 
+class LogSource:
+    """Provisioning logs of one app (or all apps) as pipeline items, slice by slice.
+
+    Reads the store only for the watermark (where to start); :meth:`items` yields
+    :class:`~ingest.pipeline.Frames` and :class:`~ingest.pipeline.Commit` items and ``result``
+    fills in as it runs. It raises RemoteError at the end if any slice failed (after yielding
+    what the other slices read).
+    """
+
+    def __init__(
+        self,
+        session: GraphSession,
+        store: Store,
+        *,
+        service_principal_id: str | None,
+        since: pd.Timestamp | None,
+        now: pd.Timestamp,
+    ) -> None:
+        c = session.config
+        self.session = session
+        self.service_principal_id = service_principal_id
+        self.now = now
+        key = watermark_key(service_principal_id)
+        start = log_window_start(store, service_principal_id, since, now, c)
+        self.result = LogPull(key, start, now)
+        self._stored = store.watermark(key)
+
+    async def items(self) -> AsyncIterator[Item]:
+        """Yield each batch of pages and its watermark; see the class docstring."""
+        from ingest.records import records_to_frames
+
+        session, result, now = self.session, self.result, self.now
+        c = session.config
+        key, start = result.key, result.start
+        batches = _Batches(self._stored, key, records_to_frames, c.pages_per_batch)
+        # A --since later than the watermark leaves a gap before it: keep the watermark there.
+        may_advance = batches.stored is None or start <= batches.stored
+        if not may_advance:
+            log.info("%s starts after the watermark %s; the watermark stays", key, batches.stored)
+        slices = time_slices(start, now, c.slice)
+        contiguous = True
+        failed_in_a_row = 0
+        stopped = ""
+        builder = session.client.audit_logs.provisioning
+        log.info("provisioning logs %s from %s to %s in %d slices", key, start, now, len(slices))
+        for n, (a, b) in enumerate(slices, start=1):
+            expr = log_filter(a, b, self.service_principal_id)
+            query = query_config(builder, filter=expr, top=c.top)
+            url = f"{session.base_url}/auditLogs/provisioning?$filter={expr}&$top={c.top}"
+            span = f"{_odata_time(a)}..{_odata_time(b)}"
+            result.slices += 1
+            count = _Count()
+            try:
+                async for item in _pull_slice(session, batches, builder, query, url, span, count):
+                    yield item
+            except (GraphHTTPError, MalformedPage) as exc:
+                batches.slice_failed()
+                if isinstance(exc, GraphHTTPError) and exc.status in (400, 401, 403):
+                    for item in batches.flush(f"{key} before a refused request"):
+                        yield item
+                    raise  # no other slice can do better
+                # INFO, not WARNING: a failed run prints one error line (DESIGN.md); -v shows it.
+                log.info("provisioning logs %s failed: %s", span, exc)
+                result.failed.append(f"{span}: {exc}")
+                contiguous = False
+                failed_in_a_row += 1
+                if failed_in_a_row >= c.max_failed_slices_in_a_row and n < len(slices):
+                    stopped = f"stopped after {failed_in_a_row} failed time slices in a row, "
+                    break
+            except BaseException:
+                batches.slice_failed()
+                raise
+            else:
+                failed_in_a_row = 0
+                result.records += count.records
+                result.pages += count.pages
+                if contiguous and may_advance:
+                    batches.advance(b)
+        for item in batches.flush(f"{key} to {_odata_time(now)}"):
+            yield item
+        result.watermark = batches.stored
+        result.service_principals = batches.service_principals
+        if result.failed:
+            mark = _odata_time(result.watermark) if result.watermark is not None else "unset"
+            raise RemoteError(
+                f"provisioning logs: {stopped}{len(result.failed)} failed time slice(s), first "
+                f"{result.failed[0]}; "
+                f"{result.records} records from the other slices were stored and the watermark "
+                f"{key} stays at {mark}, so the next run retries the rest"
+            )
+
+
 async def pull_logs(
     session: GraphSession,
     store: Store,
@@ -201,96 +296,48 @@ async def pull_logs(
     since: pd.Timestamp | None,
     now: pd.Timestamp,
 ) -> LogPull:
-    """Pull provisioning logs into the store slice by slice; RemoteError if any slice failed."""
-    from ingest.records import records_to_frames
+    """Pull provisioning logs into the store through the pipeline; RemoteError if a slice failed."""
+    src = LogSource(session, store, service_principal_id=service_principal_id, since=since, now=now)
+    await pipeline.write_async(store, src.items(), source="graph")
+    return src.result
 
-    c = session.config
-    key = watermark_key(service_principal_id)
-    start = log_window_start(store, service_principal_id, since, now, c)
-    result = LogPull(key, start, now)
-    committer = _Committer(store, key, records_to_frames, c.pages_per_batch)
-    # A --since later than the watermark leaves a gap before it: keep the watermark where it is.
-    may_advance = committer.stored is None or start <= committer.stored
-    if not may_advance:
-        log.info("%s starts after the watermark %s; the watermark stays", key, committer.stored)
-    slices = time_slices(start, now, c.slice)
-    contiguous = True
-    failed_in_a_row = 0
-    stopped = ""
-    builder = session.client.audit_logs.provisioning
-    log.info("provisioning logs %s from %s to %s in %d slices", key, start, now, len(slices))
-    for n, (a, b) in enumerate(slices, start=1):
-        expr = log_filter(a, b, service_principal_id)
-        query = query_config(builder, filter=expr, top=c.top)
-        url = f"{session.base_url}/auditLogs/provisioning?$filter={expr}&$top={c.top}"
-        span = f"{_odata_time(a)}..{_odata_time(b)}"
-        result.slices += 1
-        try:
-            records, pages = await _pull_slice(session, committer, builder, query, url, span)
-        except (GraphHTTPError, MalformedPage) as exc:
-            committer.slice_failed()
-            if isinstance(exc, GraphHTTPError) and exc.status in (400, 401, 403):
-                committer.flush(f"{key} before a refused request")
-                raise  # no other slice can do better
-            # INFO, not WARNING: a failed run prints one error line (DESIGN.md); -v shows these.
-            log.info("provisioning logs %s failed: %s", span, exc)
-            result.failed.append(f"{span}: {exc}")
-            contiguous = False
-            failed_in_a_row += 1
-            if failed_in_a_row >= c.max_failed_slices_in_a_row and n < len(slices):
-                stopped = f"stopped after {failed_in_a_row} failed time slices in a row, "
-                break
-        except BaseException:
-            committer.slice_failed()
-            raise
-        else:
-            failed_in_a_row = 0
-            result.records += records
-            result.pages += pages
-            if contiguous and may_advance:
-                committer.advance(b)
-    committer.flush(f"{key} to {_odata_time(now)}")
-    result.watermark = committer.stored
-    result.service_principals = committer.service_principals
-    if result.failed:
-        mark = _odata_time(result.watermark) if result.watermark is not None else "unset"
-        raise RemoteError(
-            f"provisioning logs: {stopped}{len(result.failed)} failed time slice(s), first "
-            f"{result.failed[0]}; "
-            f"{result.records} records from the other slices were stored and the watermark "
-            f"{key} stays at {mark}, so the next run retries the rest"
-        )
-    return result
+
+@dataclass
+class _Count:
+    records: int = 0
+    pages: int = 0
 
 
 async def _pull_slice(
     session: GraphSession,
-    committer: _Committer,
+    batches: _Batches,
     builder: Any,
     query: Any,
     url: str,
     span: str,
-) -> tuple[int, int]:
-    """Pull one slice page by page into the committer; restart once on an expired next link."""
+    count: _Count,
+) -> AsyncIterator[Item]:
+    """Pull one slice page by page; restart once on an expired next link. Yields full batches."""
     for restart in (False, True):
-        records = pages = 0
-        committer.slice_started()
+        count.records = count.pages = 0
+        batches.slice_started()
         try:
             async for page_url, items in session.pages(
                 builder, url, "logs", paced=True, query=query
             ):
-                committer.add_page(items, span, page_url)
-                pages += 1
-                records += len(items)
+                full = batches.add_page(items, span, page_url)
+                count.pages += 1
+                count.records += len(items)
                 session.stats.records += len(items)
                 session.progress()
-            return records, pages
+                for item in full:
+                    yield item
+            return
         except GraphHTTPError as exc:
             # A nextLink can expire (404): re-read the slice once from its start (the store
             # de-duplicates whatever of it was already committed).
             if exc.status == 404 and exc.url != url and not restart:
                 log.info("the next-page link of %s expired; re-reading the slice", span)
-                committer.slice_failed()
+                batches.slice_failed()
                 continue
             raise
-    raise AssertionError("unreachable")  # pragma: no cover

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ingest import pipeline
 from ingest.formats.graph_objects import (
     assignments_frame,
     group_members_frame,
@@ -20,6 +21,8 @@ from ingest.graph.client import (
     MalformedPage,
     query_config,
 )
+from ingest.membership import carry_first_seen
+from ingest.pipeline import Commit, Frames, Item
 
 if TYPE_CHECKING:
     from ingest.store import Store
@@ -103,16 +106,26 @@ async def fetch_state(
     return frames, groups
 
 
+def state_items(
+    service_principal_id: str, frames: dict[str, pd.DataFrame], groups: list[str]
+) -> list[Item]:
+    """Return one app's job status and scope as one commit's pipeline items.
+
+    The app's stored assignments and its groups' stored members are replaced, even by none.
+    """
+    replace = {"assignments": [service_principal_id], "group_members": groups}
+    return [Frames(frames, replace), Commit(f"jobs and scope {service_principal_id}")]
+
+
 async def pull_state(
     session: GraphSession, store: Store, service_principal_id: str, captured_at: pd.Timestamp
 ) -> StatePull:
-    """Pull one app's job status and scope and store them in one batch."""
+    """Pull one app's job status and scope and store them in one commit (through the pipeline)."""
     frames, groups = await fetch_state(session, service_principal_id, captured_at)
-    with store.batch(source="graph", detail=f"jobs and scope {service_principal_id}") as bt:
-        bt.add(frames)
-        bt.replace_groups("assignments", [service_principal_id])
-        if groups:
-            bt.replace_groups("group_members", groups)
+    if "group_members" in frames:
+        stored = store.read("group_members") if store.exists() else None
+        frames["group_members"] = carry_first_seen(frames["group_members"], stored, captured_at)
+    pipeline.write(store, state_items(service_principal_id, frames, groups), source="graph")
     gm = frames.get("group_members")
     return StatePull(
         service_principal_id,

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-COMMAND = ("dashboard",)
-HELP = "open the Streamlit dashboard on the store (localhost only unless sign-in is configured)"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add this command's options."""

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from provlens.cli import Context
 
-COMMAND = ("demo",)
-HELP = "simulate a demo tenant (Contoso (demo) -> TheOrgWiki), ingest it and open the dashboard"
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +43,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--quarantine", action="store_true", help="include a quarantine episode (bad token)"
     )
     parser.add_argument(
+        "--healthy",
+        action="store_true",
+        help="plant no problems (by default the demo plants a quarantine risk, a stalled job, a "
+        "slow cycle, a missed deprovisioning and slow access, so `provlens alert` has findings)",
+    )
+    parser.add_argument(
         "--out", metavar="DIR", help="write the raw files here (default: <store>/raw)"
     )
     parser.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
@@ -58,6 +62,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from demo.run import build, demo_store_path, end_of_window
     from demo.scenario import Scenario
 
+    if args.healthy and args.quarantine:
+        from ingest.errors import UsageError
+
+        raise UsageError("--healthy plants no problems; it cannot take --quarantine")
     scenario = Scenario(
         users=args.users,
         groups=args.groups,
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         days=args.days,
         end=end_of_window(ctx.now),
         quarantine=args.quarantine,
+        planted=not args.healthy,
     )
     # Only an explicit --store redirects the demo; PROVLENS_STORE names the user's real store.
     explicit = bool(getattr(args, "store", None))

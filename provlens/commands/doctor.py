@@ -1,4 +1,4 @@
-"""`provlens doctor`: the portal's "Test Connection", for Graph and the wiki's SCIM endpoint."""
+"""`provlens doctor`: the portal's "Test Connection", for Graph, the wiki and Log Analytics."""
 
 from __future__ import annotations
 
@@ -9,12 +9,7 @@ from typing import Any
 
 from ingest import settings
 from ingest.errors import ProvlensError
-
-COMMAND = ("doctor",)
-HELP = (
-    "check settings, get a Graph token and make one small call to each endpoint provlens uses; "
-    "print what works and which permission is missing"
-)
+from ingest.net import Unreachable
 
 log = logging.getLogger(__name__)
 OK, FAIL, SKIP = "ok", "FAIL", "skipped"
@@ -42,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="Graph host root (env PROVLENS_GRAPH_URL; default https://graph.microsoft.com)",
     )
+    from provlens.commands.ingest_log_analytics import add_workspace_arguments
+
+    add_workspace_arguments(parser)  # checked when given here or in PROVLENS_LA_WORKSPACE_ID
 
 
 def _short(exc: BaseException) -> str:
@@ -85,10 +83,14 @@ async def _calls(args: argparse.Namespace, root: str, config: Any, checks: list[
     client, http = graph.build_client(root, config)
     base = f"{root}/{graph.API_VERSION}"
     session = graph.GraphSession(client, config, base_url=base)
+    down: list[str] = []  # set when Graph cannot be reached at all: the other calls are skipped
 
     async def call(
         name: str, need: str, builder: Any, url: str, *, paced: bool = False, **query: Any
     ) -> dict[str, Any] | None:
+        if down:
+            checks.append(Check(name, SKIP, "not tried: Graph cannot be reached"))
+            return None
         try:
             q = graph.query_config(builder, **query) if query else None
             doc = await session.get_json(builder, url, need, paced=paced, query=q)
@@ -98,6 +100,10 @@ async def _calls(args: argparse.Namespace, root: str, config: Any, checks: list[
             else:
                 detail = _short(exc)
             checks.append(Check(name, FAIL, detail))
+            return None
+        except Unreachable as exc:
+            down.append(exc.url)
+            checks.append(Check(name, FAIL, _short(exc)))
             return None
         except ProvlensError as exc:
             checks.append(Check(name, FAIL, _short(exc)))
@@ -196,6 +202,63 @@ def _scim_check(checks: list[Check]) -> None:
     )
 
 
+def _workspace_checks(args: argparse.Namespace, checks: list[Check]) -> None:
+    """Log Analytics: reachable, permitted, table present, latest row (when a workspace is set)."""
+    if not (args.workspace_id or settings.get(settings.LA_WORKSPACE)):
+        checks.append(
+            Check("Log Analytics", SKIP, f"no --workspace-id and {settings.LA_WORKSPACE} unset")
+        )
+        return
+    from ingest import log_analytics as la
+
+    # Doctor answers quickly: few retries, a short server timeout.
+    config = la.LaConfig(max_attempts=2, give_up_after_s=20.0, server_timeout_s=30)
+    config.read_timeout_s = 40.0
+    try:
+        session = la.open_session(args.workspace_id, args.la_url, config)
+    except ProvlensError as exc:
+        checks.append(Check("Log Analytics", FAIL, _short(exc)))
+        return
+    source = la.credential_source()
+    try:
+        session.query("print ok = 1")
+    except la.LaHTTPError as exc:
+        if exc.status in (401, 403):
+            checks.append(Check("LA reachable", OK, session.url))
+            checks.append(Check("LA permission", FAIL, f"HTTP {exc.status}: needs {la.ROLE}"))
+        else:
+            checks.append(Check("LA reachable", FAIL, _short(exc)))
+        return
+    except ProvlensError as exc:
+        checks.append(Check("LA reachable", FAIL, _short(exc)))
+        return
+    checks.append(Check("LA reachable", OK, session.url))
+    checks.append(Check("LA permission", OK, f"{source}: query allowed"))
+    try:
+        answer = session.query(
+            f"{la.TABLE} | summarize rows = count(), latest = max(TimeGenerated)"
+        )
+    except ProvlensError as exc:
+        # A workspace without the table answers 400 (unknown table name).
+        checks.append(
+            Check(
+                "LA table",
+                FAIL,
+                f"{la.TABLE} cannot be queried ({_short(exc)}); enable the ProvisioningLogs "
+                "diagnostic setting to this workspace (first rows can take hours)",
+            )
+        )
+        return
+    rows, latest = (answer.rows[0] if answer.rows else [0, None])[:2]
+    if not rows:
+        checks.append(
+            Check("LA table", FAIL, f"{la.TABLE} is empty; first rows can take hours to appear")
+        )
+        return
+    checks.append(Check("LA table", OK, f"{la.TABLE}: {rows} rows"))
+    checks.append(Check("LA latest row", OK, f"TimeGenerated {latest}"))
+
+
 def run(args: argparse.Namespace, ctx: Any) -> int:
     """Run every check, print the table; exit 0 when nothing failed, else 4."""
     checks: list[Check] = []
@@ -204,6 +267,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     except ProvlensError as exc:
         checks.append(Check("Graph", FAIL, _short(exc)))
     _scim_check(checks)
+    _workspace_checks(args, checks)
     width = max(len(c.name) for c in checks)
     print(f"{'CHECK':<{width}}  {'RESULT':<7}  DETAIL")
     for c in checks:

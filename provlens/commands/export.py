@@ -8,8 +8,6 @@ import sys
 from ingest.errors import UsageError
 from provlens.commands.report import add_filter_arguments, filters_from_args
 
-COMMAND = ("export",)
-HELP = "export a canonical table (or events_flat: events with steps and modified properties)"
 FLAT = "events_flat"
 
 

@@ -7,9 +7,6 @@ import sys
 
 from ingest.formats import Options
 
-COMMAND = ("ingest", "file")
-HELP = "ingest provisioning logs, job status, scope or SCIM files (format detected by content)"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments."""

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from ingest.errors import UsageError
 
-from ingest.errors import ProvlensError, RemoteError, UsageError
+if TYPE_CHECKING:
+    import pandas as pd
 
-COMMAND = ("ingest", "graph")
-HELP = (
-    "pull provisioning logs (incremental from the last run, minus a 2 h overlap), job status and "
-    "assignment scope from Microsoft Graph"
-)
-
-log = logging.getLogger(__name__)
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -84,6 +77,8 @@ class _Bar:
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     """Pull logs for each app (or all), then job status and scope; print a summary."""
+    import pandas as pd
+
     from ingest import graph
 
     if args.days is not None and args.days < 1:
@@ -103,60 +98,20 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                 f"--service-principal-id {sp!r} is not an object id (a GUID); use the enterprise "
                 "app's Object ID from Entra admin center > Enterprise applications"
             )
-    store = ctx.store()
     bar = _Bar(ctx.progress)
-    errors: list[ProvlensError] = []
-    pulls: list[graph.LogPull] = []
-    states: list[graph.StatePull] = []
-
-    async def main() -> None:
-        client, http = graph.build_client(root, config)
-        session = graph.GraphSession(
-            client,
+    try:
+        result = graph.ingest_graph(
+            ctx.store(),
+            root,
             config,
-            base_url=f"{root}/{graph.API_VERSION}",
+            service_principal_ids=ids,
+            since=since,
+            now=now,
             on_progress=bar.update,
         )
-        try:
-            for sp in ids or [None]:
-                try:
-                    pulls.append(
-                        await graph.pull_logs(
-                            session, store, service_principal_id=sp, since=since, now=now
-                        )
-                    )
-                except RemoteError as exc:
-                    errors.append(exc)
-            targets = ids
-            if not targets:
-                seen: set[str] = set()
-                for p in pulls:
-                    seen |= p.service_principals
-                start = min((p.start for p in pulls), default=now - pd.Timedelta(days=30))
-                seen |= set(graph.discover_service_principals(store, start))
-                targets = sorted(seen)
-            for sp in targets:
-                try:
-                    states.append(await graph.pull_state(session, store, sp, now))
-                except graph.GraphHTTPError as exc:
-                    if exc.status == 404:
-                        log.warning(
-                            "service principal %s was not found (deleted, or an Application "
-                            "ID instead of the enterprise app's Object ID?); skipped its job "
-                            "status and scope",
-                            sp,
-                        )
-                        continue
-                    errors.append(exc)
-                except RemoteError as exc:
-                    errors.append(exc)
-        finally:
-            await http.aclose()
-
-    try:
-        graph.run(main)
     finally:
         bar.close()
+    pulls, states, audits = result.pulls, result.states, result.audits
     records = sum(p.records for p in pulls)
     pages = sum(p.pages for p in pulls)
     who = ", ".join(ids) if ids else "all apps"
@@ -172,16 +127,15 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             f"  {s.service_principal_id}: {s.jobs} jobs, {s.assignments} assignments, "
             f"{s.members} members of {s.groups} assigned groups"
         )
+    for a in audits:
+        lines.append(
+            f"  directory audit: {a.stored} membership changes of {a.groups} assigned groups "
+            f"({a.records} records in {a.pages} pages)"
+        )
     print(f"read {records} provisioning records ({pages} pages) from {root} for {who}")
     if lines:
         print("\n".join(lines))
-    if errors:
-        for more in errors[1:]:
-            log.info("%s", more)  # one error line on stderr (DESIGN.md); -v shows the others
-        extra = (
-            f" (and {len(errors) - 1} more problem(s); run with -v to see them)"
-            if len(errors) > 1
-            else ""
-        )
-        raise RemoteError(f"{errors[0]}{extra}")
+    error = result.error()
+    if error is not None:
+        raise error
     return 0

@@ -3,18 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from ingest import settings
 from ingest.errors import UsageError
-
-COMMAND = ("ingest", "scim")
-HELP = (
-    "list the wiki's SCIM /Users and /Groups into the store as one snapshot "
-    "(token from PROVLENS_SCIM_TOKEN)"
-)
-
-log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx) -> int:
     """Pull the snapshot and store it in one batch; print a one-line summary."""
-    from ingest.scim import build_client, pull_state
+    from ingest.scim import ingest_scim
 
     url = args.scim_url or settings.get(settings.SCIM_URL)
     if not url:
@@ -47,16 +38,9 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.page_size < 1:
         raise UsageError(f"--page-size must be at least 1, got {args.page_size}")
     token = settings.require(settings.SCIM_TOKEN, "the wiki's SCIM token")
-    with build_client(url, token) as client:
-        frame = pull_state(client, ctx.now, page_size=args.page_size)
-    store = ctx.store()
-    with store.batch(source="scim", detail=client.base_url) as batch:
-        batch.add({"scim_resources": frame})
-    users = frame[frame["resource_type"] == "User"]
-    inactive = int((users["active"] == False).sum())  # noqa: E712 - nullable boolean
-    groups = int((frame["resource_type"] == "Group").sum())
+    snap = ingest_scim(ctx.store(), url, token, ctx.now, page_size=args.page_size)
     print(
-        f"stored a SCIM snapshot of {len(users)} users ({inactive} inactive) and {groups} groups "
-        f"from {client.base_url} at {ctx.now.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        f"stored a SCIM snapshot of {snap.users} users ({snap.inactive_users} inactive) and "
+        f"{snap.groups} groups from {snap.base_url} at {ctx.now.strftime('%Y-%m-%dT%H:%M:%SZ')}"
     )
     return 0

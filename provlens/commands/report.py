@@ -10,8 +10,6 @@ import pandas as pd
 
 from ingest.errors import UsageError
 
-COMMAND = ("report",)
-HELP = "run a report (summary, cycles, users, failures, coverage, estimate ...) on the store"
 USER_REPORTS = ("users", "timeline", "estimate", "correlation")
 
 log = logging.getLogger(__name__)
@@ -106,7 +104,70 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="a user's object id, UPN or name (users, timeline, estimate: when will X be ready)",
     )
+    access = parser.add_argument_group("access-time, access-time-summary")
+    access.add_argument(
+        "--slo-minutes",
+        type=float,
+        metavar="N",
+        help="the time-to-access SLO in minutes (default 60)",
+    )
+    access.add_argument(
+        "--by", choices=("week", "app"), help="access-time-summary: per week (default) or per app"
+    )
+    access.add_argument(
+        "--waiting",
+        action="store_true",
+        help="access-time: also list users in scope still waiting (timed to --now)",
+    )
     add_filter_arguments(parser)
+    from provlens.commands.ingest_log_analytics import add_workspace_arguments
+
+    parser.add_argument(
+        "--engine",
+        choices=("local", "log-analytics"),
+        default="local",
+        help="where the aggregation runs: the local store (default) or, for summary, cycles, "
+        "failures and skips, the Log Analytics workspace (only results travel)",
+    )
+    add_workspace_arguments(parser)
+
+
+def _run_in_workspace(args: argparse.Namespace, ctx, filters):
+    """Return the report computed in the Log Analytics workspace (KQL push-down)."""
+    from ingest import log_analytics as la
+    from ingest.log_analytics.engine import run_report as run_pushed_down
+
+    session = la.open_session(args.workspace_id, args.la_url)
+    store = ctx.store()
+    # cycle kinds read job snapshots, which only the local store holds (none: kind unknown)
+    jobs = store.read("sync_jobs") if args.name == "cycles" and store.exists() else None
+    run = run_pushed_down(
+        session, args.name, filters, include_noise=args.include_noise, sync_jobs=jobs
+    )
+    log.info("%s: %d KQL queries, %d result rows", args.name, run.queries, run.rows)
+    return run.result
+
+
+def _access_params(args: argparse.Namespace) -> dict[str, object]:
+    """Return the access-time parameters given; UsageError when given to another report."""
+    params: dict[str, object] = {}
+    if args.slo_minutes is not None:
+        if args.slo_minutes <= 0:
+            raise UsageError(f"--slo-minutes must be positive, got {args.slo_minutes:g}")
+        params["slo_minutes"] = args.slo_minutes
+    if args.by is not None:
+        params["by"] = args.by
+    if args.waiting:
+        params["include_waiting"] = True
+    if params and not args.name.startswith("access-time"):
+        raise UsageError(
+            f"--slo-minutes, --by and --waiting apply to access-time reports, not {args.name}"
+        )
+    if "by" in params and args.name != "access-time-summary":
+        raise UsageError("--by applies to access-time-summary")
+    if "include_waiting" in params and args.name != "access-time":
+        raise UsageError("--waiting applies to access-time")
+    return params
 
 
 def _print_table(name: str, result, shape: str) -> None:
@@ -165,6 +226,7 @@ def run(args: argparse.Namespace, ctx) -> int:
     if args.name == "timeline" and not args.user:
         raise UsageError("report timeline needs --user ID, UPN or name")
     filters = filters_from_args(args)
+    access = _access_params(args)
     try:
         spec.load()
     except ImportError as exc:
@@ -173,11 +235,15 @@ def run(args: argparse.Namespace, ctx) -> int:
         args.format == "xlsx" or str(args.out or "").lower().endswith(".zip")
     ):
         return _support_pack(args, ctx, filters)
-    inputs = load_inputs(ctx.store(), spec.tables, filters)
-    params = {"user": args.user} if args.user else {}
-    result = run_report(
-        args.name, inputs, filters, include_noise=args.include_noise, now=ctx.now, **params
-    )
+    if args.engine == "log-analytics":
+        result = _run_in_workspace(args, ctx, filters)
+    else:
+        inputs = load_inputs(ctx.store(), spec.tables, filters)
+        params: dict[str, object] = {"user": args.user} if args.user else {}
+        params.update(access)
+        result = run_report(
+            args.name, inputs, filters, include_noise=args.include_noise, now=ctx.now, **params
+        )
     if args.format == "table" and not args.out:
         _print_table(args.name, result, spec.shape)
         return 0

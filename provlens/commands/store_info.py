@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-COMMAND = ("store", "info")
-HELP = "show the store's path, row counts, time range, last ingest per source and size"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add this command's arguments."""

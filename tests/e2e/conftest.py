@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -49,13 +50,13 @@ def e2e_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start `streamlit run --server.headless true` on a free port; yield its base URL."""
+@contextlib.contextmanager
+def streamlit_server(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run `streamlit run --server.headless true` on ``store`` on a free port; yield its URL."""
     port = _free_port()
     env = dict(os.environ)
     env.update(
-        PROVLENS_STORE=str(e2e_store),
+        PROVLENS_STORE=str(store),
         PROVLENS_NOW=fx.NOW,
         PYTHONPATH=str(ROOT),
         HOME=str(tmp_path_factory.mktemp("home")),  # no ~/.streamlit secrets leak in
@@ -84,6 +85,13 @@ def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def server(e2e_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start `streamlit run --server.headless true` on a free port; yield its base URL."""
+    with streamlit_server(e2e_store, tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,13 @@ It serves what provlens reads (paths under ``/v1.0``; a doubled ``//`` is tolera
 * ``GET /auditLogs/provisioning`` with ``$filter`` (``activityDateTime ge|gt|lt|le|eq <time>``,
   ``servicePrincipal/id eq '<id>'``, joined by ``and``), ``$top`` and absolute ``@odata.nextLink``
   URLs carrying every original option plus an opaque ``$skiptoken``; newest records first.
+* ``GET /auditLogs/directoryAudits`` with ``$filter`` (``activityDateTime ge|le|eq``,
+  ``activityDisplayName eq '<name>'``), ``$top`` and next links, newest first
+  (:func:`membership_audit` builds a group membership record).
 * ``GET /servicePrincipals`` and ``/servicePrincipals/{id}``, ``.../synchronization/jobs``,
   ``.../appRoleAssignedTo``, ``GET /groups/{id}/members`` and ``/groups/{id}/transitiveMembers``.
+* ``POST /users/{id or UPN}/sendMail``: 202 with an empty body; the parsed request lands in
+  ``mail`` (``{"sender": ..., "body": {...}}``); faults and 403s apply as to GETs.
 
 Optional behaviour: a bearer token to require, per-path 403s (missing permission), the reporting
 API's throttle (N requests per window on ``/auditLogs``: 429 ``TooManyRequests`` with
@@ -96,8 +101,10 @@ class GraphFixture:
     assignments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     directory: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> user/group object
     group_members: dict[str, list[str]] = field(default_factory=dict)  # group -> direct member ids
+    audits: list[dict[str, Any]] = field(default_factory=list)  # directoryAudit records
     log: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    mail: list[dict[str, Any]] = field(default_factory=list)  # sendMail requests accepted
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -351,7 +358,8 @@ def make_record(rng: random.Random, at: datetime, sp_id: str, sp_name: str) -> d
 # --- $filter -------------------------------------------------------------------------------------
 
 _CLAUSE = re.compile(
-    r"^\(*\s*(?P<field>activityDateTime|servicePrincipal/id)\s+(?P<op>eq|ne|ge|gt|le|lt)\s+"
+    r"^\(*\s*(?P<field>activityDateTime|servicePrincipal/id|activityDisplayName)\s+"
+    r"(?P<op>eq|ne|ge|gt|le|lt)\s+"
     r"(?P<value>'[^']*'|[0-9T:.\-+Z]+)\s*\)*$"
 )
 _OPS = {
@@ -386,7 +394,8 @@ def compile_filter(expr: str) -> list[tuple[str, str, Any]]:
                 raise FilterError("servicePrincipal/id needs a quoted string")
             value = value.strip("'")
             if m["op"] not in ("eq", "ne"):
-                raise FilterError("servicePrincipal/id supports eq only")
+                raise FilterError(f"{m['field']} supports eq only")
+            value = value.replace("''", "'")
         clauses.append((m["field"], m["op"], value))
     return clauses
 
@@ -395,6 +404,8 @@ def _matches(rec: dict[str, Any], clauses: list[tuple[str, str, Any]]) -> bool:
     for fld, op, value in clauses:
         if fld == "activityDateTime":
             actual: Any = _as_dt(rec["activityDateTime"])
+        elif fld == "activityDisplayName":
+            actual = rec.get("activityDisplayName")
         else:
             actual = (rec.get("servicePrincipal") or {}).get("id")
         if not _OPS[op](actual, value):
@@ -459,7 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
         with g._lock:
             g.log.append(
                 Logged(
-                    "GET",
+                    self.command,
                     self._path,
                     self._query,
                     status,
@@ -500,19 +511,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- dispatch --
 
-    def do_GET(self) -> None:
+    def _gate(self, url: str) -> tuple[Fault | None, bool]:
+        """Apply the token check, scripted faults and denials; return (fault, answered)."""
         g = self.fixture
-        split = urlsplit(self.path)
-        path = re.sub(r"/{2,}", "/", split.path)
-        self._path = path
-        self._query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        if not path.startswith("/v1.0/"):
-            self._error(404, f"Resource not found for the segment '{path}'.")
-            return
         if g.token is not None and self.headers.get("Authorization") != f"Bearer {g.token}":
             self._error(401, "Access token is empty or invalid.")
-            return
-        fault = g._take_fault(unquote(path + "?" + split.query))
+            return None, True
+        fault = g._take_fault(url)
         if fault and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
@@ -524,11 +529,25 @@ class _Handler(BaseHTTPRequestHandler):
                 headers,
                 fault=fault,
             )
-            return
+            return fault, True
         for fragment, message in g.denied.items():
-            if fragment in path:
+            if fragment in self._path:
                 self._error(403, message or "Insufficient privileges to complete the operation.")
-                return
+                return fault, True
+        return fault, False
+
+    def do_GET(self) -> None:
+        g = self.fixture
+        split = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", split.path)
+        self._path = path
+        self._query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        if not path.startswith("/v1.0/"):
+            self._error(404, f"Resource not found for the segment '{path}'.")
+            return
+        fault, answered = self._gate(unquote(path + "?" + split.query))
+        if answered:
+            return
         rest = path[len("/v1.0") :]
         if rest.startswith("/auditLogs/"):
             wait = g._throttle()
@@ -547,10 +566,54 @@ class _Handler(BaseHTTPRequestHandler):
         except FilterError as exc:
             self._error(400, str(exc))
 
+    def _body(self) -> bytes:
+        """Return the request body (Content-Length or chunked, as httpx may send either)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_POST(self) -> None:
+        g = self.fixture
+        split = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", split.path)
+        self._path, self._query = path, {}
+        raw = self._body()
+        if self._gate(unquote(path))[1]:
+            return
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)/sendMail", path)
+        if not m:
+            self._error(404, f"Resource not found for the segment '{path}'.")
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._error(400, "Unable to read JSON request payload.")
+            return
+        # Graph binds property names case-insensitively (msgraph-sdk sends `Message`).
+        names = {"message": "message", "savetosentitems": "saveToSentItems"}
+        if isinstance(body, dict):
+            body = {names.get(k.lower(), k): v for k, v in body.items()}
+        if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
+            self._error(400, "Required property 'message' is missing.")
+            return
+        with g._lock:
+            g.mail.append({"sender": unquote(m.group(1)), "body": body})
+        self._send(202, b"")
+
     def _route(self, rest: str, fault: Fault | None) -> None:
         g = self.fixture
         if rest == "/auditLogs/provisioning":
             self._provisioning(fault)
+            return
+        if rest == "/auditLogs/directoryAudits":
+            self._directory_audits(fault)
             return
         m = re.fullmatch(r"/servicePrincipals(?:/([^/]+))?(/.*)?", rest)
         if m:
@@ -653,6 +716,47 @@ class _Handler(BaseHTTPRequestHandler):
             matched = [r for r in g.records if _matches(r, clauses)]
         matched.sort(key=lambda r: (r["activityDateTime"], r["id"]), reverse=True)
         self._paged(matched, "auditLogs/provisioning", fault, trailing_empty=True)
+
+    def _directory_audits(self, fault: Fault | None) -> None:
+        g = self.fixture
+        expr = self._query.get("$filter")
+        clauses = compile_filter(expr) if expr else []
+        if any(f == "servicePrincipal/id" for f, _, _ in clauses):
+            raise FilterError("Invalid filter clause: servicePrincipal/id on directoryAudits")
+        if any(f == "activityDateTime" and op in ("gt", "lt") for f, op, _ in clauses):
+            raise FilterError("activityDateTime supports eq, ge and le on directoryAudits")
+        with g._lock:
+            matched = [r for r in g.audits if _matches(r, clauses)]
+        matched.sort(key=lambda r: (r["activityDateTime"], r["id"]), reverse=True)
+        self._paged(matched, "auditLogs/directoryAudits", fault, trailing_empty=False)
+
+
+def membership_audit(
+    audit_id: str,
+    at: datetime | str,
+    group_id: str,
+    member_id: str,
+    *,
+    added: bool = True,
+    upn: str | None = None,
+    group_name: str = "Group",
+    by: str = "admin@contoso.example",
+) -> dict[str, Any]:
+    """Return an "Add member to group" / "Remove member from group" directoryAudit (v1.0 shape)."""
+    from demo.payloads import directory_audit
+
+    return directory_audit(
+        audit_id,
+        _iso(_as_dt(at)),
+        group_id,
+        member_id=member_id,
+        group_name=group_name,
+        upn=upn,
+        added=added,
+        correlation_id=str(uuid.uuid5(uuid.NAMESPACE_URL, audit_id)),
+        initiator_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, by)),
+        initiator_upn=by,
+    )
 
 
 def sync_job(

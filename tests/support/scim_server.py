@@ -180,6 +180,9 @@ def _wrap(app: WSGIApp, server: ScimServer) -> WSGIApp:
             record["request"] = json.loads(body)
         if out:
             record["response"] = json.loads(out)
+        location = [v for k, v in captured["headers"] if k.lower() == "location"]
+        if location:  # what a wiki's audit log carries for a create (docs/scim-audit-format.md)
+            record["response_headers"] = {"Location": location[0]}
         server.audit.append(record)
         return chunks
 
