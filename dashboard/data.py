@@ -1,18 +1,15 @@
-"""Cached loaders: the only place the dashboard reads the store and runs reports.
+"""Cached report answers: the only place the dashboard reads the store and runs reports.
 
 Every cache is keyed by the store path and ``store.version`` (which grows with every committed
-ingest), so new data shows on the next rerun without clearing anything; report results and
-derived series are also keyed by the filters. Canonical tables are held with
-``st.cache_resource`` rather than ``st.cache_data``: cache_data pickles a copy on every hit,
-which for a million events costs seconds per rerun, and report functions never mutate their
-inputs (DESIGN/STYLE contract), so one shared frame is safe. Report results can be as large
-(correlation has a row per event), so they are shared the same way; pages treat every cached
-frame as read-only (the Users page asks for one user's correlation rows, ``user=``, cached per
-user, rather than matching every event in the store). Small series and figures (chart counts,
-KPIs, store info) go through ``st.cache_data``. Every figure a page shows is a registered report
-asked by name (:func:`report`, through ``reports.service`` like the CLI), so ``provlens report
-NAME --format json`` reproduces it; nothing here or in the pages counts or groups on its own.
-The dashboard imports from ``reports`` only ``Filters``/``REPORTS``, ``reports.service`` and, to
+ingest), so new data shows on the next rerun without clearing anything; report results are also
+keyed by the filters and parameters. They are held with ``st.cache_resource`` rather than
+``st.cache_data``: cache_data pickles a copy on every hit, which for large results (correlation
+has a row per event) costs seconds per rerun, so one shared result is used and pages treat it as
+read-only (the Users page asks for one user's rows, ``user=``, cached per user). Store info goes
+through ``st.cache_data``. Every figure a page shows is a registered report asked by name
+(:func:`report`, through ``reports.service`` like the CLI), so ``provlens report NAME --format
+json`` reproduces it; nothing here or in the pages counts or groups on its own. From ``reports``
+the dashboard imports only ``Filters``/``REPORTS``/``ReportResult``, ``reports.service`` and, to
 write downloads, ``reports.export`` (tests/test_dashboard_imports.py enforces it).
 """
 
@@ -28,15 +25,15 @@ import streamlit as st
 
 from dashboard.launch import NOW_ENV
 from ingest import settings
-from ingest.schema import empty_frame
 from ingest.store import Store
 from reports import Filters, service
 
 TTL = 600  # seconds; the version key already invalidates on new data
 OVERRIDE_KEY = "provlens_store_override"
 
-# Columns of `events` the reports and pages read; the rest (raw enums, initiator, systems, free
-# text details) stay on disk, which keeps a million-event store comfortably in memory.
+# Columns of `events` the dashboard read when it loaded whole tables itself (before every page
+# asked reports.service); benchmarks/run.py still times its in-memory baseline with them. Pages
+# never load a table: each report reads its declared columns only.
 EVENT_COLUMNS: tuple[str, ...] = (
     "id",
     "activity_at",
@@ -135,16 +132,6 @@ def store_info(path: str, version: int) -> dict[str, Any]:
     return dict(Store(Path(path)).info()) if Path(path).exists() else {}
 
 
-@st.cache_resource(ttl=TTL, max_entries=24, show_spinner="Loading from the store…")
-def load_table(path: str, version: int, table: str) -> pd.DataFrame:
-    """Return one canonical table (for `events`, only the columns in EVENT_COLUMNS)."""
-    columns = list(EVENT_COLUMNS) if table == "events" else None
-    if not Path(path).exists():
-        frame = empty_frame(table)
-        return frame[columns] if columns else frame
-    return Store(Path(path)).read(table, columns=columns)
-
-
 # Reports whose answer depends on the current time (running cycle, next retry). Only these get
 # `now` and so a cache key that changes every minute; the rest are keyed by data and filters.
 TIME_DEPENDENT_REPORTS = frozenset(
@@ -195,7 +182,7 @@ def report(name: str, path: Path, version: int, filters: FilterState, **params: 
 def clear_caches() -> None:
     """Drop every cached table, report and series (the sidebar's refresh button)."""
     st.cache_data.clear()
-    for cached in (load_table, _report, events_flat):
+    for cached in (_report, events_flat):
         cached.clear()
 
 

@@ -39,10 +39,6 @@ class Context:
         """Run report ``name`` with the current filters (cached)."""
         return data.report(name, self.store_path, self.version, self.filters, **params)
 
-    def table(self, name: str) -> pd.DataFrame:
-        """Return canonical table ``name`` (cached; never mutate it)."""
-        return data.load_table(str(self.store_path), self.version, name)
-
 
 @dataclass(frozen=True)
 class FilterOptions:
