@@ -289,6 +289,25 @@ def _spec(
 # tell a reference failure (quarantine-risk).
 _REQUEST_ANSWER = ("request_id", "received_at", "status_code", "scim_type", "detail")
 _REFERENCE_STEPS = ("event_id", "step_type", "status")
+# What the estimate reads (estimate, and estimate-for which scales it).
+_ESTIMATE_TABLES = (
+    "events",
+    "sync_jobs",
+    "assignments",
+    "group_members",
+    "scim_resources",
+    "scim_requests",
+)
+_ESTIMATE_EVENTS = (
+    "cycle_id",
+    "change_id",
+    "source_type",
+    "error_code",
+    "error_category",
+    "error_reason",
+    "error_additional_details",
+    "recommended_action",
+)
 
 
 REPORTS: dict[str, ReportSpec] = {
@@ -364,24 +383,8 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.estimate:build",
             "How long provisioning takes: documented bounds, observed throughput, ETA.",
             "object",
-            (
-                "events",
-                "sync_jobs",
-                "assignments",
-                "group_members",
-                "scim_resources",
-                "scim_requests",
-            ),
-            events=(
-                "cycle_id",
-                "change_id",
-                "source_type",
-                "error_code",
-                "error_category",
-                "error_reason",
-                "error_additional_details",
-                "recommended_action",
-            ),
+            _ESTIMATE_TABLES,
+            events=_ESTIMATE_EVENTS,
             columns={"scim_requests": _REQUEST_ANSWER},
         ),
         _spec(
@@ -621,24 +624,8 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.pages:build_estimate_for",
             "The estimate for --param objects=N (default: in scope), the running cycle's progress.",
             "object",
-            (
-                "events",
-                "sync_jobs",
-                "assignments",
-                "group_members",
-                "scim_resources",
-                "scim_requests",
-            ),
-            events=(
-                "cycle_id",
-                "change_id",
-                "source_type",
-                "error_code",
-                "error_category",
-                "error_reason",
-                "error_additional_details",
-                "recommended_action",
-            ),
+            _ESTIMATE_TABLES,
+            events=_ESTIMATE_EVENTS,
             columns={"scim_requests": _REQUEST_ANSWER},
         ),
     )

@@ -105,9 +105,12 @@ def series(traces: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     return out
 
 
-def cli_series(rows: pd.DataFrame, by: str) -> dict[tuple[str, str], float]:
+def cli_series(
+    rows: pd.DataFrame, by: str, x: str = "bucket", y: str = "count"
+) -> dict[tuple[str, str], float]:
+    """Return {(``by`` value, ``x`` as naive UTC ISO): ``y``} over the CLI's rows."""
     return {
-        (str(r[by]), pd.Timestamp(r["bucket"]).tz_localize(None).isoformat()): float(r["count"])
+        (str(r[by]), pd.Timestamp(r[x]).tz_localize(None).isoformat()): float(r[y])
         for _, r in rows.iterrows()
     }
 
@@ -230,18 +233,9 @@ def test_scim_traffic_tiles_and_rate_equal_the_cli(app, store_path: Path) -> Non
     assert m["Requests"] == f"{kpi['requests']:,}" == "13"
     assert m["Throttled (429)"] == f"{kpi['throttled']:,}" == "2"
     rate = cli_rows(store_path, "scim-rate")
-    shown = {
-        (str(t["name"]), pd.Timestamp(x).tz_localize(None).isoformat()): float(y)
-        for t in chart(at, "scim_rate")
-        if t.get("type") == "scatter" and t.get("name") in set(rate["status"])
-        for x, y in zip(_values(t["x"]), _values(t["y"]), strict=True)
-    }
-    assert shown == {
-        (str(r["status"]), pd.Timestamp(r["period_start"]).tz_localize(None).isoformat()): float(
-            r["requests"]
-        )
-        for _, r in rate.iterrows()
-    }
+    markers = [t for t in chart(at, "scim_rate") if t.get("name") in set(rate["status"])]
+    shown = series(markers)
+    assert shown == cli_series(rate, "status", "period_start", "requests")
     assert sum(shown.values()) == 13
 
 
