@@ -265,7 +265,9 @@ def _shown_timeline(
     inputs: Inputs, filters: Filters, user: str | None, include_noise: bool
 ) -> tuple[users_report.Timeline, int]:
     if not user:
-        raise ValueError("this report needs a user (--user ID, UPN or name)")
+        from ingest.errors import UsageError
+
+        raise UsageError("this report needs a user: add --user <UPN, object id or name>")
     timeline = users_report.user_timeline(inputs, user, filters)
     return users_report.shown_timeline(timeline, include_noise)
 
