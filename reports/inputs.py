@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -110,6 +111,30 @@ def isin(series: pd.Series, values: Iterable[object] | pd.Series | pd.Index) -> 
     return pd.Series(
         np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool), index=series.index
     )
+
+
+def positions(keys: pd.Series, index: pd.Series) -> npt.NDArray[np.float64]:
+    """Return, per key, the position of its first occurrence in ``index`` (NaN: absent or null).
+
+    What ``pd.Series(range(n), index=index).reindex(keys)`` gives on a unique index, by Arrow's
+    hash lookup: on a million text keys it takes a fraction of a second, not several seconds.
+    """
+    if len(keys) == 0 or len(index) == 0:
+        return np.full(len(keys), np.nan)
+    left = pa.array(pd.Series(keys, dtype="str").array)
+    right = pa.array(pd.Series(index, dtype="str").array)
+    if isinstance(left, pa.ChunkedArray):
+        left = left.combine_chunks()
+    if isinstance(right, pa.ChunkedArray):
+        right = right.combine_chunks()
+    found = pc.index_in(left, value_set=right.cast(left.type))
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype="float64")
+
+
+def unique_text(series: pd.Series) -> bool:
+    """Return True when the non-null values of text ``series`` are distinct (Arrow, fast)."""
+    arr = pa.array(pd.Series(series, dtype="str").array)
+    return bool(arr.null_count == 0 and pc.count_distinct(arr).as_py() == len(arr))
 
 
 FILTER_COLUMNS = ("activity_at", "service_principal_id", "job_id", "action", "status")

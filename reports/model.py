@@ -391,7 +391,8 @@ class Model:
             return ()
         from ingest.schema import TABLES
 
-        return tuple(id(self._source.table(t)) for t in TABLES)
+        # The raw attribute: a table the store has not read yet is not read for this.
+        return tuple(id(object.__getattribute__(self._source, t)) for t in TABLES)
 
     def _frame(self, table: str) -> pd.DataFrame:
         if self._source is None:

@@ -225,6 +225,25 @@ def read_inputs(
     return Inputs.from_tables(frames)
 
 
+def lazy_inputs(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot,
+    tables: Iterable[str],
+    filters: Filters | None = None,
+    columns: Mapping[str, Sequence[str]] | None = None,
+) -> Inputs:
+    """Return Inputs like :func:`read_inputs` whose tables are read on first use only.
+
+    A report answered from the derived model alone reads no canonical table. ``con`` must stay
+    open while the inputs are used (reports.service asks the whole question inside it).
+    """
+
+    def reader(table: str) -> Callable[[], pd.DataFrame]:
+        return lambda: read_table(con, snap, table, (columns or {}).get(table), filters)
+
+    return Inputs.lazy({t: reader(t) for t in dict.fromkeys(tables)})
+
+
 # --- the derived model, once per version ---------------------------------------------------
 
 
