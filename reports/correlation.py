@@ -112,7 +112,8 @@ def _for_user(
     """
     own = match_user(events, user)
     ev = events.iloc[np.flatnonzero(own.to_numpy(bool))]
-    matched = model.matches.loc[isin(model.matches["event_id"], ev["id"]), "request_id"]
+    matches = model.columns("matches", ["request_id", "event_id"])
+    matched = matches.loc[isin(matches["event_id"], ev["id"]), "request_id"]
     upns = casefold(ev["source_upn"]).dropna()
     req_keep = (
         isin(requests["request_id"], matched)
@@ -134,7 +135,7 @@ def _pairs(
         req_pos, ev_pos, _ = match_positions(events, requests, window)
         explained[req_pos] = True
         return req_pos, ev_pos, explained
-    m = model.matches
+    m = model.columns("matches", ["request_id", "event_id"])
     r = positions(m["request_id"], requests["request_id"])
     e = positions(m["event_id"], events["id"])
     seen = ~np.isnan(r)

@@ -21,7 +21,7 @@ report reads them instead of deriving them again. :func:`model_of` returns the m
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -377,7 +377,7 @@ class Model:
         self,
         source: Inputs | None = None,
         parts: dict[str, pd.DataFrame] | None = None,
-        loader: Callable[[str], pd.DataFrame] | None = None,
+        loader: Callable[[str, Sequence[str] | None], pd.DataFrame] | None = None,
     ) -> None:
         self._source = source
         self._parts: dict[str, pd.DataFrame] = dict(parts or {})
@@ -406,8 +406,15 @@ class Model:
             if now != self._seen:
                 self._parts, self._seen = {}, now
         if name not in self._parts:
-            self._parts[name] = self._loader(name) if self._loader else self._compute(name)
+            self._parts[name] = self._loader(name, None) if self._loader else self._compute(name)
         return self._parts[name]
+
+    def columns(self, name: str, columns: Sequence[str]) -> pd.DataFrame:
+        """Return only ``columns`` of part ``name``: a kept part not yet read is read column-wise
+        (what a report reads of a million objects), else the part's columns are selected."""
+        if name not in self._parts and self._loader is not None and self._source is None:
+            return self._loader(name, list(columns))
+        return self.part(name)[list(columns)]
 
     def _compute(self, name: str) -> pd.DataFrame:
         if name == "noise":

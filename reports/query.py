@@ -259,8 +259,8 @@ def load_model(store: Store, version: int) -> Model | None:
     if not all((root / f"{p}.parquet").exists() for p in PARTS):
         return None
 
-    def read(part: str) -> pd.DataFrame:
-        frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet").to_pandas()
+    def read(part: str, columns: Sequence[str] | None) -> pd.DataFrame:
+        frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet", columns=columns).to_pandas()
         return frame
 
     return Model(loader=read)
