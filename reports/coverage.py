@@ -21,6 +21,7 @@ from reports.inputs import (
     latest_scim_snapshot,
     lookup,
     order_events,
+    reindex,
     slim,
 )
 
@@ -199,9 +200,9 @@ def coverage_table(
     ids = pd.Index(entra.index).union(pd.Index(matched.index))
     rows = pd.DataFrame(index=ids.rename("principal_id"))
     rows["wiki_id"] = matched["id"]
-    rows["upn"] = _first_known(entra["upn"].reindex(ids), matched["user_name"].reindex(ids))
-    rows["name"] = _first_known(entra["name"].reindex(ids), matched["display_name"].reindex(ids))
-    rows["_active"] = matched["_active"].reindex(ids)
+    rows["upn"] = _first_known(reindex(entra["upn"], ids), reindex(matched["user_name"], ids))
+    rows["name"] = _first_known(reindex(entra["name"], ids), reindex(matched["display_name"], ids))
+    rows["_active"] = reindex(matched["_active"], ids)
     rows["_known"] = isin(pd.Series(ids), entra.index).to_numpy()
     rows = rows.reset_index()
     orphans = pd.DataFrame(
