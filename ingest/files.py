@@ -1,4 +1,4 @@
-"""`provlens ingest file`: files of any supported format into the store, as one batch.
+"""`provlens ingest file`: files of any supported format into the store, as one pipeline commit.
 
 Each file is decoded (UTF-8 with or without BOM, UTF-16 with BOM), its format detected by
 content (or forced with ``kind``), parsed in chunks and staged. If any file is bad, nothing from
@@ -8,18 +8,18 @@ the call is stored and the BadInput error names the first bad file and the place
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ingest import jsonstream, records_fast, schema
+from ingest import jsonstream, pipeline, schema
 from ingest.errors import BadInput, UsageError
-from ingest.formats import REGISTRY, FileFormat, Options, Source, detect, load_all
+from ingest.formats import REGISTRY, Options, Source, detect, load_all
 from ingest.membership import carry_first_seen, derive_direct
-from ingest.store import Batch, Store
+from ingest.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ def kinds() -> list[str]:
 class _Advance:
     """Moves a progress bar as a file is read: takes absolute offsets within that file.
 
-    Offsets at or below the furthest one seen do not move it, so a file read twice (see
-    ``records_fast.Reparse``) does not count twice.
+    Offsets at or below the furthest one seen do not move it.
     """
 
     def __init__(self, bar: Any, size: int) -> None:
@@ -110,68 +109,8 @@ def ingest_files(
         sources.append(Source(path))
     result = IngestResult(before=store.manifest().rows.copy())
     bar = _progress(sum(s.size for s in sources), progress)
-    pending: dict[str, list[tuple[str, pd.DataFrame]]] = {}
-    change_map: list[pd.DataFrame] = []
     try:
-        with store.batch(source="file", detail=f"{len(sources)} file(s)") as batch:
-            for src in sources:
-                if kind and not src.head().strip():  # detect() says this when not forced
-                    raise BadInput(f"{src.name}:1", "the file is empty", "nothing was stored")
-                fmt = REGISTRY[kind] if kind else detect(src)
-                rows: dict[str, int] = {}
-                log.info("%s: reading as %s", src.name, fmt.kind)
-                advance = _Advance(bar, src.size)
-                token = jsonstream.PROGRESS.set(advance if bar is not None else None)
-                mark = batch.mark()
-                held = ({t: len(v) for t, v in pending.items()}, len(change_map))
-
-                def stage_file(
-                    fmt: FileFormat = fmt, src: Source = src, rows: dict[str, int] = rows
-                ) -> None:
-                    _stage(
-                        batch,
-                        fmt.parse(src, options),
-                        fmt.kind,
-                        options,
-                        src.name,
-                        rows,
-                        pending,
-                        change_map,
-                    )
-
-                try:
-                    try:
-                        allow = records_fast.WHOLE_ARRAY.set(True)
-                        try:
-                            stage_file()
-                        finally:
-                            records_fast.WHOLE_ARRAY.reset(allow)
-                    except records_fast.Reparse as exc:
-                        # The columnar path met a record it does not reproduce after it had
-                        # staged some: drop this file's rows and read it the general way.
-                        log.info("%s: re-reading without the array fast path (%s)", src.name, exc)
-                        batch.rollback(mark)
-                        rows.clear()
-                        for table, n in held[0].items():
-                            del pending[table][n:]
-                        for table in set(pending) - set(held[0]):
-                            del pending[table]
-                        del change_map[held[1] :]
-                        stage_file()
-                finally:
-                    jsonstream.PROGRESS.reset(token)
-                advance(src.size)
-                result.files.append(FileResult(src.name, fmt.kind, rows))
-            for table, items in pending.items():
-                if table == "group_members":
-                    members = pd.concat([df for _, df in items], ignore_index=True)
-                    stored = store.read("group_members") if store.exists() else None
-                    members = derive_direct(members, stored)
-                    # A members list has no capture time of its own: the one given, else now.
-                    seen_at = options.captured_at or pd.Timestamp.now(tz="UTC")
-                    batch.add({table: carry_first_seen(members, stored, seen_at)})
-                else:
-                    batch.add({table: _join_on_change_id(store, table, items, change_map)})
+        pipeline.write(store, _items(store, sources, kind, options, bar, result), source="file")
     finally:
         if bar is not None:
             bar.close()
@@ -181,8 +120,48 @@ def ingest_files(
     return result
 
 
+def _items(
+    store: Store,
+    sources: list[Source],
+    kind: str | None,
+    options: Options,
+    bar: Any,
+    result: IngestResult,
+) -> Iterator[pipeline.Item]:
+    """The files as pipeline items: every file's frames, then one commit for them all."""
+    pending: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    change_map: list[pd.DataFrame] = []
+    for src in sources:
+        if kind and not src.head().strip():  # detect() says this when not forced
+            raise BadInput(f"{src.name}:1", "the file is empty", "nothing was stored")
+        fmt = REGISTRY[kind] if kind else detect(src)
+        rows: dict[str, int] = {}
+        log.info("%s: reading as %s", src.name, fmt.kind)
+        advance = _Advance(bar, src.size)
+        token = jsonstream.PROGRESS.set(advance if bar is not None else None)
+        try:
+            for staged in _stage(
+                fmt.parse(src, options), fmt.kind, options, src.name, rows, pending, change_map
+            ):
+                yield pipeline.Frames(staged)
+        finally:
+            jsonstream.PROGRESS.reset(token)
+        advance(src.size)
+        result.files.append(FileResult(src.name, fmt.kind, rows))
+    for table, items in pending.items():
+        if table == "group_members":
+            members = pd.concat([df for _, df in items], ignore_index=True)
+            stored = store.read("group_members") if store.exists() else None
+            members = derive_direct(members, stored)
+            # A members list has no capture time of its own: the one given, else now.
+            seen_at = options.captured_at or pd.Timestamp.now(tz="UTC")
+            yield pipeline.Frames({table: carry_first_seen(members, stored, seen_at)})
+        else:
+            yield pipeline.Frames({table: _join_on_change_id(store, table, items, change_map)})
+    yield pipeline.Commit(detail=f"{len(sources)} file(s)")
+
+
 def _stage(
-    batch: Batch,
     chunks: Iterable[dict[str, pd.DataFrame]],
     kind: str,
     options: Options,
@@ -190,8 +169,8 @@ def _stage(
     rows: dict[str, int],
     pending: dict[str, list[tuple[str, pd.DataFrame]]],
     change_map: list[pd.DataFrame],
-) -> None:
-    """Conform and stage one file's frames; child rows without an event id wait in ``pending``."""
+) -> Iterator[dict[str, pd.DataFrame]]:
+    """Conform one file's frames for staging; child rows without an event id wait in ``pending``."""
     for frames in chunks:
         staged: dict[str, pd.DataFrame] = {}
         for table, df in frames.items():
@@ -210,7 +189,7 @@ def _stage(
             else:
                 staged[table] = df
             rows[table] = rows.get(table, 0) + len(df)
-        batch.add(staged)
+        yield staged
 
 
 def _join_on_change_id(

@@ -81,40 +81,6 @@ for _code in (_QUOTE, _BSLASH, _NL, _OPEN_OBJ, _CLOSE_OBJ, _OPEN_ARR, _CLOSE_ARR
     _LUT[_code] = _code
 
 
-def array_span(path: Path, skip: int, layout: str, head: bytes) -> tuple[int, int] | None:
-    """Return ``(start, end)`` of the records array of a one-document file, or None.
-
-    For a single Graph page (or a bare array) the array runs from the ``[`` after ``"value":``
-    to the last ``]`` of the file; the page's other members must parse as JSON around it.
-    Concatenated pages are not detected here: whoever parses the span fails on them.
-    """
-    if layout == "array":
-        m = re.match(rb"\s*\[", head)
-    elif layout == "pages":
-        m = _HEAD_PAGE.match(head)
-    else:
-        return None
-    if m is None:
-        return None
-    start = skip + m.end() - 1
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        fh.seek(max(start, size - HEAD_BYTES))
-        tail_at = fh.tell()
-        tail = fh.read()
-    close = tail.rfind(b"]")
-    if close < 0:
-        return None
-    end = tail_at + close + 1
-    if end <= start:
-        return None
-    try:
-        orjson.loads(head[: m.end()] + tail[close:])
-    except orjson.JSONDecodeError:
-        return None
-    return start, end
-
-
 class _Scan:
     """Block-wise structural scan: the braces and brackets outside strings, with their lines."""
 

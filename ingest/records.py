@@ -1,107 +1,58 @@
 """Provisioning log records, in any of their shapes, to the events/steps/modified_properties frames.
 
-One function, :func:`records_to_frames`, serves every source: Graph list responses and the admin
-center's JSON download (camelCase), legacy beta records (``action``, ``statusInfo``), Azure Monitor
-diagnostic-settings / Event Hub / storage envelopes (``time``, ``category``, ``properties{...}``,
-PascalCase ``Id``/``Name``, integer enums, ``durationMs`` as a string), and Log Analytics
-``AADProvisioningLogs`` rows (PascalCase columns whose object values are JSON text).
+:func:`records_to_frames` is the public entry for records already parsed into Python objects
+(Graph pages, the Graph puller, Log Analytics query rows as dicts with their column names, nested
+columns as JSON text). It reads every column from :mod:`ingest.fieldmap`, matching keys
+case-insensitively at every nesting level, so one record gives the same row in every shape and
+every file it arrives in.
 
-Every quirk in reference/graph/provisioning-object-summary.md section 5 is handled here: enum
-casing and integers, ``servicePrincipal`` as object or array, the ``initiatingType`` typo, empty
-strings for missing ids, 0-9 fractional-second digits and offsets, JSON-in-string values. Unknown
-enum values become ``unknown`` with the raw value kept in the ``*_raw`` column.
+The per-record engine here only extracts the raw values the map points at; :func:`finish` turns
+raw values into canonical frames (enums, durations, derived columns, last copy wins). The
+columnar engine (:mod:`ingest.records_fast`) extracts the same raw values from the same map and
+calls the same :func:`finish`.
+
+Every quirk in reference/graph/provisioning-object-summary.md section 5 is handled: enum casing
+and integers, ``servicePrincipal`` as object or array, the ``initiatingType`` typo, empty strings
+for missing ids, 0-9 fractional-second digits and offsets, JSON-in-string values. Unknown enum
+values become ``unknown`` with the raw value kept in the ``*_raw`` column.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
+from ingest import fieldmap as fm
 from ingest import schema
 from ingest.errors import BadInput
+from ingest.times import parse_times
 
 Frames = dict[str, pd.DataFrame]
 
+# Kept for the modules that normalise enums of their own files (portal CSV).
+ACTION = fm.ENUMS["action"]
+STATUS = fm.ENUMS["status"]
+STEP_TYPE = fm.ENUMS["step_type"]
+ERROR_CATEGORY = fm.ENUMS["error_category"]
+INITIATOR = fm.ENUMS["initiator"]
+norm_enum = fm.norm_enum
+identity_type = fm.identity_type
 
-def _enum_map(names: dict[str, str], ints: list[str]) -> dict[Any, str]:
-    out: dict[Any, str] = {}
-    for wire, canon in names.items():
-        out[wire.lower().replace("_", "").replace(" ", "")] = canon
-    for i, canon in enumerate(ints):
-        out[i] = canon
-        out[str(i)] = canon
-    return out
-
-
-ACTION = _enum_map(
-    {
-        "create": "create",
-        "update": "update",
-        "delete": "delete",
-        "disable": "disable",
-        "stagedDelete": "staged_delete",
-        "other": "other",
-    },
-    ["other", "create", "delete", "disable", "update", "staged_delete", "unknown"],
-)
-STATUS = _enum_map(
-    {"success": "success", "failure": "failure", "skipped": "skipped", "warning": "warning"},
-    ["success", "failure", "skipped", "warning", "unknown"],
-)
-STEP_TYPE = _enum_map(
-    {
-        "import": "import",
-        "scoping": "scoping",
-        "matching": "matching",
-        "processing": "processing",
-        "referenceResolution": "reference_resolution",
-        "export": "export",
-    },
-    ["import", "scoping", "matching", "processing", "reference_resolution", "export", "unknown"],
-)
-ERROR_CATEGORY = _enum_map(
-    {"failure": "failure", "nonServiceFailure": "non_service_failure", "success": "success"},
-    ["failure", "non_service_failure", "success", "unknown"],
-)
-INITIATOR = _enum_map(
-    {"user": "user", "application": "application", "system": "system"},
-    ["user", "application", "system", "unknown"],
-)
+PARENT = "_parent"  # row number of a child's event within one extraction (internal)
+_EVENT_KEYS = [(f.column, f.keys) for f in fm.EVENT_FIELDS]
+_STEP_KEYS = [(f.column, f.keys) for f in fm.STEP_FIELDS]
+_PROP_KEYS = [(f.column, f.keys) for f in fm.PROPERTY_FIELDS]
+_STEPS_KEY = fm.STEPS_PATH.lower()
+_PROPS_KEY = fm.PROPERTIES_PATH.lower()
+_RESOURCE_KEYS = tuple(fm.RESOURCE_ID.lower().split("."))
+_SI_DETAILS = ("sourceidentity", "details")
 
 
-def norm_enum(value: Any, mapping: Mapping[Any, str]) -> tuple[str, str | None]:
-    """Return ``(canonical, raw)``: raw is None when recognised, else the value as text."""
-    if value is None or value == "":
-        return "unknown", None
-    if isinstance(value, bool):
-        return "unknown", str(value)
-    if isinstance(value, int):
-        hit = mapping.get(value)
-    else:
-        text = str(value)
-        hit = mapping.get(text.strip().lower().replace("_", "").replace(" ", ""))
-    if hit is None or (hit == "unknown"):
-        return "unknown", str(value)
-    return hit, None
-
-
-def identity_type(value: Any) -> str | None:
-    """Return user / group / other for Entra's free-text identity types (None when missing)."""
-    if value is None or value == "":
-        return None
-    text = str(value).strip().lower()
-    if text.endswith(":user") or text == "user":
-        return "user"
-    if text.endswith(":group") or text == "group":
-        return "group"
-    return "other"
-
-
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """Parse JSON-in-a-string values (Log Analytics columns, some stream fields)."""
     if isinstance(value, str):
         s = value.strip()
@@ -115,21 +66,21 @@ def _json_value(value: Any) -> Any:
 
 def _obj(value: Any) -> dict[str, Any]:
     """Return a dict for an object-ish value (object, JSON text, one-element array), else {}."""
-    value = _json_value(value)
+    value = json_value(value)
     if isinstance(value, list):
         value = next((v for v in value if isinstance(v, dict)), None)
     return value if isinstance(value, dict) else {}
 
 
-def _ci(d: Mapping[str, Any]) -> dict[str, Any]:
+def ci(d: Mapping[str, Any]) -> dict[str, Any]:
     """Lower-case the keys of ``d`` (the first spelling wins)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
-        out.setdefault(k.lower(), v)
+        out.setdefault(k.lower() if isinstance(k, str) else k, v)
     return out
 
 
-def _text(value: Any) -> str | None:
+def text(value: Any) -> str | None:
     """Return a non-empty string or None (Entra writes "" for missing ids and names)."""
     if value is None:
         return None
@@ -140,24 +91,50 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _name(obj: Mapping[str, Any]) -> str | None:
-    """Display name of a lower-cased identity object (Graph `displayName`, stream `Name`)."""
-    return _text(_first(obj.get("displayname"), obj.get("name")))
+def _empty(v: Any) -> bool:
+    return v is None or v == ""
 
 
-def _first(*values: Any) -> Any:
-    for v in values:
-        if v is not None and v != "":
-            return v
-    return None
+class _View:
+    """Case-insensitive path lookups into one record (each object lower-cased once)."""
+
+    __slots__ = ("cache", "root")
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+        self.cache: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    def node(self, prefix: tuple[str, ...]) -> dict[str, Any]:
+        if not prefix:
+            return self.root
+        hit = self.cache.get(prefix)
+        if hit is None:
+            hit = ci(_obj(self.node(prefix[:-1]).get(prefix[-1])))
+            self.cache[prefix] = hit
+        return hit
+
+    def first(self, paths: tuple[tuple[str, ...], ...]) -> Any:
+        for keys in paths:
+            v = self.node(keys[:-1]).get(keys[-1])
+            if not _empty(v):
+                return v
+        return None
 
 
-_TENANT_IN_RESOURCE = re.compile(r"/tenants/([^/]+)", re.IGNORECASE)
-_SKIP_KEYS = ("skipreason", "skip reason")
+def unwrap(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the record with lower-cased top-level keys; an envelope's inner record carries
+    the envelope under ``@envelope``."""
+    top = ci(rec)
+    props = top.get("properties")
+    if isinstance(props, (dict, str)) and any(k in top for k in fm.ENVELOPE_MARKERS):
+        inner = ci(_obj(props))
+        inner[fm.ENVELOPE] = top
+        return inner
+    return top
 
 
 def _details_text(details: Any) -> str | None:
-    details = _json_value(details)
+    details = json_value(details)
     if details is None or details == {} or details == "":
         return None
     if isinstance(details, str):
@@ -165,78 +142,37 @@ def _details_text(details: Any) -> str | None:
     return orjson.dumps(details).decode()
 
 
-class _Columns:
-    """Column lists being filled record by record."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-        self.data: dict[str, list[Any]] = {n: [] for n in names}
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.data, columns=self.names)
-
-
-EVENT_COLUMNS = [c for c in schema.EVENTS.names]
-STEP_COLUMNS = [c for c in schema.STEPS.names]
-MP_COLUMNS = [c for c in schema.MODIFIED_PROPERTIES.names]
+def _scalar(value: Any) -> Any:
+    """A raw value as the columnar engine sees it: text, or None (objects as JSON text)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
 
 
-def _unwrap(rec: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a record with lower-cased keys, flattening diagnostic envelopes and LA rows."""
-    top = _ci(rec)
-    props = top.get("properties")
-    if isinstance(props, (dict, str)) and ("category" in top or "operationname" in top):
-        inner = _ci(_obj(props))
-        # Envelope fields fill what properties lack.
-        if inner.get("id") in (None, ""):
-            inner["id"] = top.get("identity")
-        if inner.get("activitydatetime") in (None, ""):
-            inner["activitydatetime"] = top.get("time")
-        if inner.get("tenantid") in (None, ""):
-            tenant = top.get("tenantid")
-            if not tenant and isinstance(top.get("resourceid"), str):
-                m = _TENANT_IN_RESOURCE.search(top["resourceid"])
-                tenant = m.group(1) if m else None
-            inner["tenantid"] = tenant
-        if inner.get("durationinmilliseconds") in (None, ""):
-            inner["durationinmilliseconds"] = top.get("durationms")
-        if inner.get("changeid") in (None, ""):
-            inner["changeid"] = top.get("correlationid")
-        inner["_resulttype"] = top.get("resulttype")
-        inner["_resultsignature"] = top.get("resultsignature")
-        inner["_resultdescription"] = top.get("resultdescription")
-        return inner
-    if "timegenerated" in top and "activitydatetime" not in top:
-        # Log Analytics AADProvisioningLogs row.
-        la = dict(top)
-        la["activitydatetime"] = top.get("timegenerated")
-        la["tenantid"] = _first(top.get("aadtenantid"), None)
-        la["durationinmilliseconds"] = top.get("durationms")
-        la["_resulttype"] = top.get("resulttype")
-        la["_resultsignature"] = top.get("resultsignature")
-        la["_resultdescription"] = top.get("resultdescription")
-        return la
-    return top
+def _value_text(value: Any) -> str | None:
+    """Old/new property values and step text: strings as they are, JSON otherwise."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return text(value)
 
 
-def records_to_frames(
-    records: Iterable[Mapping[str, Any]],
-    origin: str,
-    locate: Callable[[int], str] | None = None,
-) -> Frames:
-    """Return events, steps and modified_properties frames for provisioning log ``records``.
-
-    ``locate(i)`` names the place of record ``i`` for error messages (default ``record i+1``).
-    Raises BadInput for a record that is not an object, has no id or no usable timestamp.
-    """
-    where = locate or (lambda i: f"record {i + 1}")
-    ev = _Columns(EVENT_COLUMNS)
-    st = _Columns(STEP_COLUMNS)
-    mp = _Columns(MP_COLUMNS)
-    times_raw: list[Any] = []
-    e = ev.data
-    s = st.data
-    m = mp.data
+def extract(records: Iterable[Any], where: Callable[[int], str]) -> tuple[dict, dict, dict]:
+    """Raw column lists for events, steps and properties of ``records`` (per record)."""
+    ev: dict[str, list[Any]] = {c: [] for c, _ in _EVENT_KEYS}
+    ev["resource_id"] = []
+    st: dict[str, list[Any]] = {c: [] for c, _ in _STEP_KEYS}
+    st[PARENT] = []
+    st["position"] = []
+    mp: dict[str, list[Any]] = {c: [] for c, _ in _PROP_KEYS}
+    mp[PARENT] = []
     for i, rec in enumerate(records):
         if not isinstance(rec, Mapping):
             raise BadInput(
@@ -244,242 +180,252 @@ def records_to_frames(
                 f"expected a provisioning record (a JSON object), found {type(rec).__name__}",
                 "check that the file is a provisioning log export; nothing was stored",
             )
-        r = _unwrap(rec)
-        if isinstance(r.get("id"), (dict, list, bool, float)):
+        view = _View(unwrap(rec))
+        for column, paths in _EVENT_KEYS:
+            ev[column].append(view.first(paths))
+        if isinstance(ev["id"][-1], (dict, list, bool, float)):
             raise BadInput(
                 where(i),
-                f"record id is not a string ({type(r.get('id')).__name__})",
+                f"record id is not a string ({type(ev['id'][-1]).__name__})",
                 "provisioning records need an `id`; nothing was stored",
             )
-        event_id = _text(r.get("id"))
-        if event_id is None:
-            raise BadInput(
-                where(i),
-                "record has no id",
-                "provisioning records need an `id`; nothing was stored",
-            )
-        if not isinstance(event_id, str):
-            event_id = str(event_id)
-        ts = r.get("activitydatetime")
-        if not isinstance(ts, str) or not ts:
-            raise BadInput(
-                where(i),
-                f"record {event_id!r} has no activityDateTime (found {ts!r})",
-                "nothing was stored",
-            )
-        times_raw.append(ts)
-        change_id = _text(r.get("changeid"))
-
-        # Status and error: provisioningStatusInfo, legacy statusInfo, envelope resultType.
-        psi = _ci(_obj(r.get("provisioningstatusinfo")))
-        legacy = _ci(_obj(r.get("statusinfo")))
-        err = _ci(_obj(psi.get("errorinformation")))
-        if not err and legacy:
-            err = {
-                k: legacy.get(k)
-                for k in (
-                    "errorcode",
-                    "reason",
-                    "additionaldetails",
-                    "errorcategory",
-                    "recommendedaction",
-                )
-            }
-        status_value = _first(psi.get("status"), legacy.get("status"), r.get("_resulttype"))
-        status, status_raw = norm_enum(status_value, STATUS)
-        action, action_raw = norm_enum(_first(r.get("provisioningaction"), r.get("action")), ACTION)
-        category_value = err.get("errorcategory")
-        if category_value in (None, ""):
-            category, category_raw = None, None
-        else:
-            category, category_raw = norm_enum(category_value, ERROR_CATEGORY)
-
-        initiator = _ci(_obj(r.get("initiatedby")))
-        init_value = _first(
-            initiator.get("initiatortype"), initiator.get("initiatingtype"), initiator.get("type")
-        )
-        if init_value is None:
-            init_type, init_raw = None, None
-        else:
-            init_type, init_raw = norm_enum(init_value, INITIATOR)
-
-        sp = _ci(_obj(r.get("serviceprincipal")))
-        source_sys = _ci(_obj(r.get("sourcesystem")))
-        target_sys = _ci(_obj(r.get("targetsystem")))
-        sys_details = _ci(_obj(target_sys.get("details"))) or _ci(_obj(source_sys.get("details")))
-        src = _ci(_obj(r.get("sourceidentity")))
-        tgt = _ci(_obj(r.get("targetidentity")))
-        src_details = _ci(_obj(src.get("details")))
-
-        # Steps.
-        steps = _json_value(r.get("provisioningsteps"))
-        skip_reason: str | None = None
-        failed_step: str | None = None
-        upn = _text(src_details.get("userprincipalname"))
+        ev["resource_id"].append(view.node(_RESOURCE_KEYS[:-1]).get(_RESOURCE_KEYS[-1]))
+        row = len(ev["id"]) - 1
+        steps = json_value(view.root.get(_STEPS_KEY))
         if isinstance(steps, list):
             for pos, step in enumerate(steps):
                 if not isinstance(step, Mapping):
                     continue
-                sd = _ci(step)
-                step_type, step_type_raw = norm_enum(sd.get("provisioningsteptype"), STEP_TYPE)
-                step_status, step_status_raw = norm_enum(sd.get("status"), STATUS)
-                details = _json_value(sd.get("details"))
-                name = _text(sd.get("name"))
-                if isinstance(details, Mapping) and details:
-                    dd = _ci(details)
-                    if skip_reason is None:
-                        for key in _SKIP_KEYS:
-                            if dd.get(key):
-                                skip_reason = str(dd[key])
-                                break
-                    if upn is None and step_type == "import":
-                        upn = _text(dd.get("userprincipalname"))
-                if failed_step is None and step_status == "failure":
-                    failed_step = name
-                s["event_id"].append(event_id)
-                s["change_id"].append(change_id)
-                s["position"].append(pos)
-                s["name"].append(name)
-                s["step_type"].append(step_type)
-                s["step_type_raw"].append(step_type_raw)
-                s["status"].append(step_status)
-                s["status_raw"].append(step_status_raw)
-                s["description"].append(_text(sd.get("description")))
-                s["details"].append(_details_text(details))
-
-        props = _json_value(r.get("modifiedproperties"))
+                sv = _View(ci(step))
+                for column, paths in _STEP_KEYS:
+                    st[column].append(sv.first(paths))
+                st[PARENT].append(row)
+                st["position"].append(pos)
+        props = json_value(view.root.get(_PROPS_KEY))
         if isinstance(props, list):
             for prop in props:
                 if not isinstance(prop, Mapping):
                     continue
-                pd_ = _ci(prop)
-                m["event_id"].append(event_id)
-                m["change_id"].append(change_id)
-                m["name"].append(_name(pd_))
-                m["old_value"].append(_text(pd_.get("oldvalue")))
-                m["new_value"].append(_text(pd_.get("newvalue")))
+                pv = _View(ci(prop))
+                for column, paths in _PROP_KEYS:
+                    mp[column].append(pv.first(paths))
+                mp[PARENT].append(row)
+    return ev, st, mp
 
-        duration = r.get("durationinmilliseconds")
-        if isinstance(duration, str):
-            duration = duration.strip()
-            duration = int(float(duration)) if re.fullmatch(r"-?\d+(\.\d+)?", duration) else None
-        elif isinstance(duration, float):
-            duration = int(duration)
-        elif not isinstance(duration, int) or isinstance(duration, bool):
-            duration = None
 
-        error_code = _text(_first(err.get("errorcode"), r.get("_resultsignature")))
-        if error_code in ("None", "0"):
-            error_code = None
-        if status == "skipped" and skip_reason is None:
-            skip_reason = _text(err.get("reason")) if err else None
+def records_to_frames(
+    records: Iterable[Any],
+    origin: str,
+    locate: Callable[[int], str] | None = None,
+) -> Frames:
+    """Return events, steps and modified_properties frames for provisioning log ``records``.
 
-        e["id"].append(event_id)
-        e["activity_at"].append(None)
-        e["tenant_id"].append(_text(r.get("tenantid")))
-        e["job_id"].append(_text(r.get("jobid")))
-        e["cycle_id"].append(_text(r.get("cycleid")))
-        e["change_id"].append(change_id)
-        e["service_principal_id"].append(
-            _text(_first(sp.get("id"), sys_details.get("serviceprincipalid")))
+    Records may be of any known shape (see ingest.fieldmap), mixed. ``locate(i)`` names the
+    place of record ``i`` for error messages (default ``record i+1``). A record repeated in
+    ``records`` is kept once: the last copy, with its own steps and properties only. Raises
+    BadInput for a record that is not an object, has no id or no usable timestamp.
+    """
+    where = locate or (lambda i: f"record {i + 1}")
+    ev, st, mp = extract(records, where)
+    # Text columns as the columnar engine gives them; objects in text columns become JSON.
+    for column in ev:
+        if column not in ("duration_ms",):
+            ev[column] = [_scalar(v) for v in ev[column]]
+    st["details"] = [_details_text(v) for v in st["details"]]
+    for column in ("name", "step_type", "status", "description"):
+        st[column] = [_scalar(v) for v in st[column]]
+    for column in ("old_value", "new_value"):
+        mp[column] = [_value_text(v) for v in mp[column]]
+    mp["name"] = [_scalar(v) for v in mp["name"]]
+    return finish(
+        pd.DataFrame(ev, dtype=object),
+        pd.DataFrame(st, dtype=object),
+        pd.DataFrame(mp, dtype=object),
+        origin,
+        where,
+    )
+
+
+def finish(
+    ev: pd.DataFrame,
+    st: pd.DataFrame,
+    mp: pd.DataFrame,
+    origin: str,
+    where: Callable[[int], str],
+) -> Frames:
+    """Canonical frames from raw extracted columns (both engines end here).
+
+    ``ev`` has one row per record, the raw value of every field-map column (text or None, the
+    duration as given) and ``resource_id`` (the envelope's); ``st`` and ``mp``
+    hold raw child columns with ``_parent``, the row of their record in ``ev``.
+    """
+    ev = ev.reset_index(drop=True)
+    n = len(ev)
+    ids = ev["id"]
+    missing = ids.isna() | (ids == "")
+    if missing.any():
+        i = int(missing.to_numpy().nonzero()[0][0])
+        raise BadInput(
+            where(i), "record has no id", "provisioning records need an `id`; nothing was stored"
         )
-        e["service_principal_name"].append(
-            _text(
-                _first(
-                    sp.get("displayname"),
-                    sp.get("name"),
-                    sys_details.get("serviceprincipaldisplayname"),
-                )
-            )
+    ts = ev["activity_at"]
+    no_time = ts.isna() | (ts == "")
+    if no_time.any():
+        i = int(no_time.to_numpy().nonzero()[0][0])
+        raise BadInput(
+            where(i),
+            f"record {ids.iloc[i]!r} has no activityDateTime (found None)",
+            "nothing was stored",
         )
-        e["action"].append(action)
-        e["action_raw"].append(action_raw)
-        e["status"].append(status)
-        e["status_raw"].append(status_raw)
-        e["error_code"].append(error_code)
-        e["error_category"].append(category)
-        e["error_category_raw"].append(category_raw)
-        e["error_reason"].append(_text(_first(err.get("reason"), r.get("_resultdescription"))))
-        e["error_additional_details"].append(_text(err.get("additionaldetails")))
-        e["recommended_action"].append(_text(err.get("recommendedaction")))
-        e["skip_reason"].append(skip_reason)
-        e["failed_step"].append(failed_step)
-        e["duration_ms"].append(duration)
-        e["initiator_type"].append(init_type)
-        e["initiator_type_raw"].append(init_raw)
-        e["initiator_name"].append(_name(initiator))
-        e["source_system"].append(_name(source_sys))
-        e["target_system"].append(_name(target_sys))
-        e["source_id"].append(_text(src.get("id")))
-        e["source_name"].append(_name(src))
-        e["source_upn"].append(upn)
-        e["source_type"].append(identity_type(src.get("identitytype")))
-        e["target_id"].append(_text(tgt.get("id")))
-        e["target_name"].append(_name(tgt))
-        e["target_type"].append(identity_type(tgt.get("identitytype")))
-        e["origin"].append(origin)
+    times = parse_times(ts)
+    bad = times.isna()
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise BadInput(
+            where(i),
+            f"activityDateTime {ts.iloc[i]!r} is not an ISO 8601 time in range",
+            "nothing was stored",
+        )
 
-    events = ev.frame()
-    if len(events):
-        parsed = parse_times(pd.Series(times_raw, dtype="object"))
-        bad = parsed.isna()
-        if bad.any():
-            i = int(bad.to_numpy().nonzero()[0][0])
-            raise BadInput(
-                where(i),
-                f"activityDateTime {times_raw[i]!r} is not an ISO 8601 time in range",
-                "nothing was stored",
-            )
-        events["activity_at"] = parsed
+    # Last copy wins: keep each id's last row and only that row's children.
+    keep = ~ids.duplicated(keep="last")
+    if not keep.all():
+        kept_rows = np.flatnonzero(keep.to_numpy())
+        st = st[st[PARENT].isin(kept_rows)]
+        mp = mp[mp[PARENT].isin(kept_rows)]
+    out = pd.DataFrame({"id": ids, "activity_at": times})
+    for f in fm.EVENT_FIELDS:
+        if f.column in ("id", "activity_at"):
+            continue
+        raw = ev[f.column]
+        if f.kind == fm.ENUM:
+            canon, raw_out = _enum(raw, fm.ENUMS[f.enum or ""])
+            if f.column in fm.NULLABLE_ENUMS:
+                present = raw.notna() & (raw != "")
+                canon, raw_out = canon.where(present, None), raw_out.where(present, None)
+            out[f.column], out[f"{f.column}_raw"] = canon, raw_out
+        elif f.kind == fm.IDENTITY:
+            out[f.column] = _map(raw, fm.identity_type)
+        elif f.kind == fm.DURATION:
+            out[f.column] = _map(raw, fm.duration).astype("Int64")
+        elif f.kind == fm.SNAKE:
+            out[f.column] = _map(raw, fm.snake)
+        else:
+            out[f.column] = raw.where(raw.notna() & (raw != ""), None)
+    tenant = _map(ev["resource_id"], fm.tenant_in_resource)
+    out["tenant_id"] = out["tenant_id"].where(out["tenant_id"].notna(), tenant)
+    out["error_code"] = out["error_code"].where(~out["error_code"].isin(fm.NO_ERROR_CODES), None)
+    out["origin"] = origin
+
+    steps = pd.DataFrame(
+        {
+            "event_id": ids.to_numpy()[st[PARENT].to_numpy(dtype=int)] if len(st) else [],
+            "position": st["position"].to_numpy(),
+            "name": st["name"].where(st["name"] != "", None).to_numpy(),
+        }
+    )
+    steps["change_id"] = (
+        out["change_id"].to_numpy()[st[PARENT].to_numpy(dtype=int)] if len(st) else []
+    )
+    steps["step_type"], steps["step_type_raw"] = (
+        s.to_numpy() for s in _enum(st["step_type"], STEP_TYPE)
+    )
+    steps["status"], steps["status_raw"] = (s.to_numpy() for s in _enum(st["status"], STATUS))
+    steps["description"] = st["description"].where(st["description"] != "", None).to_numpy()
+    steps["details"] = st["details"].to_numpy()
+    parents = st[PARENT].to_numpy(dtype=int)
+
+    # Derived columns, from the canonical steps (the same rule for every engine).
+    out["failed_step"] = _first_per_parent(
+        n, parents, steps["name"].where((steps["status"] == "failure") & steps["name"].notna())
+    )
+    details = steps["details"].astype(object)
+    has = details.notna()
+    skip = _map(
+        details.where(has & details.str.contains("skip", case=False, regex=False)), _skip_reason
+    )
+    skip_first = _first_per_parent(n, parents, skip)
+    out["skip_reason"] = skip_first.where(
+        skip_first.notna(), out[fm.INNER_REASON].where(out["status"] == "skipped", None)
+    )
+    import_upn = (steps["step_type"] == "import") & has
+    import_upn &= details.str.contains("principalname", case=False, regex=False)
+    step_upn = _map(details.where(import_upn), _upn_of)
+    out["source_upn"] = out["source_upn"].where(
+        out["source_upn"].notna(), _first_per_parent(n, parents, step_upn)
+    )
+
+    props = pd.DataFrame(
+        {
+            "event_id": ids.to_numpy()[mp[PARENT].to_numpy(dtype=int)] if len(mp) else [],
+            "change_id": out["change_id"].to_numpy()[mp[PARENT].to_numpy(dtype=int)]
+            if len(mp)
+            else [],
+            "name": mp["name"].where(mp["name"] != "", None).to_numpy(),
+            "old_value": mp["old_value"].to_numpy(),
+            "new_value": mp["new_value"].to_numpy(),
+        }
+    )
+    if not keep.all():
+        out = out[keep.to_numpy()]
     return {
-        "events": schema.conform("events", events),
-        "steps": schema.conform("steps", st.frame()),
-        "modified_properties": schema.conform("modified_properties", mp.frame()),
+        "events": schema.conform("events", out),
+        "steps": schema.conform("steps", steps),
+        "modified_properties": schema.conform("modified_properties", props),
     }
 
 
-def parse_times(values: pd.Series) -> pd.Series:
-    """Parse ISO 8601 strings (0-9 fractional digits, Z or offsets) to UTC; bad ones become NaT."""
-    out = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce").astype(
-        "datetime64[us, UTC]"
+def _enum(values: pd.Series, table: dict[Any, str]) -> tuple[pd.Series, pd.Series]:
+    """Normalise raw enum text, one call per distinct value."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    pairs = [fm.norm_enum(v, table) for v in uniques] + [("unknown", None)]
+    canon = np.array([p[0] for p in pairs], dtype=object)
+    raw = np.array([p[1] for p in pairs], dtype=object)
+    return (
+        pd.Series(canon[codes], index=values.index, dtype=object),
+        pd.Series(raw[codes], index=values.index, dtype=object),
     )
-    missing = out.isna() & values.notna()
-    if missing.any():
-        # Years outside the nanosecond range (0001 sentinels, 9999): parse those one by one.
-        fixed = [_parse_one(values.loc[i]) for i in out.index[missing]]
-        repaired = pd.Series(
-            [pd.NaT if t is None else t for t in fixed], index=out.index[missing], dtype=object
-        )
-        out = out.astype(object)
-        out.loc[repaired.index] = repaired
-        out = pd.Series(
-            pd.array(
-                [
-                    pd.NaT if v is None or v is pd.NaT else pd.Timestamp(v).as_unit("us")
-                    for v in out
-                ],
-                dtype="datetime64[us, UTC]",
-            ),
-            index=values.index,
-        )
-    # Years outside 1..9999 (pandas accepts year 0) cannot become Python datetimes, which every
-    # report, export and `store info` needs: treat them as not a time rather than store them.
-    out = out.where((out.dt.year >= 1) & (out.dt.year <= 9999))
-    return out
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
+def _map(values: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
+    """Apply ``fn`` once per distinct non-null value (null stays null)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.array([fn(v) for v in uniques] + [None], dtype=object)
+    return pd.Series(table[codes], index=values.index, dtype=object)
 
 
-def _parse_one(value: Any) -> pd.Timestamp | None:
-    if not isinstance(value, str):
-        return None
+def _first_per_parent(n: int, parents: np.ndarray, values: pd.Series) -> pd.Series:
+    """For each of ``n`` events, the first non-null value among its children (in order)."""
+    out = np.full(n, None, dtype=object)
+    vals = pd.Series(values.to_numpy(dtype=object), dtype=object)
+    if len(vals) and vals.notna().any():
+        first = vals.groupby(parents, sort=False).first()
+        first = first[first.notna()]
+        out[first.index.to_numpy(dtype=int)] = first.to_numpy(dtype=object)
+    return pd.Series(out, dtype=object)
+
+
+def _bag(details: Any) -> dict[str, Any]:
+    if not isinstance(details, str) or not details.startswith("{"):
+        return {}
     try:
-        ts = pd.Timestamp(_FRACTION.sub(r"\1", value.strip()))
-    except (ValueError, OverflowError):
-        return None
-    if ts is pd.NaT:
-        return None
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return ts.tz_convert("UTC")
+        value = orjson.loads(details)
+    except orjson.JSONDecodeError:
+        return {}
+    return ci(value) if isinstance(value, dict) else {}
+
+
+def _skip_reason(details: Any) -> str | None:
+    """A step's skip reason (`SkipReason` / `Skip Reason`, any casing) from its details text."""
+    bag = _bag(details)
+    for key in fm.SKIP_KEYS:
+        v = bag.get(key)
+        if v:
+            return text(v)
+    return None
+
+
+def _upn_of(details: Any) -> str | None:
+    """The user principal name in a details bag given as JSON text."""
+    v = _bag(details).get(fm.UPN_KEY)
+    return None if v is None or v == "" else _scalar(v)

@@ -142,6 +142,13 @@ EVENTS = Table(
         Col("target_name", TEXT, "Display name of the target object."),
         Col("target_type", TEXT, "Kind of target object.", IDENTITY_TYPES),
         Col("origin", TEXT, "Where the row came from.", ORIGINS, required=True),
+        Col(
+            "envelope_result_type",
+            TEXT,
+            "The Azure Monitor / Log Analytics envelope's `resultType` as it arrived, lower snake"
+            " case (`success`, `failure`, `skipped` ...); null without an envelope. It can"
+            " disagree with `status`, which comes from the inner record.",
+        ),
     ),
     key=("id",),
 )

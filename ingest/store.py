@@ -304,6 +304,12 @@ class Batch:
         self.base = store.manifest()
         self.token = uuid.uuid4().hex[:12]
         self._buffers: dict[str, list[pa.Table]] = {}
+        # Last-copy-wins bookkeeping: the number of each add() call, the call that last staged
+        # each event id, the call of each buffered child table and the last call in each part.
+        self._adds = 0
+        self._event_add: dict[str, int] = {}
+        self._buffer_add: dict[str, list[int]] = {}
+        self._part_add: dict[str, int] = {}
         self._buffered: dict[str, int] = {}
         self._staged: dict[str, list[str]] = {}
         self._written: list[Path] = []
@@ -315,14 +321,22 @@ class Batch:
     # public API
 
     def add(self, frames: Mapping[str, pd.DataFrame]) -> None:
-        """Stage canonical frames (any subset of columns; missing ones are null)."""
+        """Stage canonical frames (any subset of columns; missing ones are null).
+
+        A record staged again by a later call replaces the earlier copy with its own steps and
+        modified properties: children staged before the latest copy of their event are dropped.
+        """
+        self._adds += 1
         for table, df in frames.items():
             if table not in schema.TABLES:
                 raise ValueError(f"unknown table {table!r}")
             if df is None or len(df) == 0:
                 continue
             tbl = to_arrow(table, df)
+            if table == "events":
+                self._event_add.update(dict.fromkeys(tbl.column("id").to_pylist(), self._adds))
             self._buffers.setdefault(table, []).append(tbl)
+            self._buffer_add.setdefault(table, []).append(self._adds)
             self._buffered[table] = self._buffered.get(table, 0) + tbl.num_rows
             self.added[table] = self.added.get(table, 0) + tbl.num_rows
         if any(n >= PART_ROWS for n in self._buffered.values()):
@@ -345,6 +359,7 @@ class Batch:
             "staged": {t: len(v) for t, v in self._staged.items()},
             "written": len(self._written),
             "added": dict(self.added),
+            "adds": self._adds,
         }
 
     def rollback(self, mark: Mapping[str, Any]) -> None:
@@ -352,8 +367,10 @@ class Batch:
         for table in list(self._buffers):
             keep = mark["buffers"].get(table, 0)
             self._buffers[table] = self._buffers[table][:keep]
+            self._buffer_add[table] = self._buffer_add[table][:keep]
             if not self._buffers[table]:
                 del self._buffers[table]
+        self._event_add = {k: v for k, v in self._event_add.items() if v <= mark["adds"]}
         self._buffered = {t: sum(x.num_rows for x in v) for t, v in self._buffers.items()}
         for table in list(self._staged):
             keep = mark["staged"].get(table, 0)
@@ -388,11 +405,21 @@ class Batch:
         # Events and their children are flushed together so a part's children match its events.
         for table in list(self._buffers):
             tables = self._buffers.pop(table)
+            adds = self._buffer_add.pop(table)
             self._buffered.pop(table, None)
-            tbl = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
             if schema.TABLES[table].mode == "child":
-                tbl = _last_copy_children(table, tbl)
-            self._staged.setdefault(table, []).append(self._write(table, tbl))
+                tables = [self._latest_children(t, n) for t, n in zip(tables, adds, strict=True)]
+            tbl = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+            rel = self._write(table, tbl)
+            self._part_add[rel] = max(adds)
+            self._staged.setdefault(table, []).append(rel)
+
+    def _latest_children(self, tbl: pa.Table, add: int) -> pa.Table:
+        """Drop child rows of ``add`` whose event was staged again by a later call."""
+        ids = tbl.column("event_id").to_pylist()
+        last = self._event_add
+        keep = [last.get(i, 0) <= add for i in ids]
+        return tbl if all(keep) else tbl.filter(pa.array(keep))
 
     def _discard(self) -> None:
         self._buffers.clear()
@@ -423,6 +450,9 @@ class Batch:
         new_parts: dict[str, list[str]] = {t: list(p) for t, p in self.base.parts.items()}
         obsolete: list[str] = []
         for table, staged in self._staged.items():
+            if schema.TABLES[table].mode == "child":
+                staged = [self._drop_superseded(rel, obsolete) for rel in staged]
+                self._staged[table] = staged
             new_parts.setdefault(table, []).extend(staged)
         # Enforce keys table by table; children follow their re-ingested events.
         staged_events = self._staged_keys("events")
@@ -471,6 +501,17 @@ class Batch:
             with contextlib.suppress(FileNotFoundError):
                 (self.store.path / rel).unlink()
         log.info("committed store version %s: %s", m.version, self.added)
+
+    def _drop_superseded(self, rel: str, obsolete: list[str]) -> str:
+        """Rewrite a staged child part without rows whose event a later part re-staged."""
+        tbl = pq.read_table(self.store.path / rel)
+        newest = self._part_add.get(rel, 0)
+        last = self._event_add
+        keep = [last.get(i, 0) <= newest for i in tbl.column("event_id").to_pylist()]
+        if all(keep):
+            return rel
+        obsolete.append(rel)
+        return self._write(rel.split("/")[1], tbl.filter(pa.array(keep)))
 
     def _key_array(self, table: str, tbl: pa.Table) -> pa.Array:
         key = schema.TABLES[table].key
@@ -554,19 +595,6 @@ def _or(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
     if b is None:
         return a
     return pc.or_(a, b)
-
-
-def _last_copy_children(table: str, tbl: pa.Table) -> pa.Table:
-    """Keep one copy of each child row when a record was staged twice in one part.
-
-    A record repeated in one batch (overlapping pages, the same file twice) writes its children
-    again. Steps are keyed by (event, position); a modified property by its whole row, since an
-    event may legitimately change several attributes. The last copy wins.
-    """
-    cols = ["event_id", "position"] if table == "steps" else tbl.column_names
-    frame = tbl.select(cols).to_pandas()
-    dup = frame.duplicated(keep="last").to_numpy()
-    return tbl.filter(pa.array(~dup)) if dup.any() else tbl
 
 
 def _dup_not_last(keys: pa.Array) -> pa.Array | None:

@@ -27,6 +27,7 @@ import pandas as pd
 from ingest.errors import BadInput
 from ingest.formats import FileFormat, Frames, Options, Source, register
 from ingest.schema import conform
+from ingest.times import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,10 @@ def graph_time(value: object) -> pd.Timestamp | None:
     text = str(value).strip()
     if not text or text.startswith(_SENTINEL_PREFIX):
         return None
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError, OverflowError):
-        raise ValueError(f"a value that is not an ISO 8601 time ({text[:40]!r})") from None
-    if pd.isna(ts):
-        return None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    ts = parse_time(text)
+    if ts is None:
+        raise ValueError(f"a value that is not an ISO 8601 time ({text[:40]!r})")
+    return ts
 
 
 def duration_seconds(value: object) -> int | None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
+from ingest import fieldmap as fm
 from ingest import schema
 from ingest.errors import BadInput
 from ingest.formats import FileFormat, Frames, Options, Source, register
@@ -26,92 +27,15 @@ from ingest.records import (
     STEP_TYPE,
     identity_type,
     norm_enum,
-    parse_times,
 )
+from ingest.times import parse_times
 
 _NOTHING = "nothing was stored"
 
-# canonical field -> accepted normalised header spellings (first match wins)
-EVENT_ALIASES: dict[str, tuple[str, ...]] = {
-    "change_id": ("changeid", "change"),
-    "activity_at": (
-        "date",
-        "dateutc",
-        "activitydatetime",
-        "activitydate",
-        "datetime",
-        "timegenerated",
-        "time",
-        "timestamp",
-    ),
-    "id": ("id", "activityid", "logid", "recordid"),
-    "action": ("action", "provisioningaction"),
-    "status": ("status", "result", "resulttype", "provisioningstatus"),
-    "cycle_id": ("cycleid", "cycle"),
-    "job_id": ("jobid", "job"),
-    "tenant_id": ("tenantid", "tenant"),
-    "source_id": ("sourceid", "sourceidentityid", "sourceobjectid"),
-    "source_name": (
-        "identity",
-        "sourcedisplayname",
-        "sourcename",
-        "sourceidentitydisplayname",
-        "sourceidentityname",
-        "displayname",
-    ),
-    "source_upn": ("userprincipalname", "sourceupn", "upn", "sourceuserprincipalname"),
-    "source_type": ("identitytype", "sourceidentitytype", "objecttype", "sourcetype"),
-    "target_id": ("targetid", "targetidentityid", "targetobjectid"),
-    "target_name": (
-        "targetdisplayname",
-        "targetname",
-        "targetidentitydisplayname",
-        "targetidentityname",
-    ),
-    "target_type": ("targetidentitytype", "targettype"),
-    "source_system": ("sourcesystem", "sourcesystemname", "sourcesystemdisplayname"),
-    "target_system": ("targetsystem", "targetsystemname", "targetsystemdisplayname"),
-    "service_principal_name": (
-        "application",
-        "applicationname",
-        "appname",
-        "serviceprincipal",
-        "serviceprincipalname",
-        "serviceprincipaldisplayname",
-    ),
-    "service_principal_id": ("serviceprincipalid", "applicationobjectid"),
-    "duration_ms": ("durationms", "durationinmilliseconds", "durationmilliseconds", "duration"),
-    "error_code": ("errorcode", "statuserrorcode"),
-    "error_category": ("errorcategory",),
-    "error_reason": (
-        "reason",
-        "errorreason",
-        "statusreason",
-        "failurereason",
-        "errordescription",
-        "troubleshootingreason",
-    ),
-    "error_additional_details": ("additionaldetails", "erroradditionaldetails"),
-    "recommended_action": ("recommendedaction", "recommendation", "recommendations"),
-    "initiator_name": ("initiatedby", "initiatedbydisplayname", "initiator", "initiatorname"),
-    "initiator_type": ("initiatortype", "initiatedbytype"),
-    "skip_reason": ("skipreason",),
-}
-STEP_ALIASES: dict[str, tuple[str, ...]] = {
-    "change_id": ("changeid", "change"),
-    "position": ("position", "order", "stepnumber", "step", "index", "sequence"),
-    "name": ("stepname", "name", "provisioningstepname"),
-    "step_type": ("steptype", "provisioningsteptype", "type"),
-    "status": ("stepstatus", "status", "result"),
-    "description": ("description", "stepdescription"),
-    "details": ("details", "stepdetails"),
-}
-PROP_ALIASES: dict[str, tuple[str, ...]] = {
-    "change_id": ("changeid", "change"),
-    "name": ("displayname", "name", "propertyname", "attribute", "attributename", "property"),
-    "old_value": ("oldvalue", "old", "previousvalue"),
-    "new_value": ("newvalue", "new", "value"),
-}
+# canonical field -> accepted normalised header spellings (first match wins), from the field map
+EVENT_ALIASES = fm.csv_aliases(fm.EVENT_FIELDS, fm.EVENT_CSV_ONLY)
+STEP_ALIASES = fm.csv_aliases(fm.STEP_FIELDS, fm.STEP_CSV_ONLY)
+PROP_ALIASES = fm.csv_aliases(fm.PROPERTY_FIELDS, fm.PROPERTY_CSV_ONLY)
 
 
 def _match(headers: list[str], aliases: dict[str, tuple[str, ...]]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -173,11 +173,9 @@ def _frames_from_records(
 def parse_json(source: Source, options: Options) -> Iterator[Frames]:
     """Yield canonical frames from any JSON shape of provisioning records.
 
-    Large files stream: Graph pages, bare arrays and JSON Lines of records are split into chunks
-    of records without parsing the whole document (ingest.jsonstream), and each chunk goes
-    through the columnar fast path (ingest.records_fast) or, for any other shape, the generic
-    per-record parser. Other layouts (Log Analytics tables, arrays of pages, UTF-16 text) are
-    read whole.
+    Graph pages, bare arrays and JSON Lines of records stream: ingest.jsonstream splits them
+    into chunks of records without parsing the whole document, and :func:`chunk_frames` reads
+    each chunk. Other layouts (Log Analytics tables, arrays of pages, UTF-16 text) are read whole.
     """
     layout = None
     if source.encoding == "utf-8":
@@ -188,91 +186,32 @@ def parse_json(source: Source, options: Options) -> Iterator[Frames]:
         yield from _parse_whole(source, options)
         return
     report = jsonstream.PROGRESS.get()
-    if (
-        records_fast.WHOLE_ARRAY.get()
-        and layout in ("pages", "array")
-        and source.size >= FAST_MIN_BYTES
-        and not any(k in head for k in _NOT_GRAPH)
-    ):
-        span = jsonstream.array_span(source.path, source._skip, layout, head)
-        if span is not None:
-            yield from _whole_array(source, span, options.origin, report)
-            return
-    fast = FastPathState()
     found = False
     for chunk in jsonstream.iter_chunks(source.path, source._skip, layout, source.name, CHUNK):
         found = True
-        yield _chunk_frames(source, chunk, options.origin, fast)
+        yield chunk_frames(source, chunk, options.origin, options.columnar_min_records)
         if report is not None:
             report(chunk.consumed)
     if not found:
         raise BadInput(f"{source.name}:1", "the file holds no provisioning records", _NOTHING)
 
 
-def _whole_array(
-    source: Source,
-    span: tuple[int, int],
-    origin: str,
-    report: Callable[[int], None] | None,
-) -> Iterator[Frames]:
-    """Stream one document's records array through the columnar path.
-
-    If it gives up before yielding anything, fall back here; after that, Reparse goes up to
-    ingest.files, which discards the file's staged rows and reads it again without this path.
-    """
-    yielded = False
-    found = False
-    try:
-        for frames in records_fast.graph_array_frames(
-            source.path, span[0], span[1], origin, report=report
-        ):
-            found = found or len(frames["events"]) > 0
-            yielded = True
-            yield frames
-    except records_fast.Reparse:
-        if yielded:
-            raise
-        token = records_fast.WHOLE_ARRAY.set(False)
-        try:
-            yield from parse_json(source, Options(origin=origin))
-        finally:
-            records_fast.WHOLE_ARRAY.reset(token)
-        return
-    if not found:
-        raise BadInput(f"{source.name}:1", "the file holds no provisioning records", _NOTHING)
-
-
-# Files smaller than this are split by jsonstream (exact error places, no DuckDB start-up).
-FAST_MIN_BYTES = 8 << 20
-
-
-class FastPathState:
-    """Whether to keep trying the columnar fast path on this file's chunks."""
-
-    def __init__(self) -> None:
-        self.misses = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.misses < 2
-
-
-# Below this many records the fast path's fixed cost outweighs its speed.
-FAST_MIN_RECORDS = 500
-_NOT_GRAPH = (b'"category"', b'"properties"', b'"TimeGenerated"', b'"statusInfo"', b'"Id"')
-
-
-def _chunk_frames(
-    source: Source, chunk: jsonstream.Chunk, origin: str, fast: FastPathState
+def chunk_frames(
+    source: Source, chunk: jsonstream.Chunk, origin: str, columnar_min_records: int
 ) -> Frames:
-    n = len(chunk.starts)
-    if fast.enabled and n >= FAST_MIN_RECORDS:
-        sample = bytes(chunk.data[:65536])
-        if not any(k in sample for k in _NOT_GRAPH):
-            frames = records_fast.graph_lines_to_frames(chunk.data, origin)
-            if frames is not None:
-                return frames
-        fast.misses += 1
+    """Frames of one chunk: the columnar engine for chunks of at least ``columnar_min_records``
+    records it can read exactly, else the per-record engine (both read ingest.fieldmap)."""
+    lines = chunk.lines.tolist()
+    index = chunk.index.tolist()
+
+    def where(i: int) -> str:
+        place = f"{source.name}:{lines[i]}"
+        return f"{place}: record {index[i]}" if index[i] else place
+
+    if len(lines) >= columnar_min_records:
+        frames = records_fast.lines_to_frames(chunk.data, origin, where)
+        if frames is not None:
+            return frames
     return _generic_chunk(source, chunk, origin)
 
 

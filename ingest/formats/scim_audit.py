@@ -17,6 +17,7 @@ from ingest.errors import BadInput
 from ingest.formats import FileFormat, Frames, Options, Source, register
 from ingest.schema import conform
 from ingest.scim import line_request_id, request_row
+from ingest.times import parse_times
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +96,16 @@ def record_row(rec: dict[str, Any], where: str, line_number: int, line: str) -> 
 
 def _frame(rows: list[dict[str, Any]], source: Source) -> pd.DataFrame:
     df = pd.DataFrame(rows)
-    try:
-        df["received_at"] = pd.to_datetime(df["received_at"], utc=True, format="ISO8601")
-    except (ValueError, TypeError):
-        # Find the first bad one to name its line.
-        for offset, value in enumerate(df["received_at"]):
-            try:
-                pd.to_datetime(pd.Series([value]), utc=True, format="ISO8601")
-            except (ValueError, TypeError):
-                raise BadInput(
-                    f"{source.name}:{rows[offset]['_line']}",
-                    f"`time` is not an ISO 8601 time: {value!r}",
-                    REMEDY,
-                ) from None
-        raise
+    times = parse_times(df["received_at"])
+    bad = times.isna() & df["received_at"].notna()
+    if bad.any():
+        offset = int(bad.to_numpy().nonzero()[0][0])
+        raise BadInput(
+            f"{source.name}:{rows[offset]['_line']}",
+            f"`time` is not an ISO 8601 time: {df['received_at'].iloc[offset]!r}",
+            REMEDY,
+        )
+    df["received_at"] = times
     # pandas accepts year 0, which no Python datetime (reports, exports) can hold.
     years = df["received_at"].dt.year
     out_of_range = (years < 1) | (years > 9999)
