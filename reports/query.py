@@ -119,9 +119,17 @@ def _narrows_events(filters: Filters) -> bool:
 
 
 def table_query(
-    snap: Snapshot, table: str, columns: Sequence[str] | None, filters: Filters
+    snap: Snapshot,
+    table: str,
+    columns: Sequence[str] | None,
+    filters: Filters,
+    present: Iterable[str] | None = None,
 ) -> tuple[str, list[Any]] | None:
-    """Return the SQL and parameters reading ``table`` under ``filters`` (None: no parts)."""
+    """Return the SQL and parameters reading ``table`` under ``filters`` (None: no parts).
+
+    ``present``: the columns the parts hold; a column asked for that parts written before it
+    existed lack is read as null.
+    """
     source = snap.source(table)
     if source is None:
         return None
@@ -162,7 +170,14 @@ def table_query(
                 f"WHERE principal_type = 'group' AND {sp})"
             )
             params.extend(inner)
-    cols = ", ".join(_ident(c) for c in columns) if columns is not None else "*"
+    have = None if present is None else set(present)
+    cols = (
+        ", ".join(
+            _ident(c) if have is None or c in have else f"NULL AS {_ident(c)}" for c in columns
+        )
+        if columns is not None
+        else "*"
+    )
     sql = f"SELECT {cols} FROM {source}"  # noqa: S608 (quoted paths and identifiers only)
     if conds:
         sql += " WHERE " + " AND ".join(conds)
@@ -192,7 +207,17 @@ def read_table(
         return frame[list(columns)] if columns is not None else frame
     sql, params = query
     try:
-        tbl = con.sql(sql, params=params).to_arrow_table()
+        try:
+            tbl = con.sql(sql, params=params).to_arrow_table()
+        except duckdb.BinderException:
+            # Parts written before a column was added to the schema: read it as null.
+            source = snap.source(table)
+            present = con.sql(f"SELECT * FROM {source} LIMIT 0").columns  # noqa: S608
+            query = table_query(snap, table, columns, filters or Filters(), present)
+            if columns is None or query is None or set(columns) <= set(present):
+                raise
+            sql, params = query
+            tbl = con.sql(sql, params=params).to_arrow_table()
     except duckdb.IOException as exc:
         if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
             raise PartVanished(str(exc)) from None
