@@ -498,6 +498,15 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "scim_requests"),
             events=("cycle_id",),
+            columns={
+                "scim_requests": (
+                    "request_id",
+                    "received_at",
+                    "status_code",
+                    "operation",
+                    "latency_ms",
+                )
+            },
         ),
         _spec(
             "diagnosis",
