@@ -115,8 +115,8 @@ def json_bytes(obj: pd.DataFrame | Mapping[str, Any]) -> bytes:
     if isinstance(obj, pd.DataFrame):
         # One row per line: compact, yet readable and line-diffable.
         fast = _json_lines_by_duckdb(obj)
-        if fast is not None:
-            return b"[\n" + fast + b"\n]\n" if len(obj) else b"[]\n"
+        if fast is not None:  # one copy out of Arrow's buffer
+            return b"".join((b"[\n", memoryview(fast), b"\n]\n"))
         rows = [orjson.dumps(r) for r in records(obj)]
         return b"[\n" + b",\n".join(rows) + b"\n]\n" if rows else b"[]\n"
     return orjson.dumps(jsonable(obj), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
@@ -151,7 +151,7 @@ def _json_value_sql(name: str, series: pd.Series, column: pa.ChunkedArray) -> st
     return ident if simple else None
 
 
-def _json_lines_by_duckdb(frame: pd.DataFrame) -> bytes | None:
+def _json_lines_by_duckdb(frame: pd.DataFrame) -> pa.Buffer | None:
     """Return ``frame``'s rows as JSON objects joined by ``,\\n`` (the bytes the per-row way
     writes), built by DuckDB's ``to_json`` from Arrow; None for a frame it cannot write so.
 
@@ -186,7 +186,8 @@ def _json_lines_by_duckdb(frame: pd.DataFrame) -> bytes | None:
         con.close()
     offsets = pa.array([0, len(lines)], pa.int32())
     joined = pc.binary_join(pa.ListArray.from_arrays(offsets, lines), ",\n")[0]
-    return bytes(joined.as_buffer())
+    buffer: pa.Buffer = joined.as_buffer()
+    return buffer
 
 
 # --- spreadsheets -------------------------------------------------------------------------
