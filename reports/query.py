@@ -242,31 +242,24 @@ def read_inputs(
     tables: Iterable[str],
     filters: Filters | None = None,
     columns: Mapping[str, Sequence[str]] | None = None,
+    *,
+    lazy: bool = False,
 ) -> Inputs:
-    """Return Inputs holding ``tables`` of ``snap`` (the others empty), filters pushed down."""
-    frames = {
-        t: read_table(con, snap, t, (columns or {}).get(t), filters) for t in dict.fromkeys(tables)
-    }
-    return Inputs.from_tables(frames)
+    """Return Inputs holding ``tables`` of ``snap`` (the others empty), filters pushed down.
 
-
-def lazy_inputs(
-    con: duckdb.DuckDBPyConnection,
-    snap: Snapshot,
-    tables: Iterable[str],
-    filters: Filters | None = None,
-    columns: Mapping[str, Sequence[str]] | None = None,
-) -> Inputs:
-    """Return Inputs like :func:`read_inputs` whose tables are read on first use only.
-
-    A report answered from the derived model alone reads no canonical table. ``con`` must stay
-    open while the inputs are used (reports.service asks the whole question inside it).
+    ``lazy``: each table is read the first time it is used (once for all copies), so a report
+    answered from the derived model alone reads no canonical table; ``con`` must then stay open
+    while the inputs are used (reports.service asks the whole question inside it).
     """
 
     def reader(table: str) -> Callable[[], pd.DataFrame]:
         return lambda: read_table(con, snap, table, (columns or {}).get(table), filters)
 
-    return Inputs.lazy({t: reader(t) for t in dict.fromkeys(tables)})
+    inputs = Inputs.lazy({t: reader(t) for t in dict.fromkeys(tables)})
+    if not lazy:
+        for t in dict.fromkeys(tables):
+            inputs.table(t)
+    return inputs
 
 
 # --- the derived model, once per version ---------------------------------------------------

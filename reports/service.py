@@ -78,7 +78,8 @@ def ask(
     def answer(snap: q.Snapshot) -> Answer:
         # The whole question on one version: tables are read when the report first uses them
         # (none when it answers from the model), and asked again if a writer replaced a part.
-        inputs = q.lazy_inputs(con, snap, spec.tables, filters, spec.columns).declare(spec.tables)
+        inputs = q.read_inputs(con, snap, spec.tables, filters, spec.columns, lazy=True)
+        inputs = inputs.declare(spec.tables)
         object.__setattr__(inputs, "_model", q.model_for(con, snap))
         result = run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
         return Answer(result, snap.version)
