@@ -214,7 +214,9 @@ def read_table(
             source = snap.source(table)
             present = con.sql(f"SELECT * FROM {source} LIMIT 0").columns  # noqa: S608
             query = table_query(snap, table, columns, filters or Filters(), present)
-            if columns is None or query is None or set(columns) <= set(present):
+            known = {c.name for c in TABLES[table].columns}
+            missing = set(columns or ()) - set(present)
+            if query is None or not missing or not missing <= known:
                 raise
             sql, params = query
             tbl = con.sql(sql, params=params).to_arrow_table()
