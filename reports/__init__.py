@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from typing import Any, Literal
 
 import pandas as pd
@@ -167,7 +168,26 @@ class Inputs:
                     f"this report reads table {name!r} but declares only "
                     f"{', '.join(sorted(declared)) or 'none'} (reports.REPORTS)"
                 )
+            return Inputs.table(self, name)
         return object.__getattribute__(self, name)
+
+    @classmethod
+    def lazy(cls, readers: dict[str, Callable[[], pd.DataFrame]]) -> Inputs:
+        """Return inputs whose ``readers`` tables are read on first use (once, shared by copies).
+
+        The store-backed service gives a report every table it declares this way, so a report
+        that answers from the derived model alone never reads the canonical tables at all.
+        """
+        unknown = set(readers) - set(_TABLE_NAMES)
+        if unknown:
+            raise KeyError(f"not canonical tables: {sorted(unknown)}")
+        out = object.__new__(cls)
+        for name in _TABLE_NAMES:
+            reader = readers.get(name, partial(empty_frame, name))
+            object.__setattr__(out, name, _Deferred(reader))
+        object.__setattr__(out, "_declared", None)
+        object.__setattr__(out, "_model", None)
+        return out
 
     @classmethod
     def from_tables(cls, tables: dict[str, pd.DataFrame | None]) -> Inputs:
@@ -179,8 +199,11 @@ class Inputs:
 
     def table(self, name: str) -> pd.DataFrame:
         """Return canonical table ``name`` whatever was declared (for the model and filters)."""
-        frame: pd.DataFrame = object.__getattribute__(self, name)
-        return frame
+        frame = object.__getattribute__(self, name)
+        if isinstance(frame, _Deferred):
+            return frame.get()
+        result: pd.DataFrame = frame
+        return result
 
     def readable(self) -> tuple[str, ...]:
         """Return the tables a report may read from these inputs."""
@@ -204,7 +227,11 @@ class Inputs:
         unknown = set(frames) - set(_TABLE_NAMES)
         if unknown:
             raise KeyError(f"not canonical tables: {sorted(unknown)}")
-        out = Inputs(**{t: frames.get(t, self.table(t)) for t in _TABLE_NAMES})
+        out = object.__new__(Inputs)
+        for t in _TABLE_NAMES:
+            # A table not read yet stays unread in the copy (and is read once for both).
+            frame = frames[t] if t in frames else object.__getattribute__(self, t)
+            object.__setattr__(out, t, empty_frame(t) if frame is None else frame)
         object.__setattr__(out, "_declared", object.__getattribute__(self, "_declared"))
         model = object.__getattribute__(self, "_model")
         if model is None:
@@ -215,6 +242,20 @@ class Inputs:
             object.__setattr__(self, "_model", model)
         object.__setattr__(out, "_model", model)
         return out
+
+
+class _Deferred:
+    """A table read on first use; the copies of one Inputs share it (read at most once)."""
+
+    def __init__(self, reader: Callable[[], pd.DataFrame]) -> None:
+        self._reader: Callable[[], pd.DataFrame] | None = reader
+        self._frame: pd.DataFrame | None = None
+
+    def get(self) -> pd.DataFrame:
+        if self._reader is not None:
+            self._frame, self._reader = self._reader(), None
+        assert self._frame is not None
+        return self._frame
 
 
 class UndeclaredRead(LookupError):
@@ -289,6 +330,14 @@ def _spec(
 # tell a reference failure (quarantine-risk).
 _REQUEST_ANSWER = ("request_id", "received_at", "status_code", "scim_type", "detail")
 _REFERENCE_STEPS = ("event_id", "step_type", "status")
+# ... and to match requests to events and show them (correlation).
+_REQUEST_MATCH = (
+    *_REQUEST_ANSWER,
+    "operation",
+    "resource_id",
+    "external_id",
+    "user_name",
+)
 # What the estimate reads (estimate, and estimate-for which scales it).
 _ESTIMATE_TABLES = (
     "events",
@@ -422,6 +471,7 @@ REPORTS: dict[str, ReportSpec] = {
             ("events", "scim_requests"),
             noise=True,
             events=("error_code", "error_reason", "target_name"),
+            columns={"scim_requests": _REQUEST_MATCH},
         ),
         _spec(
             "alerts",
@@ -451,6 +501,15 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "scim_requests"),
             events=("cycle_id",),
+            columns={
+                "scim_requests": (
+                    "request_id",
+                    "received_at",
+                    "status_code",
+                    "operation",
+                    "latency_ms",
+                )
+            },
         ),
         _spec(
             "diagnosis",

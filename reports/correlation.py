@@ -38,7 +38,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import casefold, isin
+from reports.inputs import casefold, isin, positions, unique_text
 from reports.model import WINDOW, Model, match_positions, match_requests, model_of, naive
 from reports.users import match_user
 
@@ -112,7 +112,8 @@ def _for_user(
     """
     own = match_user(events, user)
     ev = events.iloc[np.flatnonzero(own.to_numpy(bool))]
-    matched = model.matches.loc[isin(model.matches["event_id"], ev["id"]), "request_id"]
+    matches = model.columns("matches", ["request_id", "event_id"])
+    matched = matches.loc[isin(matches["event_id"], ev["id"]), "request_id"]
     upns = casefold(ev["source_upn"]).dropna()
     req_keep = (
         isin(requests["request_id"], matched)
@@ -134,11 +135,9 @@ def _pairs(
         req_pos, ev_pos, _ = match_positions(events, requests, window)
         explained[req_pos] = True
         return req_pos, ev_pos, explained
-    m = model.matches
-    rpos = pd.Series(np.arange(n_req), index=requests["request_id"].astype("object").to_numpy())
-    epos = pd.Series(np.arange(len(events)), index=events["id"].astype("object").to_numpy())
-    r = rpos.reindex(m["request_id"].astype("object").to_numpy()).to_numpy()
-    e = epos.reindex(m["event_id"].astype("object").to_numpy()).to_numpy()
+    m = model.columns("matches", ["request_id", "event_id"])
+    r = positions(m["request_id"], requests["request_id"])
+    e = positions(m["event_id"], events["id"])
     seen = ~np.isnan(r)
     explained[r[seen].astype(np.int64)] = True
     both = seen & ~np.isnan(e)
@@ -177,7 +176,8 @@ def build(
         until=None if filters.until is None else filters.until + window,
     )
     requests = wide.apply(inputs.scim_requests, "received_at")
-    requests = requests.drop_duplicates("request_id", keep="last")
+    if not unique_text(requests["request_id"]):
+        requests = requests.drop_duplicates("request_id", keep="last")
     model = model_of(inputs)
     if user:
         events, requests = _for_user(events, requests, user, model)

@@ -7,6 +7,7 @@ assignments are reported with ``scope_via`` nested_group / default_access, not i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from reports.inputs import (
     latest_scim_snapshot,
     lookup,
     order_events,
+    reindex,
     slim,
 )
 
@@ -198,9 +200,9 @@ def coverage_table(
     ids = pd.Index(entra.index).union(pd.Index(matched.index))
     rows = pd.DataFrame(index=ids.rename("principal_id"))
     rows["wiki_id"] = matched["id"]
-    rows["upn"] = _first_known(entra["upn"].reindex(ids), matched["user_name"].reindex(ids))
-    rows["name"] = _first_known(entra["name"].reindex(ids), matched["display_name"].reindex(ids))
-    rows["_active"] = matched["_active"].reindex(ids)
+    rows["upn"] = _first_known(reindex(entra["upn"], ids), reindex(matched["user_name"], ids))
+    rows["name"] = _first_known(reindex(entra["name"], ids), reindex(matched["display_name"], ids))
+    rows["_active"] = reindex(matched["_active"], ids)
     rows["_known"] = isin(pd.Series(ids), entra.index).to_numpy()
     rows = rows.reset_index()
     orphans = pd.DataFrame(
@@ -300,12 +302,15 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the coverage rows and, in ``data``, the count of users per verdict."""
-    table = coverage_rows(inputs, filters)[COLUMNS].reset_index(drop=True)
+    table = coverage_rows(inputs, filters, COLUMNS)[COLUMNS].reset_index(drop=True)
     return ReportResult(frame=table, data={"verdict_counts": verdict_counts(table)})
 
 
-def coverage_rows(inputs: Inputs, filters: Filters) -> pd.DataFrame:
-    """Return the model's objects that are coverage rows (user principals), with every column.
+def coverage_rows(
+    inputs: Inputs, filters: Filters, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Return the model's objects that are coverage rows (user principals): every column, or
+    ``columns`` only (read column-wise from a kept model).
 
     Scope is per service principal, and events are cut by time and job: with such a filter the
     objects are computed (by the model's own function) over that selection; action and status
@@ -321,7 +326,9 @@ def coverage_rows(inputs: Inputs, filters: Filters) -> pd.DataFrame:
         job_ids=filters.job_ids,
     )
     if scoped == Filters():
-        objects = model.objects
+        objects = (
+            model.objects if columns is None else model.columns("objects", [*columns, "coverage"])
+        )
     else:
         slimmed = inputs.replace(events=slim(inputs.events, "source_type", "error_code"))
         objects = objects_table(scoped.apply_inputs(slimmed).unguarded(), model.noise)

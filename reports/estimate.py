@@ -39,19 +39,11 @@ TRANSIENT_SUFFIXES = frozenset(
 
 
 def _slim(inputs: Inputs) -> Inputs:
-    return inputs.replace(
-        events=slim(
-            inputs.events,
-            "cycle_id",
-            "change_id",
-            "source_type",
-            "error_code",
-            "error_category",
-            "error_reason",
-            "error_additional_details",
-            "recommended_action",
-        )
-    )
+    # The event columns the spec declares (reports.REPORTS): one list for the read and the slim.
+    from reports import REPORTS
+
+    declared = (REPORTS["estimate"].columns or {}).get("events", ())
+    return inputs.replace(events=slim(inputs.events, *declared))
 
 
 def not_before(at: pd.Timestamp | None, now: pd.Timestamp | None, interval_s: float) -> Any:

@@ -21,6 +21,8 @@ from typing import IO, Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ingest.errors import UsageError
 from reports import Filters, Inputs, ReportResult
@@ -112,9 +114,80 @@ def json_bytes(obj: pd.DataFrame | Mapping[str, Any]) -> bytes:
     """Return a frame (as an array of rows) or an object as one JSON document."""
     if isinstance(obj, pd.DataFrame):
         # One row per line: compact, yet readable and line-diffable.
+        fast = _json_lines_by_duckdb(obj)
+        if fast is not None:  # one copy out of Arrow's buffer
+            return b"".join((b"[\n", memoryview(fast), b"\n]\n"))
         rows = [orjson.dumps(r) for r in records(obj)]
         return b"[\n" + b",\n".join(rows) + b"\n]\n" if rows else b"[]\n"
     return orjson.dumps(jsonable(obj), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
+# Doubles DuckDB writes exactly as orjson does (from 1e16 up it writes every digit, where orjson
+# writes 1e+16): a frame with larger values goes the per-row way.
+_EXACT_DOUBLE = 1e16
+
+
+def _json_value_sql(name: str, series: pd.Series, column: pa.ChunkedArray) -> str | None:
+    """Return the SQL of one column's JSON value (as json_bytes' rows have it), None: can't."""
+    ident = '"' + name.replace('"', '""') + '"'
+    kind = column.type
+    if _is_time(series):
+        return f"strftime({ident}, '%Y-%m-%dT%H:%M:%S.%gZ')"
+    if pa.types.is_floating(kind):
+        values = np.asarray(series.astype("float64"), dtype="float64")
+        finite = values[np.isfinite(values)]
+        if len(finite) and float(np.abs(finite).max()) >= _EXACT_DOUBLE:
+            return None
+        return f"CASE WHEN isfinite({ident}) THEN {ident} END"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        kind = kind.value_type
+    simple = (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+    )
+    return ident if simple else None
+
+
+def _json_lines_by_duckdb(frame: pd.DataFrame) -> pa.Buffer | None:
+    """Return ``frame``'s rows as JSON objects joined by ``,\\n`` (the bytes the per-row way
+    writes), built by DuckDB's ``to_json`` from Arrow; None for a frame it cannot write so.
+
+    A million rows take seconds and a fraction of the memory of Python dicts per row.
+    """
+    import duckdb
+
+    if len(frame) == 0 or not len(frame.columns) or not frame.columns.is_unique:
+        return None
+    names = [str(c) for c in frame.columns]
+    if len({n.lower() for n in names}) != len(names):  # struct keys are case-blind
+        return None
+    try:
+        table = pa.Table.from_pandas(frame.set_axis(names, axis=1), preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    fields = []
+    for name in names:
+        value = _json_value_sql(name, frame[name], table.column(name))
+        if value is None:
+            return None
+        fields.append("'" + name.replace("'", "''") + "': " + value)
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        con.register("frame", table)
+        # Column names are quoted identifiers and literals; no value is spliced in.
+        sql = "SELECT to_json({" + ", ".join(fields) + "})::VARCHAR AS j FROM frame"  # noqa: S608
+        lines = con.sql(sql).to_arrow_table().column("j").combine_chunks()
+    finally:
+        con.close()
+    offsets = pa.array([0, len(lines)], pa.int32())
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, lines), ",\n")[0]
+    buffer: pa.Buffer = joined.as_buffer()
+    return buffer
 
 
 # --- spreadsheets -------------------------------------------------------------------------

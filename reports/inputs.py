@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -80,7 +82,34 @@ def lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
 
     Unlike ``keys.map(values)``, an empty ``values`` does not turn into float64.
     """
-    return values.reindex(keys.to_numpy()).set_axis(keys.index)
+    return reindex(values, keys.to_numpy()).set_axis(keys.index)
+
+
+def reindex(values: pd.Series, keys: Sequence[object] | pd.Index | npt.NDArray[Any]) -> pd.Series:
+    """Return ``values.reindex(keys)``; on text labels by Arrow's hash lookup (pandas' text
+    indexer takes seconds per million keys, this a fraction)."""
+    index = values.index
+    if len(keys) < 5_000 or len(values) == 0 or not _text_labels(index):
+        return values.reindex(keys)
+    labels = pd.Index(keys)
+    if not _text_labels(labels) or not unique_text(pd.Series(index)):
+        return values.reindex(keys)
+    found = positions(pd.Series(labels), pd.Series(index))
+    indexer = np.where(np.isnan(found), -1, found).astype(np.intp)
+    data = values.array if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) else None
+    taken = pd.api.extensions.take(
+        data if data is not None else values.to_numpy(), indexer, allow_fill=True
+    )
+    return pd.Series(taken, index=labels, name=values.name)
+
+
+def _text_labels(labels: pd.Index) -> bool:
+    if isinstance(labels.dtype, pd.StringDtype):
+        return True
+    return labels.dtype == object and pd.api.types.infer_dtype(labels, skipna=True) in (
+        "string",
+        "empty",
+    )
 
 
 def _value_set(values: Iterable[object] | pd.Series | pd.Index) -> pa.Array:
@@ -110,6 +139,30 @@ def isin(series: pd.Series, values: Iterable[object] | pd.Series | pd.Index) -> 
     return pd.Series(
         np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool), index=series.index
     )
+
+
+def positions(keys: pd.Series, index: pd.Series) -> npt.NDArray[np.float64]:
+    """Return, per key, the position of its first occurrence in ``index`` (NaN: absent or null).
+
+    What ``pd.Series(range(n), index=index).reindex(keys)`` gives on a unique index, by Arrow's
+    hash lookup: on a million text keys it takes a fraction of a second, not several seconds.
+    """
+    if len(keys) == 0 or len(index) == 0:
+        return np.full(len(keys), np.nan)
+    left = pa.array(pd.Series(keys, dtype="str").array)
+    right = pa.array(pd.Series(index, dtype="str").array)
+    if isinstance(left, pa.ChunkedArray):
+        left = left.combine_chunks()
+    if isinstance(right, pa.ChunkedArray):
+        right = right.combine_chunks()
+    found = pc.index_in(left, value_set=right.cast(left.type))
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype="float64")
+
+
+def unique_text(series: pd.Series) -> bool:
+    """Return True when the non-null values of text ``series`` are distinct (Arrow, fast)."""
+    arr = pa.array(pd.Series(series, dtype="str").array)
+    return bool(arr.null_count == 0 and pc.count_distinct(arr).as_py() == len(arr))
 
 
 FILTER_COLUMNS = ("activity_at", "service_principal_id", "job_id", "action", "status")

@@ -21,14 +21,16 @@ report reads them instead of deriving them again. :func:`model_of` returns the m
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from reports.inputs import isin, last_rows, object_key, order_events
+from reports.inputs import isin, last_rows, object_key, order_events, reindex
 
 if TYPE_CHECKING:
     from reports import Inputs
@@ -91,18 +93,32 @@ def scoping_filter_skips(events: pd.DataFrame, steps: pd.DataFrame) -> pd.Series
     st = steps.iloc[np.flatnonzero(isin(steps["event_id"], skipped).to_numpy(bool))]
     if st.empty:
         return pd.Series(dtype="str")
-    text = (st["description"].fillna("").astype("str") + " " + st["details"].fillna("")).astype(
-        "object"
-    )
-    per_event = text.groupby(st["event_id"].astype("object").to_numpy(), sort=False).agg(" ".join)
-    failed = per_event.str.contains(_SCOPING_FAILED)
-    assigned = ~per_event.str.contains(_NOT_ASSIGNED)
-    hit = per_event.loc[failed & assigned]
+    text = st["description"].fillna("").astype("str") + " " + st["details"].fillna("")
+    per_event = _joined(text, st["event_id"])
+    # Arrow's regex engine (RE2) on Arrow text: the patterns have nothing Python-only.
+    failed = per_event.str.contains(_SCOPING_FAILED.pattern, case=False, regex=True)
+    assigned = ~per_event.str.contains(_NOT_ASSIGNED.pattern, case=False, regex=True)
+    hit = per_event.loc[failed & assigned].astype("object")
     if hit.empty:
         return pd.Series(dtype="str")
     name = hit.str.extract(_SCOPING_NAME, expand=False)
     name = name.fillna(hit.str.extract(_CLAUSE_NAME, expand=False)).fillna("(unnamed)")
     return name.astype("str")
+
+
+def _joined(text: pd.Series, by: pd.Series) -> pd.Series:
+    """Return ``text`` joined with spaces per value of ``by`` (first-seen order, rows in order):
+    ``text.groupby(by, sort=False).agg(" ".join)``, by Arrow instead of a Python call per group.
+    """
+    codes, uniques = pd.factorize(by.astype("object").to_numpy())
+    order = np.argsort(codes, kind="stable")
+    offsets = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(uniques)))].astype(np.int64)
+    values = pa.array(pd.Series(text, dtype="str").array).take(pa.array(order))
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
+    joined = pc.binary_join(lists, pa.scalar(" ", values.type))
+    return pd.Series(pd.array(joined, dtype="str"), index=pd.Index(uniques, dtype="object"))
 
 
 def event_noise(
@@ -118,7 +134,7 @@ def event_noise(
     skipped = (events["status"] == "skipped").fillna(False).astype(bool)
     out_of_scope = skipped & is_noise_skip_reason(events["skip_reason"])
     filters = scoping_filter_skips(events, steps)
-    excluded_by = filters.reindex(events["id"].to_numpy()).set_axis(events.index)
+    excluded_by = reindex(filters, events["id"].to_numpy()).set_axis(events.index)
     # A scoping-filter skip of an assigned user is an answer ("excluded by scoping filter X").
     out_of_scope &= excluded_by.isna().to_numpy()
     is_update = (events["action"] == "update").fillna(False).astype(bool)
@@ -293,16 +309,16 @@ def objects_table(inputs: Inputs, noise: pd.DataFrame) -> pd.DataFrame:
     counts = per_key.groupby("_key", sort=False).size()
     # The scoping filter of each object's latest event, when that event is a filter skip.
     excluded = noise.set_index("event_id")["excluded_by"]
-    last_excluded = excluded.reindex(last["id"].to_numpy()).set_axis(last.index)
+    last_excluded = reindex(excluded, last["id"].to_numpy()).set_axis(last.index)
 
     users = cov.assign(
         object_key=cov["principal_id"].fillna("wiki:" + cov["wiki_id"].astype("str")),
         object_type="user",
         coverage=True,
     )
-    users["target_id"] = last["target_id"].reindex(users["object_key"].to_numpy()).to_numpy()
-    users["events"] = counts.reindex(users["object_key"].to_numpy()).fillna(0).to_numpy()
-    users["excluded_by"] = last_excluded.reindex(users["object_key"].to_numpy()).to_numpy()
+    users["target_id"] = reindex(last["target_id"], users["object_key"].to_numpy()).to_numpy()
+    users["events"] = reindex(counts, users["object_key"].to_numpy()).fillna(0).to_numpy()
+    users["excluded_by"] = reindex(last_excluded, users["object_key"].to_numpy()).to_numpy()
     rest = last.loc[~isin(pd.Series(last.index, index=last.index), users["object_key"])]
     groups = in_scope_groups(inputs.assignments)
     is_group = (rest["source_type"] == "group").fillna(False).astype(bool)
@@ -319,14 +335,14 @@ def objects_table(inputs: Inputs, noise: pd.DataFrame) -> pd.DataFrame:
             "scope_via": _labels(
                 (in_scope.to_numpy(bool), "direct"), (is_group.to_numpy(bool), "none")
             ),
-            "excluded_by": last_excluded.reindex(rest.index).to_numpy(),
+            "excluded_by": reindex(last_excluded, rest.index).to_numpy(),
             "wiki_id": None,
             "wiki_state": None,
             "last_status": rest["status"].to_numpy(),
             "last_at": rest["activity_at"].to_numpy(),
             "last_error_code": None,
             "verdict": None,
-            "events": counts.reindex(rest.index).to_numpy(),
+            "events": reindex(counts, rest.index).to_numpy(),
             "coverage": False,
         }
     )
@@ -377,7 +393,7 @@ class Model:
         self,
         source: Inputs | None = None,
         parts: dict[str, pd.DataFrame] | None = None,
-        loader: Callable[[str], pd.DataFrame] | None = None,
+        loader: Callable[[str, Sequence[str] | None], pd.DataFrame] | None = None,
     ) -> None:
         self._source = source
         self._parts: dict[str, pd.DataFrame] = dict(parts or {})
@@ -391,7 +407,8 @@ class Model:
             return ()
         from ingest.schema import TABLES
 
-        return tuple(id(self._source.table(t)) for t in TABLES)
+        # The raw attribute: a table the store has not read yet is not read for this.
+        return tuple(id(object.__getattribute__(self._source, t)) for t in TABLES)
 
     def _frame(self, table: str) -> pd.DataFrame:
         if self._source is None:
@@ -405,8 +422,15 @@ class Model:
             if now != self._seen:
                 self._parts, self._seen = {}, now
         if name not in self._parts:
-            self._parts[name] = self._loader(name) if self._loader else self._compute(name)
+            self._parts[name] = self._loader(name, None) if self._loader else self._compute(name)
         return self._parts[name]
+
+    def columns(self, name: str, columns: Sequence[str]) -> pd.DataFrame:
+        """Return only ``columns`` of part ``name``: a kept part not yet read is read column-wise
+        (what a report reads of a million objects), else the part's columns are selected."""
+        if name not in self._parts and self._loader is not None and self._source is None:
+            return self._loader(name, list(columns))
+        return self.part(name)[list(columns)]
 
     def _compute(self, name: str) -> pd.DataFrame:
         if name == "noise":
@@ -459,7 +483,7 @@ class Model:
         """Return the noise part's ``column`` for each event id (aligned to ``event_ids``)."""
         values = self.noise.set_index("event_id")[column]
         values = values.loc[~values.index.duplicated(keep="last")]
-        return values.reindex(event_ids.to_numpy()).set_axis(event_ids.index)
+        return reindex(values, event_ids.to_numpy()).set_axis(event_ids.index)
 
 
 def model_of(inputs: Inputs) -> Model:

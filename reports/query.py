@@ -119,9 +119,17 @@ def _narrows_events(filters: Filters) -> bool:
 
 
 def table_query(
-    snap: Snapshot, table: str, columns: Sequence[str] | None, filters: Filters
+    snap: Snapshot,
+    table: str,
+    columns: Sequence[str] | None,
+    filters: Filters,
+    present: Iterable[str] | None = None,
 ) -> tuple[str, list[Any]] | None:
-    """Return the SQL and parameters reading ``table`` under ``filters`` (None: no parts)."""
+    """Return the SQL and parameters reading ``table`` under ``filters`` (None: no parts).
+
+    ``present``: the columns the parts hold; a column asked for that parts written before it
+    existed lack is read as null.
+    """
     source = snap.source(table)
     if source is None:
         return None
@@ -162,7 +170,14 @@ def table_query(
                 f"WHERE principal_type = 'group' AND {sp})"
             )
             params.extend(inner)
-    cols = ", ".join(_ident(c) for c in columns) if columns is not None else "*"
+    have = None if present is None else set(present)
+    cols = (
+        ", ".join(
+            _ident(c) if have is None or c in have else f"NULL AS {_ident(c)}" for c in columns
+        )
+        if columns is not None
+        else "*"
+    )
     sql = f"SELECT {cols} FROM {source}"  # noqa: S608 (quoted paths and identifiers only)
     if conds:
         sql += " WHERE " + " AND ".join(conds)
@@ -192,7 +207,19 @@ def read_table(
         return frame[list(columns)] if columns is not None else frame
     sql, params = query
     try:
-        tbl = con.sql(sql, params=params).to_arrow_table()
+        try:
+            tbl = con.sql(sql, params=params).to_arrow_table()
+        except duckdb.BinderException:
+            # Parts written before a column was added to the schema: read it as null.
+            source = snap.source(table)
+            present = con.sql(f"SELECT * FROM {source} LIMIT 0").columns  # noqa: S608
+            query = table_query(snap, table, columns, filters or Filters(), present)
+            known = {c.name for c in TABLES[table].columns}
+            missing = set(columns or ()) - set(present)
+            if query is None or not missing or not missing <= known:
+                raise
+            sql, params = query
+            tbl = con.sql(sql, params=params).to_arrow_table()
     except duckdb.IOException as exc:
         if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
             raise PartVanished(str(exc)) from None
@@ -217,12 +244,24 @@ def read_inputs(
     tables: Iterable[str],
     filters: Filters | None = None,
     columns: Mapping[str, Sequence[str]] | None = None,
+    *,
+    lazy: bool = False,
 ) -> Inputs:
-    """Return Inputs holding ``tables`` of ``snap`` (the others empty), filters pushed down."""
-    frames = {
-        t: read_table(con, snap, t, (columns or {}).get(t), filters) for t in dict.fromkeys(tables)
-    }
-    return Inputs.from_tables(frames)
+    """Return Inputs holding ``tables`` of ``snap`` (the others empty), filters pushed down.
+
+    ``lazy``: each table is read the first time it is used (once for all copies), so a report
+    answered from the derived model alone reads no canonical table; ``con`` must then stay open
+    while the inputs are used (reports.service asks the whole question inside it).
+    """
+
+    def reader(table: str) -> Callable[[], pd.DataFrame]:
+        return lambda: read_table(con, snap, table, (columns or {}).get(table), filters)
+
+    inputs = Inputs.lazy({t: reader(t) for t in dict.fromkeys(tables)})
+    if not lazy:
+        for t in dict.fromkeys(tables):
+            inputs.table(t)
+    return inputs
 
 
 # --- the derived model, once per version ---------------------------------------------------
@@ -240,8 +279,8 @@ def load_model(store: Store, version: int) -> Model | None:
     if not all((root / f"{p}.parquet").exists() for p in PARTS):
         return None
 
-    def read(part: str) -> pd.DataFrame:
-        frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet").to_pandas()
+    def read(part: str, columns: Sequence[str] | None) -> pd.DataFrame:
+        frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet", columns=columns).to_pandas()
         return frame
 
     return Model(loader=read)

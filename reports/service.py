@@ -73,9 +73,21 @@ def ask(
         spec = REPORTS[name]
     except KeyError:
         raise KeyError(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}") from None
-    version, inputs = load(store, spec.tables, filters, spec.columns)
-    result = run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
-    return Answer(result, version)
+    con = q.connect()
+
+    def answer(snap: q.Snapshot) -> Answer:
+        # The whole question on one version: tables are read when the report first uses them
+        # (none when it answers from the model), and asked again if a writer replaced a part.
+        inputs = q.read_inputs(con, snap, spec.tables, filters, spec.columns, lazy=True)
+        inputs = inputs.declare(spec.tables)
+        object.__setattr__(inputs, "_model", q.model_for(con, snap))
+        result = run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
+        return Answer(result, snap.version)
+
+    try:
+        return q.consistent(_store(store), answer)
+    finally:
+        con.close()
 
 
 def run(

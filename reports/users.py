@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import isin, last_rows, lookup, object_key, order_events, slim
+from reports.inputs import isin, lookup, object_key, order_events, slim
 
 COLUMNS = [
     "source_id",
@@ -28,34 +29,82 @@ COLUMNS = [
 ]
 
 
-def user_table(events: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per source object of ``events``.
+_LATEST = ("source_id", "source_name", "source_upn", "source_type", "target_id")
+# One row per object from its events, by DuckDB over the frame (reports.sql). Columns given by
+# the caller: _key (object_key), _ord (order_events' rank), _use (counts), _noise, _tier (ranks
+# ties).
+_USER_SQL = """
+WITH ev AS (SELECT * FROM events), g AS (
+    SELECT
+        _key,
+        _tier,
+        count(*) AS events,
+        arg_max(source_id, _ord) AS source_id,
+        arg_max(source_name, _ord) AS source_name,
+        arg_max(source_upn, _ord) AS source_upn,
+        arg_max(source_type, _ord) AS source_type,
+        arg_max(target_id, _ord) AS target_id,
+        arg_max({'v': activity_at}, _ord).v AS last_at,
+        arg_max({'v': action}, _ord).v AS last_action,
+        arg_max({'v': status}, _ord).v AS last_status,
+        (arg_max({'v': error_code}, _ord) FILTER (WHERE status = 'failure')).v AS last_error_code,
+        count(*) FILTER (WHERE status = 'failure') AS failures,
+        min(activity_at) FILTER (WHERE status = 'success') AS first_success_at,
+        max(activity_at) FILTER (WHERE status = 'success') AS last_success_at,
+        CASE WHEN _key IS NULL THEN -1 ELSE min(_ord) END AS _first
+    FROM ev WHERE _use GROUP BY _key, _tier
+), n AS (
+    SELECT _key, count(*) AS noise_events FROM ev WHERE _noise GROUP BY _key
+)
+SELECT g.*, CASE WHEN g._key IS NULL THEN 0 ELSE coalesce(n.noise_events, 0) END AS noise_events
+FROM g LEFT JOIN n ON g._key = n._key
+ORDER BY last_at DESC NULLS LAST, source_id ASC NULLS LAST, _tier, _first
+"""
+
+
+def _event_rank(events: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """Return each event's rank in order_events' order (time, then stored order; no time last)."""
+    order = order_events(events[["activity_at"]].reset_index(drop=True)).index.to_numpy()
+    rank = np.empty(len(events), dtype=np.int64)
+    rank[order] = np.arange(len(events))
+    return rank
+
+
+def user_table(
+    events: pd.DataFrame,
+    noise: pd.Series | None = None,
+    include_noise: bool = True,
+) -> pd.DataFrame:
+    """Return one row per source object of ``events`` (latest first), with ``noise_events``.
 
     Names, UPN and target id are the latest known values; ``last_error_code`` is the code of the
     object's latest failure (kept after a later success, so support sees what went wrong).
+    ``noise`` flags events (aligned to ``events``); hidden (``include_noise`` False), they leave
+    the counts and last values, but an object with only noise keeps its row from those events,
+    ranked after the others at equal time and id.
     """
-    ev = order_events(events)
-    # Integer keys: grouping and aligning on them is far cheaper than on text.
-    ev = ev.assign(_key=pd.factorize(object_key(ev))[0])
-    g = ev.groupby("_key")
-    out = g.agg(events=("id", "size"))
-    # groupby.last() skips nulls: the latest *known* name/UPN/target id.
-    known = g[["source_id", "source_name", "source_upn", "source_type", "target_id"]].last()
-    last = last_rows(ev, "_key").set_index("_key")
-    out = out.join(known)
-    out["last_at"] = last["activity_at"]
-    out["last_action"] = last["action"]
-    out["last_status"] = last["status"]
-    failed = ev.loc[ev["status"] == "failure"]
-    out["failures"] = failed.groupby("_key").size().reindex(out.index, fill_value=0)
-    out["last_error_code"] = last_rows(failed, "_key").set_index("_key")["error_code"]
-    ok = ev.loc[ev["status"] == "success"].groupby("_key")["activity_at"]
-    out["first_success_at"] = ok.min()
-    out["last_success_at"] = ok.max()
+    from reports import sql
+
+    keys = object_key(events)
+    flag = np.zeros(len(events), bool) if noise is None else noise.to_numpy(bool)
+    use = np.ones(len(events), bool)
+    tier = np.zeros(len(events), np.int8)
+    if not include_noise and flag.any():
+        use = ~flag
+        # Noise-only objects (a null key never matches another: it is its own object).
+        only = flag & ~isin(keys, keys.loc[use]).to_numpy(bool)
+        use |= only
+        tier[only] = 1
+    columns = ["activity_at", "action", "status", "error_code", *_LATEST]
+    frame = events[columns].reset_index(drop=True)
+    frame = frame.assign(
+        _key=keys.to_numpy(), _ord=_event_rank(events), _use=use, _noise=flag, _tier=tier
+    )
+    out = sql.run(_USER_SQL, events=frame)
     out["events"] = out["events"].astype("Int64")
     out["failures"] = out["failures"].astype("Int64")
-    out = out.sort_values(["last_at", "source_id"], ascending=[False, True], kind="stable")
-    return out.reset_index(drop=True)[COLUMNS]
+    out["noise_events"] = out["noise_events"].astype("int64")
+    return out[[*COLUMNS, "noise_events"]]
 
 
 def match_user(events: pd.DataFrame, user: str) -> pd.Series:
@@ -256,26 +305,16 @@ def build(
     findable; ``noise_events`` says how many of each object's events are noise. Asked about one
     ``user``, every event counts.
     """
-    from reports.model import drop_noise_events, model_of
+    from reports.model import model_of
 
     model = model_of(inputs)
     ev = filters.apply_events(slim(inputs.events, "source_type", "error_code", "target_name"))
     if user:
         ev = ev.loc[match_user(ev, user)]
-    shown, hidden = drop_noise_events(ev, model, include_noise or bool(user))
-    noisy = ev.loc[model.noise_of(ev["id"]).to_numpy(bool)]
-    noisy_keys = object_key(noisy)
-    table = user_table(shown)
-    if hidden:
-        only_noise = ~isin(noisy_keys, object_key(shown))
-        if only_noise.any():
-            table = pd.concat([table, user_table(noisy.loc[only_noise])], ignore_index=True)
-            table = table.sort_values(
-                ["last_at", "source_id"], ascending=[False, True], kind="stable"
-            ).reset_index(drop=True)
-    per_object = noisy.assign(_k=noisy_keys).groupby("_k").size()
-    keys = object_key(table) if len(table) else pd.Series(dtype="str")
-    table["noise_events"] = per_object.reindex(keys.to_numpy()).fillna(0).astype("int64").to_numpy()
+    noise = model.noise_of(ev["id"])
+    shown = include_noise or bool(user)
+    hidden = 0 if shown else int(noise.sum())
+    table = user_table(ev, noise, include_noise=shown)
     return ReportResult(frame=table, hidden_noise=hidden)
 
 

@@ -459,3 +459,37 @@ def test_cli_support_pack_xlsx_and_zip(store_path, tmp_path):
         )
         == 2
     )
+
+
+def test_json_rows_written_by_duckdb_are_the_per_row_bytes():
+    import numpy as np
+    import orjson
+
+    from reports.export import _json_lines_by_duckdb, records
+
+    times = ["2026-11-20T01:02:03.456789Z", None, "1999-01-01T00:00:00Z", "2026-01-01T23:59:59.9Z"]
+    frame = pd.DataFrame(
+        {
+            "s": pd.array(
+                ['a"b', "é\u2028x\x7f", "\x01\n\t/", None, "</script>", "\\", "𝄞", "ü"],
+                dtype="str",
+            ),
+            "o": ["x", None, "y", "z", "", "q", "w", "e"],
+            "i": pd.array([1, None, 3, 4, 5, -6, 2**53 + 1, 0], dtype="Int64"),
+            "n": np.arange(8),
+            "b": [True, False] * 4,
+            "nb": pd.array([True, None, False, True, True, False, True, False], dtype="boolean"),
+            "f": [0.1, 1e-7, np.nan, np.inf, -0.0, 1 / 3, 123456789.123, 2.0],
+            "t": pd.to_datetime(times * 2, utc=True, format="ISO8601"),
+            "l": [["a", "b"], [], None, ["c"], ["d"], ["e"], ["f"], ["g"]],
+            "li": [[1, None, 3], [], [200], [404], [], [1], [2], [3]],
+        }
+    )
+    per_row = b",\n".join(orjson.dumps(r) for r in records(frame))
+    fast = _json_lines_by_duckdb(frame)
+    assert fast is not None and fast.to_pybytes() == per_row
+    assert json_bytes(frame) == b"[\n" + per_row + b"\n]\n"
+    # Doubles DuckDB writes differently (1e20 in full) take the per-row way: same bytes.
+    big = pd.DataFrame({"f": [1e20, 1.0]})
+    assert _json_lines_by_duckdb(big) is None
+    assert json_bytes(big) == b'[\n{"f":1e+20},\n{"f":1.0}\n]\n'

@@ -103,3 +103,24 @@ def test_an_empty_or_missing_store_answers_with_empty_results(tmp_path: Path):
     result = service.run(tmp_path / "nothing", "summary")
     assert result.data is not None and result.data["events"] == 0
     assert not (tmp_path / "nothing").exists()  # asking never creates a store
+
+
+def test_a_column_older_parts_lack_is_read_as_null(tmp_path: Path):
+    import pyarrow.parquet as pq
+
+    store = _store(tmp_path / "s")
+    snap = q.Snapshot.of(store)
+    # Parts written before `envelope_result_type` existed: drop it from every events part.
+    for path in snap.files("events"):
+        pq.write_table(pq.read_table(path).drop_columns(["envelope_result_type"]), path)
+    con = q.connect()
+    ev = q.read_table(con, snap, "events", ["id", "status", "envelope_result_type"])
+    assert len(ev) == len(world().events) and ev["envelope_result_type"].isna().all()
+    assert str(ev["envelope_result_type"].dtype) == "str"
+    summary = service.run(store, "summary").data
+    assert summary is not None and summary["events"] == len(world().events)
+    # A column no schema has is still an error, not a silent null.
+    import duckdb
+
+    with pytest.raises(duckdb.BinderException):
+        q.read_table(con, snap, "events", ["id", "no_such_column"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -159,3 +160,38 @@ def test_run_report_rejects_unknown_names_and_does_not_mutate_inputs():
         pd.testing.assert_frame_equal(getattr(w, name), before[name])
     with pytest.raises(KeyError):
         run_report("nope", w)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.array([f"v{i}" if i % 7 else None for i in range(6000)], dtype="str"),
+        np.arange(6000),
+        np.arange(6000) % 2 == 0,
+        pd.array(range(6000), dtype="Int64"),
+    ],
+)
+def test_text_label_lookup_by_arrow_is_pandas_reindex(values):
+    from reports.inputs import reindex
+
+    index = pd.Index([f"k{i}" for i in range(6000)], dtype="str")
+    series = pd.Series(values, index=index, name="x")
+    keys = np.array([f"k{i}" for i in range(5999, -1, -2)] + ["nope", None] * 1000, dtype=object)
+    expected = series.reindex(keys)
+    got = reindex(series, keys)
+    pd.testing.assert_series_equal(got, expected)
+    everything = np.array([f"k{i}" for i in range(6000)], dtype=object)
+    pd.testing.assert_series_equal(reindex(series, everything), series.reindex(everything))
+
+
+def test_scoping_filter_text_is_joined_per_event_in_order():
+    from reports.model import _joined
+
+    text = pd.Series(["a", "b", "c", "d", "e"], dtype="str")
+    by = pd.Series(["e2", "e1", "e2", "e3", "e1"], dtype="str")
+    got = _joined(text, by)
+    expected = (
+        text.astype("object").groupby(by.astype("object").to_numpy(), sort=False).agg(" ".join)
+    )
+    assert got.to_dict() == expected.to_dict() == {"e2": "a c", "e1": "b e", "e3": "d"}
+    assert got.index.tolist() == ["e2", "e1", "e3"]
