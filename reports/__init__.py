@@ -300,7 +300,7 @@ REPORTS: dict[str, ReportSpec] = {
             "Counts of everything stored: events, cycles, objects, outcomes, error codes.",
             "object",
             _EVENT_TABLES,
-            events=("cycle_id", "change_id", "error_code"),
+            events=("cycle_id", "change_id", "error_code", "envelope_result_type"),
         ),
         _spec(
             "cycles",

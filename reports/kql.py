@@ -138,11 +138,17 @@ def events_kql(schema: Schema, filters: Filters) -> str:
     )
     q.append(
         "| project id = Id, activity_at = TimeGenerated, job_id = JobId, cycle_id = CycleId,"
-        f" change_id = ChangeId, service_principal_id = {_prop('_sp', 'Id', 'id')},"
+        " change_id = ChangeId,"
+        # as ingest.fieldmap.snake: the envelope's result type in lower snake case
+        " envelope_result_type = tolower(replace_regex(replace_regex(trim(@'\\s', ResultType),"
+        " @'([a-z0-9])([A-Z])', @'\\1_\\2'), @'[\\s\\-]+', '_')),"
+        f" service_principal_id = {_prop('_sp', 'Id', 'id')},"
         " action, status, error_category,"
         " error_code = iff(_code == 'None' or _code == '0', '', _code),"
         " error_reason = _reason,"
         f" recommended_action = {_prop('_err', 'recommendedAction', 'RecommendedAction')},"
+        " error_additional_details ="
+        f" {_prop('_err', 'additionalDetails', 'AdditionalDetails')},"
         " skip_reason = iff(isnotempty(_skip), _skip, iff(status == 'skipped', "
         + reason
         + ", '')),"
@@ -180,6 +186,29 @@ def _distinct(ev: str, keys: Iterable[str], column: str, name: str) -> str:
     )
 
 
+def _quoted_scim_errors(fail: str) -> dict[str, str]:
+    """KQL: the wiki's SCIM error Entra quotes in a failure's reason (else additional details),
+    with the same patterns as ``reports.owners.embedded_scim_error``; per error code the most
+    frequent scimType and the latest status and detail (as the local failures report)."""
+    from reports.owners import EMBEDDED_DETAIL, EMBEDDED_STATUS, EMBEDDED_TYPE
+
+    quoted = (
+        f"{fail}\n| extend _p = replace_string(strcat(error_reason, ' ', error_additional_details),"
+        " '\\\"', '\"')"
+        f"\n| extend scim_status = extract(@'{EMBEDDED_STATUS}', 1, _p),"
+        f" scim_type = extract(@'{EMBEDDED_TYPE}', 1, _p),"
+        f" scim_detail = extract(@'{EMBEDDED_DETAIL}', 1, _p)"
+    )
+    return {
+        "scim_types": f"{quoted}\n| where isnotempty(scim_type)\n| summarize n = count(),"
+        " t = min(activity_at) by error_code, scim_type",
+        "scim_status": f"{quoted}\n| where isnotempty(scim_status)\n| summarize"
+        " arg_max(activity_at, scim_status) by error_code",
+        "scim_detail": f"{quoted}\n| where isnotempty(scim_detail)\n| summarize"
+        " arg_max(activity_at, scim_detail) by error_code",
+    }
+
+
 def plan(name: str, schema: Schema, filters: Filters) -> dict[str, str]:
     """Return the KQL queries report ``name`` needs, by role."""
     ev = events_kql(schema, filters)
@@ -187,16 +216,26 @@ def plan(name: str, schema: Schema, filters: Filters) -> dict[str, str]:
     if name == "summary":
         return {
             "groups": f"{ev}\n| summarize events = count(), first_at = min(activity_at),"
-            " last_at = max(activity_at) by action, status,"
+            " last_at = max(activity_at) by action, status, envelope_result_type,"
             " code = iff(status == 'failure', error_code, '')",
             "distinct_ids": _distinct(ev, (), "id", "n"),
-            "cycles": _distinct(ev, (), "cycle_id", "n"),
+            # a cycle is a (job, cycle) pair (DESIGN.md), as reports.model.cycle_pairs
+            "cycles": _distinct(
+                f"{ev}\n| where isnotempty(cycle_id)"
+                "\n| extend cycle_pair = strcat(job_id, '|', cycle_id)",
+                (),
+                "cycle_pair",
+                "n",
+            ),
             "changes": _distinct(ev, (), "change_id", "n"),
             "source_objects": _distinct(ev, (), "object_key", "n"),
         }
     if name == "cycles":
-        cyc = f"{ev}\n| where isnotempty(cycle_id)"
+        # A cycle is what all its events say (DESIGN "filters"): the aggregates run over every
+        # event; the filters only choose which cycles are listed (those with a selected event).
+        cyc = f"{events_kql(schema, Filters())}\n| where isnotempty(cycle_id)"
         return {
+            "selected": f"{ev}\n| where isnotempty(cycle_id)\n| summarize by job_id, cycle_id",
             "groups": f"{cyc}\n| summarize service_principal_id = take_any(service_principal_id),"
             " started_at = min(activity_at), ended_at = max(activity_at), events = count(),"
             f" {counts} by job_id, cycle_id",
@@ -215,6 +254,7 @@ def plan(name: str, schema: Schema, filters: Filters) -> dict[str, str]:
             " arg_max(activity_at, error_reason) by error_code",
             "actions": f"{fail}\n| where isnotempty(recommended_action)\n| summarize"
             " arg_max(activity_at, recommended_action) by error_code",
+            **_quoted_scim_errors(fail),
         }
     if name == "skips":
         skip = f"{ev}\n| where status == 'skipped'"
@@ -293,6 +333,11 @@ def _summary(results: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
     failed = g.loc[g["status"] == "failure"]
     by_code = failed.groupby(failed["code"].replace("", "(none)"))["events"].sum().sort_index()
     success = int(g.loc[g["status"] == "success", "events"].sum()) if n else 0
+    by_result_type: dict[str, dict[str, int]] = {}
+    enveloped = g.loc[g["envelope_result_type"].fillna("") != ""]
+    pairs = enveloped.groupby(["envelope_result_type", "status"])["events"].sum()
+    for (result_type, status), count in pairs.items():
+        by_result_type.setdefault(str(result_type), {})[str(status)] = int(count)
     return {
         "events": n,
         "distinct_ids": one("distinct_ids"),
@@ -304,6 +349,7 @@ def _summary(results: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
         "success_rate": float(success / n) if n else None,
         "by_action_status": by_action_status,
         "failures_by_error_code": {str(k): int(v) for k, v in by_code.items()},
+        "by_envelope_result_type": by_result_type,
     }
 
 
@@ -325,7 +371,12 @@ def _cycles(
     g["service_principal_id"] = g["service_principal_id"].map(_none).astype("str")
     g["cycle_id"] = g["cycle_id"].astype("str")
     g["job_id"] = g["job_id"].fillna("").astype("str")
-    return finish_cycles(g, filters.apply_table("sync_jobs", jobs))
+    out = finish_cycles(g, filters.apply_table("sync_jobs", jobs))
+    sel = results["selected"]
+    chosen = set(zip(sel["job_id"].fillna("").astype("str"), sel["cycle_id"].astype("str")))
+    pairs = zip(out["job_id"].fillna("").astype("str"), out["cycle_id"].astype("str"))
+    keep = [pair in chosen for pair in pairs]
+    return out.loc[keep].reset_index(drop=True)
 
 
 def _failures(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -346,7 +397,23 @@ def _failures(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         mode = cats.drop_duplicates("error_code").set_index("error_code")["error_category"]
         mode = mode.reindex(out.index).astype("str")
     out["error_category"] = mode
-    out["scim_type"] = pd.Series(pd.NA, index=out.index, dtype="str")  # wiki requests: local only
+    # The wiki's own answers are local only; the SCIM error Entra quotes is read in the workspace.
+    types = results["scim_types"]
+    scim_type = pd.Series(pd.NA, index=out.index, dtype="str")
+    if not types.empty:
+        types = _times(types.copy(), "t").sort_values(["n", "t"], ascending=[False, True])
+        scim_type = types.drop_duplicates("error_code").set_index("error_code")["scim_type"]
+        scim_type = scim_type.reindex(out.index).astype("str")
+    out["scim_type"] = scim_type
+    for role in ("scim_status", "scim_detail"):
+        f = results[role]
+        values = (
+            f.set_index("error_code")[role].reindex(out.index)
+            if not f.empty
+            else pd.Series(pd.NA, index=out.index)
+        )
+        out[role] = values.astype("str")
+    out["scim_status"] = pd.to_numeric(out["scim_status"], errors="coerce").astype("Int64")
     for role, col in (("reasons", "error_reason"), ("actions", "recommended_action")):
         f = results[role]
         values = (
@@ -363,6 +430,8 @@ def _failures(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
             "last_seen",
             "error_category",
             "scim_type",
+            "scim_status",
+            "scim_detail",
             "sample_reason",
             "recommended_action",
         ]

@@ -180,9 +180,9 @@ def documented_action(codes: pd.Series) -> pd.Series:
 
 # Entra quotes the wiki's SCIM error body inside its reason or additional details, as JSON text
 # (sometimes with escaped quotes): ..."status":"409","scimType":"uniqueness","detail":"..."...
-_EMBEDDED_STATUS: Final = r'"status"\s*:\s*"?(\d{3})"?'
-_EMBEDDED_TYPE: Final = r'"scimType"\s*:\s*"([^"]*)"'
-_EMBEDDED_DETAIL: Final = r'"detail"\s*:\s*"((?:[^"\\]|\\.)*)"'
+EMBEDDED_STATUS: Final = r'"status"\s*:\s*"?(\d{3})"?'
+EMBEDDED_TYPE: Final = r'"scimType"\s*:\s*"([^"]*)"'
+EMBEDDED_DETAIL: Final = r'"detail"\s*:\s*"((?:[^"\\]|\\.)*)"'
 
 
 def embedded_scim_error(texts: pd.Series) -> pd.DataFrame:
@@ -196,10 +196,10 @@ def embedded_scim_error(texts: pd.Series) -> pd.DataFrame:
     found = pd.DataFrame(
         {
             "scim_status": pd.to_numeric(
-                plain.str.extract(_EMBEDDED_STATUS, expand=False), errors="coerce"
+                plain.str.extract(EMBEDDED_STATUS, expand=False), errors="coerce"
             ).astype("Int64"),
-            "scim_type": plain.str.extract(_EMBEDDED_TYPE, expand=False).astype("str"),
-            "scim_detail": plain.str.extract(_EMBEDDED_DETAIL, expand=False).astype("str"),
+            "scim_type": plain.str.extract(EMBEDDED_TYPE, expand=False).astype("str"),
+            "scim_detail": plain.str.extract(EMBEDDED_DETAIL, expand=False).astype("str"),
         }
     )
     found.index = distinct.to_numpy()

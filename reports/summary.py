@@ -25,6 +25,14 @@ def summarize(events: pd.DataFrame) -> dict[str, Any]:
         counts = events.groupby(["action", "status"], observed=True).size()
         for (action, status), count in counts.items():
             by_action_status.setdefault(str(action), {})[str(status)] = int(count)
+    # Microsoft's view: the Azure Monitor / Log Analytics envelope's resultType, which the
+    # workbooks count by and which can disagree with the record's own status (README).
+    by_result_type: dict[str, dict[str, int]] = {}
+    if n and "envelope_result_type" in events.columns:
+        enveloped = events.loc[events["envelope_result_type"].notna()]
+        pairs = enveloped.groupby(["envelope_result_type", "status"], observed=True).size()
+        for (result_type, status), count in pairs.items():
+            by_result_type.setdefault(str(result_type), {})[str(status)] = int(count)
     failures = events.loc[events["status"] == "failure", "error_code"].fillna("(none)")
     by_code = failures.value_counts(sort=False).sort_index()
     first = events["activity_at"].min() if n else None
@@ -40,6 +48,7 @@ def summarize(events: pd.DataFrame) -> dict[str, Any]:
         "success_rate": success_rate(events),
         "by_action_status": by_action_status,
         "failures_by_error_code": {str(k): int(v) for k, v in by_code.items()},
+        "by_envelope_result_type": by_result_type,
     }
 
 
@@ -52,5 +61,5 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the summary object of the selected events (noise always counted)."""
-    events = slim(inputs.events, "cycle_id", "change_id", "error_code")
+    events = slim(inputs.events, "cycle_id", "change_id", "error_code", "envelope_result_type")
     return ReportResult(frame=None, data=summarize(filters.apply_events(events)))
