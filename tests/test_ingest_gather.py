@@ -109,3 +109,32 @@ def test_an_empty_page_after_good_ones_is_named(tmp_path: Path) -> None:
     with pytest.raises(BadInput) as err:
         ingest_files(Store(tmp_path / "s"), [*paths, empty])
     assert str(err.value).startswith(f"{empty}:1")
+
+
+def _event(rid: str) -> pd.DataFrame:
+    return pd.DataFrame({"id": [rid], "activity_at": [pd.Timestamp("2026-01-01", tz="UTC")]})
+
+
+def _steps(rid: str, name: str) -> pd.DataFrame:
+    return pd.DataFrame({"event_id": [rid], "position": [0], "name": [name]})
+
+
+def test_the_store_still_drops_superseded_children_when_an_event_is_staged_twice(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "s")
+    with store.batch("test") as b:
+        b.add({"events": _event("a"), "steps": _steps("a", "first")})
+        b.add({"events": _event("b"), "steps": _steps("b", "only")})
+        b.add({"events": _event("a"), "steps": _steps("a", "second")})
+    steps = store.read("steps").sort_values("event_id")
+    assert steps["name"].tolist() == ["second", "only"]
+
+
+def test_children_staged_before_their_event_are_dropped_as_before(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    with store.batch("test") as b:
+        b.add({"events": _event("a"), "steps": _steps("a", "kept")})
+        b.add({"steps": _steps("c", "early")})
+        b.add({"events": _event("c")})
+    assert store.read("steps")["name"].tolist() == ["kept"]
