@@ -1,16 +1,16 @@
-"""Cached loaders: the only place the dashboard reads the store and runs reports.
+"""Cached report answers: the only place the dashboard reads the store and runs reports.
 
 Every cache is keyed by the store path and ``store.version`` (which grows with every committed
-ingest), so new data shows on the next rerun without clearing anything; report results and
-derived series are also keyed by the filters. Canonical tables are held with
-``st.cache_resource`` rather than ``st.cache_data``: cache_data pickles a copy on every hit,
-which for a million events costs seconds per rerun, and report functions never mutate their
-inputs (DESIGN/STYLE contract), so one shared frame is safe. Report results can be as large
-(correlation has a row per event), so they are shared the same way; pages treat every cached
-frame as read-only (the Users page asks for one user's correlation rows, ``user=``, cached per
-user, rather than matching every event in the store). Small series and figures (chart counts,
-KPIs, store info) go through ``st.cache_data``. Every figure comes from ``reports``; nothing
-here or in the pages counts or groups on its own.
+ingest), so new data shows on the next rerun without clearing anything; report results are also
+keyed by the filters and parameters. They are held with ``st.cache_resource`` rather than
+``st.cache_data``: cache_data pickles a copy on every hit, which for large results (correlation
+has a row per event) costs seconds per rerun, so one shared result is used and pages treat it as
+read-only (the Users page asks for one user's rows, ``user=``, cached per user). Store info goes
+through ``st.cache_data``. Every figure a page shows is a registered report asked by name
+(:func:`report`, through ``reports.service`` like the CLI), so ``provlens report NAME --format
+json`` reproduces it; nothing here or in the pages counts or groups on its own. From ``reports``
+the dashboard imports only ``Filters``/``REPORTS``/``ReportResult``, ``reports.service`` and, to
+write downloads, ``reports.export`` (tests/test_dashboard_imports.py enforces it).
 """
 
 from __future__ import annotations
@@ -23,20 +23,17 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import views
 from dashboard.launch import NOW_ENV
 from ingest import settings
-from ingest.schema import TABLES, empty_frame
 from ingest.store import Store
-from reports import REPORTS, Filters, Inputs, export, overview, scim_traffic, service
-from reports import users as reports_users
-from reports.users import Timeline
+from reports import Filters, service
 
 TTL = 600  # seconds; the version key already invalidates on new data
 OVERRIDE_KEY = "provlens_store_override"
 
-# Columns of `events` the reports and pages read; the rest (raw enums, initiator, systems, free
-# text details) stay on disk, which keeps a million-event store comfortably in memory.
+# Columns of `events` the dashboard read when it loaded whole tables itself (before every page
+# asked reports.service); benchmarks/run.py still times its in-memory baseline with them. Pages
+# never load a table: each report reads its declared columns only.
 EVENT_COLUMNS: tuple[str, ...] = (
     "id",
     "activity_at",
@@ -135,28 +132,11 @@ def store_info(path: str, version: int) -> dict[str, Any]:
     return dict(Store(Path(path)).info()) if Path(path).exists() else {}
 
 
-@st.cache_resource(ttl=TTL, max_entries=24, show_spinner="Loading from the store…")
-def load_table(path: str, version: int, table: str) -> pd.DataFrame:
-    """Return one canonical table (for `events`, only the columns in EVENT_COLUMNS)."""
-    columns = list(EVENT_COLUMNS) if table == "events" else None
-    if not Path(path).exists():
-        frame = empty_frame(table)
-        return frame[columns] if columns else frame
-    return Store(Path(path)).read(table, columns=columns)
-
-
-def load_inputs(path: Path, version: int, tables: tuple[str, ...] = tuple(TABLES)) -> Inputs:
-    """Return ``reports.Inputs`` holding ``tables`` of one store version, with its model.
-
-    Through reports.service, like every report: the derived model (noise, cycles, matches,
-    objects) is the store version's, so a support pack agrees with the report pages.
-    """
-    return service.load(path, tuple(tables))[1]
-
-
 # Reports whose answer depends on the current time (running cycle, next retry). Only these get
 # `now` and so a cache key that changes every minute; the rest are keyed by data and filters.
-TIME_DEPENDENT_REPORTS = frozenset({"estimate", "quarantine-risk", "diagnosis", "job-header"})
+TIME_DEPENDENT_REPORTS = frozenset(
+    {"estimate", "estimate-for", "quarantine-risk", "diagnosis", "job-header", "overview"}
+)
 
 
 @dataclass(frozen=True)
@@ -199,81 +179,11 @@ def report(name: str, path: Path, version: int, filters: FilterState, **params: 
     return _report(str(path), version, name, filters.key(), at, params_key, filters)
 
 
-@st.cache_data(ttl=TTL, show_spinner="Counting events…", max_entries=128)
-def event_counts(
-    path: str,
-    version: int,
-    filter_key: tuple[Any, ...],
-    by: str,
-    status: str | None,
-    _filters: FilterState,
-) -> pd.DataFrame:
-    """Return filtered events (noise counted, as in summary) per time bucket and ``by``."""
-    events = _filters.to_filters().apply_events(load_table(path, version, "events"))
-    return overview.events_over_time(events, by, views.bucket_for, status)
-
-
-@st.cache_data(ttl=TTL, show_spinner="Finding failures…", max_entries=64)
-def latest_failures(
-    path: str, version: int, filter_key: tuple[Any, ...], limit: int, _filters: FilterState
-) -> pd.DataFrame:
-    """Return the newest failed events passing the filters (reports.overview)."""
-    events = _filters.to_filters().apply_events(load_table(path, version, "events"))
-    return overview.latest_failures(events, limit)
-
-
-@st.cache_data(ttl=TTL, show_spinner="Reading job status…", max_entries=64)
-def job_states(
-    path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
-) -> pd.DataFrame:
-    """Return each selected job's latest snapshot, newest first (reports.overview)."""
-    jobs = _filters.to_filters().apply_table("sync_jobs", load_table(path, version, "sync_jobs"))
-    return overview.latest_job_states(jobs)
-
-
-@st.cache_data(ttl=TTL, show_spinner=False, max_entries=64)
-def scim_traffic_figures(
-    path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Return the SCIM traffic KPIs and requests per status code (reports.scim_traffic)."""
-    requests = scim_requests(path, version, filter_key, _filters)
-    return scim_traffic.traffic_summary(requests), scim_traffic.status_code_counts(requests)
-
-
-@st.cache_resource(ttl=TTL, show_spinner="Reading the wiki's requests…", max_entries=16)
-def scim_requests(
-    path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
-) -> pd.DataFrame:
-    """Return the wiki's SCIM requests passing the time filter."""
-    frame = load_table(path, version, "scim_requests")
-    return _filters.to_filters().apply_table("scim_requests", frame)
-
-
 def clear_caches() -> None:
     """Drop every cached table, report and series (the sidebar's refresh button)."""
     st.cache_data.clear()
-    for cached in (load_table, _report, scim_requests, user_timeline, user_wiki_requests):
+    for cached in (_report, events_flat):
         cached.clear()
-
-
-@st.cache_resource(ttl=TTL, show_spinner="Reading the user's events…", max_entries=64)
-def user_timeline(
-    path: str, version: int, filter_key: tuple[Any, ...], user: str, _filters: FilterState
-) -> Timeline:
-    """Return one object's events, steps and modified properties (reports.users.user_timeline)."""
-    spec = REPORTS["timeline"]
-    inputs = load_inputs(Path(path), version, spec.tables)
-    return reports_users.user_timeline(inputs, user, _filters.to_filters())
-
-
-@st.cache_resource(ttl=TTL, show_spinner="Finding the wiki's requests…", max_entries=64)
-def user_wiki_requests(
-    path: str, version: int, filter_key: tuple[Any, ...], user: str, _filters: FilterState
-) -> pd.DataFrame:
-    """Return the wiki's SCIM requests about one user's objects (reports.export)."""
-    events = user_timeline(path, version, filter_key, user, _filters).events
-    inputs = load_inputs(Path(path), version, ("events", "scim_requests"))
-    return export.wiki_requests_for(inputs, events)
 
 
 @st.cache_resource(ttl=TTL, show_spinner="Flattening events…", max_entries=4)
@@ -281,7 +191,4 @@ def events_flat(
     path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
 ) -> pd.DataFrame:
     """Return the filtered events with steps and modified properties as text (`events_flat`)."""
-    inputs = _filters.to_filters().apply_inputs(
-        load_inputs(Path(path), version, ("events", "steps", "modified_properties"))
-    )
-    return export.flat_events(inputs)
+    return service.table(Path(path), "events_flat", _filters.to_filters())

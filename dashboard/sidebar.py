@@ -15,7 +15,6 @@ import streamlit as st
 
 from dashboard import auth, data
 from ingest.schema import ACTIONS, STATUSES
-from reports.overview import FilterOptions, filter_options
 
 _CTX_KEY = "provlens_context"
 
@@ -40,14 +39,28 @@ class Context:
         """Run report ``name`` with the current filters (cached)."""
         return data.report(name, self.store_path, self.version, self.filters, **params)
 
-    def table(self, name: str) -> pd.DataFrame:
-        """Return canonical table ``name`` (cached; never mutate it)."""
-        return data.load_table(str(self.store_path), self.version, name)
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """Choices offered by the filters (the filter-options report over every stored event)."""
+
+    apps: dict[str, str]  # service principal id -> display name
+    jobs: tuple[str, ...]
+    first_at: pd.Timestamp | None
+    last_at: pd.Timestamp | None
+    is_demo: bool
 
 
-@st.cache_data(ttl=data.TTL, show_spinner=False)
 def _options(path: str, version: int) -> FilterOptions:
-    return filter_options(data.load_table(path, version, "events"))
+    got = data.report("filter-options", Path(path), version, data.FilterState()).data or {}
+    first, last = got.get("first_at"), got.get("last_at")
+    return FilterOptions(
+        apps=dict(got.get("apps") or {}),
+        jobs=tuple(got.get("jobs") or ()),
+        first_at=None if first is None or pd.isna(first) else pd.Timestamp(first),
+        last_at=None if last is None or pd.isna(last) else pd.Timestamp(last),
+        is_demo=bool(got.get("is_demo")),
+    )
 
 
 def _day_bounds(

@@ -1,4 +1,4 @@
-"""Presentation helpers for the pages: escaping, labels, bucket sizes, chart bands.
+"""Presentation helpers for the pages: escaping, labels, chart bands.
 
 Nothing here counts, groups or decides: figures come from ``reports`` (through
 ``dashboard.data``). These only shape what is drawn.
@@ -10,8 +10,6 @@ import re
 from typing import Any
 
 import pandas as pd
-
-from reports.users import user_key
 
 
 def min_bar(first: pd.Timestamp, last: pd.Timestamp) -> pd.Timedelta:
@@ -33,17 +31,6 @@ def plot_escape(text: object) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def bucket_for(span: pd.Timedelta) -> str:
-    """Return a pandas frequency giving a readable number of bars for a time ``span``."""
-    if span <= pd.Timedelta(hours=6):
-        return "5min"
-    if span <= pd.Timedelta(days=2):
-        return "h"
-    if span <= pd.Timedelta(days=60):
-        return "D"
-    return "W"
-
-
 TIMELINE_EVENT_COLUMNS = (
     "activity_at",
     "action",
@@ -57,18 +44,6 @@ TIMELINE_EVENT_COLUMNS = (
     "job_id",
     "id",
 )
-
-
-def user_choices(users: pd.DataFrame) -> dict[str, str]:
-    """Return {user key: `name · UPN · id`} for a selectbox (shown as plain text)."""
-    keys = user_key(users)
-    out: dict[str, str] = {}
-    for key, name, upn in zip(keys, users["source_name"], users["source_upn"], strict=True):
-        if not key or key in out:
-            continue
-        parts = [str(p) for p in (name, upn) if pd.notna(p) and str(p)]
-        out[key] = " · ".join([*parts, key] if key not in parts else parts)
-    return out
 
 
 def safe_file_part(text: str) -> str:

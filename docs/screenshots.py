@@ -1,6 +1,7 @@
 """Take the README's screenshots: one per dashboard page, in real Chromium, on a demo store.
 
     .venv/bin/provlens --store /tmp/demo --now 2026-12-03T11:30:00Z demo --no-dashboard
+    .venv/bin/provlens --store /tmp/demo --now 2026-12-03T11:30:00Z alert   # the Alerts page's rows
     .venv/bin/python docs/screenshots.py /tmp/demo 2026-12-03T11:30:00Z
 
 Writes docs/screenshot-<page>.png (1440x1100, light theme, browser zone Europe/Paris). The Users

@@ -109,22 +109,33 @@ def wiki_answer(inputs: Inputs, events: pd.DataFrame) -> dict[str, Any] | None:
 
 
 def _when_text(summary: dict[str, Any], now: pd.Timestamp | None) -> str:
+    """One line on when the user will have access (estimate.when_user's answer, in words).
+
+    ``expected_by`` is never in the past and is null for a user who needs a fix first (then the
+    reason names the fix) or who already has access (then ``provisioned_at`` says since when).
+    """
     reason = _text(summary.get("reason")) or "no estimate"
+    verdict = summary.get("verdict")
+    since = summary.get("provisioned_at")
+    if verdict == "provisioned" and since is not None and not pd.isna(since):
+        stamp = pd.Timestamp(since).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
+        return f"Has access since {stamp}."
     expected = summary.get("expected_by")
     if expected is None or pd.isna(expected):
+        if verdict == "failed" or reason.lower().startswith("not until fixed"):
+            fix = _text(summary.get("fix")) or _text(summary.get("recommended_fix"))
+            owner = _text(summary.get("fix_owner"))
+            what = f": {fix}" if fix else ""
+            who = f" (owner: {owner})" if owner else ""
+            return f"Access only once the cause is fixed{who}{what}".rstrip(".") + "."
         return reason[:1].upper() + reason[1:] + "."
-    at = pd.Timestamp(expected).tz_convert("UTC")
-    stamp = at.strftime("%Y-%m-%d %H:%M UTC")
-    if summary.get("verdict") == "provisioned":
-        return f"Has access since {stamp}."
-    late = now is not None and at < now
-    if summary.get("verdict") == "failed":
+    stamp = pd.Timestamp(expected).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
+    if verdict == "failed":
         return (
-            "Access only once the cause is fixed: Entra retries the user every cycle (next "
-            f"attempt expected by {stamp}" + (", which is overdue" if late else "") + ")."
+            f"Expected by {stamp}: the last failure is one Entra heals by retrying the user "
+            "in its next cycle."
         )
-    head = f"Expected by {stamp}" + (" (that time has passed)" if late else "")
-    return f"{head}: {reason}."
+    return f"Expected by {stamp}: {reason}."
 
 
 def diagnose(

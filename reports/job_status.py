@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
+from reports import jobs as jobs_report
 from reports.estimate import cycle_progress, estimate
 from reports.inputs import latest_jobs, reference_now
 
@@ -135,18 +136,16 @@ def _job_row(
     row["objects_in_scope"] = int(est["objects_in_scope"])
     entitled = snapshot.get("count_entitled") if snapshot is not None else None
     row["count_entitled"] = None if entitled is None or pd.isna(entitled) else int(entitled)
-    last_run = None
-    if snapshot is not None:
-        last_run = _ts(snapshot.get("last_execution_ended")) or _ts(
-            snapshot.get("last_execution_began")
-        )
-    if last_cycle is not None:
-        ended = _ts(last_cycle["ended_at"])
-        if last_run is None or (ended is not None and ended > last_run):
-            last_run = ended
-    row["last_run_at"] = last_run
+    # One rule for the last run and the next one due (reports.jobs), as job-status and the
+    # stalled alert read it: last run + the job's schedule interval.
+    last_run = jobs_report.last_run(
+        snapshot.get("last_execution_ended") if snapshot is not None else None,
+        last_cycle["ended_at"] if last_cycle is not None else None,
+    )
+    row["last_run_at"] = _ts(last_run)
     paused = row["schedule"] in ("Disabled", "Paused") or row["state"] in ("Paused",)
-    nxt = None if paused else _ts(est.get("next_incremental_at"))
+    interval = snapshot.get("schedule_interval_s") if snapshot is not None else None
+    nxt = None if paused else _ts(jobs_report.next_run_due(last_run, interval))
     if snapshot is not None and pd.notna(snapshot.get("quarantine_next_attempt")):
         nxt = _ts(snapshot["quarantine_next_attempt"])
     row["next_run_at"] = nxt

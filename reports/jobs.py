@@ -4,7 +4,8 @@ One row per job known from job snapshots or events. ``last_run_at`` is the later
 ``last_execution_ended`` (what Graph says) and the job's last event (what the logs show), so a job
 whose logs lag behind its status is not taken for a stopped one. ``next_run_due_at`` is
 ``last_run_at`` + the schedule interval, null when the job has no interval (it never runs by
-itself) or no run was ever seen.
+itself) or no run was ever seen. :func:`last_run` and :func:`next_run_due` are that rule, coded
+once: the Overview's job-header (reports.job_status) and the ``stalled`` alert read them too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,37 @@ COLUMNS = [
 ]
 
 
+def last_run(last_execution_ended: Any, last_cycle_ended_at: Any) -> Any:
+    """Return when a job last ran: the later of Graph's last execution end and its last event.
+
+    Works on scalars (None/NaT when neither is known) and on aligned Series alike.
+    """
+    if isinstance(last_execution_ended, pd.Series) or isinstance(last_cycle_ended_at, pd.Series):
+        both = pd.concat(
+            [pd.Series(last_execution_ended), pd.Series(last_cycle_ended_at)], axis=1
+        ).astype(UTC)
+        return both.max(axis=1).astype(UTC)
+    known = [pd.Timestamp(v) for v in (last_execution_ended, last_cycle_ended_at) if pd.notna(v)]
+    return max(known) if known else None
+
+
+def next_run_due(last_run_at: Any, interval_s: Any) -> Any:
+    """Return when a job's next run is due: its last run + its schedule interval.
+
+    None/NaT without a last run or without a (positive) interval: such a job never runs by
+    itself. Works on scalars and on aligned Series alike.
+    """
+    if isinstance(last_run_at, pd.Series) or isinstance(interval_s, pd.Series):
+        seconds = pd.Series(interval_s, dtype="Float64").astype("float64")
+        seconds = seconds.where(seconds > 0)
+        return (pd.Series(last_run_at).astype(UTC) + pd.to_timedelta(seconds, unit="s")).astype(UTC)
+    if last_run_at is None or pd.isna(last_run_at) or interval_s is None or pd.isna(interval_s):
+        return None
+    if float(interval_s) <= 0:
+        return None
+    return pd.Timestamp(last_run_at) + pd.Timedelta(seconds=float(interval_s))
+
+
 def job_status(events: pd.DataFrame, sync_jobs: pd.DataFrame) -> pd.DataFrame:
     """Return one row per job: latest snapshot state, last cycle and when the next run is due."""
     cycles = cycle_table(events, sync_jobs)
@@ -59,10 +91,8 @@ def job_status(events: pd.DataFrame, sync_jobs: pd.DataFrame) -> pd.DataFrame:
     for c in ("last_cycle_started_at", "last_cycle_ended_at"):
         out[c] = out[c].astype(UTC)
     out["last_cycle_id"] = out["last_cycle_id"].astype("str")
-    out["last_run_at"] = out[["last_execution_ended", "last_cycle_ended_at"]].max(axis=1)
-    out["last_run_at"] = out["last_run_at"].astype(UTC)
-    interval = pd.to_timedelta(out["schedule_interval_s"].astype("float64"), unit="s")
-    out["next_run_due_at"] = (out["last_run_at"] + interval).astype(UTC)
+    out["last_run_at"] = last_run(out["last_execution_ended"], out["last_cycle_ended_at"])
+    out["next_run_due_at"] = next_run_due(out["last_run_at"], out["schedule_interval_s"])
     return out.reset_index()[COLUMNS].sort_values("job_id", kind="stable").reset_index(drop=True)
 
 

@@ -10,29 +10,15 @@ import pytest
 from dashboard import auth, launch, views
 from ingest.errors import UsageError
 from provlens.cli import main
+from reports.pages import bucket_for
 from tests.e2e import fixture_data as fx
 
 
-def test_user_choices_label_each_user_key_once() -> None:
-    users = pd.DataFrame(
-        {
-            "source_id": ["obj-1", None, "obj-1"],
-            "source_name": [fx.XSS_NAME, "Grace", fx.XSS_NAME],
-            "source_upn": ["xss@contoso.com", "grace@contoso.com", "xss@contoso.com"],
-            "target_id": ["w1", None, "w1"],
-        }
-    )
-    assert views.user_choices(users) == {
-        "obj-1": f"{fx.XSS_NAME} · xss@contoso.com · obj-1",
-        "grace@contoso.com": "Grace · grace@contoso.com",
-    }
-
-
 def test_bucket_for_and_cycle_bands() -> None:
-    assert views.bucket_for(pd.Timedelta(hours=6)) == "5min"
-    assert views.bucket_for(pd.Timedelta(days=1)) == "h"
-    assert views.bucket_for(pd.Timedelta(days=30)) == "D"
-    assert views.bucket_for(pd.Timedelta(days=90)) == "W"
+    assert bucket_for(pd.Timedelta(hours=6)) == "5min"
+    assert bucket_for(pd.Timedelta(days=1)) == "h"
+    assert bucket_for(pd.Timedelta(days=30)) == "D"
+    assert bucket_for(pd.Timedelta(days=90)) == "W"
     start, end = pd.Timestamp("2026-11-18T08:00Z"), pd.Timestamp("2026-11-18T08:10Z")
     (band,) = views.cycle_bands(pd.Series([start]), pd.Series([end]))
     assert (band["x0"], band["x1"], band["yref"], band["layer"]) == (start, end, "paper", "below")

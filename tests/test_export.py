@@ -195,6 +195,7 @@ def test_summary_and_estimate_are_objects_with_the_design_keys():
         "success_rate",
         "by_action_status",
         "failures_by_error_code",
+        "by_envelope_result_type",
     ]
     assert summary["first_at"] == "2026-11-19T23:50:00.000Z"
     estimate = json.loads(

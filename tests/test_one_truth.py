@@ -352,7 +352,8 @@ def test_cli_service_and_export_give_the_same_numbers(store_path: Path, capsys, 
 
 
 def test_every_report_reads_only_what_it_declares(store_path: Path):
-    params = {"timeline": {"user": "u2"}, "diagnosis": {"user": "u2"}}
+    one_user = ("timeline", "diagnosis", "user-steps", "user-changes", "user-wiki-requests")
+    params = {name: {"user": "u2"} for name in one_user}
     for name in REPORTS:
         result = service.run(
             store_path, name, now=ts("2026-11-20T03:00:00Z"), **params.get(name, {})

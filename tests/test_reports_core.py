@@ -114,6 +114,22 @@ def test_registry_names_every_report_with_a_loadable_function():
         "access-time-summary",
         "job-status",
         "alerts",
+        # The pages' small figures (reports.pages), so the CLI reproduces every one.
+        "events-over-time",
+        "filter-options",
+        "cycle-kpis",
+        "failure-kpis",
+        "affected-users",
+        "user-search",
+        "user-steps",
+        "user-changes",
+        "user-wiki-requests",
+        "coverage-funnel",
+        "scim-summary",
+        "scim-status-codes",
+        "scim-rate",
+        "scim-requests",
+        "estimate-for",
     }
     assert set(REPORTS) == expected
     assert REPORTS["summary"].shape == "object" and REPORTS["estimate"].shape == "object"

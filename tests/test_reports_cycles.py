@@ -28,6 +28,7 @@ def test_summary_counts_everything_including_noise():
             "TheOrgWikiEntryConflict": 1,
             "TheOrgWikiMandatoryFieldsMissing": 1,
         },
+        "by_envelope_result_type": {},
     }
 
 

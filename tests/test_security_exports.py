@@ -26,6 +26,9 @@ from ingest.store import Store
 from provlens.cli import main
 from reports import REPORTS, Filters, Inputs, run_report
 
+# Reports about one user: asked about a user whose name is hostile.
+NEEDS_USER = ("timeline", "diagnosis", "user-steps", "user-changes", "user-wiki-requests")
+
 EXAMPLES = Path(__file__).parent / "data" / "examples"
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 HOSTILE = [
@@ -143,7 +146,7 @@ def test_report_csv_and_xlsx_neutralised(
     name: str, hostile_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = ["--store", str(hostile_store), "--now", NOW, "report", name, "--include-noise"]
-    if name in ("timeline", "diagnosis"):
+    if name in NEEDS_USER:
         base += ["--user", "src-0"]
     out_csv, out_xlsx = tmp_path / f"{name}.csv", tmp_path / f"{name}.xlsx"
     assert main([*base, "--format", "csv", "--out", str(out_csv)]) == 0, capsys.readouterr()
@@ -202,7 +205,7 @@ def test_dashboard_csv_downloads_and_support_pack_neutralised(
     now = pd.Timestamp(NOW)
     seen = 0
     for name in REPORTS:
-        params = {"user": "src-0"} if name in ("timeline", "diagnosis") else {}
+        params = {"user": "src-0"} if name in NEEDS_USER else {}
         result = run_report(name, inputs, Filters(), include_noise=True, now=now, **params)
         frame = result.frame if result.frame is not None else export.object_frame(result.data or {})
         seen += _assert_neutralised_csv(csv_bytes(frame), f"dashboard {name}")

@@ -7,7 +7,6 @@ import streamlit as st
 
 from dashboard import ui, views
 from dashboard.sidebar import context
-from reports.access_time import DEFAULT_SLO_MINUTES
 
 ctx = context()
 ui.header(
@@ -19,16 +18,19 @@ ui.header(
     "else to Entra's first successful create. The time range selects users by assignment time.",
 )
 
+# The SLO's default is the report's own (asked once; the same cached answer is used below).
+default_slo = float((ctx.report("access-time-summary", by="week").data or {})["slo_minutes"])
 slo = st.number_input(
     "SLO (minutes)",
     min_value=1.0,
-    value=float(DEFAULT_SLO_MINUTES),
+    value=default_slo,
     step=15.0,
     key="access_slo_minutes",
     help="A user waiting longer than this breached the SLO (`provlens alert` rule access_slo).",
 )
-rows = ctx.report("access-time", slo_minutes=slo).frame
-overall = ctx.report("access-time-summary", slo_minutes=slo, by="week")
+slo_param = {} if slo == default_slo else {"slo_minutes": slo}
+rows = ctx.report("access-time", **slo_param).frame
+overall = ctx.report("access-time-summary", by="week", **slo_param)
 if rows is None or rows.empty:
     st.info(
         "No user's time to access can be measured yet. It needs the app's assignments and "

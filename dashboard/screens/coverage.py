@@ -7,7 +7,6 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.sidebar import context
-from reports.coverage import VERDICTS, coverage_funnel, verdict_counts
 
 VERDICT_HELP = {
     "provisioned": "In scope and active in the wiki.",
@@ -38,8 +37,10 @@ if coverage is None or coverage.empty:
     )
     st.stop()
 
-counts = (result.data or {}).get("verdict_counts") or verdict_counts(coverage)
-funnel = coverage_funnel(coverage)
+counts: dict[str, int] = (result.data or {})["verdict_counts"]
+VERDICTS = list(counts)  # every verdict, in the report's order
+funnel = ctx.report("coverage-funnel").frame
+assert funnel is not None  # a rows report always has a frame
 
 left, right = st.columns([3, 2])
 with left:

@@ -7,7 +7,6 @@ import streamlit as st
 
 from dashboard import ui, views
 from dashboard.sidebar import context
-from reports import overview
 
 ctx = context()
 ui.header(
@@ -34,7 +33,7 @@ plot = cycles.assign(
     cycle_id=cycles["cycle_id"].map(views.plot_escape, na_action="ignore"),
 )
 
-kpi = overview.cycle_kpis(cycles)
+kpi = ctx.report("cycle-kpis").data or {}
 cols = st.columns(4)
 with cols[0]:
     ui.kpi("Cycles", f"{kpi['cycles']:,}")

@@ -7,7 +7,6 @@ import streamlit as st
 
 from dashboard import data, ui, views
 from dashboard.sidebar import context
-from reports.estimate import cycle_progress, scale_estimate
 
 ctx = context()
 ui.header(
@@ -51,7 +50,7 @@ if mode == "incremental":
     )
 
 objects = int(changed) if changed is not None else int(scope)
-est = scale_estimate(base, objects)
+est = ctx.report("estimate-for", objects=objects).data or {}
 
 st.caption(f"Estimating for {int(est.get('objects_in_scope') or 0):,} objects.")
 cols = st.columns(4)
@@ -133,7 +132,7 @@ if shown:
 
 st.subheader("Running cycle")
 current = base.get("current_cycle")
-progress = cycle_progress(current)
+progress = est.get("progress")
 if current and progress:
     processed, remaining = progress["processed"], progress["remaining"]
     if progress["total"] is not None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from dashboard import data, ui, views
+from dashboard import ui, views
 from dashboard.sidebar import context
-from reports import overview
-from reports.users import affected_users
 
 OWNER_LABELS = {
     "identity_admin": "Identity admin (Entra)",
@@ -29,9 +27,8 @@ failures = ctx.report("failures")
 frame = failures.frame
 ui.noise_note(failures.hidden_noise)
 
-users = ctx.report("users").frame
-kpi = overview.failure_kpis(frame, users)
-affected = affected_users(users)
+kpi = ctx.report("failure-kpis").data or {}
+affected = ctx.report("affected-users").frame
 cols = st.columns(3)
 with cols[0]:
     ui.kpi("Failed events", f"{kpi['failed_events']:,}")
@@ -74,14 +71,8 @@ else:
     )
 
     st.subheader("Failures over time")
-    trend = data.event_counts(
-        str(ctx.store_path),
-        ctx.version,
-        ctx.filters.key(),
-        "error_code",
-        "failure",
-        ctx.filters,
-    )
+    trend = ctx.report("events-over-time", by="error_code", status="failure").frame
+    assert trend is not None  # a rows report always has a frame
     trend = trend.assign(error_code=trend["error_code"].map(views.plot_escape))
     fig = px.bar(
         trend,

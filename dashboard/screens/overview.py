@@ -128,7 +128,6 @@ else:
     for _, job in status.iterrows():
         status_header(job)
 
-jobs = data.job_states(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)
 risk = ctx.report("quarantine-risk").frame
 # The overview report: success rate without hidden noise, last cycle unchanged by filters.
 kpi = ctx.report("overview").data or {}
@@ -175,10 +174,8 @@ with opts[0]:
         label_visibility="collapsed",
     )
 by = by or "status"
-series = data.event_counts(
-    str(ctx.store_path), ctx.version, ctx.filters.key(), by, None, ctx.filters
-)
-if series.empty:
+series = ctx.report("events-over-time", by=by).frame
+if series is None or series.empty:
     st.info("No events in the selected range.")
 else:
     peak = float(series["count"].max())

@@ -6,18 +6,17 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import data, ui, views
+from dashboard import ui, views
 from dashboard.sidebar import context
-from reports.scim_traffic import status_classes_long
 
-# Status classes as the scim-traffic report counts them; 429 is shown apart from other 4xx.
-CLASSES = {
-    "2xx": ("status_2xx", "#16a34a"),
-    "3xx": ("status_3xx", "#0ea5e9"),
-    "4xx (not 429)": ("status_4xx_other", "#f59e0b"),
-    "429 throttled": ("throttled_429", "#7c3aed"),
-    "5xx": ("status_5xx", "#dc2626"),
-    "unknown": ("status_unknown", "#9ca3af"),
+# One colour per status class of the scim-rate report (429 apart from other 4xx).
+CLASS_COLORS = {
+    "2xx": "#16a34a",
+    "3xx": "#0ea5e9",
+    "4xx (not 429)": "#f59e0b",
+    "429 throttled": "#7c3aed",
+    "5xx": "#dc2626",
+    "unknown": "#9ca3af",
 }
 
 ctx = context()
@@ -29,8 +28,8 @@ ui.header(
     "select the Entra cycles; action and status describe Entra events, not requests.",
 )
 
-requests = data.scim_requests(str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters)
-if requests.empty:
+summary = ctx.report("scim-summary").data or {}
+if not summary.get("requests"):
     st.info(
         "No wiki SCIM requests in the selected range. Ingest the wiki's SCIM audit log (JSON "
         "Lines) or its web-server access log: `provlens ingest file scim-audit.jsonl`."
@@ -43,9 +42,6 @@ if traffic is None:
 minutes = traffic[traffic["granularity"] == "minute"]
 cycles = traffic[traffic["granularity"] == "cycle"]
 
-summary, status_codes = data.scim_traffic_figures(
-    str(ctx.store_path), ctx.version, ctx.filters.key(), ctx.filters
-)
 cols = st.columns(5)
 with cols[0]:
     ui.kpi("Requests", f"{summary['requests']:,}")
@@ -61,14 +57,14 @@ with cols[4]:
     ui.kpi("Latency p95", "—" if p95 is None else f"{p95:,.0f} ms")
 
 st.subheader("Requests per minute by status, Entra cycles shaded")
-rate = status_classes_long(minutes, {label: col for label, (col, _) in CLASSES.items()})
+rate = ctx.report("scim-rate").frame
 # Markers, not bars: minute-wide bars vanish on a multi-day axis.
 fig = px.scatter(
     rate,
     x="period_start",
     y="requests",
     color="status",
-    color_discrete_map={label: color for label, (_, color) in CLASSES.items()},
+    color_discrete_map=CLASS_COLORS,
     labels={"period_start": "Time (UTC)", "requests": "Requests per minute", "status": "Status"},
 )
 fig.update_traces(marker={"size": 9})
@@ -146,12 +142,12 @@ ui.table(
 )
 
 st.subheader("Status codes")
-ui.table(status_codes, "scim-status-codes")
+ui.table(ctx.report("scim-status-codes").frame, "scim-status-codes")
 
-throttled = requests[requests["status_code"] == 429]
-if not throttled.empty:
+throttled = ctx.report("scim-requests", status_code=429).frame
+if throttled is not None and not throttled.empty:
     st.subheader("Throttled requests (429)")
-    ui.table(throttled.sort_values("received_at"), "scim-429")
+    ui.table(throttled, "scim-429")
 
 with st.expander("Per-minute rows"):
     ui.table(

@@ -14,8 +14,7 @@ import streamlit as st
 
 from dashboard import data, ui, views
 from dashboard.sidebar import context
-from reports import export
-from reports.users import search_users, shown_timeline, user_key
+from reports import export, service
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +44,16 @@ if linked and st.session_state.get("users_linked") != linked:
     st.session_state["users_linked"] = linked
     st.session_state["users_query"] = linked
 
-users = ctx.report("users")
 query = st.text_input(
     "Search by name, UPN or object id",
     key="users_query",
     placeholder="e.g. ada.lovelace@contoso.com",
 )
-frame = users.frame if users.frame is not None else pd.DataFrame()
-matches = search_users(frame, query) if not frame.empty else frame
+users = ctx.report("user-search", query=str(query or ""))
+matches = users.frame if users.frame is not None else pd.DataFrame(columns=["user_key"])
 ui.noise_note(users.hidden_noise)
 st.caption(
-    f"{len(matches):,} of {len(frame):,} users and groups shown"
+    f"{len(matches):,} of {int((users.data or {}).get('users') or 0):,} users and groups shown"
     + (" (first 200)" if len(matches) == 200 else "")
     + " — click a row to open it."
 )
@@ -87,9 +85,9 @@ clicked = ui.selected_row(event, matches)
 
 picked: str | None = None
 if clicked is not None:
-    picked = str(user_key(matches.iloc[[matches.index.get_loc(clicked.name)]]).iloc[0])
+    picked = str(matches.loc[clicked.name, "user_key"])
 elif not matches.empty:
-    keys = user_key(matches)
+    keys = matches["user_key"]
     # A link or a search naming exactly one object opens it; otherwise nothing is preselected.
     exact = (
         matches.loc[
@@ -100,7 +98,7 @@ elif not matches.empty:
         else matches.iloc[0:0]
     )
     if len(exact) == 1:
-        picked = str(user_key(exact).iloc[0])
+        picked = str(exact["user_key"].iloc[0])
     elif len(matches) == 1 and query:
         picked = str(keys.iloc[0])
 
@@ -109,7 +107,7 @@ if picked is None:
     st.stop()
 
 chosen: str = picked
-row = matches[user_key(matches) == chosen].iloc[0]
+row = matches[matches["user_key"] == chosen].iloc[0]
 upn = row["source_upn"] if pd.notna(row["source_upn"]) else None
 subject = str(upn or row["source_id"] if pd.notna(row["source_id"]) else picked)
 if st.query_params.get("user") != subject:
@@ -144,12 +142,9 @@ callout(
     icon=icon,
 )
 
-timeline = data.user_timeline(
-    str(ctx.store_path), ctx.version, ctx.filters.key(), picked, ctx.filters
-)
-timeline, hidden = shown_timeline(timeline, ctx.filters.include_noise)
-events = timeline.events
-ui.noise_note(hidden)
+timeline = ctx.report("timeline", user=picked)
+events = timeline.frame if timeline.frame is not None else pd.DataFrame()
+ui.noise_note(timeline.hidden_noise)
 
 cols = st.columns(4)
 with cols[0]:
@@ -204,7 +199,7 @@ left, right = st.columns(2)
 with left:
     st.subheader("Steps")
     ui.table(
-        timeline.steps[["event_id", "position", "name", "step_type", "status", "description"]],
+        ctx.report("user-steps", user=picked).frame,
         "user-steps",
         column_order=["position", "name", "status", "description", "step_type", "event_id"],
         empty="No steps recorded for these events.",
@@ -212,7 +207,7 @@ with left:
 with right:
     st.subheader("Modified properties (old → new)")
     ui.table(
-        timeline.modified_properties[["event_id", "name", "old_value", "new_value"]],
+        ctx.report("user-changes", user=picked).frame,
         "user-modified-properties",
         column_order=["name", "old_value", "new_value", "event_id"],
         empty="No attribute changes recorded for these events.",
@@ -235,9 +230,8 @@ except Exception as exc:  # the rest of the page still answers without the wiki 
 ui.table(user_corr, "user-correlation", empty="No correlation rows for these events.")
 
 st.subheader("Wiki SCIM requests about this user")
-wiki = data.user_wiki_requests(
-    str(ctx.store_path), ctx.version, ctx.filters.key(), picked, ctx.filters
-)
+wiki = ctx.report("user-wiki-requests", user=picked).frame
+wiki = wiki if wiki is not None else pd.DataFrame()
 ui.table(
     wiki,
     "user-wiki-requests",
@@ -268,7 +262,6 @@ st.caption(
     "when it will be provisioned, the recommended fix and who owns it; then events, steps, "
     "modified properties and wiki requests (formula-neutralised)."
 )
-inputs = data.load_inputs(ctx.store_path, ctx.version)
 filters, at = ctx.filters.to_filters(), data.now()
 name = f"provlens-support-{views.safe_file_part(subject)}-{at.strftime('%Y-%m-%d')}"
 pack_cols = st.columns(2)
@@ -276,7 +269,9 @@ with pack_cols[0]:
     st.download_button(
         "Download support pack (zip)",
         # Built only when clicked (it estimates when the user will be provisioned).
-        data=lambda: export.support_pack_zip(export.support_pack(inputs, chosen, filters, at)),
+        data=lambda: export.support_pack_zip(
+            service.support_pack(ctx.store_path, chosen, filters, at)
+        ),
         file_name=f"{name}.zip",
         mime="application/zip",
         type="primary",
@@ -287,7 +282,7 @@ with pack_cols[0]:
 with pack_cols[1]:
     st.download_button(
         "Download support pack (Excel)",
-        data=lambda: export.xlsx_bytes(export.support_pack(inputs, chosen, filters, at)),
+        data=lambda: export.xlsx_bytes(service.support_pack(ctx.store_path, chosen, filters, at)),
         file_name=f"{name}.xlsx",
         mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         icon=":material/table_view:",

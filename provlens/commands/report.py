@@ -10,7 +10,17 @@ import pandas as pd
 
 from ingest.errors import UsageError
 
-USER_REPORTS = ("users", "timeline", "estimate", "correlation", "diagnosis", "events")
+USER_REPORTS = (
+    "users",
+    "timeline",
+    "estimate",
+    "correlation",
+    "diagnosis",
+    "events",
+    "user-steps",
+    "user-changes",
+    "user-wiki-requests",
+)
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ details pane, the Overview's overdue status header, and the Export page's downlo
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,9 @@ def test_export_downloads_csv_json_xlsx_named_after_subject(
     for name in ("summary", "estimate", "overview", "events_flat"):
         box = page.get_by_label("Report")
         box.click()
-        page.get_by_role("option", name=name, exact=False).first.click()
+        # The list is virtualised (only the options in view exist): type to narrow it first.
+        page.keyboard.type(name)
+        page.get_by_role("option", name=re.compile(rf"^{re.escape(name)} —")).first.click()
         _settle(page)
         assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_text(f"{len(flat_events(inputs)):,} row(s)").count() == 1
