@@ -17,7 +17,7 @@ import pandas as pd
 
 from ingest import jsonstream, pipeline, schema
 from ingest.errors import BadInput, UsageError
-from ingest.formats import REGISTRY, Options, Source, detect, load_all
+from ingest.formats import REGISTRY, Options, Source, detect, load_all, provisioning
 from ingest.membership import carry_first_seen, derive_direct
 from ingest.store import Store
 
@@ -131,23 +131,42 @@ def _items(
     """The files as pipeline items: every file's frames, then one commit for them all."""
     pending: dict[str, list[tuple[str, pd.DataFrame]]] = {}
     change_map: list[pd.DataFrame] = []
+    # Consecutive streamable provisioning JSON files (paged dumps) are read as one stream.
+    gather = provisioning.Gather(options)
+
+    def gathered(frames: Iterable[dict[str, pd.DataFrame]]) -> Iterator[pipeline.Item]:
+        for staged in _stage(frames, "graph", options, "", None, pending, change_map):
+            yield pipeline.Frames(staged)
+
     for src in sources:
-        if kind and not src.head().strip():  # detect() says this when not forced
-            raise BadInput(f"{src.name}:1", "the file is empty", "nothing was stored")
-        fmt = REGISTRY[kind] if kind else detect(src)
+        try:
+            if kind and not src.head().strip():  # detect() says this when not forced
+                raise BadInput(f"{src.name}:1", "the file is empty", "nothing was stored")
+            fmt = REGISTRY[kind] if kind else detect(src)
+            layout = (
+                provisioning.stream_layout(src) if fmt.parse is provisioning.parse_json else None
+            )
+        except BadInput:
+            yield from gathered(gather.flush())
+            raise
         rows: dict[str, int] = {}
         log.info("%s: reading as %s", src.name, fmt.kind)
+        result.files.append(FileResult(src.name, fmt.kind, rows))
         advance = _Advance(bar, src.size)
         token = jsonstream.PROGRESS.set(advance if bar is not None else None)
         try:
-            for staged in _stage(
-                fmt.parse(src, options), fmt.kind, options, src.name, rows, pending, change_map
-            ):
-                yield pipeline.Frames(staged)
+            if layout is not None:
+                yield from gathered(gather.add(src, layout, rows))
+            else:
+                yield from gathered(gather.flush())
+                for staged in _stage(
+                    fmt.parse(src, options), fmt.kind, options, src.name, rows, pending, change_map
+                ):
+                    yield pipeline.Frames(staged)
         finally:
             jsonstream.PROGRESS.reset(token)
         advance(src.size)
-        result.files.append(FileResult(src.name, fmt.kind, rows))
+    yield from gathered(gather.flush())
     for table, items in pending.items():
         if table == "group_members":
             members = pd.concat([df for _, df in items], ignore_index=True)
@@ -166,7 +185,7 @@ def _stage(
     kind: str,
     options: Options,
     name: str,
-    rows: dict[str, int],
+    rows: dict[str, int] | None,
     pending: dict[str, list[tuple[str, pd.DataFrame]]],
     change_map: list[pd.DataFrame],
 ) -> Iterator[dict[str, pd.DataFrame]]:
@@ -188,7 +207,8 @@ def _stage(
                 pending.setdefault(table, []).append((name, df))
             else:
                 staged[table] = df
-            rows[table] = rows.get(table, 0) + len(df)
+            if rows is not None:  # None: the reader counts each file's rows itself
+                rows[table] = rows.get(table, 0) + len(df)
         yield staged
 
 

@@ -341,15 +341,13 @@ def finish(
     )
     details = steps["details"].astype(object)
     has = details.notna()
-    skip = _map(
-        details.where(has & details.str.contains("skip", case=False, regex=False)), _skip_reason
-    )
+    skip = _map(details.where(has & _contains(details, "skip")), _skip_reason)
     skip_first = _first_per_parent(n, parents, skip)
     out["skip_reason"] = skip_first.where(
         skip_first.notna(), out[fm.INNER_REASON].where(out["status"] == "skipped", None)
     )
     import_upn = (steps["step_type"] == "import") & has
-    import_upn &= details.str.contains("principalname", case=False, regex=False)
+    import_upn &= _contains(details, "principalname")
     step_upn = _map(details.where(import_upn), _upn_of)
     out["source_upn"] = out["source_upn"].where(
         out["source_upn"].notna(), _first_per_parent(n, parents, step_upn)
@@ -385,6 +383,20 @@ def _enum(values: pd.Series, table: dict[Any, str]) -> tuple[pd.Series, pd.Serie
         pd.Series(canon[codes], index=values.index, dtype=object),
         pd.Series(raw[codes], index=values.index, dtype=object),
     )
+
+
+def _contains(texts: pd.Series, word: str) -> pd.Series:
+    """Whether each text holds ``word`` in any casing (False for null), in Arrow's string
+    kernels: a filter before parsing the texts that may hold a key spelled so."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.match_substring(
+        pa.array(texts.to_numpy(dtype=object), type=pa.string(), from_pandas=True),
+        word,
+        ignore_case=True,
+    )
+    return pd.Series(found.fill_null(False).to_numpy(zero_copy_only=False), index=texts.index)
 
 
 def _map(values: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
@@ -426,6 +438,15 @@ def _skip_reason(details: Any) -> str | None:
 
 
 def _upn_of(details: Any) -> str | None:
-    """The user principal name in a details bag given as JSON text."""
-    v = _bag(details).get(fm.UPN_KEY)
+    """The user principal name in a details bag given as JSON text (the first key that is
+    ``userPrincipalName`` in any casing, as :func:`ci` would keep it)."""
+    if not isinstance(details, str) or not details.startswith("{"):
+        return None
+    try:
+        value = orjson.loads(details)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    v = next((v for k, v in value.items() if k.lower() == fm.UPN_KEY), None)
     return None if v is None or v == "" else _scalar(v)

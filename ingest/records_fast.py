@@ -248,12 +248,17 @@ def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
     ev = tbl.select(PLAN).to_pandas()
     ev["resource_id"] = None
 
-    def children(column: str) -> pd.DataFrame:
+    def children(column: str, json_texts: dict[str, Callable[[Any], pd.Series]]) -> pd.DataFrame:
         lists = tbl.column(column).combine_chunks()
         flat_c = pc.list_flatten(lists)
         parents = pc.list_parent_indices(lists).to_numpy()
         frame = pd.DataFrame(
-            {f.name: flat_c.field(i).to_pandas() for i, f in enumerate(flat_c.type)}
+            {
+                f.name: json_texts[f.name](flat_c.field(i))
+                if f.name in json_texts
+                else flat_c.field(i).to_pandas()
+                for i, f in enumerate(flat_c.type)
+            }
         )
         frame[PARENT] = parents
         if column == "steps":
@@ -263,33 +268,51 @@ def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
             )
         return frame
 
-    st = children("steps")
-    st["details"] = _json_texts(st["details"], _details_text, None)
-    mp = children("props")
-    for column in ("old_value", "new_value"):
-        mp[column] = _json_texts(mp[column], _value_text, "{}")
+    st = children("steps", {"details": lambda a: _json_texts(a, _details_text, None)})
+    values = lambda a: _json_texts(a, _value_text, "{}")  # noqa: E731
+    mp = children("props", {"old_value": values, "new_value": values})
     return finish(ev, st, mp, origin, where)
 
 
 # JSON text whose parsed value prints back the same (no escapes, no fractions or exponents).
-_PLAIN = r'^(?:"(?![\[{]|null")[^"\\]*"|\{[^\\]*\}|-?\d{1,15})$'
-_FRACTION = r"\d[.eE]"
+# RE2 (Arrow) has no lookahead: a plain string is a quoted text without quotes or backslashes
+# that does not itself look like JSON or null.
+_PLAIN_STRING = r'^"[^"\\]*"$'
+_NOT_PLAIN_STRING = r'^"(?:[\[{]|null")'
+_PLAIN_OTHER = r"^(?:\{[^\\]*\}|-?[0-9]{1,15})$"
+_FRACTION = r"[0-9][.eE]"
 
 
 def _json_texts(
-    values: pd.Series, convert: Callable[[Any], str | None], empty_object: str | None
+    values: Any, convert: Callable[[Any], str | None], empty_object: str | None
 ) -> pd.Series:
-    """``convert(parsed JSON)`` of each text, parsing only texts that do not print back as-is."""
-    from ingest.records import _map
+    """``convert(parsed JSON)`` of each JSON text of an Arrow string array, parsing only the
+    texts that do not print back as they are (most are plain strings or flat objects)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    values = values.astype(object)
-    present = values.notna()
-    text = values.where(present, "")
-    plain = present & text.str.match(_PLAIN) & ~text.str.contains(_FRACTION, regex=True)
-    out = _map(values.where(present & ~plain), lambda t: convert(orjson.loads(t)))
-    text = values.where(plain)
-    strings = text.str.startswith('"', na=False)
-    text = text.where(~strings, text.str.slice(1, -1))
-    text = text.where(text.notna() & (text != ""), None)
-    text = text.where(text != "{}", empty_object)
-    return out.where(~plain, text)
+    values = values.cast(pa.string())
+    match = pc.match_substring_regex
+    plain_string = pc.and_(
+        match(values, _PLAIN_STRING), pc.invert(match(values, _NOT_PLAIN_STRING))
+    )
+    plain = pc.and_(
+        pc.or_(plain_string, match(values, _PLAIN_OTHER)),
+        pc.invert(match(values, _FRACTION)),
+    ).fill_null(False)
+    # Plain texts as they print: strings without their quotes, "" as null, {} as empty_object.
+    unquote = pc.and_(plain_string, plain).fill_null(False)
+    inner = pc.if_else(unquote, pc.utf8_slice_codeunits(values, 1, -1), values)
+    inner = pc.if_else(pc.equal(inner, ""), pa.scalar(None, pa.string()), inner)
+    out = inner.to_pandas().astype(object)
+    out = out.where(out.notna(), None)
+    mask = plain.to_numpy(zero_copy_only=False)
+    if empty_object != "{}":
+        out[(out == "{}").to_numpy() & mask] = empty_object
+    rest = ~mask & values.is_valid().to_numpy(zero_copy_only=False)
+    if rest.any():
+        from ingest.records import _map
+
+        parsed = _map(out[rest], lambda t: convert(orjson.loads(t)))
+        out[rest] = parsed.to_numpy()
+    return out

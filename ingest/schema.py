@@ -408,6 +408,8 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
     Missing columns are added as nulls; extra columns are dropped. Does not modify ``df``.
     """
     spec = TABLES[table]
+    if _canonical(spec, df):
+        return df.copy(deep=False)  # already canonical (a frame conformed before): no casts
     out: dict[str, pd.Series] = {}
     n = len(df)
     for c in spec.columns:
@@ -425,6 +427,18 @@ def conform(table: str, df: pd.DataFrame) -> pd.DataFrame:
         else:
             out[c.name] = pd.Series([None] * n, dtype=dtype)
     return pd.DataFrame(out)
+
+
+def _canonical(spec: Table, df: pd.DataFrame) -> bool:
+    """Whether ``df`` has exactly the table's columns, in order, of its dtypes, on a 0..n index."""
+    names = [c.name for c in spec.columns]
+    return (
+        list(df.columns) == names
+        and isinstance(df.index, pd.RangeIndex)
+        and df.index.start == 0
+        and df.index.step == 1
+        and all(str(df[c.name].dtype) == DTYPES[c.kind] for c in spec.columns)
+    )
 
 
 @functools.cache

@@ -310,6 +310,9 @@ class Batch:
         self._event_add: dict[str, int] = {}
         self._buffer_add: dict[str, list[int]] = {}
         self._part_add: dict[str, int] = {}
+        # True while no event id was staged by two calls and no child row came before its
+        # event: then no staged row is superseded and the checks above are skipped.
+        self._simple = True
         self._buffered: dict[str, int] = {}
         self._staged: dict[str, list[str]] = {}
         self._written: list[Path] = []
@@ -327,6 +330,7 @@ class Batch:
         modified properties: children staged before the latest copy of their event are dropped.
         """
         self._adds += 1
+        parents: list[pa.ChunkedArray] = []
         for table, df in frames.items():
             if table not in schema.TABLES:
                 raise ValueError(f"unknown table {table!r}")
@@ -334,11 +338,19 @@ class Batch:
                 continue
             tbl = to_arrow(table, df)
             if table == "events":
-                self._event_add.update(dict.fromkeys(tbl.column("id").to_pylist(), self._adds))
+                ids = tbl.column("id").to_pylist()
+                if self._simple and not self._event_add.keys().isdisjoint(ids):
+                    self._simple = False
+                self._event_add.update(dict.fromkeys(ids, self._adds))
+            elif schema.TABLES[table].mode == "child":
+                parents.append(tbl.column("event_id"))
             self._buffers.setdefault(table, []).append(tbl)
             self._buffer_add.setdefault(table, []).append(self._adds)
             self._buffered[table] = self._buffered.get(table, 0) + tbl.num_rows
             self.added[table] = self.added.get(table, 0) + tbl.num_rows
+        if self._simple and parents:
+            known = self._event_add.keys()
+            self._simple = all(set(ids.to_pylist()) <= known for ids in parents)
         if any(n >= PART_ROWS for n in self._buffered.values()):
             self._flush()
 
@@ -416,6 +428,8 @@ class Batch:
 
     def _latest_children(self, tbl: pa.Table, add: int) -> pa.Table:
         """Drop child rows of ``add`` whose event was staged again by a later call."""
+        if self._simple:
+            return tbl
         ids = tbl.column("event_id").to_pylist()
         last = self._event_add
         keep = [last.get(i, 0) <= add for i in ids]
@@ -504,6 +518,8 @@ class Batch:
 
     def _drop_superseded(self, rel: str, obsolete: list[str]) -> str:
         """Rewrite a staged child part without rows whose event a later part re-staged."""
+        if self._simple:
+            return rel
         tbl = pq.read_table(self.store.path / rel)
         newest = self._part_add.get(rel, 0)
         last = self._event_add

@@ -18,8 +18,10 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -177,11 +179,7 @@ def parse_json(source: Source, options: Options) -> Iterator[Frames]:
     into chunks of records without parsing the whole document, and :func:`chunk_frames` reads
     each chunk. Other layouts (Log Analytics tables, arrays of pages, UTF-16 text) are read whole.
     """
-    layout = None
-    if source.encoding == "utf-8":
-        with source.path.open("rb") as fh:
-            head = fh.read(jsonstream.HEAD_BYTES + source._skip)[source._skip :]
-        layout = jsonstream.plan(head)
+    layout = stream_layout(source)
     if layout is None:
         yield from _parse_whole(source, options)
         return
@@ -194,6 +192,121 @@ def parse_json(source: Source, options: Options) -> Iterator[Frames]:
             report(chunk.consumed)
     if not found:
         raise BadInput(f"{source.name}:1", "the file holds no provisioning records", _NOTHING)
+
+
+def stream_layout(source: Source) -> str | None:
+    """How :func:`parse_json` would stream ``source`` (jsonstream layout), None: read whole."""
+    if source.encoding != "utf-8":
+        return None
+    with source.path.open("rb") as fh:
+        head = fh.read(jsonstream.HEAD_BYTES + source._skip)[source._skip :]
+    return jsonstream.plan(head)
+
+
+@dataclass
+class _Held:
+    source: Source
+    chunk: jsonstream.Chunk
+    rows: dict[str, int]  # the file's rows per table, filled as its records are read
+
+
+class Gather:
+    """Several streamable JSON files read as one stream (paged dumps: one page per file).
+
+    Records of consecutive files are gathered into chunks of up to ``CHUNK`` records across
+    file boundaries, so many small files cost one columnar read, not one read each. A gathered
+    chunk gives exactly the frames its files give one by one: when the columnar engine declines
+    it, a record in it is bad, or a record id repeats in it, its files' chunks are read one by one
+    (:func:`chunk_frames`), as if never gathered; errors then name the first bad file as before.
+    """
+
+    def __init__(self, options: Options) -> None:
+        self.origin = options.origin
+        self.columnar_min_records = options.columnar_min_records
+        self.held: list[_Held] = []
+        self.n = 0
+
+    def add(self, source: Source, layout: str, rows: dict[str, int]) -> Iterator[Frames]:
+        """Read ``source``'s records; yield frames of every chunk that became full.
+
+        ``rows`` (the file's rows per table) is filled when its records are framed.
+        A BadInput of this file is raised after the files before it have been framed.
+        """
+        report = jsonstream.PROGRESS.get()
+        found = False
+        try:
+            for chunk in jsonstream.iter_chunks(
+                source.path, source._skip, layout, source.name, CHUNK
+            ):
+                found = True
+                self.held.append(_Held(source, chunk, rows))
+                self.n += len(chunk.lines)
+                if self.n >= CHUNK:
+                    yield from self.flush()
+                if report is not None:
+                    report(chunk.consumed)
+        except BadInput:
+            yield from self.flush()
+            raise
+        if not found:
+            yield from self.flush()
+            raise BadInput(f"{source.name}:1", "the file holds no provisioning records", _NOTHING)
+
+    def flush(self) -> Iterator[Frames]:
+        """Yield the frames of the records held so far."""
+        held, self.held, self.n = self.held, [], 0
+        if not held:
+            return
+        frames = self._together(held) if len(held) > 1 else None
+        if frames is None:
+            for h in held:
+                one = chunk_frames(h.source, h.chunk, self.origin, self.columnar_min_records)
+                _count(one, np.zeros(len(one["events"]), dtype=int), [h.rows])
+                yield one
+            return
+        sizes = [len(h.chunk.lines) for h in held]
+        _count(frames, np.repeat(np.arange(len(held)), sizes), [h.rows for h in held])
+        yield frames
+
+    def _together(self, held: list[_Held]) -> Frames | None:
+        n = sum(len(h.chunk.lines) for h in held)
+        if n < self.columnar_min_records:
+            return None
+        owner = np.repeat(np.arange(len(held)), [len(h.chunk.lines) for h in held])
+        first = np.concatenate([[0], np.cumsum([len(h.chunk.lines) for h in held])])
+        names = [h.source.name for h in held]
+
+        def where(i: int) -> str:
+            k = int(owner[i])
+            j = i - int(first[k])
+            line, index = int(held[k].chunk.lines[j]), int(held[k].chunk.index[j])
+            place = f"{names[k]}:{line}"
+            return f"{place}: record {index}" if index else place
+
+        data = bytearray(b"\n").join(h.chunk.data for h in held)
+        try:
+            frames = records_fast.lines_to_frames(data, self.origin, where)
+        except BadInput:
+            return None  # read one by one: the error then names the first bad file
+        if frames is None or len(frames["events"]) != n:
+            return None  # a repeated id: each file keeps its own last copy, as one by one
+        return frames
+
+
+def _count(frames: Frames, owner: np.ndarray, rows: list[dict[str, int]]) -> None:
+    """Add each file's rows per table (``owner``: the file of each event row)."""
+    ids = frames["events"]["id"]
+    for table, df in frames.items():
+        if df is None or df.empty:
+            continue
+        if table == "events":
+            per = np.bincount(owner, minlength=len(rows))
+        else:
+            at = pd.Index(ids).get_indexer(df["event_id"])
+            per = np.bincount(owner[at], minlength=len(rows))
+        for k, count in enumerate(per.tolist()):
+            if count:
+                rows[k][table] = rows[k].get(table, 0) + count
 
 
 def chunk_frames(
