@@ -123,11 +123,13 @@ def _when_text(summary: dict[str, Any], now: pd.Timestamp | None) -> str:
     expected = summary.get("expected_by")
     if expected is None or pd.isna(expected):
         if verdict == "failed" or reason.lower().startswith("not until fixed"):
-            fix = _text(summary.get("fix")) or _text(summary.get("recommended_fix"))
+            fix = _text(summary.get("fix"))
             owner = _text(summary.get("fix_owner"))
-            what = f": {fix}" if fix else ""
             who = f" (owner: {owner})" if owner else ""
-            return f"Access only once the cause is fixed{who}{what}".rstrip(".") + "."
+            if not fix or fix == _text(summary.get("recommended_fix")):
+                # The callout already states the failure's fix: say what it means for access.
+                return f"Access only once the fix above is made{who}; Entra retries every cycle."
+            return f"Access only once the cause is fixed{who}: {fix}".rstrip(".") + "."
         return reason[:1].upper() + reason[1:] + "."
     stamp = pd.Timestamp(expected).tz_convert("UTC").strftime("%Y-%m-%d %H:%M UTC")
     if verdict == "failed":

@@ -43,7 +43,9 @@ def test_diagnosis_of_a_failed_user(inputs: Inputs) -> None:
     assert d["wiki_line"].startswith("The wiki last answered 409 to POST ")
     assert d["fix_line"].startswith("Fix (TheOrgWikiEntryConflict): ")
     assert d["owner_line"] == "Owner: data_owner."
-    assert d["when_line"].startswith("Access only once the cause is fixed")
+    assert d["when_line"] == (
+        "Access only once the fix above is made (owner: data_owner); Entra retries every cycle."
+    )
 
 
 def test_diagnosis_of_a_user_whose_failure_was_cleared(inputs: Inputs) -> None:
