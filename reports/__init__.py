@@ -298,6 +298,17 @@ class ReportSpec:
 
 
 _EVENT_TABLES = ("events",)
+# What one user's answer reads (the diagnosis, and the support pack built from it).
+ONE_USER_TABLES = (
+    "events",
+    "steps",
+    "modified_properties",
+    "sync_jobs",
+    "assignments",
+    "group_members",
+    "scim_resources",
+    "scim_requests",
+)
 _SCOPE_TABLES = ("assignments", "group_members")
 _ACCESS_TABLES = (
     "events",
@@ -516,16 +527,7 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.diagnosis:build",
             "One user in plain language: verdict, the wiki's answer, the fix, its owner, when.",
             "object",
-            (
-                "events",
-                "steps",
-                "modified_properties",
-                "sync_jobs",
-                "assignments",
-                "group_members",
-                "scim_resources",
-                "scim_requests",
-            ),
+            ONE_USER_TABLES,
         ),
         _spec(
             "events",

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.errors import UsageError
-from reports import Filters, Inputs, ReportResult
+from reports import ONE_USER_TABLES, Filters, Inputs, ReportResult
 from reports.inputs import isin
 from reports.users import timeline_frame, user_timeline, with_children_text
 
@@ -420,16 +420,7 @@ def flat_events(inputs: Inputs) -> pd.DataFrame:
 
 
 # What a support pack and the flat events export read (reports.service loads just these).
-SUPPORT_PACK_TABLES = (
-    "events",
-    "steps",
-    "modified_properties",
-    "sync_jobs",
-    "assignments",
-    "group_members",
-    "scim_resources",
-    "scim_requests",
-)
+SUPPORT_PACK_TABLES = ONE_USER_TABLES
 FLAT_TABLES = ("events", "steps", "modified_properties")
 
 
