@@ -298,6 +298,9 @@ class ReportSpec:
 
 
 _EVENT_TABLES = ("events",)
+# What coverage reads; its funnel counts the same rows, so it reads the same.
+_COVERAGE_TABLES = ("events", "assignments", "group_members", "scim_resources")
+_COVERAGE_EVENTS = ("source_type", "error_code")
 # What one user's answer reads (the diagnosis, and the support pack built from it).
 ONE_USER_TABLES = (
     "events",
@@ -435,8 +438,8 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.coverage:build",
             "Who should be in the wiki against who is there, with a verdict per user.",
             "rows",
-            ("events", "assignments", "group_members", "scim_resources"),
-            events=("source_type", "error_code"),
+            _COVERAGE_TABLES,
+            events=_COVERAGE_EVENTS,
         ),
         _spec(
             "estimate",
@@ -648,8 +651,8 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.pages:build_coverage_funnel",
             "In scope, processed by Entra, last status success, active in the wiki: users each.",
             "rows",
-            ("events", "assignments", "group_members", "scim_resources"),
-            events=("source_type", "error_code"),
+            _COVERAGE_TABLES,
+            events=_COVERAGE_EVENTS,
         ),
         _spec(
             "scim-summary",

@@ -108,7 +108,7 @@ def wiki_answer(inputs: Inputs, events: pd.DataFrame) -> dict[str, Any] | None:
     }
 
 
-def _when_text(summary: dict[str, Any], now: pd.Timestamp | None) -> str:
+def _when_text(summary: dict[str, Any]) -> str:
     """One line on when the user will have access (estimate.when_user's answer, in words).
 
     ``expected_by`` is never in the past and is null for a user who needs a fix first (then the
@@ -188,7 +188,7 @@ def diagnose(
         "wiki_line": wiki_line,
         "fix_line": fix_line,
         "owner_line": owner_line,
-        "when_line": _when_text(summary, now),
+        "when_line": _when_text(summary),
     }
 
 
