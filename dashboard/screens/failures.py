@@ -72,9 +72,12 @@ else:
     fig.update_traces(textposition="outside", cliponaxis=False)
     fig.update_layout(height=max(260, 40 * len(top)))
     ui.chart(fig, "failures_top")
+    # What to do and who does it first, so they are on screen without scrolling sideways.
+    first = ["error_code", "events", "objects", "owner", "recommended_action"]
     ui.table(
         frame.assign(owner=frame["owner"].map(OWNER_LABELS).fillna(frame["owner"])),
         "failures",
+        column_order=first + [c for c in frame.columns if c not in first],
         column_config={
             "recommended_action": st.column_config.TextColumn("Recommended action", width="large"),
             "sample_reason": st.column_config.TextColumn("Sample reason", width="large"),
