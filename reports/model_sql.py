@@ -108,9 +108,16 @@ POS_SHIFT: Final = 40  # _pos = part number << 40 | row number within the part
 
 
 def store_views(
-    con: duckdb.DuckDBPyConnection, files: Mapping[str, Sequence[str]], tables: Sequence[str]
+    con: duckdb.DuckDBPyConnection,
+    files: Mapping[str, Sequence[str]],
+    tables: Sequence[str],
+    copied: Sequence[str] = (),
 ) -> None:
-    """Define a view per table over its Parquet ``files`` (in stored order), ``_pos`` added."""
+    """Define a view per table over its Parquet ``files`` (in stored order), ``_pos`` added.
+
+    ``copied`` tables are read from the parts once into tables of ``con``'s database instead
+    (those the rules scan many times).
+    """
     from ingest.schema import TABLES
 
     for table in tables:
@@ -136,8 +143,9 @@ def store_views(
             for c in cols
         )
         numbers = ", ".join(f"({_lit(p)}, {i})" for i, p in enumerate(paths))
+        kind = "TABLE" if table in copied else "TEMP VIEW"
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {name} AS "  # noqa: S608 (quoted paths, identifiers)
+            f"CREATE OR REPLACE {kind} {name} AS "  # noqa: S608 (quoted paths, identifiers)
             f"SELECT {select}, (f.n::BIGINT << {POS_SHIFT}) + p.file_row_number AS _pos "
             f"FROM {scan} p JOIN (VALUES {numbers}) f(path, n) ON p.filename = f.path"
         )

@@ -322,7 +322,7 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
     con = model_connection(spill)
     out: dict[str, pd.DataFrame] = {}
     try:
-        store_views(con, {t: snap.files(t) for t in tables}, tables)
+        store_views(con, {t: snap.files(t) for t in tables}, tables, ("events", "group_members"))
         for name in ("noise", "matches", "objects"):
             sql = part_query(con, name)
             if root is not None:
