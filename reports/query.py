@@ -288,7 +288,13 @@ def load_model(store: Store, version: int) -> Model | None:
 
 
 MODEL_MEMORY: Final = "800MB"  # DuckDB's limit while building a model: beyond it, it spills
+MODEL_MEMORY_ENV: Final = "PROVLENS_MODEL_MEMORY"  # another limit, e.g. 2GB
 PARQUET: Final = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
+
+
+def model_memory() -> str:
+    """Return the memory limit of a model build (``PROVLENS_MODEL_MEMORY``, else MODEL_MEMORY)."""
+    return os.environ.get(MODEL_MEMORY_ENV, "").strip() or MODEL_MEMORY
 
 
 def model_connection(spill: Path) -> duckdb.DuckDBPyConnection:
@@ -298,7 +304,7 @@ def model_connection(spill: Path) -> duckdb.DuckDBPyConnection:
         str(spill / "model.duckdb"),
         config={
             "threads": 2,
-            "memory_limit": MODEL_MEMORY,
+            "memory_limit": model_memory(),
             "temp_directory": str(spill),
             "preserve_insertion_order": False,
         },
@@ -343,6 +349,11 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
         if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
             raise PartVanished(str(exc)) from None
         raise
+    except duckdb.OutOfMemoryException:
+        raise UsageError(
+            f"{snap.store.path}: building the derived model needs more than {model_memory()} "
+            f"of memory; set {MODEL_MEMORY_ENV} higher (e.g. 2GB) and ask again"
+        ) from None
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
