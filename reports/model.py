@@ -43,30 +43,13 @@ if TYPE_CHECKING:
 PARTS: Final = ("noise", "cycles", "matches", "objects")
 WINDOW: Final = pd.Timedelta(seconds=120)
 
-# Which tables (and columns of events) each part is computed from.
+# Which tables each part is computed from (the columns: reports.model_sql.VIEW_COLUMNS).
 PART_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "noise": ("events", "steps", "modified_properties"),
     "cycles": ("events", "sync_jobs"),
     "matches": ("events", "scim_requests"),
     "objects": ("events", "assignments", "group_members", "scim_resources"),
 }
-EVENT_COLUMNS: Final = (
-    "id",
-    "activity_at",
-    "job_id",
-    "cycle_id",
-    "change_id",
-    "service_principal_id",
-    "action",
-    "status",
-    "error_code",
-    "skip_reason",
-    "source_id",
-    "source_upn",
-    "source_name",
-    "source_type",
-    "target_id",
-)
 
 
 # --- computing parts: the rules are SQL (reports.model_sql), run over frames or a store ------
