@@ -138,6 +138,32 @@ class Server:
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+    polled_peak_mb: float = 0.0
+    stopped: str | None = None  # why the watchdog stopped the server
+
+    def watch(self, max_rss_mb: float | None, every_s: float = 0.5) -> None:
+        """Poll the server's RSS (children included) until it exits; stop it above the cap.
+
+        Keeps the shared machine safe from a run that would take all its memory (the derived
+        model at 10M events on today's code): the measurement ends as an error naming the cap.
+        """
+        import psutil
+
+        try:
+            proc = psutil.Process(self.proc.pid)
+            while self.proc.poll() is None:
+                rss = proc.memory_info().rss + sum(
+                    c.memory_info().rss for c in proc.children(recursive=True)
+                )
+                self.polled_peak_mb = max(self.polled_peak_mb, rss / 2**20)
+                if max_rss_mb is not None and rss / 2**20 > max_rss_mb:
+                    mb = rss / 2**20
+                    self.stopped = f"server RSS {mb:.0f} MB passed the cap {max_rss_mb:.0f} MB"
+                    self.proc.kill()
+                    return
+                time.sleep(every_s)
+        except psutil.Error:
+            return
 
     def memory_mb(self) -> dict[str, float]:
         """Return the server's peak and current RSS (MB), children's current RSS included."""
@@ -156,12 +182,24 @@ class Server:
             out["peak_rss_mb"] += kids / 2**20
         except (OSError, psutil.Error):
             pass
+        out["polled_peak_rss_mb"] = self.polled_peak_mb
         return {k: round(v) for k, v in out.items()}
 
 
 @contextlib.contextmanager
-def dashboard(store: Path, now: str | None, work: Path, timeout: float = 120) -> Iterator[Server]:
-    """Run the dashboard on ``store`` like `provlens dashboard` (localhost, free port)."""
+def dashboard(
+    store: Path,
+    now: str | None,
+    work: Path,
+    timeout: float = 120,
+    max_rss_mb: float | None = None,
+) -> Iterator[Server]:
+    """Run the dashboard on ``store`` like `provlens dashboard` (localhost, free port).
+
+    A watchdog polls its memory and stops it above ``max_rss_mb`` (``Server.stopped`` says so).
+    """
+    import threading
+
     from dashboard import launch
 
     port = free_port()
@@ -194,7 +232,9 @@ def dashboard(store: Path, now: str | None, work: Path, timeout: float = 120) ->
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{url} not healthy within {timeout} s") from None
                 time.sleep(0.2)
-        yield Server(url, proc, log)
+        server = Server(url, proc, log)
+        threading.Thread(target=server.watch, args=(max_rss_mb,), daemon=True).start()
+        yield server
     finally:
         proc.terminate()
         try:
@@ -211,6 +251,7 @@ class Probe:
     page: Any
     timeout_s: float
     js_errors: list[str] = field(default_factory=list)
+    server: Server | None = None
 
     @staticmethod
     def profile(browser: Any) -> Any:
@@ -220,10 +261,10 @@ class Probe:
         return context
 
     @classmethod
-    def open(cls, context: Any, timeout_s: float) -> Probe:
+    def open(cls, context: Any, timeout_s: float, server: Server | None = None) -> Probe:
         """Return a probe on a new tab of ``context`` (each page load is a new app session)."""
         page = context.new_page()
-        probe = cls(page, timeout_s)
+        probe = cls(page, timeout_s, server=server)
         page.on("pageerror", lambda exc: probe.js_errors.append(str(exc)[:300]))
         return probe
 
@@ -237,11 +278,23 @@ class Probe:
 
     def wait_complete(self, t0: float, heading: str, marker: str, after: int) -> float:
         """Return seconds from ``t0`` until the page is complete (see the module docstring)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
         args = {"heading": heading, "marker": marker, "after": after}
         deadline = t0 + self.timeout_s
         while True:
-            left = max(deadline - time.perf_counter(), 0.001)
-            self.page.wait_for_function(COMPLETE_JS, arg=args, timeout=left * 1000, polling=50)
+            left = deadline - time.perf_counter()
+            try:
+                # In slices, so a server that died is noticed at once, not at the deadline.
+                self.page.wait_for_function(
+                    COMPLETE_JS, arg=args, timeout=max(min(left, 5.0), 0.001) * 1000, polling=50
+                )
+            except PlaywrightTimeout:
+                if self.server is not None and self.server.proc.poll() is not None:
+                    raise RuntimeError(self.server.stopped or "the server exited") from None
+                if time.perf_counter() >= deadline:
+                    raise
+                continue
             done = time.perf_counter() - t0
             runs = self.runs()
             self.page.wait_for_timeout(500)
@@ -252,7 +305,12 @@ class Probe:
     def goto(self, url: str, heading: str, marker: str) -> float:
         """Open ``url`` and return the seconds to the complete page."""
         t0 = time.perf_counter()
-        self.page.goto(url, wait_until="commit", timeout=self.timeout_s * 1000)
+        try:
+            self.page.goto(url, wait_until="commit", timeout=self.timeout_s * 1000)
+        except Exception:
+            if self.server is not None and self.server.stopped:
+                raise RuntimeError(self.server.stopped) from None
+            raise
         return self.wait_complete(t0, heading, marker, 0)
 
     def phases(self) -> dict[str, float | None]:
@@ -364,7 +422,8 @@ def _range_of_last_days(probe: Probe, days: int) -> tuple[str, str, str, str]:
 def _timed(results: dict[str, Any], key: str, work: Any) -> None:
     """Store ``work()``'s seconds under ``key`` (a list), or the error that stopped it."""
     try:
-        results.setdefault(key, []).append(round(float(work()), 2))
+        seconds = round(float(work()), 2)
+        results.setdefault(key, []).append(seconds)
     except Exception as exc:  # a timeout or a missing element: reported, never a figure
         results.setdefault("errors", []).append(f"{key}: {type(exc).__name__}: {str(exc)[:300]}")
 
@@ -376,6 +435,8 @@ def measure(
     runs: int = 3,
     timeout_s: float = 900,
     filters: bool = True,
+    max_rss_mb: float | None = None,
+    users: bool = True,
 ) -> dict[str, Any]:
     """Measure the dashboard on ``store``; return every timing, figure and error."""
     from playwright.sync_api import sync_playwright
@@ -384,7 +445,7 @@ def measure(
     out: dict[str, Any] = {"store": str(store), "user": user, "now": now, "runs": runs}
     with (
         tempfile.TemporaryDirectory(prefix="provlens-dash-") as tmp,
-        dashboard(store, now, Path(tmp)) as server,
+        dashboard(store, now, Path(tmp), max_rss_mb=max_rss_mb) as server,
         sync_playwright() as pw,
     ):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -398,9 +459,11 @@ def measure(
         profile = Probe.profile(browser)
         # 1. Overview: cold (first open after the server started), then warm in new tabs.
         for i in range(runs):
-            probe = Probe.open(profile, timeout_s)
+            probe = Probe.open(profile, timeout_s, server)
             key = "overview_cold" if i == 0 else "overview_warm"
             _timed(times, key, lambda p=probe: p.goto(server.url, "Overview", OVERVIEW_MARKER))
+            if server.proc.poll() is not None:
+                break  # stopped (memory cap) or crashed: the error says which; nothing to read
             phases.setdefault(key, []).append(probe.phases())
             figures.setdefault("overview_events", probe.kpi("Events"))
             exceptions += probe.exceptions()
@@ -408,7 +471,7 @@ def measure(
             if i < runs - 1:
                 probe.close()
         # 2. Filter changes on the open Overview: each first (cold), then repeated (warm).
-        if filters:
+        if filters and server.proc.poll() is None and "overview_cold" in times:
             first, last, start, end = _range_of_last_days(probe, 2)
             figures["time_range_all"] = f"{first} – {last}"
             figures["time_range_picked"] = f"{start} – {end}"
@@ -455,10 +518,14 @@ def measure(
         probe.close()
         # 3. Users page opened on one user by its deep link: cold, then warm in new tabs.
         link = f"{server.url}/users?user={quote(user)}"
-        for i in range(runs):
-            probe = Probe.open(profile, timeout_s)
+        for i in range(runs if users else 0):
+            if server.proc.poll() is not None:
+                break
+            probe = Probe.open(profile, timeout_s, server)
             key = "users_cold" if i == 0 else "users_warm"
             _timed(times, key, lambda p=probe: p.goto(link, "Users", USERS_MARKER))
+            if server.proc.poll() is not None:
+                break
             phases.setdefault(key, []).append(probe.phases())
             if i == 0:
                 figures["users_events"] = probe.kpi("Events")
@@ -468,6 +535,8 @@ def measure(
         browser.close()
         out |= {"times_s": times, "phases": phases, "figures": figures}
         out["server"] = server.memory_mb()
+        if server.stopped:
+            out["server"]["stopped"] = server.stopped
         out["python_exceptions"] = exceptions
         out["js_errors"] = js_errors
     return out
@@ -527,8 +596,10 @@ def table(result: dict[str, Any], tier: str) -> str:
     server = result.get("server", {})
     lines.append("")
     lines.append(
-        f"Server peak RSS {server.get('peak_rss_mb', '?')} MB (RSS at the end "
-        f"{server.get('rss_mb', '?')} MB); Python exceptions on pages: "
+        f"Server peak RSS {server.get('peak_rss_mb', '?')} MB (polled peak "
+        f"{server.get('polled_peak_rss_mb', '?')} MB, at the end {server.get('rss_mb', '?')} MB)"
+        + (f"; STOPPED: {server['stopped']}" if server.get("stopped") else "")
+        + "; Python exceptions on pages: "
         f"{result.get('python_exceptions')}; JavaScript errors: {len(result.get('js_errors', []))}."
     )
     figures = result.get("figures", {})
@@ -562,13 +633,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900, help="seconds per wait")
     ap.add_argument("--tier", choices=("1m", "10m"), default="1m", help="which targets apply")
     ap.add_argument("--no-filters", action="store_true", help="skip the filter changes")
+    ap.add_argument("--no-users", action="store_true", help="skip the Users page")
+    ap.add_argument(
+        "--max-rss-mb",
+        type=float,
+        help="stop the server above this RSS (protects a shared machine); an error, no figure",
+    )
     ap.add_argument("--compare", action="store_true", help="also time the CLI's answers")
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     result = measure(
-        args.store, args.user, args.now, args.runs, args.timeout, filters=not args.no_filters
+        args.store,
+        args.user,
+        args.now,
+        args.runs,
+        args.timeout,
+        filters=not args.no_filters,
+        max_rss_mb=args.max_rss_mb,
+        users=not args.no_users,
     )
     errors = result["times_s"].pop("errors", [])
     result["errors"] = errors

@@ -105,3 +105,14 @@ def test_a_page_that_never_completes_is_an_error_not_a_time(e2e_store: Path) -> 
             assert probe.goto(server.url, "Overview", bench.OVERVIEW_MARKER) > 0
         finally:
             browser.close()
+
+
+def test_a_server_past_its_memory_cap_is_stopped_and_gives_no_figure(e2e_store: Path) -> None:
+    result = bench.measure(
+        e2e_store, user=USER, now=fx.NOW, runs=1, timeout_s=60, filters=False, max_rss_mb=50
+    )
+    times = result["times_s"]
+    assert "overview_cold" not in times and "users_cold" not in times
+    assert any("passed the cap 50 MB" in e for e in times["errors"]), times["errors"]
+    assert "passed the cap 50 MB" in result["server"]["stopped"]
+    assert result["server"]["polled_peak_rss_mb"] > 50
