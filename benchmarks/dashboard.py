@@ -542,6 +542,129 @@ def measure(
     return out
 
 
+# What each measured page asks, in its order (dashboard/sidebar.py, screens/overview.py,
+# screens/users.py): (report, parameters). "<key>" is the user key the Users page's search row
+# gives; "<user>" the deep link's value. The sidebar runs before every page.
+SIDEBAR_ASKS: tuple[tuple[str, dict[str, str]], ...] = (("filter-options", {}),)
+OVERVIEW_ASKS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("job-header", {}),
+    ("quarantine-risk", {}),
+    ("overview", {}),
+    ("events-over-time", {"by": "status"}),
+    ("recent-failures", {}),
+)
+USERS_ASKS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("user-search", {"query": "<user>"}),
+    ("diagnosis", {"user": "<user>"}),
+    ("timeline", {"user": "<key>"}),
+    ("user-steps", {"user": "<key>"}),
+    ("user-changes", {"user": "<key>"}),
+    ("correlation", {"user": "<key>"}),
+    ("user-wiki-requests", {"user": "<key>"}),
+)
+
+
+def time_page_reports(store: Path, user: str, now: str | None) -> list[dict[str, Any]]:
+    """Time, in this process, every report the measured pages ask, as the server asks them.
+
+    Through ``reports.service.run`` with the page's parameters and the sidebar's filters: none
+    (all data), the last two days of data, and the one app, like the browser's filter changes.
+    The first ask reads the derived model into memory (timed on its own first), as the server's
+    first page does. Seconds and this process's peak RSS after each.
+    """
+    import resource
+
+    import pandas as pd
+
+    from dashboard.data import TIME_DEPENDENT_REPORTS
+    from ingest.store import Store
+    from reports import Filters, query, service
+
+    at = pd.Timestamp(now) if now else None
+    rows: list[dict[str, Any]] = []
+
+    def ask(page: str, name: str, params: dict[str, Any], filters: Filters, label: str) -> Any:
+        t0 = time.perf_counter()
+        result = service.run(
+            store,
+            name,
+            filters,
+            now=at if name in TIME_DEPENDENT_REPORTS else None,
+            **params,
+        )
+        rows.append(
+            {
+                "page": page,
+                "report": name,
+                "params": params,
+                "filters": label,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "rows": None if result.frame is None else len(result.frame),
+            }
+        )
+        return result
+
+    t0 = time.perf_counter()
+    con = query.connect()
+    query.model_for(con, query.Snapshot.of(Store(store)))
+    con.close()
+    rows.append(
+        {
+            "page": "(server)",
+            "report": "derived model into memory",
+            "params": {},
+            "filters": "",
+            "seconds": round(time.perf_counter() - t0, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "rows": None,
+        }
+    )
+    options = ask("sidebar", "filter-options", {}, Filters(), "none").data or {}
+    last = pd.Timestamp(options["last_at"]).floor("D")
+    apps = tuple(options.get("apps") or {})[:1]
+    for label, filters in (
+        ("none", Filters()),
+        ("last 2 days", Filters(since=last - pd.Timedelta(days=1))),
+        ("one app", Filters(service_principal_ids=apps)),
+    ):
+        for name, params in OVERVIEW_ASKS:
+            ask("Overview", name, params, filters, label)
+    key = user
+    for name, params in USERS_ASKS:
+        given = {
+            k: (user if v == "<user>" else key if v == "<key>" else v) for k, v in params.items()
+        }
+        result = ask("Users", name, given, Filters(), "none")
+        if name == "user-search" and result.frame is not None and len(result.frame):
+            key = str(result.frame["user_key"].iloc[0])
+    return rows
+
+
+def reports_table(rows: list[dict[str, Any]]) -> str:
+    """Return the per-report timings as a Markdown table, with each page's total."""
+    lines = [
+        "| page | report | parameters | filters | seconds | peak RSS MB |",
+        "|---|---|---|---|---:|---:|",
+    ]
+    totals: dict[tuple[str, str], float] = {}
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items()) or "—"
+        lines.append(
+            f"| {r['page']} | {r['report']} | {params} | {r['filters'] or '—'} | "
+            f"{r['seconds']:.2f} | {r['peak_rss_mb']} |"
+        )
+        group = (r["page"], r["filters"])
+        totals[group] = totals.get(group, 0.0) + float(r["seconds"])
+    lines.append("")
+    lines.append(
+        "Totals: "
+        + "; ".join(f"{page} ({f or '—'}) {t:.1f} s" for (page, f), t in totals.items())
+        + "."
+    )
+    return "\n".join(lines)
+
+
 def compare_cli(store: Path, user: str, now: str | None) -> dict[str, float]:
     """Return the wall seconds of the CLI answering the same questions, each a fresh process."""
     env = dict(os.environ)
@@ -640,8 +763,22 @@ def main(argv: list[str] | None = None) -> int:
         help="stop the server above this RSS (protects a shared machine); an error, no figure",
     )
     ap.add_argument("--compare", action="store_true", help="also time the CLI's answers")
+    ap.add_argument(
+        "--reports-only",
+        action="store_true",
+        help="no browser: time each report the pages ask, in this process (attribution)",
+    )
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
+    if args.reports_only:
+        user = args.user or default_user(args.store)
+        load = os.getloadavg()[0]
+        rows = time_page_reports(args.store, user, args.now)
+        print(reports_table(rows))
+        print(f"User {user}. Load average before/after: {load:.1f} / {os.getloadavg()[0]:.1f}.")
+        if args.out:
+            args.out.write_text(json.dumps({"user": user, "reports": rows}, indent=2))
+        return 0
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     result = measure(
