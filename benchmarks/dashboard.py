@@ -684,6 +684,15 @@ def compare_cli(store: Path, user: str, now: str | None) -> dict[str, float]:
     return out
 
 
+def model_kept(store: Path) -> bool:
+    """Return True when the store's current version has its derived model kept on disk."""
+    from ingest.store import Store
+    from reports.query import DERIVED
+
+    version = Store(store).version
+    return (store / DERIVED / f"v{version}" / "complete").exists()
+
+
 def _fmt(values: list[float] | None) -> str:
     if not values:
         return "—"
@@ -718,6 +727,12 @@ def table(result: dict[str, Any], tier: str) -> str:
         lines.append(f"| {label} | {_fmt(times[key])} | {goal} | {met} |")
     server = result.get("server", {})
     lines.append("")
+    if "model_kept_before" in result:
+        lines.append(
+            "Derived model kept beside the parts before the run: "
+            + ("yes (the server reads it)" if result["model_kept_before"] else "no (computed)")
+            + "."
+        )
     lines.append(
         f"Server peak RSS {server.get('peak_rss_mb', '?')} MB (polled peak "
         f"{server.get('polled_peak_rss_mb', '?')} MB, at the end {server.get('rss_mb', '?')} MB)"
@@ -768,8 +783,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no browser: time each report the pages ask, in this process (attribution)",
     )
+    ap.add_argument(
+        "--drop-model",
+        action="store_true",
+        help="delete the derived model kept in STORE/derived first: the first page computes it "
+        "(the first open after an ingest; also needed after the model's code changed)",
+    )
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
+    if args.drop_model:
+        import shutil
+
+        from reports.query import DERIVED
+
+        shutil.rmtree(args.store / DERIVED, ignore_errors=True)
     if args.reports_only:
         user = args.user or default_user(args.store)
         load = os.getloadavg()[0]
@@ -780,6 +807,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.write_text(json.dumps({"user": user, "reports": rows}, indent=2))
         return 0
     load_before = os.getloadavg()
+    kept = model_kept(args.store)
     t0 = time.perf_counter()
     result = measure(
         args.store,
@@ -795,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     result["errors"] = errors
     if args.compare:
         result |= compare_cli(args.store, result["user"], args.now)
+    result["model_kept_before"] = kept
     result["machine"] = {
         "cores": os.cpu_count(),
         "python": platform.python_version(),
