@@ -44,6 +44,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -103,6 +104,17 @@ COMPLETE_JS = """
   if (!h1.includes(args.heading)) return false;
   const charts = Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]'));
   return charts.every(c => c.querySelector('.main-svg'));
+}
+"""
+
+# A finished run that shows an exception will never complete: its text, else null.
+FAILED_JS = """
+(args) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return null;
+  if ((window.__provlensRuns || 0) <= args.after) return null;
+  const exc = document.querySelector('[data-testid="stException"]');
+  return exc ? exc.innerText.trim().split('\\n').slice(0, 2).join(' ').slice(0, 300) : null;
 }
 """
 
@@ -292,6 +304,12 @@ class Probe:
             except PlaywrightTimeout:
                 if self.server is not None and self.server.proc.poll() is not None:
                     raise RuntimeError(self.server.stopped or "the server exited") from None
+                failed = self.page.evaluate(FAILED_JS, args)
+                if failed:
+                    at = time.perf_counter() - t0
+                    raise RuntimeError(
+                        f"after {at:.1f} s the page shows a Python exception: {failed}"
+                    ) from None
                 if time.perf_counter() >= deadline:
                     raise
                 continue
@@ -791,6 +809,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
+    # A plain SIGTERM would skip the cleanup that stops the dashboard server and the browser.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.drop_model:
         import shutil
 
