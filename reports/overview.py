@@ -60,6 +60,15 @@ def filter_options(events: pd.DataFrame) -> FilterOptions:
     )
 
 
+def floor_time(times: pd.Series, freq: str) -> pd.Series:
+    """Return ``times`` floored to ``freq``; weeks (``W``) start on Monday 00:00 UTC (ISO weeks),
+    which pandas' ``floor`` cannot do (a week is not a fixed frequency)."""
+    if freq == "W":
+        day = times.dt.floor("D")
+        return day - pd.to_timedelta(day.dt.weekday, unit="D")
+    return times.dt.floor(freq)
+
+
 def counts_over_time(frame: pd.DataFrame, time_col: str, by: str, freq: str) -> pd.DataFrame:
     """Return rows per ``freq`` time bucket and ``by`` value: ``bucket``, ``by``, ``count``."""
     if frame.empty:
@@ -70,7 +79,7 @@ def counts_over_time(frame: pd.DataFrame, time_col: str, by: str, freq: str) -> 
                 "count": pd.Series(dtype="int64"),
             }
         )
-    buckets = frame[time_col].dt.floor(freq)
+    buckets = floor_time(frame[time_col], freq)
     out = (
         frame.assign(bucket=buckets)
         .groupby(["bucket", by], dropna=False, observed=True)

@@ -396,3 +396,23 @@ def test_latest_verdict_reads_the_newest_event_row() -> None:
     assert latest_verdict(corr) == "rejected_by_wiki"
     assert latest_verdict(corr.iloc[[2]]) is None
     assert latest_verdict(None) is None
+
+
+def test_events_over_time_past_60_days_counts_iso_weeks() -> None:
+    # 90 days of events: weekly bars, each starting on a Monday 00:00 UTC.
+    times = pd.date_range("2026-08-01T13:00:00Z", periods=90, freq="D")
+    inputs = F.inputs(
+        events=[
+            {"id": f"e{i}", "activity_at": t, "status": "success", "action": "create"}
+            for i, t in enumerate(times)
+        ]
+    )
+    out = run_report("events-over-time", inputs)
+    frame = out.frame
+    assert out.data["bucket"] == "W"
+    assert (frame["bucket"].dt.weekday == 0).all()
+    assert (frame["bucket"] == frame["bucket"].dt.floor("D")).all()
+    assert frame["count"].sum() == 90
+    # 2026-08-01 is a Saturday: its week began on Monday 2026-07-27 and holds 2 days.
+    assert frame.iloc[0]["bucket"] == pd.Timestamp("2026-07-27T00:00:00Z")
+    assert frame.iloc[0]["count"] == 2
