@@ -136,7 +136,7 @@ def _connection() -> Any:
 
 
 def pages_to_tables(
-    paths: Sequence[Path], origin: str
+    paths: Sequence[Path], origin: str, min_records: int = 0
 ) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
     """Canonical Arrow tables of the page files ``paths`` read together, the file of each event
     and the event row of each child row per child table; None when any file must be read the
@@ -162,8 +162,8 @@ def pages_to_tables(
             tbl = con.sql(QUERY, params={"files": files, "lowered": lowered}).to_arrow_table()
         except duckdb.Error:
             return None
-    if not tbl.num_rows or len(pc.unique(tbl.column("_file"))) != len(files):
-        return None  # a file without records: the careful reader names it
+    if tbl.num_rows < max(min_records, 1) or len(pc.unique(tbl.column("_file"))) != len(files):
+        return None  # a file without records (the careful reader names it), or few records
     if (
         pc.any(tbl.column("envelope")).as_py()
         or pc.any(tbl.column("recased")).as_py()

@@ -72,8 +72,13 @@ def _arrow_schema(table: str) -> pa.Schema:
 ARROW_SCHEMAS = {name: _arrow_schema(name) for name in schema.TABLES}
 
 
-def to_arrow(table: str, df: pd.DataFrame) -> pa.Table:
-    """Return ``df`` (any subset of the table's columns) as an Arrow table of the full schema."""
+def to_arrow(table: str, df: pd.DataFrame | pa.Table) -> pa.Table:
+    """Return ``df`` (any subset of the table's columns) as an Arrow table of the full schema;
+    an Arrow table of exactly that schema is taken as it is."""
+    if isinstance(df, pa.Table):
+        if not df.schema.equals(ARROW_SCHEMAS[table]):
+            raise ValueError(f"an Arrow {table} table must have the canonical schema")
+        return df
     df = schema.conform(table, df)
     return pa.Table.from_pandas(df, schema=ARROW_SCHEMAS[table], preserve_index=False)
 
@@ -323,8 +328,9 @@ class Batch:
 
     # public API
 
-    def add(self, frames: Mapping[str, pd.DataFrame]) -> None:
-        """Stage canonical frames (any subset of columns; missing ones are null).
+    def add(self, frames: Mapping[str, pd.DataFrame | pa.Table]) -> None:
+        """Stage canonical frames (any subset of columns; missing ones are null), or Arrow
+        tables of a table's exact schema.
 
         A record staged again by a later call replaces the earlier copy with its own steps and
         modified properties: children staged before the latest copy of their event are dropped.
