@@ -1,20 +1,25 @@
-"""Graph page files read by DuckDB itself: no Python per record, no copies of the bytes.
+"""Graph page files read by DuckDB itself: one parse, no Python per record, no copies.
 
 The paged-dump fast path of :class:`ingest.formats.provisioning.Gather`. One DuckDB query reads
-many page files (``{"@odata.context", "value": [...]}``, one page per file) with the structure
-:mod:`ingest.records_fast` generates from :mod:`ingest.fieldmap`, unnests ``value`` and extracts
-the same raw values as the line engine; :func:`finish_arrow` then gives the canonical tables as
-Arrow, applying the field map's own rules (``fieldmap.norm_enum``, ``identity_type``,
-``duration``, ``snake`` and the derived-column rules of :func:`ingest.records.finish`) once per
-distinct value, so both engines share one coding of every rule.
+many page files (``{"@odata.context", "value": [...]}``, one compact page per file) with the
+structure :mod:`ingest.records_fast` generates from :mod:`ingest.fieldmap`, unnests ``value``
+and extracts the same raw values as the line engine; :func:`finish_arrow` then gives the
+canonical tables as Arrow, applying the field map's own rules (``fieldmap.norm_enum``,
+``identity_type``, ``duration``, ``snake`` and the derived-column rules of
+:func:`ingest.records.finish`) once per distinct value, so both engines share one coding of
+every rule.
 
-DuckDB matches keys case-sensitively, so each file is first proved readable exactly, in one
-pass over its text (:data:`CHECK`): every key the map reads that is spelled as the map spells it
-is marked, the text is lower-cased, and a key the map reads found unmarked at a place the map
-reads is a key spelled another way. Such a file, an Azure Monitor envelope, JSON that DuckDB
-reads more leniently than orjson (trailing commas, NaN, letters written as ``\\u`` escapes), a
-record without id or time, a repeated id or anything else it cannot reproduce makes
-:func:`pages_to_tables` return None; the caller then reads those files the way it always did, so
+**Key casing, proved without a second read.** DuckDB matches keys case-sensitively; the map's
+keys match in any casing. :data:`ALT_KEY` matches a key the map reads spelled in any other
+casing (``"Id":``, ``"DisplayName":``) and any letter written as a ``\\u`` escape. Counted over
+the raw pages and over the free-form texts DuckDB extracted from them (the ``details`` bags,
+property values), the counts are equal exactly when every such key sits inside a free-form text,
+where both engines look keys up in any casing: no key at a place the map reads is spelled
+otherwise. Duplicate keys and values of the wrong type make DuckDB's reader fail.
+
+Anything it cannot reproduce (such a key, an Azure Monitor envelope, a page framing orjson would
+refuse, a trailing comma, a record without id or time, a repeated id, too few records) makes
+:func:`pages_to_tables` return None, and the caller reads those files the way it always did, so
 rows and errors stay those of the per-record engine.
 """
 
@@ -33,7 +38,7 @@ import pyarrow.compute as pc
 
 from ingest import fieldmap as fm
 from ingest import records_fast as rf
-from ingest.records import INITIATOR, STATUS, STEP_TYPE, _skip_reason, _upn_of
+from ingest.records import STATUS, STEP_TYPE, _skip_reason, _upn_of
 from ingest.store import ARROW_SCHEMAS
 from ingest.times import parse_times
 
@@ -43,82 +48,102 @@ MAX_PAGE_BYTES = 16 << 20
 # ---- generated from the field map ----------------------------------------------------------
 
 
-def _presence(alias: str, lower: bool) -> str:
-    """One BIGINT per record: which keys the map reads are present (scalars, and per child
-    list the count of each child key), as DuckDB saw them; read once from the page and once
-    from its lower-cased copy, the two differ exactly when a key is spelled otherwise."""
+def _vocabulary() -> list[str]:
+    """Every key the map reads outside free-form texts, spelled as the map spells it, and the
+    envelope markers."""
+    keys: list[str] = []
 
-    def ref(parts: Sequence[str]) -> str:
-        return ".".join(f'"{p.lower() if lower else p}"' for p in parts)
+    def walk(node: dict[str, Any]) -> None:
+        for k, v in node.items():
+            keys.append(k)
+            if isinstance(v, dict):
+                walk(v)
 
-    leaves = rf._leaves(rf.TREE)
-    bits = " + ".join(
-        f"(({alias}.{ref(p)} IS NOT NULL)::BIGINT << {i})" for i, p in enumerate(leaves)
-    )
-    out = [f"({bits})"]
-    for path, fields in ((fm.STEPS_PATH, fm.STEP_FIELDS), (fm.PROPERTIES_PATH, fm.PROPERTY_FIELDS)):
-        keys = list(dict.fromkeys(p for f in fields for p in f.paths))
-        for k in keys:
-            out.append(
-                f"COALESCE(len(list_filter({alias}.{ref([path])}, lambda x: x.{ref([k])} IS NOT NULL)), -1)"
-            )
-    return "[" + ", ".join(out) + "]"
+    walk(rf.TREE)
+    for fields in (fm.STEP_FIELDS, fm.PROPERTY_FIELDS):
+        keys.extend(p for f in fields for p in f.paths)
+    keys.extend((fm.STEPS_PATH, fm.PROPERTIES_PATH, "category", "operationName", "properties"))
+    return list(dict.fromkeys(keys))
 
 
-def _record(columns: dict[str, str]) -> str:
+def _other_casings(key: str) -> list[str]:
+    """RE2 alternatives matching ``key`` in every casing Python's ``str.lower`` folds to it,
+    but its own (the Kelvin sign lowers to k)."""
+
+    def spellings(c: str) -> str:
+        other = c.swapcase() + ("\\x{212A}" if c.lower() == "k" else "")
+        return f"[{c}{other}]" if other != c else re.escape(c)
+
+    out = []
+    for i, c in enumerate(key):
+        if c.lower() == c.upper():
+            continue
+        swapped = c.swapcase() + ("\\x{212A}" if c.lower() == "k" else "")
+        rest = "".join(spellings(x) for x in key[i + 1 :])
+        out.append(re.escape(key[:i]) + (f"[{swapped}]" if len(swapped) > 1 else swapped) + rest)
+    return out
+
+
+VOCABULARY = _vocabulary()
+# A key the map reads in another casing, or a letter written as a \\u escape (it would hide one).
+ALT_KEY = (
+    '"(?:'
+    + "|".join(a for k in VOCABULARY for a in _other_casings(k))
+    + r')"\s*:|\\u00[4-7][0-9a-fA-F]|\\u212[aA]'
+)
+# The free-form texts the query extracts (JSON leaves of the structure).
+_FREE_FORM = [
+    ("targetSystem", "details"),
+    ("sourceSystem", "details"),
+    ("sourceIdentity", "details"),
+    ("targetIdentity", "details"),
+]
+
+
+def _record() -> str:
+    columns = dict(rf.COLUMNS)
+    columns["targetIdentity"] = columns["targetIdentity"][:-1] + ', "details" JSON)'
+    for marker in ("category", "operationName", "properties"):
+        columns[marker] = "JSON"
     return "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in columns.items()) + ")"
 
 
-def _read(files: str, record: str, extra: str = "") -> str:
-    # A compact page is one line: newline_delimited reads it 3x faster than unstructured.
-    columns = rf._columns_sql({"value": f"{record}[]", **extra_columns(extra)})
-    return (
-        f"read_json({files}, format='newline_delimited', records=true, filename=true,"
-        f" columns={columns}, maximum_object_size={MAX_PAGE_BYTES})"
-    )
-
-
-def extra_columns(extra: str) -> dict[str, str]:
-    return {"records": "JSON"} if extra else {}
-
-
 def _query() -> str:
-    exact = rf.COLUMNS | {"properties": "JSON", "category": "JSON", "operationName": "JSON"}
-    lower = dict(rf.LOWER_COLUMNS)
-    select = rf.SELECT.split(", ([")[0]  # the line engine's columns, without its own recasing test
+    select = rf.SELECT.split(", ([")[0]  # the line engine's columns, without its recasing test
     markers = " OR ".join(f'o."{m}" IS NOT NULL' for m in ("category", "operationName", "properties"))
-    lmarkers = " OR ".join(f'l."{m}" IS NOT NULL' for m in (*fm.ENVELOPE_MARKERS, "properties"))
+    free = ", ".join(
+        f'o."{a}"."{b}"::VARCHAR AS "_free{i}"' for i, (a, b) in enumerate(_FREE_FORM)
+    )
+    columns = rf._columns_sql({"value": f"{_record()}[]", "records": "JSON"})
+    # A compact page is one line: newline_delimited reads it 3x faster than unstructured.
     return f"""
-SELECT array_position($files, e.filename) - 1 AS _file, {select},
-       ({markers}) OR ({lmarkers}) OR e.has_records AS envelope,
-       {_presence("o", False)} <> {_presence("l", True)} AS recased
+SELECT array_position($files, filename) - 1 AS _file, {select}, {free},
+       ({markers}) OR has_records AS envelope
 FROM (SELECT filename, unnest("value") AS o, "records" IS NOT NULL AS has_records
-      FROM {_read("$files", _record(exact), "records")}) e
-POSITIONAL JOIN (SELECT unnest("value") AS l FROM {_read("$lowered", _record(lower))}) x
+      FROM read_json($files, format='newline_delimited', records=true, filename=true,
+                     columns={columns}, maximum_object_size={MAX_PAGE_BYTES}))
 """
 
 
 QUERY = _query()
+# The framing of a page, as strict as orjson and the splitter: odata members around one array.
 _HEAD = re.compile(rb'\{(?:"@odata\.[A-Za-z]+":"[^"\\]*",)*"value":\[')
 _TAIL = re.compile(rb'\](?:,"@odata\.[A-Za-z]+":(?:"[^"\\]*"|[0-9]+))*\}[ \t\r\n]*$')
-# A letter written as a \\u escape hides a key's spelling from both reads.
-_ESCAPED_LETTER = re.compile(rb"\\u00[4-7][0-9a-f]")
+_TRAILING_COMMA = re.compile(rb",[ \t\r\n]*[\]}]")
 
 
 def _plain_page(data: bytes) -> bool:
     """Whether ``data`` is one compact Graph page whose framing orjson and the splitter read as
-    DuckDB does: ``{"@odata.*": "...", ..., "value": [records], "@odata.*": ...}``."""
+    DuckDB does: ``{"@odata.*": "...", ..., "value": [records], "@odata.*": ...}`` on one line."""
     if not _HEAD.match(data):
         return False
     end = data.rfind(b"]")
     if end < 0 or not _TAIL.match(data, end):
         return False
-    last = data[:end].rstrip()[-1:]
-    if last not in (b"}", b"["):  # a trailing comma, or something else than a record
-        return False
-    if data.find(b"\n", 0, end) >= 0 or data.find(b"\r", 0, end) >= 0:
-        return False  # not one line (raw line breaks are whitespace outside strings)
-    return data.find(b"\\u00") < 0 or not _ESCAPED_LETTER.search(data.lower())
+    if data[:end].rstrip()[-1:] not in (b"}", b"["):
+        return False  # a trailing comma, or something else than a record
+    # One line (a raw line break is whitespace outside strings): DuckDB reads one page per line.
+    return data.find(b"\n", 0, end) < 0 and data.find(b"\r", 0, end) < 0
 
 
 _local = threading.local()
@@ -135,44 +160,53 @@ def _connection() -> Any:
     return con
 
 
+def _alt_keys(texts: pa.Array | pa.ChunkedArray) -> int:
+    return int(pc.sum(pc.count_substring_regex(texts, ALT_KEY)).as_py() or 0)
+
+
+# ---- running it -------------------------------------------------------------------------------
+
+
 def pages_to_tables(
     paths: Sequence[Path], origin: str, min_records: int = 0
 ) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
     """Canonical Arrow tables of the page files ``paths`` read together, the file of each event
     and the event row of each child row per child table; None when any file must be read the
     careful way (see the module docstring)."""
-    import tempfile
-
     import duckdb
 
     if not paths or any(p.stat().st_size > MAX_PAGE_BYTES for p in paths):
         return None
-    files = [str(p) for p in paths]
-    con = _connection()
-    with tempfile.TemporaryDirectory(prefix="provlens-") as tmp:
-        lowered = []
-        for i, p in enumerate(paths):
-            data = p.read_bytes()
-            if not _plain_page(data):
-                return None
-            out = Path(tmp, f"{i}.json")
-            out.write_bytes(data.lower())
-            lowered.append(str(out))
-        try:
-            tbl = con.sql(QUERY, params={"files": files, "lowered": lowered}).to_arrow_table()
-        except duckdb.Error:
+    pages = []
+    for p in paths:
+        data = p.read_bytes()
+        if not _plain_page(data):
             return None
+        pages.append(data)
+    raw = pa.array(pages, pa.large_binary())
+    del pages
+    if pc.any(pc.match_substring_regex(raw, _TRAILING_COMMA.pattern.decode())).as_py():
+        return None  # DuckDB accepts trailing commas; orjson does not
+    in_files = _alt_keys(raw)
+    del raw
+    files = [str(p) for p in paths]
+    try:
+        tbl = _connection().sql(QUERY, params={"files": files}).to_arrow_table()
+    except duckdb.Error:
+        return None  # not JSON as DuckDB reads it strictly (duplicate keys, wrong types, ...)
     if tbl.num_rows < max(min_records, 1) or len(pc.unique(tbl.column("_file"))) != len(files):
         return None  # a file without records (the careful reader names it), or few records
-    if (
-        pc.any(tbl.column("envelope")).as_py()
-        or pc.any(tbl.column("recased")).as_py()
-        or rf.pa_sum(tbl.column("odd")) > 0
-    ):
+    if pc.any(tbl.column("envelope")).as_py() or rf.pa_sum(tbl.column("odd")) > 0:
         return None
+    free = [tbl.column(f"_free{i}") for i in range(len(_FREE_FORM))]
+    for column, fields in (("steps", ("details",)), ("props", ("old_value", "new_value"))):
+        flat = pc.list_flatten(tbl.column(column).combine_chunks())
+        free.extend(flat.field(f).cast(pa.string()) for f in fields)
+    if in_files != sum(_alt_keys(t) for t in free):
+        return None  # a key the map reads is spelled otherwise where the map reads it
     ids = tbl.column("id")
     if pc.any(pc.match_substring_regex(ids, r"^(?:[\[{]|true$|false$|-?\d+\.)")).as_py():
-        return None
+        return None  # an id that was no string: the per-record engine names the record
     return finish_arrow(tbl, origin)
 
 
@@ -373,4 +407,3 @@ def _table(name: str, cols: dict[str, Any]) -> pa.Table:
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
 
 
-__all__ = ["INITIATOR", "pages_to_tables", "finish_arrow"]
