@@ -85,11 +85,12 @@ def _other_casings(key: str) -> list[str]:
 
 
 VOCABULARY = _vocabulary()
-# A key the map reads in another casing, or a letter written as a \\u escape (it would hide one).
+# A key the map reads in another casing, a letter written as a \\u escape (it would hide one), or
+# a trailing comma (DuckDB accepts them, orjson does not; DuckDB never writes one).
 ALT_KEY = (
     '"(?:'
     + "|".join(a for k in VOCABULARY for a in _other_casings(k))
-    + r')"\s*:|\\u00[4-7][0-9a-fA-F]|\\u212[aA]'
+    + r')"\s*:|\\u00[4-7][0-9a-fA-F]|\\u212[aA]|,\s*[\]}]'
 )
 # The free-form texts the query extracts (JSON leaves of the structure).
 _FREE_FORM = [
@@ -129,7 +130,6 @@ QUERY = _query()
 # The framing of a page, as strict as orjson and the splitter: odata members around one array.
 _HEAD = re.compile(rb'\{(?:"@odata\.[A-Za-z]+":"[^"\\]*",)*"value":\[')
 _TAIL = re.compile(rb'\](?:,"@odata\.[A-Za-z]+":(?:"[^"\\]*"|[0-9]+))*\}[ \t\r\n]*$')
-_TRAILING_COMMA = re.compile(rb",[ \t\r\n]*[\]}]")
 
 
 def _plain_page(data: bytes) -> bool:
@@ -160,8 +160,28 @@ def _connection() -> Any:
     return con
 
 
-def _alt_keys(texts: pa.Array | pa.ChunkedArray) -> int:
-    return int(pc.sum(pc.count_substring_regex(texts, ALT_KEY)).as_py() or 0)
+def _joined(arrays: Sequence[pa.Array | pa.ChunkedArray]) -> bytes:
+    """The bytes of text arrays end to end (nulls add nothing)."""
+    parts: list[Any] = []
+    for texts in arrays:
+        for arr in texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]:
+            if not len(arr):
+                continue
+            arr = arr.cast(pa.large_binary())
+            offsets = np.frombuffer(arr.buffers()[1], np.int64)
+            offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
+            parts.append(arr.buffers()[2][int(offsets[0]) : int(offsets[-1])])
+    return b"".join(parts)
+
+
+def _alt_keys(*texts: bytes) -> list[int]:
+    """How many :data:`ALT_KEY` matches each of ``texts`` holds (one RE2 compile for all).
+
+    Texts made of JSON texts end to end count as the sum of their parts: no JSON text ends
+    inside a key or an escape, and none starts with whitespace or a colon.
+    """
+    counts = pc.count_substring_regex(pa.array(texts, pa.large_binary()), ALT_KEY)
+    return [int(c) for c in counts.to_pylist()]
 
 
 # ---- running it -------------------------------------------------------------------------------
@@ -183,12 +203,8 @@ def pages_to_tables(
         if not _plain_page(data):
             return None
         pages.append(data)
-    raw = pa.array(pages, pa.large_binary())
+    raw = b"".join(pages)
     del pages
-    if pc.any(pc.match_substring_regex(raw, _TRAILING_COMMA.pattern.decode())).as_py():
-        return None  # DuckDB accepts trailing commas; orjson does not
-    in_files = _alt_keys(raw)
-    del raw
     files = [str(p) for p in paths]
     try:
         tbl = _connection().sql(QUERY, params={"files": files}).to_arrow_table()
@@ -202,7 +218,9 @@ def pages_to_tables(
     for column, fields in (("steps", ("details",)), ("props", ("old_value", "new_value"))):
         flat = pc.list_flatten(tbl.column(column).combine_chunks())
         free.extend(flat.field(f).cast(pa.string()) for f in fields)
-    if in_files != sum(_alt_keys(t) for t in free):
+    in_pages, in_free = _alt_keys(raw, _joined(free))
+    del raw
+    if in_pages != in_free:
         return None  # a key the map reads is spelled otherwise where the map reads it
     ids = tbl.column("id")
     if pc.any(pc.match_substring_regex(ids, r"^(?:[\[{]|true$|false$|-?\d+\.)")).as_py():
