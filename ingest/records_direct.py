@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,18 +133,21 @@ _HEAD = re.compile(rb'\{(?:"@odata\.[A-Za-z]+":"[^"\\]*",)*"value":\[')
 _TAIL = re.compile(rb'\](?:,"@odata\.[A-Za-z]+":(?:"[^"\\]*"|[0-9]+))*\}[ \t\r\n]*$')
 
 
-def _plain_page(data: bytes) -> bool:
-    """Whether ``data`` is one compact Graph page whose framing orjson and the splitter read as
-    DuckDB does: ``{"@odata.*": "...", ..., "value": [records], "@odata.*": ...}`` on one line."""
-    if not _HEAD.match(data):
+def _plain_page(data: bytearray, start: int, stop: int) -> bool:
+    """Whether ``data[start:stop]`` is one compact Graph page whose framing orjson and the
+    splitter read as DuckDB does: ``{"@odata.*": "...", "value": [records], "@odata.*": ...}``."""
+    if not _HEAD.match(data, start, stop):
         return False
-    end = data.rfind(b"]")
-    if end < 0 or not _TAIL.match(data, end):
+    end = data.rfind(b"]", start, stop)
+    if end < 0 or not _TAIL.match(data, end, stop):
         return False
-    if data[:end].rstrip()[-1:] not in (b"}", b"["):
+    last = end - 1
+    while last > start and data[last] in b" \t\r\n":
+        last -= 1
+    if data[last] not in b"}[":
         return False  # a trailing comma, or something else than a record
     # One line (a raw line break is whitespace outside strings): DuckDB reads one page per line.
-    return data.find(b"\n", 0, end) < 0 and data.find(b"\r", 0, end) < 0
+    return data.find(b"\n", start, end) < 0 and data.find(b"\r", start, end) < 0
 
 
 _local = threading.local()
@@ -160,28 +164,49 @@ def _connection() -> Any:
     return con
 
 
-def _joined(arrays: Sequence[pa.Array | pa.ChunkedArray]) -> bytes:
-    """The bytes of text arrays end to end (nulls add nothing)."""
-    parts: list[Any] = []
-    for texts in arrays:
-        for arr in texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]:
-            if not len(arr):
-                continue
-            arr = arr.cast(pa.large_binary())
-            offsets = np.frombuffer(arr.buffers()[1], np.int64)
-            offsets = offsets[arr.offset : arr.offset + len(arr) + 1]
-            parts.append(arr.buffers()[2][int(offsets[0]) : int(offsets[-1])])
-    return b"".join(parts)
+def _bytes_of(texts: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    """Each chunk of a text array as one binary value holding its texts end to end (no copy)."""
+    out = []
+    for arr in texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]:
+        if not len(arr) or arr.null_count == len(arr):
+            continue
+        width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+        offsets = np.frombuffer(arr.buffers()[1], width)[arr.offset : arr.offset + len(arr) + 1]
+        out.append(_one_value(arr.buffers()[2], int(offsets[0]), int(offsets[-1])))
+    return out
 
 
-def _alt_keys(*texts: bytes) -> list[int]:
-    """How many :data:`ALT_KEY` matches each of ``texts`` holds (one RE2 compile for all).
+def _one_value(data: pa.Buffer, start: int, end: int) -> pa.Array:
+    offsets = pa.py_buffer(np.array([0, end - start], np.int64))
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, data[start:end]])
 
-    Texts made of JSON texts end to end count as the sum of their parts: no JSON text ends
+
+def _alt_keys(values: list[pa.Array]) -> int:
+    """How many :data:`ALT_KEY` matches the binary values hold in all.
+
+    Values made of JSON texts end to end count as the sum of their parts: no JSON text ends
     inside a key or an escape, and none starts with whitespace or a colon.
     """
-    counts = pc.count_substring_regex(pa.array(texts, pa.large_binary()), ALT_KEY)
-    return [int(c) for c in counts.to_pylist()]
+    if not values:
+        return 0
+    return int(pc.sum(pc.count_substring_regex(pa.chunked_array(values), ALT_KEY)).as_py() or 0)
+
+
+def _read_all(paths: Sequence[Path]) -> tuple[pa.Buffer, list[int]] | None:
+    """The files' bytes in one buffer (one copy, from the OS) and where each starts; None when
+    one is not a plain page (:func:`_plain_page`)."""
+    sizes = [p.stat().st_size for p in paths]
+    buf = bytearray(sum(sizes))
+    view = memoryview(buf)
+    starts, at = [], 0
+    for p, size in zip(paths, sizes, strict=True):
+        with p.open("rb", buffering=0) as fh:
+            got = fh.readinto(view[at : at + size])
+        if got != size or not _plain_page(buf, at, at + size):
+            return None
+        starts.append(at)
+        at += size
+    return pa.py_buffer(buf), starts
 
 
 # ---- running it -------------------------------------------------------------------------------
@@ -197,30 +222,31 @@ def pages_to_tables(
 
     if not paths or any(p.stat().st_size > MAX_PAGE_BYTES for p in paths):
         return None
-    pages = []
-    for p in paths:
-        data = p.read_bytes()
-        if not _plain_page(data):
-            return None
-        pages.append(data)
-    raw = b"".join(pages)
-    del pages
+    read = _read_all(paths)
+    if read is None:
+        return None
+    raw = read[0]
+    # The scan of the pages runs beside DuckDB's read (both release the GIL).
+    pool = ThreadPoolExecutor(1)
+    in_pages_f = pool.submit(_alt_keys, [_one_value(raw, 0, raw.size)])
+    pool.shutdown(wait=False)
     files = [str(p) for p in paths]
     try:
         tbl = _connection().sql(QUERY, params={"files": files}).to_arrow_table()
     except duckdb.Error:
+        in_pages_f.result()
         return None  # not JSON as DuckDB reads it strictly (duplicate keys, wrong types, ...)
     if tbl.num_rows < max(min_records, 1) or len(pc.unique(tbl.column("_file"))) != len(files):
         return None  # a file without records (the careful reader names it), or few records
     if pc.any(tbl.column("envelope")).as_py() or rf.pa_sum(tbl.column("odd")) > 0:
         return None
-    free = [tbl.column(f"_free{i}") for i in range(len(_FREE_FORM))]
+    free = [tbl.column(f"_free{i}").combine_chunks() for i in range(len(_FREE_FORM))]
     for column, fields in (("steps", ("details",)), ("props", ("old_value", "new_value"))):
         flat = pc.list_flatten(tbl.column(column).combine_chunks())
         free.extend(flat.field(f).cast(pa.string()) for f in fields)
-    in_pages, in_free = _alt_keys(raw, _joined(free))
-    del raw
-    if in_pages != in_free:
+    in_pages = in_pages_f.result()
+    del raw, read
+    if in_pages != _alt_keys([v for t in free for v in _bytes_of(t)]):
         return None  # a key the map reads is spelled otherwise where the map reads it
     ids = tbl.column("id")
     if pc.any(pc.match_substring_regex(ids, r"^(?:[\[{]|true$|false$|-?\d+\.)")).as_py():

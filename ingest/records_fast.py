@@ -274,12 +274,13 @@ def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
     return finish(ev, st, mp, origin, where)
 
 
-# JSON text whose parsed value prints back the same (no escapes, no fractions or exponents).
-# RE2 (Arrow) has no lookahead: a plain string is a quoted text without quotes or backslashes
-# that does not itself look like JSON or null.
+# JSON text whose parsed value prints back the same. RE2 (Arrow) has no lookahead: a plain
+# string is a quoted text without quotes or backslashes that does not itself look like JSON or
+# null (it parses to the text between its quotes); a plain object has no escapes but \" and \\
+# (orjson writes those back alike) and no fractions or exponents; a plain number is an integer.
 _PLAIN_STRING = r'^"[^"\\]*"$'
 _NOT_PLAIN_STRING = r'^"(?:[\[{]|null")'
-_PLAIN_OTHER = r"^(?:\{[^\\]*\}|-?[0-9]{1,15})$"
+_PLAIN_OTHER = r'^(?:\{(?:[^\\]|\\["\\])*\}|-?[0-9]{1,15})$'
 _FRACTION = r"[0-9][.eE]"
 
 
@@ -296,9 +297,9 @@ def _json_texts(
     plain_string = pc.and_(
         match(values, _PLAIN_STRING), pc.invert(match(values, _NOT_PLAIN_STRING))
     )
-    plain = pc.and_(
-        pc.or_(plain_string, match(values, _PLAIN_OTHER)),
-        pc.invert(match(values, _FRACTION)),
+    plain = pc.or_(
+        plain_string,
+        pc.and_(match(values, _PLAIN_OTHER), pc.invert(match(values, _FRACTION))),
     ).fill_null(False)
     # Plain texts as they print: strings without their quotes, "" as null, {} as empty_object.
     unquote = pc.and_(plain_string, plain).fill_null(False)

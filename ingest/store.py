@@ -337,6 +337,7 @@ class Batch:
         """
         self._adds += 1
         parents: list[pa.ChunkedArray] = []
+        event_ids: pa.ChunkedArray | None = None
         for table, df in frames.items():
             if table not in schema.TABLES:
                 raise ValueError(f"unknown table {table!r}")
@@ -344,7 +345,8 @@ class Batch:
                 continue
             tbl = to_arrow(table, df)
             if table == "events":
-                ids = tbl.column("id").to_pylist()
+                event_ids = tbl.column("id")
+                ids = event_ids.to_pylist()
                 if self._simple and not self._event_add.keys().isdisjoint(ids):
                     self._simple = False
                 self._event_add.update(dict.fromkeys(ids, self._adds))
@@ -355,8 +357,14 @@ class Batch:
             self._buffered[table] = self._buffered.get(table, 0) + tbl.num_rows
             self.added[table] = self.added.get(table, 0) + tbl.num_rows
         if self._simple and parents:
+            # Children of this call's own events (the usual case) are checked in Arrow.
+            own = pc.unique(event_ids) if event_ids is not None else None
             known = self._event_add.keys()
-            self._simple = all(set(ids.to_pylist()) <= known for ids in parents)
+            self._simple = all(
+                (own is not None and pc.all(pc.is_in(ids, value_set=own)).as_py())
+                or set(ids.to_pylist()) <= known
+                for ids in parents
+            )
         if any(n >= PART_ROWS for n in self._buffered.values()):
             self._flush()
 
