@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -112,19 +112,20 @@ def _record() -> str:
 
 def _query() -> str:
     select = rf.SELECT.split(", ([")[0]  # the line engine's columns, without its recasing test
-    markers = " OR ".join(f'o."{m}" IS NOT NULL' for m in ("category", "operationName", "properties"))
-    free = ", ".join(
-        f'o."{a}"."{b}"::VARCHAR AS "_free{i}"' for i, (a, b) in enumerate(_FREE_FORM)
+    markers = " OR ".join(
+        f'o."{m}" IS NOT NULL' for m in ("category", "operationName", "properties")
     )
+    free = ", ".join(f'o."{a}"."{b}"::VARCHAR AS "_free{i}"' for i, (a, b) in enumerate(_FREE_FORM))
     columns = rf._columns_sql({"value": f"{_record()}[]", "records": "JSON"})
     # A compact page is one line: newline_delimited reads it 3x faster than unstructured.
+    # Only the generated structure is spliced in; the file names are bound as $files.
     return f"""
 SELECT array_position($files, filename) - 1 AS _file, {select}, {free},
        ({markers}) OR has_records AS envelope
 FROM (SELECT filename, unnest("value") AS o, "records" IS NOT NULL AS has_records
       FROM read_json($files, format='newline_delimited', records=true, filename=true,
                      columns={columns}, maximum_object_size={MAX_PAGE_BYTES}))
-"""
+"""  # noqa: S608
 
 
 QUERY = _query()
@@ -257,7 +258,9 @@ def pages_to_tables(
 # ---- finishing: the rules of ingest.records.finish, on Arrow ----------------------------------
 
 
-def _distinct_map(values: pa.ChunkedArray | pa.Array, fn: Callable[[Any], Any], typ: Any) -> pa.Array:
+def _distinct_map(
+    values: pa.ChunkedArray | pa.Array, fn: Callable[[Any], Any], typ: Any
+) -> pa.Array:
     """``fn`` applied once per distinct non-null value (null stays null)."""
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     enc = pc.dictionary_encode(values)
@@ -350,7 +353,10 @@ def finish_arrow(
             if f.column in fm.NULLABLE_ENUMS:
                 present = pc.and_(raw.is_valid(), pc.not_equal(raw, "")).fill_null(False)
                 none = pa.scalar(None, pa.string())
-                canon, raw_out = pc.if_else(present, canon, none), pc.if_else(present, raw_out, none)
+                canon, raw_out = (
+                    pc.if_else(present, canon, none),
+                    pc.if_else(present, raw_out, none),
+                )
             cols[f.column], cols[f"{f.column}_raw"] = canon, raw_out
         elif f.kind == fm.IDENTITY:
             cols[f.column] = _distinct_map(raw, fm.identity_type, pa.string())
@@ -377,9 +383,13 @@ def finish_arrow(
     parent_idx = pa.array(parents, pa.int64())
     step_type, step_type_raw = _enum(flat.field("step_type"), STEP_TYPE)
     status, status_raw = _enum(flat.field("status"), STATUS)
-    details = pa.array(
-        rf._json_texts(flat.field("details"), rf._details_text, None).to_numpy(), pa.string()
-    ) if len(flat) else pa.array([], pa.string())
+    details = (
+        pa.array(
+            rf._json_texts(flat.field("details"), rf._details_text, None).to_numpy(), pa.string()
+        )
+        if len(flat)
+        else pa.array([], pa.string())
+    )
     names = _blank_null(flat.field("name").cast(pa.string()))
     steps = {
         "event_id": ids.take(parent_idx),
@@ -449,5 +459,3 @@ def finish_arrow(
 def _table(name: str, cols: dict[str, Any]) -> pa.Table:
     schema = ARROW_SCHEMAS[name]
     return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
-
-

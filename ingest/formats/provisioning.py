@@ -298,7 +298,7 @@ class Gather:
         report = jsonstream.PROGRESS.get()
         if report is not None:
             report(pages[-1][0].size)
-        yield tables  # type: ignore[misc]
+        yield tables
 
     def _flush_held(self) -> Iterator[Frames]:
         held, self.held, self.n = self.held, [], 0
