@@ -102,12 +102,16 @@ _FREE_FORM = [
 ]
 
 
-def _record() -> str:
+def _record_columns() -> dict[str, str]:
     columns = dict(rf.COLUMNS)
     columns["targetIdentity"] = columns["targetIdentity"][:-1] + ', "details" JSON)'
     for marker in ("category", "operationName", "properties"):
         columns[marker] = "JSON"
-    return "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in columns.items()) + ")"
+    return columns
+
+
+def _record() -> str:
+    return "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in _record_columns().items()) + ")"
 
 
 def _query() -> str:
@@ -129,6 +133,23 @@ FROM (SELECT filename, unnest("value") AS o, "records" IS NOT NULL AS has_record
 
 
 QUERY = _query()
+
+
+def _lines_query() -> str:
+    select = rf.SELECT.split(", ([")[0]
+    markers = " OR ".join(
+        f'o."{m}" IS NOT NULL' for m in ("category", "operationName", "properties")
+    )
+    free = ", ".join(f'o."{a}"."{b}"::VARCHAR AS "_free{i}"' for i, (a, b) in enumerate(_FREE_FORM))
+    return f"""
+SELECT 0 AS _file, {select}, {free}, ({markers}) AS envelope
+FROM read_json($file, format='newline_delimited', records=true,
+               columns={rf._columns_sql(_record_columns())},
+               maximum_object_size={MAX_PAGE_BYTES}) o
+"""  # noqa: S608
+
+
+LINES_QUERY = _lines_query()
 # The framing of a page, as strict as orjson and the splitter: odata members around one array.
 _HEAD = re.compile(rb'\{(?:"@odata\.[A-Za-z]+":"[^"\\]*",)*"value":\[')
 _TAIL = re.compile(rb'\](?:,"@odata\.[A-Za-z]+":(?:"[^"\\]*"|[0-9]+))*\}[ \t\r\n]*$')
@@ -219,36 +240,62 @@ def pages_to_tables(
     """Canonical Arrow tables of the page files ``paths`` read together, the file of each event
     and the event row of each child row per child table; None when any file must be read the
     careful way (see the module docstring)."""
-    import duckdb
-
     if not paths or any(p.stat().st_size > MAX_PAGE_BYTES for p in paths):
         return None
     read = _read_all(paths)
     if read is None:
         return None
-    raw = read[0]
-    # The scan of the pages runs beside DuckDB's read (both release the GIL).
-    pool = ThreadPoolExecutor(1)
-    in_pages_f = pool.submit(_alt_keys, [_one_value(raw, 0, raw.size)])
-    pool.shutdown(wait=False)
     files = [str(p) for p in paths]
+    tbl = _run(QUERY, {"files": files}, read[0])
+    if tbl is None or len(pc.unique(tbl.column("_file"))) != len(files):
+        return None  # a file without records: the careful reader names it
+    return _finish(tbl, origin, min_records)
+
+
+def lines_to_tables(
+    data: bytes | bytearray, origin: str, min_records: int = 0
+) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
+    """:func:`pages_to_tables` for records as JSON Lines (the splitter's chunks of one large
+    file): one temporary copy, one DuckDB read."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="provlens-") as tmp:
+        path = Path(tmp, "records.jsonl")
+        path.write_bytes(data)
+        tbl = _run(LINES_QUERY, {"file": str(path)}, pa.py_buffer(data))
+    return None if tbl is None else _finish(tbl, origin, min_records)
+
+
+def _run(query: str, params: dict[str, Any], raw: pa.Buffer) -> pa.Table | None:
+    """The query's rows, None when DuckDB refuses the JSON or a key the map reads is spelled
+    otherwise where the map reads it (:data:`ALT_KEY` counted in ``raw`` and the free texts)."""
+    import duckdb
+
+    # The scan of the raw bytes runs beside DuckDB's read (both release the GIL).
+    pool = ThreadPoolExecutor(1)
+    in_raw = pool.submit(_alt_keys, [_one_value(raw, 0, raw.size)])
+    pool.shutdown(wait=False)
     try:
-        tbl = _connection().sql(QUERY, params={"files": files}).to_arrow_table()
+        tbl = _connection().sql(query, params=params).to_arrow_table()
     except duckdb.Error:
-        in_pages_f.result()
+        in_raw.result()
         return None  # not JSON as DuckDB reads it strictly (duplicate keys, wrong types, ...)
-    if tbl.num_rows < max(min_records, 1) or len(pc.unique(tbl.column("_file"))) != len(files):
-        return None  # a file without records (the careful reader names it), or few records
-    if pc.any(tbl.column("envelope")).as_py() or rf.pa_sum(tbl.column("odd")) > 0:
-        return None
     free = [tbl.column(f"_free{i}").combine_chunks() for i in range(len(_FREE_FORM))]
     for column, fields in (("steps", ("details",)), ("props", ("old_value", "new_value"))):
         flat = pc.list_flatten(tbl.column(column).combine_chunks())
         free.extend(flat.field(f).cast(pa.string()) for f in fields)
-    in_pages = in_pages_f.result()
-    del raw, read
-    if in_pages != _alt_keys([v for t in free for v in _bytes_of(t)]):
-        return None  # a key the map reads is spelled otherwise where the map reads it
+    if in_raw.result() != _alt_keys([v for t in free for v in _bytes_of(t)]):
+        return None
+    return tbl
+
+
+def _finish(
+    tbl: pa.Table, origin: str, min_records: int
+) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
+    if tbl.num_rows < max(min_records, 1):
+        return None  # no records (the careful reader names the file), or few
+    if pc.any(tbl.column("envelope")).as_py() or rf.pa_sum(tbl.column("odd")) > 0:
+        return None
     ids = tbl.column("id")
     if pc.any(pc.match_substring_regex(ids, r"^(?:[\[{]|true$|false$|-?\d+\.)")).as_py():
         return None  # an id that was no string: the per-record engine names the record
