@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, paths in shapes.items():
         mine = _run("provlens", paths, store)
-        limit = args.baseline_max if mine["events"] > args.baseline_max else 0
+        limit = args.baseline_max if len(paths) == 1 and mine["events"] > args.baseline_max else 0
         results = {"provlens": mine}
         for method in ("normalize", "orjson"):
             r = _run(method, paths, store, limit)
