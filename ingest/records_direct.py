@@ -430,13 +430,7 @@ def finish_arrow(
     parent_idx = pa.array(parents, pa.int64())
     step_type, step_type_raw = _enum(flat.field("step_type"), STEP_TYPE)
     status, status_raw = _enum(flat.field("status"), STATUS)
-    details = (
-        pa.array(
-            rf._json_texts(flat.field("details"), rf._details_text, None).to_numpy(), pa.string()
-        )
-        if len(flat)
-        else pa.array([], pa.string())
-    )
+    details = rf.json_texts(flat.field("details"), rf._details_text, None)
     names = _blank_null(flat.field("name").cast(pa.string()))
     steps = {
         "event_id": ids.take(parent_idx),
@@ -482,10 +476,7 @@ def finish_arrow(
     pidx = pa.array(pparents, pa.int64())
 
     def values(name: str) -> pa.Array:
-        if not len(pflat):
-            return pa.array([], pa.string())
-        texts = rf._json_texts(pflat.field(name), rf._value_text, "{}")
-        return pa.array(texts.to_numpy(), pa.string())
+        return rf.json_texts(pflat.field(name), rf._value_text, "{}")
 
     props = {
         "event_id": ids.take(pidx),

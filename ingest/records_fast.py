@@ -287,12 +287,22 @@ _FRACTION = r"[0-9][.eE]"
 def _json_texts(
     values: Any, convert: Callable[[Any], str | None], empty_object: str | None
 ) -> pd.Series:
-    """``convert(parsed JSON)`` of each JSON text of an Arrow string array, parsing only the
-    texts that do not print back as they are (most are plain strings or flat objects)."""
+    """:func:`json_texts` as an object Series (None for null)."""
+    out = json_texts(values, convert, empty_object).to_pandas().astype(object)
+    return out.where(out.notna(), None)
+
+
+def json_texts(values: Any, convert: Callable[[Any], str | None], empty_object: str | None) -> Any:
+    """``convert(parsed JSON)`` of each JSON text of an Arrow string array, as an Arrow string
+    array, parsing only the texts that do not print back as they are (most are plain strings or
+    flat objects) and those once per distinct text."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     values = values.cast(pa.string())
+    none = pa.scalar(None, pa.string())
     match = pc.match_substring_regex
     plain_string = pc.and_(
         match(values, _PLAIN_STRING), pc.invert(match(values, _NOT_PLAIN_STRING))
@@ -304,16 +314,15 @@ def _json_texts(
     # Plain texts as they print: strings without their quotes, "" as null, {} as empty_object.
     unquote = pc.and_(plain_string, plain).fill_null(False)
     inner = pc.if_else(unquote, pc.utf8_slice_codeunits(values, 1, -1), values)
-    inner = pc.if_else(pc.equal(inner, ""), pa.scalar(None, pa.string()), inner)
-    out = inner.to_pandas().astype(object)
-    out = out.where(out.notna(), None)
-    mask = plain.to_numpy(zero_copy_only=False)
+    inner = pc.if_else(pc.equal(inner, ""), none, inner)
     if empty_object != "{}":
-        out[(out == "{}").to_numpy() & mask] = empty_object
-    rest = ~mask & values.is_valid().to_numpy(zero_copy_only=False)
-    if rest.any():
-        from ingest.records import _map
-
-        parsed = _map(out[rest], lambda t: convert(orjson.loads(t)))
-        out[rest] = parsed.to_numpy()
-    return out
+        empty = pc.and_(plain, pc.equal(inner, "{}")).fill_null(False)
+        inner = pc.if_else(empty, pa.scalar(empty_object, pa.string()), inner)
+    rest = pc.and_(pc.invert(plain), values.is_valid())
+    if pc.any(rest).as_py():
+        enc = pc.dictionary_encode(inner.filter(rest))
+        parsed = pa.array(
+            [convert(orjson.loads(t)) for t in enc.dictionary.to_pylist()], pa.string()
+        )
+        inner = pc.replace_with_mask(inner, rest, parsed.take(enc.indices))
+    return inner
