@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from ingest import jsonstream, pipeline, schema
 from ingest.errors import BadInput, UsageError
@@ -193,7 +194,12 @@ def _stage(
     for frames in chunks:
         staged: dict[str, pd.DataFrame] = {}
         for table, df in frames.items():
-            if df is None or df.empty:
+            if df is None or len(df) == 0:
+                continue
+            if isinstance(df, pa.Table):  # canonical Arrow of the direct page reader
+                staged[table] = df
+                if rows is not None:
+                    rows[table] = rows.get(table, 0) + df.num_rows
                 continue
             df = schema.conform(table, df)
             if table == "events":

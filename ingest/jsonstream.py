@@ -197,6 +197,17 @@ class _Splitter:
         self.pending_n = 0
         self.pending_bytes = 0
         self.consumed = skip
+        self.dropped = 0  # pages before this offset were dropped from the mapping
+
+    def forget(self, offset: int) -> None:
+        """Drop the mapped pages before ``offset`` from this process (the file stays in the page
+        cache; a later read, as an error message's line count, maps them again), so a
+        multi-gigabyte file does not count in the process's memory as it is read."""
+        end = offset - offset % mmap.PAGESIZE
+        if end > self.dropped and hasattr(mmap, "MADV_DONTNEED"):
+            with contextlib.suppress(OSError, ValueError):
+                self.mm.madvise(mmap.MADV_DONTNEED, self.dropped, end - self.dropped)
+            self.dropped = end
 
     def release(self) -> None:
         self.arr = np.empty(0, np.uint8)
@@ -225,10 +236,18 @@ class _Splitter:
                 block = scan.next_block()
                 if block is None:
                     break
+                start = self.consumed
                 self.records_in_block(*block)
                 self.consumed = scan.pos
                 while self.pending_n >= self.max_records or self.pending_bytes >= self.max_bytes:
                     yield self.emit(self.max_records)
+                # Keep the records not yet emitted mapped; drop what lies before them.
+                keep = [start]
+                if self.pending:
+                    keep.append(int(self.pending[0][0][0]))
+                if self.open_rec is not None:
+                    keep.append(self.open_rec[0])
+                self.forget(min(keep))
             if scan.in_str or scan.depth != 0 or self.open_rec is not None:
                 raise _Malformed(len(self.arr), "unexpected end of JSON (the file looks truncated)")
             self.finish_top()

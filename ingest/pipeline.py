@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from ingest.store import Batch, Store
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 class Frames:
     """Canonical frames for the open commit; ``replace``: group-mode table -> keys it replaces."""
 
-    tables: Mapping[str, pd.DataFrame]
+    tables: Mapping[str, pd.DataFrame | pa.Table]  # Arrow: the canonical schema exactly
     replace: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 

@@ -274,45 +274,55 @@ def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
     return finish(ev, st, mp, origin, where)
 
 
-# JSON text whose parsed value prints back the same (no escapes, no fractions or exponents).
-# RE2 (Arrow) has no lookahead: a plain string is a quoted text without quotes or backslashes
-# that does not itself look like JSON or null.
+# JSON text whose parsed value prints back the same. RE2 (Arrow) has no lookahead: a plain
+# string is a quoted text without quotes or backslashes that does not itself look like JSON or
+# null (it parses to the text between its quotes); a plain object has no escapes but \" and \\
+# (orjson writes those back alike) and no fractions or exponents; a plain number is an integer.
 _PLAIN_STRING = r'^"[^"\\]*"$'
 _NOT_PLAIN_STRING = r'^"(?:[\[{]|null")'
-_PLAIN_OTHER = r"^(?:\{[^\\]*\}|-?[0-9]{1,15})$"
+_PLAIN_OTHER = r'^(?:\{(?:[^\\]|\\["\\])*\}|-?[0-9]{1,15})$'
 _FRACTION = r"[0-9][.eE]"
 
 
 def _json_texts(
     values: Any, convert: Callable[[Any], str | None], empty_object: str | None
 ) -> pd.Series:
-    """``convert(parsed JSON)`` of each JSON text of an Arrow string array, parsing only the
-    texts that do not print back as they are (most are plain strings or flat objects)."""
+    """:func:`json_texts` as an object Series (None for null)."""
+    out = json_texts(values, convert, empty_object).to_pandas().astype(object)
+    return out.where(out.notna(), None)
+
+
+def json_texts(values: Any, convert: Callable[[Any], str | None], empty_object: str | None) -> Any:
+    """``convert(parsed JSON)`` of each JSON text of an Arrow string array, as an Arrow string
+    array, parsing only the texts that do not print back as they are (most are plain strings or
+    flat objects) and those once per distinct text."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     values = values.cast(pa.string())
+    none = pa.scalar(None, pa.string())
     match = pc.match_substring_regex
     plain_string = pc.and_(
         match(values, _PLAIN_STRING), pc.invert(match(values, _NOT_PLAIN_STRING))
     )
-    plain = pc.and_(
-        pc.or_(plain_string, match(values, _PLAIN_OTHER)),
-        pc.invert(match(values, _FRACTION)),
+    plain = pc.or_(
+        plain_string,
+        pc.and_(match(values, _PLAIN_OTHER), pc.invert(match(values, _FRACTION))),
     ).fill_null(False)
     # Plain texts as they print: strings without their quotes, "" as null, {} as empty_object.
     unquote = pc.and_(plain_string, plain).fill_null(False)
     inner = pc.if_else(unquote, pc.utf8_slice_codeunits(values, 1, -1), values)
-    inner = pc.if_else(pc.equal(inner, ""), pa.scalar(None, pa.string()), inner)
-    out = inner.to_pandas().astype(object)
-    out = out.where(out.notna(), None)
-    mask = plain.to_numpy(zero_copy_only=False)
+    inner = pc.if_else(pc.equal(inner, ""), none, inner)
     if empty_object != "{}":
-        out[(out == "{}").to_numpy() & mask] = empty_object
-    rest = ~mask & values.is_valid().to_numpy(zero_copy_only=False)
-    if rest.any():
-        from ingest.records import _map
-
-        parsed = _map(out[rest], lambda t: convert(orjson.loads(t)))
-        out[rest] = parsed.to_numpy()
-    return out
+        empty = pc.and_(plain, pc.equal(inner, "{}")).fill_null(False)
+        inner = pc.if_else(empty, pa.scalar(empty_object, pa.string()), inner)
+    rest = pc.and_(pc.invert(plain), values.is_valid())
+    if pc.any(rest).as_py():
+        enc = pc.dictionary_encode(inner.filter(rest))
+        parsed = pa.array(
+            [convert(orjson.loads(t)) for t in enc.dictionary.to_pylist()], pa.string()
+        )
+        inner = pc.replace_with_mask(inner, rest, parsed.take(enc.indices))
+    return inner

@@ -72,8 +72,13 @@ def _arrow_schema(table: str) -> pa.Schema:
 ARROW_SCHEMAS = {name: _arrow_schema(name) for name in schema.TABLES}
 
 
-def to_arrow(table: str, df: pd.DataFrame) -> pa.Table:
-    """Return ``df`` (any subset of the table's columns) as an Arrow table of the full schema."""
+def to_arrow(table: str, df: pd.DataFrame | pa.Table) -> pa.Table:
+    """Return ``df`` (any subset of the table's columns) as an Arrow table of the full schema;
+    an Arrow table of exactly that schema is taken as it is."""
+    if isinstance(df, pa.Table):
+        if not df.schema.equals(ARROW_SCHEMAS[table]):
+            raise ValueError(f"an Arrow {table} table must have the canonical schema")
+        return df
     df = schema.conform(table, df)
     return pa.Table.from_pandas(df, schema=ARROW_SCHEMAS[table], preserve_index=False)
 
@@ -323,14 +328,16 @@ class Batch:
 
     # public API
 
-    def add(self, frames: Mapping[str, pd.DataFrame]) -> None:
-        """Stage canonical frames (any subset of columns; missing ones are null).
+    def add(self, frames: Mapping[str, pd.DataFrame | pa.Table]) -> None:
+        """Stage canonical frames (any subset of columns; missing ones are null), or Arrow
+        tables of a table's exact schema.
 
         A record staged again by a later call replaces the earlier copy with its own steps and
         modified properties: children staged before the latest copy of their event are dropped.
         """
         self._adds += 1
         parents: list[pa.ChunkedArray] = []
+        event_ids: pa.ChunkedArray | None = None
         for table, df in frames.items():
             if table not in schema.TABLES:
                 raise ValueError(f"unknown table {table!r}")
@@ -338,7 +345,8 @@ class Batch:
                 continue
             tbl = to_arrow(table, df)
             if table == "events":
-                ids = tbl.column("id").to_pylist()
+                event_ids = tbl.column("id")
+                ids = event_ids.to_pylist()
                 if self._simple and not self._event_add.keys().isdisjoint(ids):
                     self._simple = False
                 self._event_add.update(dict.fromkeys(ids, self._adds))
@@ -349,8 +357,14 @@ class Batch:
             self._buffered[table] = self._buffered.get(table, 0) + tbl.num_rows
             self.added[table] = self.added.get(table, 0) + tbl.num_rows
         if self._simple and parents:
+            # Children of this call's own events (the usual case) are checked in Arrow.
+            own = pc.unique(event_ids) if event_ids is not None else None
             known = self._event_add.keys()
-            self._simple = all(set(ids.to_pylist()) <= known for ids in parents)
+            self._simple = all(
+                (own is not None and pc.all(pc.is_in(ids, value_set=own)).as_py())
+                or set(ids.to_pylist()) <= known
+                for ids in parents
+            )
         if any(n >= PART_ROWS for n in self._buffered.values()):
             self._flush()
 

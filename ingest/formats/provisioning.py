@@ -25,12 +25,14 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ingest import jsonstream, records_fast
+from ingest import jsonstream, records_direct, records_fast
 from ingest.errors import BadInput
 from ingest.formats import FileFormat, Frames, Options, Source, register
 from ingest.records import records_to_frames
 
 CHUNK = 20_000
+# Page files read directly by DuckDB are gathered up to this many bytes per query.
+DIRECT_BYTES = 64 << 20
 _NOTHING = "nothing was stored"
 
 _PROVISIONING_HINT = re.compile(
@@ -225,6 +227,9 @@ class Gather:
         self.columnar_min_records = options.columnar_min_records
         self.held: list[_Held] = []
         self.n = 0
+        # Whole page files waiting for one direct DuckDB read (records_direct).
+        self.pages: list[tuple[Source, str, dict[str, int]]] = []
+        self.pages_bytes = 0
 
     def add(self, source: Source, layout: str, rows: dict[str, int]) -> Iterator[Frames]:
         """Read ``source``'s records; yield frames of every chunk that became full.
@@ -232,6 +237,20 @@ class Gather:
         ``rows`` (the file's rows per table) is filled when its records are framed.
         A BadInput of this file is raised after the files before it have been framed.
         """
+        if layout == "pages" and source._skip == 0 and source.size <= records_direct.MAX_PAGE_BYTES:
+            # A page file: read later, with its neighbours, by DuckDB itself.
+            if self.held:
+                yield from self.flush()
+            self.pages.append((source, layout, rows))
+            self.pages_bytes += source.size
+            if self.pages_bytes >= DIRECT_BYTES:
+                yield from self.flush()
+            return
+        yield from self._flush_pages()
+        yield from self._split(source, layout, rows)
+
+    def _split(self, source: Source, layout: str, rows: dict[str, int]) -> Iterator[Frames]:
+        """Hold ``source``'s records as chunks of the splitter (framed when CHUNK are held)."""
         report = jsonstream.PROGRESS.get()
         found = False
         try:
@@ -254,9 +273,54 @@ class Gather:
 
     def flush(self) -> Iterator[Frames]:
         """Yield the frames of the records held so far."""
+        yield from self._flush_pages()
+        yield from self._flush_held()
+
+    def _flush_pages(self) -> Iterator[Frames]:
+        """Read the page files held, in one DuckDB query when it can read them exactly; else
+        split them file by file, as any other streamable file."""
+        pages, self.pages, self.pages_bytes = self.pages, [], 0
+        if not pages:
+            return
+        read = records_direct.pages_to_tables(
+            [s.path for s, _, _ in pages], self.origin, self.columnar_min_records
+        )
+        if read is None:
+            for source, layout, rows in pages:
+                yield from self._split(source, layout, rows)
+            yield from self._flush_held()
+            return
+        tables, owner, parents = read
+        counts = [rows for _, _, rows in pages]
+        _count_owner(counts, "events", owner)
+        for table, at in zip(("steps", "modified_properties"), parents, strict=True):
+            _count_owner(counts, table, owner[at])
+        report = jsonstream.PROGRESS.get()
+        if report is not None:
+            report(pages[-1][0].size)
+        yield tables
+
+    def _flush_held(self) -> Iterator[Frames]:
         held, self.held, self.n = self.held, [], 0
         if not held:
             return
+        sizes = [len(h.chunk.lines) for h in held]
+        if sum(sizes) >= self.columnar_min_records:
+            # The records as JSON Lines, read by DuckDB with one parse and finished in Arrow.
+            data = held[0].chunk.data
+            if len(held) > 1:
+                data = bytearray(b"\n").join(h.chunk.data for h in held)
+            direct = records_direct.lines_to_tables(data, self.origin)
+            del data
+            if direct is not None:
+                tables, _, (step_parent, prop_parent) = direct
+                owner = np.repeat(np.arange(len(held)), sizes)
+                counts = [h.rows for h in held]
+                _count_owner(counts, "events", owner)
+                _count_owner(counts, "steps", owner[step_parent])
+                _count_owner(counts, "modified_properties", owner[prop_parent])
+                yield tables
+                return
         frames = self._together(held) if len(held) > 1 else None
         if frames is None:
             for h in held:
@@ -264,7 +328,6 @@ class Gather:
                 _count(one, np.zeros(len(one["events"]), dtype=int), [h.rows])
                 yield one
             return
-        sizes = [len(h.chunk.lines) for h in held]
         _count(frames, np.repeat(np.arange(len(held)), sizes), [h.rows for h in held])
         yield frames
 
@@ -291,6 +354,13 @@ class Gather:
         if frames is None or len(frames["events"]) != n:
             return None  # a repeated id: each file keeps its own last copy, as one by one
         return frames
+
+
+def _count_owner(rows: list[dict[str, int]], table: str, owner: np.ndarray) -> None:
+    """Add each file's rows of ``table`` (``owner``: the file of each row)."""
+    for k, count in enumerate(np.bincount(owner, minlength=len(rows)).tolist()):
+        if count:
+            rows[k][table] = rows[k].get(table, 0) + count
 
 
 def _count(frames: Frames, owner: np.ndarray, rows: list[dict[str, int]]) -> None:

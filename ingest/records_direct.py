@@ -1,0 +1,503 @@
+"""Graph page files read by DuckDB itself: one parse, no Python per record, no copies.
+
+The paged-dump fast path of :class:`ingest.formats.provisioning.Gather`. One DuckDB query reads
+many page files (``{"@odata.context", "value": [...]}``, one compact page per file) with the
+structure :mod:`ingest.records_fast` generates from :mod:`ingest.fieldmap`, unnests ``value``
+and extracts the same raw values as the line engine; :func:`finish_arrow` then gives the
+canonical tables as Arrow, applying the field map's own rules (``fieldmap.norm_enum``,
+``identity_type``, ``duration``, ``snake`` and the derived-column rules of
+:func:`ingest.records.finish`) once per distinct value, so both engines share one coding of
+every rule.
+
+**Key casing, proved without a second read.** DuckDB matches keys case-sensitively; the map's
+keys match in any casing. :data:`ALT_KEY` matches a key the map reads spelled in any other
+casing (``"Id":``, ``"DisplayName":``) and any letter written as a ``\\u`` escape. Counted over
+the raw pages and over the free-form texts DuckDB extracted from them (the ``details`` bags,
+property values), the counts are equal exactly when every such key sits inside a free-form text,
+where both engines look keys up in any casing: no key at a place the map reads is spelled
+otherwise. Duplicate keys and values of the wrong type make DuckDB's reader fail.
+
+Anything it cannot reproduce (such a key, an Azure Monitor envelope, a page framing orjson would
+refuse, a trailing comma, a record without id or time, a repeated id, too few records) makes
+:func:`pages_to_tables` return None, and the caller reads those files the way it always did, so
+rows and errors stay those of the per-record engine.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ingest import fieldmap as fm
+from ingest import records_fast as rf
+from ingest.records import STATUS, STEP_TYPE, _skip_reason, _upn_of
+from ingest.store import ARROW_SCHEMAS
+from ingest.times import parse_times
+
+# Page files larger than this are left to the streaming splitter (DuckDB holds a page whole).
+MAX_PAGE_BYTES = 16 << 20
+
+# ---- generated from the field map ----------------------------------------------------------
+
+
+def _vocabulary() -> list[str]:
+    """Every key the map reads outside free-form texts, spelled as the map spells it, and the
+    envelope markers."""
+    keys: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        for k, v in node.items():
+            keys.append(k)
+            if isinstance(v, dict):
+                walk(v)
+
+    walk(rf.TREE)
+    for fields in (fm.STEP_FIELDS, fm.PROPERTY_FIELDS):
+        keys.extend(p for f in fields for p in f.paths)
+    keys.extend((fm.STEPS_PATH, fm.PROPERTIES_PATH, "category", "operationName", "properties"))
+    return list(dict.fromkeys(keys))
+
+
+def _other_casings(key: str) -> list[str]:
+    """RE2 alternatives matching ``key`` in every casing Python's ``str.lower`` folds to it,
+    but its own (the Kelvin sign lowers to k)."""
+
+    def spellings(c: str) -> str:
+        other = c.swapcase() + ("\\x{212A}" if c.lower() == "k" else "")
+        return f"[{c}{other}]" if other != c else re.escape(c)
+
+    out = []
+    for i, c in enumerate(key):
+        if c.lower() == c.upper():
+            continue
+        swapped = c.swapcase() + ("\\x{212A}" if c.lower() == "k" else "")
+        rest = "".join(spellings(x) for x in key[i + 1 :])
+        out.append(re.escape(key[:i]) + (f"[{swapped}]" if len(swapped) > 1 else swapped) + rest)
+    return out
+
+
+VOCABULARY = _vocabulary()
+# A key the map reads in another casing, a letter written as a \\u escape (it would hide one), or
+# a trailing comma (DuckDB accepts them, orjson does not; DuckDB never writes one).
+ALT_KEY = (
+    '"(?:'
+    + "|".join(a for k in VOCABULARY for a in _other_casings(k))
+    + r')"\s*:|\\u00[4-7][0-9a-fA-F]|\\u212[aA]|,\s*[\]}]'
+)
+# The free-form texts the query extracts (JSON leaves of the structure).
+_FREE_FORM = [
+    ("targetSystem", "details"),
+    ("sourceSystem", "details"),
+    ("sourceIdentity", "details"),
+    ("targetIdentity", "details"),
+]
+
+
+def _record_columns() -> dict[str, str]:
+    columns = dict(rf.COLUMNS)
+    columns["targetIdentity"] = columns["targetIdentity"][:-1] + ', "details" JSON)'
+    for marker in ("category", "operationName", "properties"):
+        columns[marker] = "JSON"
+    return columns
+
+
+def _record() -> str:
+    return "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in _record_columns().items()) + ")"
+
+
+def _select() -> str:
+    """The line engine's columns (without its recasing test), the free-form texts, and whether
+    the record is an Azure Monitor envelope (its markers as the map spells them)."""
+    select = rf.SELECT.split(", ([")[0]
+    markers = " OR ".join(
+        f'o."{m}" IS NOT NULL' for m in ("category", "operationName", "properties")
+    )
+    free = ", ".join(f'o."{a}"."{b}"::VARCHAR AS "_free{i}"' for i, (a, b) in enumerate(_FREE_FORM))
+    return f"{select}, {free}, ({markers}) AS envelope"
+
+
+def _query() -> str:
+    columns = rf._columns_sql({"value": f"{_record()}[]", "records": "JSON"})
+    # A compact page is one line: newline_delimited reads it 3x faster than unstructured.
+    # Only the generated structure is spliced in; the file names are bound as $files.
+    return f"""
+SELECT array_position($files, filename) - 1 AS _file, {_select()}, has_records
+FROM (SELECT filename, unnest("value") AS o, "records" IS NOT NULL AS has_records
+      FROM read_json($files, format='newline_delimited', records=true, filename=true,
+                     columns={columns}, maximum_object_size={MAX_PAGE_BYTES}))
+"""  # noqa: S608
+
+
+QUERY = _query()
+
+
+def _lines_query() -> str:
+    return f"""
+SELECT 0 AS _file, {_select()}, false AS has_records
+FROM read_json($file, format='newline_delimited', records=true,
+               columns={rf._columns_sql(_record_columns())},
+               maximum_object_size={MAX_PAGE_BYTES}) o
+"""  # noqa: S608
+
+
+LINES_QUERY = _lines_query()
+# The framing of a page, as strict as orjson and the splitter: odata members around one array.
+_HEAD = re.compile(rb'\{(?:"@odata\.[A-Za-z]+":"[^"\\]*",)*"value":\[')
+_TAIL = re.compile(rb'\](?:,"@odata\.[A-Za-z]+":(?:"[^"\\]*"|[0-9]+))*\}[ \t\r\n]*$')
+
+
+def _plain_page(data: bytearray, start: int, stop: int) -> bool:
+    """Whether ``data[start:stop]`` is one compact Graph page whose framing orjson and the
+    splitter read as DuckDB does: ``{"@odata.*": "...", "value": [records], "@odata.*": ...}``."""
+    if not _HEAD.match(data, start, stop):
+        return False
+    end = data.rfind(b"]", start, stop)
+    if end < 0 or not _TAIL.match(data, end, stop):
+        return False
+    last = end - 1
+    while last > start and data[last] in b" \t\r\n":
+        last -= 1
+    if data[last] not in b"}[":
+        return False  # a trailing comma, or something else than a record
+    # One line (a raw line break is whitespace outside strings): DuckDB reads one page per line.
+    return data.find(b"\n", start, end) < 0 and data.find(b"\r", start, end) < 0
+
+
+_local = threading.local()
+
+
+def _connection() -> Any:
+    con = getattr(_local, "con", None)
+    if con is None:
+        import duckdb
+
+        con = duckdb.connect(config={"preserve_insertion_order": True})
+        con.execute(rf._MACROS)
+        _local.con = con
+    return con
+
+
+def _bytes_of(texts: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    """Each chunk of a text array as one binary value holding its texts end to end (no copy)."""
+    out = []
+    for arr in texts.chunks if isinstance(texts, pa.ChunkedArray) else [texts]:
+        if not len(arr) or arr.null_count == len(arr):
+            continue
+        width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+        offsets = np.frombuffer(arr.buffers()[1], width)[arr.offset : arr.offset + len(arr) + 1]
+        out.append(_one_value(arr.buffers()[2], int(offsets[0]), int(offsets[-1])))
+    return out
+
+
+def _one_value(data: pa.Buffer, start: int, end: int) -> pa.Array:
+    offsets = pa.py_buffer(np.array([0, end - start], np.int64))
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, data[start:end]])
+
+
+def _alt_keys(values: list[pa.Array]) -> int:
+    """How many :data:`ALT_KEY` matches the binary values hold in all.
+
+    Values made of JSON texts end to end count as the sum of their parts: no JSON text ends
+    inside a key or an escape, and none starts with whitespace or a colon.
+    """
+    if not values:
+        return 0
+    return int(pc.sum(pc.count_substring_regex(pa.chunked_array(values), ALT_KEY)).as_py() or 0)
+
+
+def _read_all(paths: Sequence[Path]) -> tuple[pa.Buffer, list[int]] | None:
+    """The files' bytes in one buffer (one copy, from the OS) and where each starts; None when
+    one is not a plain page (:func:`_plain_page`)."""
+    sizes = [p.stat().st_size for p in paths]
+    buf = bytearray(sum(sizes))
+    view = memoryview(buf)
+    starts, at = [], 0
+    for p, size in zip(paths, sizes, strict=True):
+        with p.open("rb", buffering=0) as fh:
+            got = fh.readinto(view[at : at + size])
+        if got != size or not _plain_page(buf, at, at + size):
+            return None
+        starts.append(at)
+        at += size
+    return pa.py_buffer(buf), starts
+
+
+# ---- running it -------------------------------------------------------------------------------
+
+
+def pages_to_tables(
+    paths: Sequence[Path], origin: str, min_records: int = 0
+) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
+    """Canonical Arrow tables of the page files ``paths`` read together, the file of each event
+    and the event row of each child row per child table; None when any file must be read the
+    careful way (see the module docstring)."""
+    if not paths or any(p.stat().st_size > MAX_PAGE_BYTES for p in paths):
+        return None
+    read = _read_all(paths)
+    if read is None:
+        return None
+    files = [str(p) for p in paths]
+    tbl = _run(QUERY, {"files": files}, read[0])
+    if tbl is None or len(pc.unique(tbl.column("_file"))) != len(files):
+        return None  # a file without records: the careful reader names it
+    return _finish(tbl, origin, min_records)
+
+
+def lines_to_tables(
+    data: bytes | bytearray, origin: str, min_records: int = 0
+) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
+    """:func:`pages_to_tables` for records as JSON Lines (the splitter's chunks of one large
+    file): one temporary copy, one DuckDB read."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="provlens-") as tmp:
+        path = Path(tmp, "records.jsonl")
+        path.write_bytes(data)
+        tbl = _run(LINES_QUERY, {"file": str(path)}, pa.py_buffer(data))
+    return None if tbl is None else _finish(tbl, origin, min_records)
+
+
+def _run(query: str, params: dict[str, Any], raw: pa.Buffer) -> pa.Table | None:
+    """The query's rows, None when DuckDB refuses the JSON or a key the map reads is spelled
+    otherwise where the map reads it (:data:`ALT_KEY` counted in ``raw`` and the free texts)."""
+    import duckdb
+
+    # The scan of the raw bytes runs beside DuckDB's read (both release the GIL).
+    pool = ThreadPoolExecutor(1)
+    in_raw = pool.submit(_alt_keys, [_one_value(raw, 0, raw.size)])
+    pool.shutdown(wait=False)
+    try:
+        tbl = _connection().sql(query, params=params).to_arrow_table()
+    except duckdb.Error:
+        in_raw.result()
+        return None  # not JSON as DuckDB reads it strictly (duplicate keys, wrong types, ...)
+    free = [tbl.column(f"_free{i}").combine_chunks() for i in range(len(_FREE_FORM))]
+    for column, fields in (("steps", ("details",)), ("props", ("old_value", "new_value"))):
+        flat = pc.list_flatten(tbl.column(column).combine_chunks())
+        free.extend(flat.field(f).cast(pa.string()) for f in fields)
+    if in_raw.result() != _alt_keys([v for t in free for v in _bytes_of(t)]):
+        return None
+    return tbl
+
+
+def _finish(
+    tbl: pa.Table, origin: str, min_records: int
+) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
+    if tbl.num_rows < max(min_records, 1):
+        return None  # no records (the careful reader names the file), or few
+    if (
+        pc.any(tbl.column("envelope")).as_py()
+        or pc.any(tbl.column("has_records")).as_py()
+        or rf.pa_sum(tbl.column("odd")) > 0
+    ):
+        return None
+    ids = tbl.column("id")
+    if pc.any(pc.match_substring_regex(ids, r"^(?:[\[{]|true$|false$|-?\d+\.)")).as_py():
+        return None  # an id that was no string: the per-record engine names the record
+    return finish_arrow(tbl, origin)
+
+
+# ---- finishing: the rules of ingest.records.finish, on Arrow ----------------------------------
+
+
+def _distinct_map(
+    values: pa.ChunkedArray | pa.Array, fn: Callable[[Any], Any], typ: Any
+) -> pa.Array:
+    """``fn`` applied once per distinct non-null value (null stays null)."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    enc = pc.dictionary_encode(values)
+    mapped = pa.array([fn(v) for v in enc.dictionary.to_pylist()], type=typ)
+    return mapped.take(enc.indices)
+
+
+def _blank_null(values: Any) -> pa.Array:
+    """Text with "" as null."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+
+
+def _enum(values: Any, table: dict[Any, str]) -> tuple[pa.Array, pa.Array]:
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    enc = pc.dictionary_encode(values)
+    pairs = [fm.norm_enum(v, table) for v in enc.dictionary.to_pylist()]
+    canon = pa.array([p[0] for p in pairs], pa.string()).take(enc.indices)
+    raw = pa.array([p[1] for p in pairs], pa.string()).take(enc.indices)
+    # null input: ("unknown", None), as norm_enum(None)
+    return pc.fill_null(canon, "unknown"), raw
+
+
+def _first_per_parent(n: int, parents: np.ndarray, values: pa.Array) -> pa.Array:
+    """For each of ``n`` events, the first non-null value among its children (in order)."""
+    valid = np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False))
+    if not len(valid):
+        return pa.nulls(n, pa.string())
+    p = parents[valid]
+    first = np.unique(p, return_index=True)
+    rows = np.full(n, -1, dtype=np.int64)
+    rows[first[0]] = valid[first[1]]
+    idx = pa.array(rows, mask=rows < 0)
+    return values.take(idx)
+
+
+_UPN_FLAT = r"^\{[^{}\[\]\\]*\}$"
+_UPN_KEY = '"' + "".join(f"[{c.upper()}{c}]" for c in fm.UPN_KEY) + r'"\s*:'
+
+
+def _upn_texts(details: pa.Array) -> pa.Array:
+    """:func:`ingest.records._upn_of` of each details text: a pattern for flat objects with one
+    such key and a string value, the function itself for the rest (one call per text)."""
+    n_keys = pc.count_substring_regex(details, _UPN_KEY)
+    simple = pc.and_(pc.match_substring_regex(details, _UPN_FLAT), pc.equal(n_keys, 1))
+    found = pc.extract_regex(details, _UPN_KEY + r'\s*"(?P<v>[^"]*)"')
+    value = pc.struct_field(found, "v")
+    use = pc.and_(simple, found.is_valid()).fill_null(False)
+    out = pc.if_else(use, _blank_null(value), pa.scalar(None, pa.string()))
+    rest = np.flatnonzero(
+        (~use.to_numpy(zero_copy_only=False)) & details.is_valid().to_numpy(zero_copy_only=False)
+    )
+    if len(rest):
+        texts = details.take(pa.array(rest)).to_pylist()
+        fixed = pa.array([_upn_of(t) for t in texts], pa.string())
+        out_np = np.array(out.to_pylist(), dtype=object)
+        out_np[rest] = fixed.to_pylist()
+        out = pa.array(out_np.tolist(), pa.string())
+    return out
+
+
+def finish_arrow(
+    tbl: pa.Table, origin: str
+) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
+    """The canonical events/steps/modified_properties of raw extracted columns, as Arrow; None
+    when a record lacks an id or a time, has a bad time or repeats an id (the per-record
+    engine then names the record or keeps the last copy)."""
+    n = tbl.num_rows
+    ids = tbl.column("id").combine_chunks()
+    if ids.null_count or pc.any(pc.equal(ids, "")).as_py():
+        return None
+    if pc.count_distinct(ids).as_py() != n:
+        return None
+    ts = tbl.column("activity_at").combine_chunks()
+    if ts.null_count or pc.any(pc.equal(ts, "")).as_py():
+        return None
+    times = parse_times(pd.Series(ts.to_numpy(zero_copy_only=False), dtype=object))
+    if times.isna().any():
+        return None
+    cols: dict[str, pa.Array] = {
+        "id": ids,
+        "activity_at": pa.array(times.array, type=pa.timestamp("us", tz="UTC")),
+    }
+    for f in fm.EVENT_FIELDS:
+        if f.column in ("id", "activity_at"):
+            continue
+        raw = tbl.column(f.column).combine_chunks()
+        if f.kind == fm.ENUM:
+            canon, raw_out = _enum(raw, fm.ENUMS[f.enum or ""])
+            if f.column in fm.NULLABLE_ENUMS:
+                present = pc.and_(raw.is_valid(), pc.not_equal(raw, "")).fill_null(False)
+                none = pa.scalar(None, pa.string())
+                canon, raw_out = (
+                    pc.if_else(present, canon, none),
+                    pc.if_else(present, raw_out, none),
+                )
+            cols[f.column], cols[f"{f.column}_raw"] = canon, raw_out
+        elif f.kind == fm.IDENTITY:
+            cols[f.column] = _distinct_map(raw, fm.identity_type, pa.string())
+        elif f.kind == fm.DURATION:
+            cols[f.column] = _distinct_map(raw, fm.duration, pa.int64())
+        elif f.kind == fm.SNAKE:
+            cols[f.column] = _distinct_map(raw, fm.snake, pa.string())
+        else:
+            cols[f.column] = _blank_null(raw)
+    code = cols["error_code"]
+    cols["error_code"] = pc.if_else(
+        pc.is_in(code, pa.array(fm.NO_ERROR_CODES)).fill_null(False),
+        pa.scalar(None, pa.string()),
+        code,
+    )
+    cols["origin"] = pa.array(np.full(n, origin, dtype=object), pa.string())
+
+    # Steps.
+    lists = tbl.column("steps").combine_chunks()
+    flat = pc.list_flatten(lists)
+    parents = pc.list_parent_indices(lists).to_numpy()
+    offsets = lists.offsets.to_numpy()[:-1]
+    position = np.arange(len(parents), dtype=np.int64) - offsets[parents] if len(parents) else []
+    parent_idx = pa.array(parents, pa.int64())
+    step_type, step_type_raw = _enum(flat.field("step_type"), STEP_TYPE)
+    status, status_raw = _enum(flat.field("status"), STATUS)
+    details = rf.json_texts(flat.field("details"), rf._details_text, None)
+    names = _blank_null(flat.field("name").cast(pa.string()))
+    steps = {
+        "event_id": ids.take(parent_idx),
+        "change_id": cols["change_id"].take(parent_idx),
+        "position": pa.array(position, pa.int64()),
+        "name": names,
+        "step_type": step_type,
+        "step_type_raw": step_type_raw,
+        "status": status,
+        "status_raw": status_raw,
+        "description": _blank_null(flat.field("description").cast(pa.string())),
+        "details": details,
+    }
+
+    # Derived columns, from the canonical steps (the rules of ingest.records.finish).
+    failing = pc.and_(pc.equal(status, "failure"), names.is_valid()).fill_null(False)
+    cols["failed_step"] = _first_per_parent(
+        n, parents, pc.if_else(failing, names, pa.scalar(None, pa.string()))
+    )
+    has = details.is_valid()
+    skip_cand = pc.and_(has, pc.match_substring(details, "skip", ignore_case=True)).fill_null(False)
+    skip = _distinct_map(
+        pc.if_else(skip_cand, details, pa.scalar(None, pa.string())), _skip_reason, pa.string()
+    )
+    skip_first = _first_per_parent(n, parents, skip)
+    inner = cols.pop(fm.INNER_REASON)
+    skipped_reason = pc.if_else(
+        pc.equal(cols["status"], "skipped"), inner, pa.scalar(None, pa.string())
+    )
+    cols["skip_reason"] = pc.coalesce(skip_first, skipped_reason)
+    import_upn = pc.and_(
+        pc.and_(pc.equal(step_type, "import"), has),
+        pc.match_substring(details, "principalname", ignore_case=True),
+    ).fill_null(False)
+    cand = pc.if_else(import_upn, details, pa.scalar(None, pa.string()))
+    step_upn = _upn_texts(cand)
+    cols["source_upn"] = pc.coalesce(cols["source_upn"], _first_per_parent(n, parents, step_upn))
+
+    # Modified properties.
+    plists = tbl.column("props").combine_chunks()
+    pflat = pc.list_flatten(plists)
+    pparents = pc.list_parent_indices(plists).to_numpy()
+    pidx = pa.array(pparents, pa.int64())
+
+    def values(name: str) -> pa.Array:
+        return rf.json_texts(pflat.field(name), rf._value_text, "{}")
+
+    props = {
+        "event_id": ids.take(pidx),
+        "change_id": cols["change_id"].take(pidx),
+        "name": _blank_null(pflat.field("name").cast(pa.string())),
+        "old_value": values("old_value"),
+        "new_value": values("new_value"),
+    }
+    out = {
+        "events": _table("events", cols),
+        "steps": _table("steps", steps),
+        "modified_properties": _table("modified_properties", props),
+    }
+    owner = tbl.column("_file").to_numpy()
+    return out, owner, [parents, pparents]
+
+
+def _table(name: str, cols: dict[str, Any]) -> pa.Table:
+    schema = ARROW_SCHEMAS[name]
+    return pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)

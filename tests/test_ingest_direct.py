@@ -1,0 +1,202 @@
+"""Page files read by DuckDB directly (ingest.records_direct) give the per-record engine's rows;
+anything it cannot reproduce exactly is declined and read the careful way."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest import records_direct
+from ingest.errors import BadInput
+from ingest.files import ingest_files
+from ingest.formats import Options
+from ingest.records import records_to_frames
+from ingest.store import Store, to_arrow
+from tests.support.jsonschema_strategy import from_schema
+from tests.test_parser_one import _recase
+
+DATA = Path(__file__).parent / "data"
+BASE = json.loads(
+    (DATA / "examples" / "graph-v1.0-list-provisioning-example2-failure.json").read_text()
+)["value"][0]
+SCHEMA = json.loads((DATA / "schema" / "provisioningObjectSummary.v1.0.schema.json").read_text())
+TABLES = ("events", "steps", "modified_properties")
+
+
+def _record(rid: str) -> dict[str, Any]:
+    rec = copy.deepcopy(BASE)
+    rec["id"] = rid
+    return rec
+
+
+def _write_pages(tmp: Path, pages: list[list[Any]], raw: dict[int, bytes] | None = None) -> list:
+    out = []
+    for i, records in enumerate(pages):
+        p = tmp / f"page-{i:03d}.json"
+        body = (raw or {}).get(i) or orjson.dumps({"@odata.context": "x", "value": records})
+        p.write_bytes(body)
+        out.append(p)
+    return out
+
+
+def _per_record(pages: list[list[Any]]) -> dict[str, Any]:
+    frames = records_to_frames([r for page in pages for r in page], "file")
+    return {t: to_arrow(t, frames[t]) for t in TABLES}
+
+
+def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
+    for t in TABLES:
+        assert got[t].num_rows == want[t].num_rows, t
+        for name in want[t].column_names:
+            assert got[t].column(name).to_pylist() == want[t].column(name).to_pylist(), (t, name)
+
+
+def _store_tables(store: Store) -> dict[str, pd.DataFrame]:
+    out = {}
+    for t in TABLES:
+        df = store.read(t)
+        out[t] = df.sort_values(list(df.columns)).reset_index(drop=True)
+    return out
+
+
+def test_many_page_files_in_one_query_give_the_per_record_rows(tmp_path: Path) -> None:
+    pages = [[_record(f"p{p}-r{r}") for r in range(30)] for p in range(7)]
+    read = records_direct.pages_to_tables(_write_pages(tmp_path, pages), "file")
+    assert read is not None  # plain Graph pages are read directly
+    tables, owner, (step_parent, prop_parent) = read
+    _assert_same(tables, _per_record(pages))
+    assert owner.tolist() == [p for p in range(7) for _ in range(30)]
+    assert owner[step_parent].tolist() == sorted(owner[step_parent].tolist())
+    assert len(prop_parent) == tables["modified_properties"].num_rows
+
+
+timestamps = st.datetimes(
+    min_value=pd.Timestamp("2000-01-01").to_pydatetime(),
+    max_value=pd.Timestamp("2099-12-31").to_pydatetime(),
+).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(from_schema(SCHEMA), min_size=1, max_size=6),
+    st.lists(timestamps, min_size=6, max_size=6),
+)
+def test_schema_generated_records_read_directly_give_the_per_record_rows(
+    tmp_path_factory: pytest.TempPathFactory, recs: list[dict], times: list[str]
+) -> None:
+    for i, rec in enumerate(recs):
+        rec["id"] = f"id-{i}"
+        rec["activityDateTime"] = times[i]
+    pages = [recs[: len(recs) // 2], recs[len(recs) // 2 :]]
+    pages = [p for p in pages if p]
+    read = records_direct.pages_to_tables(
+        _write_pages(tmp_path_factory.mktemp("pages"), pages), "file"
+    )
+    if read is not None:  # declined pages are read the careful way (tested below)
+        _assert_same(read[0], _per_record(pages))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "recased_key",
+        "envelope",
+        "trailing_comma",
+        "escaped_letter_key",
+        "pretty_printed",
+        "records_member",
+        "duplicate_key",
+        "id_not_a_string",
+        "repeated_id",
+    ],
+)
+def test_what_duckdb_would_read_otherwise_is_declined_and_read_the_careful_way(
+    tmp_path: Path, case: str
+) -> None:
+    good = [[_record(f"g{p}-{r}") for r in range(5)] for p in range(3)]
+    odd = _record("odd")
+    body: bytes | None = None
+    page = {"@odata.context": "x", "value": [odd]}
+    if case == "recased_key":
+        page["value"] = [_recase(odd, random.Random(7))]
+    elif case == "envelope":
+        page["value"] = [{"category": "ProvisioningLogs", "operationName": "x", "properties": odd}]
+    elif case == "trailing_comma":
+        body = orjson.dumps(page)[:-3] + b",]}"
+    elif case == "escaped_letter_key":
+        body = orjson.dumps(page).replace(b'"jobId"', b'"\\u004aobId"', 1)
+    elif case == "pretty_printed":
+        body = json.dumps(page, indent=2).encode()
+    elif case == "records_member":
+        page["records"] = []
+    elif case == "duplicate_key":
+        body = orjson.dumps(page).replace(b'"cycleId":', b'"cycleId":"a","cycleId":', 1)
+    elif case == "id_not_a_string":
+        odd["id"] = 12.5
+    elif case == "repeated_id":
+        page["value"] = [_record("g0-1")]
+    pages = [*good, page["value"]]
+    paths = _write_pages(tmp_path, pages, {3: body or orjson.dumps(page)})
+    assert records_direct.pages_to_tables(paths, "file") is None
+    # The files still ingest (or fail) exactly as the per-record engine reads them one by one.
+    ref = Store(tmp_path / "ref")
+    want_error = None
+    try:
+        for p in paths:
+            ingest_files(ref, [p], options=Options(columnar_min_records=10**9))
+    except BadInput as exc:
+        want_error = str(exc)
+    got = Store(tmp_path / "got")
+    if want_error is not None:
+        with pytest.raises(BadInput) as err:
+            ingest_files(got, paths)
+        assert str(err.value) == want_error
+        assert not got.exists() or got.manifest().rows.get("events", 0) == 0
+        return
+    ingest_files(got, paths)
+    for t, df in _store_tables(got).items():
+        pd.testing.assert_frame_equal(df, _store_tables(ref)[t])
+
+
+def test_a_bad_page_among_good_ones_is_named_and_nothing_is_stored(tmp_path: Path) -> None:
+    pages = [[_record(f"p{p}-{r}") for r in range(20)] for p in range(4)]
+    del pages[2][7]["activityDateTime"]
+    paths = _write_pages(tmp_path, pages)
+    store = Store(tmp_path / "s")
+    ingest_files(store, paths[:1])
+    before = store.manifest().rows
+    with pytest.raises(BadInput) as err:
+        ingest_files(store, paths)
+    assert str(err.value).startswith(f"{paths[2]}:1: record 8")
+    assert "activityDateTime" in str(err.value)
+    assert store.manifest().rows == before
+
+
+def test_direct_reading_is_what_a_paged_ingest_uses(tmp_path: Path) -> None:
+    pages = [[_record(f"p{p}-{r}") for r in range(300)] for p in range(3)]
+    paths = _write_pages(tmp_path, pages)
+    calls: list[int] = []
+    real = records_direct.pages_to_tables
+
+    def spy(p: Any, origin: str, min_records: int = 0) -> Any:
+        out = real(p, origin, min_records)
+        calls.append(0 if out is None else len(p))
+        return out
+
+    records_direct_mod = pytest.MonkeyPatch()
+    records_direct_mod.setattr(records_direct, "pages_to_tables", spy)
+    try:
+        result = ingest_files(Store(tmp_path / "s"), paths)
+    finally:
+        records_direct_mod.undo()
+    assert calls == [3]
+    assert [f.rows["events"] for f in result.files] == [300, 300, 300]
