@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 
 from reports import Filters, Inputs, ReportResult
+from reports.inputs import unique_text
 from reports.model import WINDOW, match_requests, model_of
 
 __all__ = ["COLUMNS", "build", "latest_verdict", "match_requests"]
@@ -141,13 +142,20 @@ def _between(column: str, since: pd.Timestamp | None, until: pd.Timestamp | None
 
 
 def rows_sql(
-    filters: Filters, *, include_noise: bool, user: str | None, window: pd.Timedelta
+    filters: Filters,
+    *,
+    include_noise: bool,
+    user: str | None,
+    window: pd.Timedelta,
+    unique_requests: bool = False,
+    unique_events: bool = False,
 ) -> tuple[str, str, str]:
     """Return (the selection's CTEs, rows query, hidden-noise count query) over the views.
 
     Requests are matched against every event of the selected apps, jobs and time range (an
     action or status filter narrows the rows shown, never which events explain a request);
     requests are read ``window`` wider than the range (they may belong to events inside it).
+    ``unique_requests``/``unique_events``: the ids are known distinct (no last copy to pick).
     """
     from reports.model_sql import object_key_sql
 
@@ -189,35 +197,49 @@ def rows_sql(
     noisy = "e.id IN (SELECT event_id FROM noise WHERE noise)"
     keep = selected if include_noise else f"{selected} AND NOT coalesce({noisy}, false)"
     wiki_only = "FALSE" if narrowed else _between("r.received_at", filters.since, filters.until)
-    # The decisive request of an event: the first answered >= 400, else the last one.
-    order = "((epoch_us(r.received_at)::HUGEINT << 64) + r._pos)"
-    decisive = f"CASE WHEN r.status_code >= 400 THEN {order} ELSE ({1 << 126} - {order}) END"
     n = "coalesce(a.n, 0)"
+    # The last copy of each request id; an event id's first row (when ids repeat: frames).
+    rq0 = f"SELECT * FROM scim_requests WHERE {wide}"  # noqa: S608 (literals quoted)
+    if not unique_requests:
+        rq0 += " QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _pos DESC) = 1"
+    first_ev = (
+        "SELECT id, _pos AS ep FROM ev"
+        if unique_events
+        else "SELECT id, min(_pos) AS ep FROM ev GROUP BY id"
+    )
     st = "e.status"
     base = f"""
     WITH ev0 AS (SELECT * FROM events WHERE {" AND ".join(scope)}),
     ev AS ({ev}),
-    rq0 AS (
-        SELECT * FROM scim_requests WHERE {wide}
-        QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _pos DESC) = 1
-    ),
+    rq0 AS ({rq0}),
     rq AS ({rq}),
-    first_ev AS (SELECT id, min(_pos) AS ep FROM ev GROUP BY id)
+    first_ev AS ({first_ev})
     """  # noqa: S608 (literals quoted)
     rows = f"""{base},
-    agg AS (
-        SELECT f.ep,
-               list(r.request_id ORDER BY r.received_at, r._pos) AS ids,
-               list(r.status_code ORDER BY r.received_at, r._pos) AS codes,
-               count(*) AS n,
-               count(*) FILTER (WHERE r.status_code >= 400) AS errs,
-               count(*) FILTER (WHERE r.status_code >= 200 AND r.status_code < 300) AS oks,
-               min(r.received_at) AS first_at, max(r.received_at) AS last_at,
-               arg_min({{'status': r.status_code, 'type': r.scim_type, 'detail': r.detail,
-                        'op': r.operation, 'user': r.user_name}}, {decisive}) AS d
+    pairs AS (
+        SELECT f.ep, r.received_at,
+               {{'k': (epoch_us(r.received_at)::HUGEINT << 64) + r._pos, 'id': r.request_id,
+                 'status': r.status_code, 'type': r.scim_type, 'detail': r.detail,
+                 'op': r.operation, 'user': r.user_name}} AS x
         FROM matches m JOIN rq r ON r.request_id = m.request_id
         JOIN first_ev f ON f.id = m.event_id
-        GROUP BY f.ep
+    ),
+    -- Each event's requests in order (time, then read order): one unordered list() sorted
+    -- per event (sorting a few items per list beats an ordered aggregate's per-group sort).
+    lists AS (
+        SELECT ep, list_sort(list(x)) AS l, min(received_at) AS first_at,
+               max(received_at) AS last_at
+        FROM pairs GROUP BY ep
+    ),
+    agg AS (
+        SELECT ep, first_at, last_at, len(l) AS n,
+               list_transform(l, lambda x: x.id) AS ids,
+               list_transform(l, lambda x: x.status) AS codes,
+               len(list_filter(l, lambda x: x.status >= 400)) AS errs,
+               len(list_filter(l, lambda x: x.status >= 200 AND x.status < 300)) AS oks,
+               -- The decisive request: the first answered >= 400, else the last one.
+               coalesce(list_filter(l, lambda x: x.status >= 400)[1], l[-1]) AS d
+        FROM lists
     ),
     out AS (
         SELECT 0 AS part, e._pos AS o, e.id AS event_id, e.activity_at, e.source_name,
@@ -315,7 +337,12 @@ def build(
     events = inputs.events
     requests = inputs.scim_requests
     base, rows, hidden_sql = rows_sql(
-        filters, include_noise=include_noise, user=user, window=window
+        filters,
+        include_noise=include_noise,
+        user=user,
+        window=window,
+        unique_requests=unique_text(requests["request_id"]),
+        unique_events=unique_text(events["id"]),
     )
     con = duckdb.connect(config={"threads": 2})
     try:
