@@ -533,3 +533,27 @@ def test_user_parameter_with_filters_and_noise_matches_the_full_report():
     assert rows(shown)["event_id"].tolist() == ["a1", "a2"]
     assert rows(shown)["verdict"].tolist() == ["both_ok", "rejected_by_wiki"]
     assert shown.hidden_noise == 1  # a3, out of scope; b's events are not counted
+
+
+def test_repeated_ids_in_frames_last_request_copy_and_first_event_row():
+    """Over in-memory frames ids may repeat: the last copy of a request counts, and an event
+    id's requests go to its first row (the SQL's last-copy and first-row steps)."""
+    events = [
+        {"id": "e1", "activity_at": at(0), "status": "success", "target_id": "w1"},
+        {"id": "e1", "activity_at": at(0), "status": "success", "target_id": "w1"},
+        {"id": "e2", "activity_at": at(600), "status": "failure", "target_id": "w2"},
+    ]
+    requests = [
+        req("r1", 1, 500, resource_id="w1"),
+        req("r1", 2, 200, resource_id="w1"),
+        req("r2", 3, 201, resource_id="w1"),
+        req("r3", 601, 200, resource_id="w2"),
+        req("r3", 602, 409, resource_id="w2", scim_type="uniqueness"),
+    ]
+    out = run(events, requests).frame
+    assert out["event_id"].tolist() == ["e1", "e1", "e2"]
+    assert [list(ids) for ids in out["wiki_request_ids"]] == [["r1", "r2"], [], ["r3"]]
+    assert [list(c) for c in out["wiki_status_codes"]] == [[200, 201], [], [409]]
+    assert out["verdict"].tolist() == ["both_ok", "unmatched", "rejected_by_wiki"]
+    assert out["wiki_first_at"].iloc[0] == at(2) and out["wiki_requests"].tolist() == [2, 0, 1]
+    assert out["wiki_scim_type"].iloc[2] == "uniqueness"
