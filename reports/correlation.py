@@ -219,8 +219,7 @@ def rows_sql(
     pairs AS (
         SELECT f.ep, r.received_at,
                {{'k': (epoch_us(r.received_at)::HUGEINT << 64) + r._pos, 'id': r.request_id,
-                 'status': r.status_code, 'type': r.scim_type, 'detail': r.detail,
-                 'op': r.operation, 'user': r.user_name}} AS x
+                 'status': r.status_code, 'pos': r._pos}} AS x
         FROM matches m JOIN rq r ON r.request_id = m.request_id
         JOIN first_ev f ON f.id = m.event_id
     ),
@@ -231,15 +230,20 @@ def rows_sql(
                max(received_at) AS last_at
         FROM pairs GROUP BY ep
     ),
-    agg AS (
+    agg0 AS (
         SELECT ep, first_at, last_at, len(l) AS n,
                list_transform(l, lambda x: x.id) AS ids,
                list_transform(l, lambda x: x.status) AS codes,
                len(list_filter(l, lambda x: x.status >= 400)) AS errs,
                len(list_filter(l, lambda x: x.status >= 200 AND x.status < 300)) AS oks,
                -- The decisive request: the first answered >= 400, else the last one.
-               coalesce(list_filter(l, lambda x: x.status >= 400)[1], l[-1]) AS d
+               coalesce(list_filter(l, lambda x: x.status >= 400)[1], l[-1]).pos AS dpos
         FROM lists
+    ),
+    agg AS (
+        SELECT a.*, {{'status': r.status_code, 'type': r.scim_type, 'detail': r.detail,
+                     'op': r.operation, 'user': r.user_name}} AS d
+        FROM agg0 a JOIN rq r ON r._pos = a.dpos
     ),
     out AS (
         SELECT 0 AS part, e._pos AS o, e.id AS event_id, e.activity_at, e.source_name,
