@@ -26,6 +26,11 @@ order), ``verdict``; then ``verdict_note``, ``action``, ``source_id``, ``source_
 request), ``wiki_operation``, ``wiki_user_name``, ``wiki_first_at``, ``wiki_last_at``,
 ``wiki_requests`` (count). For ``wiki_only`` rows ``target_id`` is the request's path id.
 Noise events are hidden unless ``include_noise`` (their requests stay theirs, never wiki_only).
+
+The rows are one DuckDB query (:func:`rows_sql`) over the events, the requests and the model's
+``matches`` and ``noise`` parts, run over the frames the report is given. ``wiki_request_ids``
+and ``wiki_status_codes`` are Arrow-backed (``pd.ArrowDtype`` lists): a million rows hold no
+Python list each; a cell read from the column is list-like (``list(cell)`` gives the values).
 """
 
 from __future__ import annotations
