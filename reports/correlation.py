@@ -26,21 +26,24 @@ order), ``verdict``; then ``verdict_note``, ``action``, ``source_id``, ``source_
 request), ``wiki_operation``, ``wiki_user_name``, ``wiki_first_at``, ``wiki_last_at``,
 ``wiki_requests`` (count). For ``wiki_only`` rows ``target_id`` is the request's path id.
 Noise events are hidden unless ``include_noise`` (their requests stay theirs, never wiki_only).
+
+The rows are one DuckDB query (:func:`rows_sql`) over the events, the requests and the model's
+``matches`` and ``noise`` parts, run over the frames the report is given. ``wiki_request_ids``
+and ``wiki_status_codes`` are Arrow-backed (``pd.ArrowDtype`` lists): a million rows hold no
+Python list each; a cell read from the column is list-like (``list(cell)`` gives the values).
 """
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import casefold, isin, positions, unique_text
-from reports.model import WINDOW, Model, match_positions, match_requests, model_of, naive
-from reports.users import match_user
+from reports.inputs import unique_text
+from reports.model import WINDOW, match_requests, model_of
 
 __all__ = ["COLUMNS", "build", "latest_verdict", "match_requests"]
 
@@ -81,67 +84,243 @@ def latest_verdict(correlation: pd.DataFrame | None) -> str | None:
     return None if pd.isna(value) else str(value)
 
 
-def _time_window(filters: Filters, frame: pd.DataFrame, column: str) -> npt.NDArray[np.bool_]:
-    keep = np.ones(len(frame), dtype=bool)
-    if filters.since is not None:
-        keep &= (frame[column] >= filters.since).fillna(False).to_numpy(bool)
-    if filters.until is not None:
-        keep &= (frame[column] < filters.until).fillna(False).to_numpy(bool)
-    return keep
+# --- the rows, in DuckDB SQL ------------------------------------------------------------------
+#
+# One query over views named ``events``, ``scim_requests``, ``matches`` and ``noise`` (each with
+# ``_pos``: the row's place in the frame the report was given), run over the inputs' frames
+# (DuckDB reads their Arrow buffers without copying). Lists are built by list() in request order;
+# pandas sees only the result, its list columns Arrow-backed (no Python list per row).
+
+_EVENT_VIEW: Final = (
+    "id",
+    "activity_at",
+    "service_principal_id",
+    "job_id",
+    "action",
+    "status",
+    "error_code",
+    "error_reason",
+    "source_id",
+    "source_upn",
+    "source_name",
+    "target_id",
+    "target_name",
+)
+_REQUEST_VIEW: Final = (
+    "request_id",
+    "received_at",
+    "status_code",
+    "scim_type",
+    "detail",
+    "operation",
+    "resource_id",
+    "external_id",
+    "user_name",
+)
+_NOTES: Final = {
+    "success_none": "Entra reports success but the wiki received no request for this object",
+    "success_error": "Entra reports success but the wiki answered an error",
+    "failure_ok": "Entra reports failure but the wiki answered no error",
+    "skipped_sent": "Entra skipped the object but the wiki received requests for it",
+    "wiki_only": "no Entra event about this object within the window",
+}
+_USER_COLUMNS: Final = ("source_id", "target_id", "source_upn", "source_name", "target_name")
 
 
-def _lists(values: npt.NDArray[Any], offsets: npt.NDArray[np.int64]) -> list[list[Any]]:
-    """Return ``values`` cut into lists at ``offsets`` (len = number of lists + 1)."""
-    vals = values.tolist()
-    bounds = offsets.tolist()
-    return [vals[a:b] for a, b in pairwise(bounds)]
+def _lit(value: object) -> str:
+    if isinstance(value, pd.Timestamp):
+        return f"TIMESTAMPTZ '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
 
 
-def _nullable(values: pd.Series) -> npt.NDArray[Any]:
-    """Return an object array with None for missing values."""
-    return values.astype("object").where(values.notna(), None).to_numpy()
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(_lit(v) for v in values)})"
 
 
-def _for_user(
-    events: pd.DataFrame, requests: pd.DataFrame, user: str, model: Model
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return ``user``'s events and the requests that decide their rows or are the user's own.
+def _between(column: str, since: pd.Timestamp | None, until: pd.Timestamp | None) -> str:
+    conds = []
+    if since is not None:
+        conds.append(f"{column} >= {_lit(since)}")
+    if until is not None:
+        conds.append(f"{column} < {_lit(until)}")
+    return " AND ".join(conds) or "TRUE"
 
-    Requests: those the model matched to the user's events, plus any carrying the user's source
-    id, UPN (any case) or wiki id (the user's wiki-only rows when no event explains them).
+
+def rows_sql(
+    filters: Filters,
+    *,
+    include_noise: bool,
+    user: str | None,
+    window: pd.Timedelta,
+    unique_requests: bool = False,
+    unique_events: bool = False,
+) -> tuple[str, str, str]:
+    """Return (the selection's CTEs, rows query, hidden-noise count query) over the views.
+
+    Requests are matched against every event of the selected apps, jobs and time range (an
+    action or status filter narrows the rows shown, never which events explain a request);
+    requests are read ``window`` wider than the range (they may belong to events inside it).
+    ``unique_requests``/``unique_events``: the ids are known distinct (no last copy to pick).
     """
-    own = match_user(events, user)
-    ev = events.iloc[np.flatnonzero(own.to_numpy(bool))]
-    matches = model.columns("matches", ["request_id", "event_id"])
-    matched = matches.loc[isin(matches["event_id"], ev["id"]), "request_id"]
-    upns = casefold(ev["source_upn"]).dropna()
-    req_keep = (
-        isin(requests["request_id"], matched)
-        | isin(requests["external_id"], ev["source_id"])
-        | isin(casefold(requests["user_name"]), upns)
-        | isin(requests["resource_id"], ev["target_id"])
+    from reports.model_sql import object_key_sql
+
+    scope = [_between("activity_at", filters.since, filters.until)]
+    if filters.service_principal_ids:
+        scope.append(_in("service_principal_id", filters.service_principal_ids))
+    if filters.job_ids:
+        scope.append(_in("job_id", filters.job_ids))
+    wide = _between(
+        "received_at",
+        None if filters.since is None else filters.since - window,
+        None if filters.until is None else filters.until + window,
     )
-    return ev, requests.iloc[np.flatnonzero(req_keep.to_numpy(bool))]
+    if user:
+        # reports.users.match_user: an id, UPN or name equal to ``user`` (any case) finds an
+        # object; every event of that object is the user's. Requests: those matched to the
+        # user's events, and any carrying the user's source id, UPN (any case) or wiki id.
+        wanted = _lit(user.strip().lower())
+        hit = " OR ".join(f"coalesce(lower({c}) = {wanted}, false)" for c in _USER_COLUMNS)
+        key = object_key_sql()
+        ev = f"SELECT * FROM ev0 WHERE {key} IN (SELECT {key} FROM ev0 WHERE {hit})"  # noqa: S608
+        rq = """
+        SELECT * FROM rq0
+        WHERE request_id IN (SELECT m.request_id FROM model_matches m JOIN ev ON ev.id = m.event_id)
+           OR external_id IN (SELECT source_id FROM ev)
+           OR lower(user_name) IN (SELECT lower(source_upn) FROM ev)
+           OR resource_id IN (SELECT target_id FROM ev)
+        """
+    else:
+        ev, rq = "SELECT * FROM ev0", "SELECT * FROM rq0"
+    narrowed = bool(filters.actions or filters.statuses)
+    chosen = []
+    if filters.actions:
+        chosen.append(_in("action", filters.actions))
+    if filters.statuses:
+        chosen.append(_in("status", filters.statuses))
+    where = " AND ".join(chosen)
+    selected = f"e.id IN (SELECT id FROM ev WHERE {where})" if narrowed else "TRUE"  # noqa: S608
+    noisy = "e.id IN (SELECT event_id FROM noise WHERE noise)"
+    keep = selected if include_noise else f"{selected} AND NOT coalesce({noisy}, false)"
+    wiki_only = "FALSE" if narrowed else _between("r.received_at", filters.since, filters.until)
+    n = "coalesce(a.n, 0)"
+    # The last copy of each request id; an event id's first row (when ids repeat: frames).
+    rq0 = f"SELECT * FROM scim_requests WHERE {wide}"  # noqa: S608 (literals quoted)
+    if not unique_requests:
+        rq0 += " QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _pos DESC) = 1"
+    first_ev = (
+        "SELECT id, _pos AS ep FROM ev"
+        if unique_events
+        else "SELECT id, min(_pos) AS ep FROM ev GROUP BY id"
+    )
+    st = "e.status"
+    base = f"""
+    WITH ev0 AS (SELECT * FROM events WHERE {" AND ".join(scope)}),
+    ev AS ({ev}),
+    rq0 AS ({rq0}),
+    rq AS ({rq}),
+    first_ev AS ({first_ev})
+    """  # noqa: S608 (literals quoted)
+    rows = f"""{base},
+    pairs AS (
+        SELECT f.ep, r.received_at,
+               {{'k': (epoch_us(r.received_at)::HUGEINT << 64) + r._pos, 'id': r.request_id,
+                 'status': r.status_code, 'pos': r._pos}} AS x
+        FROM matches m JOIN rq r ON r.request_id = m.request_id
+        JOIN first_ev f ON f.id = m.event_id
+    ),
+    -- Each event's requests in order (time, then read order): one unordered list() sorted
+    -- per event (sorting a few items per list beats an ordered aggregate's per-group sort).
+    lists AS (
+        SELECT ep, list_sort(list(x)) AS l, min(received_at) AS first_at,
+               max(received_at) AS last_at
+        FROM pairs GROUP BY ep
+    ),
+    agg0 AS (
+        SELECT ep, first_at, last_at, len(l) AS n,
+               list_transform(l, lambda x: x.id) AS ids,
+               list_transform(l, lambda x: x.status) AS codes,
+               len(list_filter(l, lambda x: x.status >= 400)) AS errs,
+               len(list_filter(l, lambda x: x.status >= 200 AND x.status < 300)) AS oks,
+               -- The decisive request: the first answered >= 400, else the last one.
+               coalesce(list_filter(l, lambda x: x.status >= 400)[1], l[-1]).pos AS dpos
+        FROM lists
+    ),
+    agg AS (
+        SELECT a.*, {{'status': r.status_code, 'type': r.scim_type, 'detail': r.detail,
+                     'op': r.operation, 'user': r.user_name}} AS d
+        FROM agg0 a JOIN rq r ON r._pos = a.dpos
+    ),
+    out AS (
+        SELECT 0 AS part, e._pos AS o, e.id AS event_id, e.activity_at, e.source_name,
+               e.target_id, e.status, e.error_code,
+               coalesce(a.ids, []::VARCHAR[]) AS wiki_request_ids,
+               coalesce(a.codes, []::BIGINT[]) AS wiki_status_codes,
+               CASE WHEN {st} = 'failure' AND a.errs > 0 THEN 'rejected_by_wiki'
+                    WHEN {st} = 'success' AND {n} > 0 AND a.oks = a.n THEN 'both_ok'
+                    WHEN {st} IN ('failure', 'skipped') AND {n} = 0 THEN 'not_sent_to_wiki'
+                    ELSE 'unmatched' END AS verdict,
+               CASE WHEN {st} = 'failure' AND a.errs > 0 THEN NULL
+                    WHEN {st} = 'success' AND {n} > 0 AND a.oks = a.n THEN NULL
+                    WHEN {st} IN ('failure', 'skipped') AND {n} = 0 THEN NULL
+                    WHEN {st} = 'success' AND {n} = 0 THEN {_lit(_NOTES["success_none"])}
+                    WHEN {st} = 'success' AND a.errs > 0 THEN {_lit(_NOTES["success_error"])}
+                    WHEN {st} = 'failure' AND {n} > 0 THEN {_lit(_NOTES["failure_ok"])}
+                    WHEN {st} = 'skipped' AND {n} > 0 THEN {_lit(_NOTES["skipped_sent"])}
+                    ELSE 'Entra status ' || CASE WHEN {st} IS NULL THEN 'nan'
+                                                 WHEN {st} = '' THEN 'unknown' ELSE {st} END
+                         || ' with ' || {n} || ' wiki request(s)' END AS verdict_note,
+               e.action, e.source_id, e.source_upn, e.error_reason,
+               a.d.status AS wiki_status, a.d.type AS wiki_scim_type,
+               a.d.detail AS wiki_detail, a.d.op AS wiki_operation,
+               a.d.user AS wiki_user_name, a.first_at AS wiki_first_at,
+               a.last_at AS wiki_last_at, {n} AS wiki_requests
+        FROM ev e LEFT JOIN agg a ON a.ep = e._pos
+        WHERE {keep}
+        UNION ALL
+        SELECT 1, r._pos, NULL, NULL, NULL, r.resource_id, NULL, NULL, [r.request_id],
+               [r.status_code], 'wiki_only', {_lit(_NOTES["wiki_only"])}, NULL, NULL, NULL,
+               NULL, r.status_code, r.scim_type, r.detail, r.operation, r.user_name,
+               r.received_at, r.received_at, 1
+        FROM rq r
+        WHERE {wiki_only}
+          AND NOT EXISTS (SELECT 1 FROM matches m WHERE m.request_id = r.request_id)
+    )
+    SELECT {", ".join(COLUMNS)} FROM out
+    ORDER BY coalesce(activity_at, wiki_first_at) NULLS LAST, part, o
+    """  # noqa: S608 (literals quoted)
+    hidden = (
+        "SELECT 0"
+        if include_noise
+        else f"{base} SELECT count(*) FROM ev e WHERE {selected} AND {noisy}"  # noqa: S608
+    )
+    return base, rows, hidden
 
 
-def _pairs(
-    events: pd.DataFrame, requests: pd.DataFrame, model: Model, window: pd.Timedelta
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Return (request position, event position) of the matches, and which requests any event
-    of the store explains (the model's matches; another window computes its own)."""
-    n_req = len(requests)
-    explained = np.zeros(n_req, dtype=bool)
-    if window != WINDOW:
-        req_pos, ev_pos, _ = match_positions(events, requests, window)
-        explained[req_pos] = True
-        return req_pos, ev_pos, explained
-    m = model.columns("matches", ["request_id", "event_id"])
-    r = positions(m["request_id"], requests["request_id"])
-    e = positions(m["event_id"], events["id"])
-    seen = ~np.isnan(r)
-    explained[r[seen].astype(np.int64)] = True
-    both = seen & ~np.isnan(e)
-    return r[both].astype(np.int64), e[both].astype(np.int64), explained
+def _view(frame: pd.DataFrame, columns: tuple[str, ...]) -> pa.Table:
+    """Return ``frame``'s ``columns`` (a missing one as nulls) as Arrow, with ``_pos``."""
+    have = [c for c in columns if c in frame.columns]
+    table = pa.Table.from_pandas(frame[have], preserve_index=False)
+    for c in columns:
+        if c not in have:
+            table = table.append_column(c, pa.nulls(len(frame), pa.string()))
+    return table.append_column("_pos", pa.array(np.arange(len(frame), dtype=np.int64)))
+
+
+def _frame(result: pa.Table) -> pd.DataFrame:
+    """Return the rows as the report's frame (list columns Arrow-backed: no list per row)."""
+    lists = {pa.list_(pa.string()), pa.list_(pa.int64())}
+    out = result.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if t in lists else None)
+    for col in ("event_id", "source_name", "target_id", "status", "error_code", "verdict"):
+        out[col] = out[col].astype("str")
+    for col in ("verdict_note", "action", "source_id", "source_upn", "error_reason"):
+        out[col] = out[col].astype("str")
+    for col in ("wiki_scim_type", "wiki_detail", "wiki_operation", "wiki_user_name"):
+        out[col] = out[col].astype("str")
+    for col in ("activity_at", "wiki_first_at", "wiki_last_at"):
+        out[col] = pd.to_datetime(out[col], utc=True).astype("datetime64[us, UTC]")
+    out["wiki_status"] = out["wiki_status"].astype("Int64")
+    out["wiki_requests"] = out["wiki_requests"].astype("int64")
+    return out
 
 
 def build(
@@ -160,198 +339,41 @@ def build(
     the same rows the full report has for the user's events, plus the wiki-only requests that
     carry the user's ids, UPN or wiki id.
     """
+    import duckdb
+
     window = pd.Timedelta(seconds=window_s)
-    # Requests are matched against every event of the selected apps, jobs and time range: an
-    # action or status filter narrows the rows shown, not which events explain a request.
-    scope = Filters(
-        since=filters.since,
-        until=filters.until,
-        service_principal_ids=filters.service_principal_ids,
-        job_ids=filters.job_ids,
-    )
-    events = scope.apply_events(inputs.events)
-    # Requests just outside the time range may still belong to events inside it.
-    wide = Filters(
-        since=None if filters.since is None else filters.since - window,
-        until=None if filters.until is None else filters.until + window,
-    )
-    requests = wide.apply(inputs.scim_requests, "received_at")
-    if not unique_text(requests["request_id"]):
-        requests = requests.drop_duplicates("request_id", keep="last")
     model = model_of(inputs)
-    if user:
-        events, requests = _for_user(events, requests, user, model)
-    events = events.reset_index(drop=True)
-    requests = requests.reset_index(drop=True)
-    narrowed = bool(filters.actions or filters.statuses)
-    selected = (
-        events["id"].isin(filters.apply_events(events)["id"]).to_numpy(bool)
-        if narrowed
-        else np.ones(len(events), dtype=bool)
+    events = inputs.events
+    requests = inputs.scim_requests
+    base, rows, hidden_sql = rows_sql(
+        filters,
+        include_noise=include_noise,
+        user=user,
+        window=window,
+        unique_requests=unique_text(requests["request_id"]),
+        unique_events=unique_text(events["id"]),
     )
-    n_ev, n_req = len(events), len(requests)
-
-    req_pos, ev_pos, explained = _pairs(events, requests, model, window)
-    # Matched requests ordered by event, then time, then input order.
-    rq_t = naive(requests["received_at"]) if n_req else np.empty(0, "M8[us]")
-    order = np.lexsort((req_pos, rq_t[req_pos].astype(np.int64), ev_pos))
-    req_pos, ev_pos = req_pos[order], ev_pos[order]
-    status = requests["status_code"].to_numpy("float64", na_value=np.nan)[req_pos]
-    is_err = status >= 400
-    is_2xx = (status >= 200) & (status < 300)
-
-    counts = np.bincount(ev_pos, minlength=n_ev).astype(np.int64)
-    errs = np.bincount(ev_pos, weights=is_err, minlength=n_ev).astype(np.int64)
-    oks = np.bincount(ev_pos, weights=is_2xx, minlength=n_ev).astype(np.int64)
-    offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
-    has = counts > 0
-    starts, ends = offsets[:-1], offsets[1:]
-    # Decisive request per event: the first answered >= 400, else the last one.
-    idx = np.arange(len(req_pos))
-    err_idx = np.where(is_err, idx, len(req_pos))
-    first_err = np.full(n_ev, len(req_pos), dtype=np.int64)
-    if len(req_pos):
-        np.minimum.at(first_err, ev_pos, err_idx)
-    decisive_sorted = np.where(first_err < ends, first_err, ends - 1)
-    decisive = np.where(
-        has,
-        req_pos[np.clip(decisive_sorted, 0, max(len(req_pos) - 1, 0))] if len(req_pos) else 0,
-        -1,
-    )
-
-    def wiki(column: str) -> npt.NDArray[Any]:
-        col = _nullable(requests[column]) if n_req else np.empty(0, dtype=object)
-        out = np.full(n_ev, None, dtype=object)
-        out[has] = col[decisive[has]]
-        return out
-
-    first_at = np.full(n_ev, np.datetime64("NaT"), dtype="M8[us]")
-    last_at = first_at.copy()
-    if len(req_pos):
-        first_at[has] = rq_t[req_pos[starts[has]]]
-        last_at[has] = rq_t[req_pos[ends[has] - 1]]
-
-    st = events["status"].astype("object").to_numpy()
-    failure, success, skipped = st == "failure", st == "success", st == "skipped"
-    conditions = [
-        failure & (errs > 0),
-        success & has & (oks == counts),
-        (failure | skipped) & ~has,
-        success & ~has,
-        success & (errs > 0),
-        failure & has,
-        skipped & has,
-    ]
-    verdicts = [
-        "rejected_by_wiki",
-        "both_ok",
-        "not_sent_to_wiki",
-        "unmatched",
-        "unmatched",
-        "unmatched",
-        "unmatched",
-    ]
-    notes = [
-        None,
-        None,
-        None,
-        "Entra reports success but the wiki received no request for this object",
-        "Entra reports success but the wiki answered an error",
-        "Entra reports failure but the wiki answered no error",
-        "Entra skipped the object but the wiki received requests for it",
-    ]
-    which = np.select(conditions, list(range(len(conditions))), default=len(conditions))
-    verdict = np.array([*verdicts, "unmatched"], dtype=object)[which]
-    note = np.array([*notes, None], dtype=object)[which]
-    other = which == len(conditions)
-    if other.any():  # warning / unknown statuses
-        note[other] = [
-            f"Entra status {s or 'unknown'} with {c} wiki request(s)"
-            for s, c in zip(st[other], counts[other])
-        ]
-    rid = requests["request_id"].astype("object").to_numpy()[req_pos]
-    codes = _nullable(requests["status_code"])[req_pos] if n_req else np.empty(0, dtype=object)
-
-    rows = pd.DataFrame(
-        {
-            "event_id": events["id"],
-            "activity_at": events["activity_at"],
-            "source_name": events["source_name"],
-            "target_id": events["target_id"],
-            "status": events["status"],
-            "error_code": events["error_code"],
-            "wiki_request_ids": pd.Series(_lists(rid, offsets), dtype="object"),
-            "wiki_status_codes": pd.Series(_lists(codes, offsets), dtype="object"),
-            "verdict": verdict,
-            "verdict_note": note,
-            "action": events["action"],
-            "source_id": events["source_id"],
-            "source_upn": events["source_upn"],
-            "error_reason": events["error_reason"],
-            "wiki_status": pd.array(wiki("status_code"), dtype="Int64"),
-            "wiki_scim_type": wiki("scim_type"),
-            "wiki_detail": wiki("detail"),
-            "wiki_operation": wiki("operation"),
-            "wiki_user_name": wiki("user_name"),
-            "wiki_first_at": pd.Series(first_at).dt.tz_localize("UTC"),
-            "wiki_last_at": pd.Series(last_at).dt.tz_localize("UTC"),
-            "wiki_requests": counts,
-        }
-    )
-
-    hidden = 0
-    keep = selected
-    if not include_noise and n_ev:
-        noise = model.noise_of(events["id"]).to_numpy(bool)
-        hidden = int((noise & selected).sum())
-        keep = selected & ~noise
-    rows = rows.loc[keep]
-
-    # Requests no event explains (within the selected time range).
-    # With an action or status filter, only events are asked for: no wiki-only rows.
-    orphans = requests.loc[
-        ~explained & _time_window(filters, requests, "received_at") & (not narrowed)
-    ]
-    wiki_only = pd.DataFrame(
-        {
-            "event_id": pd.Series(None, index=orphans.index, dtype="str"),
-            "activity_at": pd.Series(pd.NaT, index=orphans.index, dtype=rows["activity_at"].dtype),
-            "target_id": orphans["resource_id"],
-            "wiki_request_ids": pd.Series(
-                [[r] for r in orphans["request_id"].tolist()], index=orphans.index, dtype="object"
-            ),
-            "wiki_status_codes": pd.Series(
-                [[None if pd.isna(s) else int(s)] for s in orphans["status_code"].tolist()],
-                index=orphans.index,
-                dtype="object",
-            ),
-            "verdict": "wiki_only",
-            "verdict_note": "no Entra event about this object within the window",
-            "wiki_status": orphans["status_code"],
-            "wiki_scim_type": orphans["scim_type"],
-            "wiki_detail": orphans["detail"],
-            "wiki_operation": orphans["operation"],
-            "wiki_user_name": orphans["user_name"],
-            "wiki_first_at": orphans["received_at"],
-            "wiki_last_at": orphans["received_at"],
-            "wiki_requests": 1,
-        },
-        index=orphans.index,
-    )
-    parts = [f.reindex(columns=COLUMNS) for f in (rows, wiki_only) if not f.empty]
-    out = pd.concat(parts, ignore_index=True) if parts else rows.reindex(columns=COLUMNS)
-    when = out["activity_at"].fillna(out["wiki_first_at"])
-    out = out.iloc[np.argsort(naive(when), kind="stable")]
-    out = out.reset_index(drop=True)
-    out["wiki_status"] = out["wiki_status"].astype("Int64")
-    # Text columns built from object arrays: one dtype whatever mix of rows the data gives.
-    for col in (
-        "verdict_note",
-        "wiki_scim_type",
-        "wiki_detail",
-        "wiki_operation",
-        "wiki_user_name",
-    ):
-        out[col] = out[col].astype("str")
-    out["wiki_requests"] = out["wiki_requests"].astype("int64")
-    return ReportResult(frame=out, hidden_noise=hidden)
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("events", _view(events, _EVENT_VIEW))
+        con.register("scim_requests", _view(requests, _REQUEST_VIEW))
+        model_matches = pa.Table.from_pandas(
+            model.columns("matches", ["request_id", "event_id"]), preserve_index=False
+        )
+        con.register("model_matches", model_matches)
+        if window == WINDOW:
+            con.register("matches", model_matches)
+        else:
+            # Another window: the matches among the selected events and requests, computed here.
+            ev = con.sql(f"{base} SELECT * EXCLUDE (_pos) FROM ev ORDER BY _pos").df()  # noqa: S608
+            rq = con.sql(f"{base} SELECT * EXCLUDE (_pos) FROM rq ORDER BY _pos").df()  # noqa: S608
+            own = match_requests(ev, rq, window)
+            con.register("matches", pa.Table.from_pandas(own, preserve_index=False))
+        noise = model.columns("noise", ["event_id", "noise"])
+        con.register("noise", pa.Table.from_pandas(noise, preserve_index=False))
+        hidden = int(con.sql(hidden_sql).fetchall()[0][0])
+        result = con.sql(rows).to_arrow_table()
+    finally:
+        con.close()
+    return ReportResult(frame=_frame(result), hidden_noise=hidden)

@@ -94,8 +94,8 @@ def test_entry_conflict_beside_wiki_409_uniqueness_is_rejected_by_wiki():
         "uniqueness",
         "userName is already taken",
     )
-    assert r["wiki_request_ids"] == ["r1", "r2"]
-    assert r["wiki_status_codes"] == [200, 409]
+    assert list(r["wiki_request_ids"]) == ["r1", "r2"]
+    assert list(r["wiki_status_codes"]) == [200, 409]
     assert r["wiki_operation"] == "create" and r["wiki_requests"] == 2
     assert list(out.columns[: len(DESIGN_KEYS)]) == DESIGN_KEYS
     assert result.hidden_noise == 0
@@ -158,11 +158,11 @@ def test_entry_conflict_against_a_real_scim_server(tmp_path):
     conflict = row_of(out, "ev-conflict")
     assert conflict["verdict"] == "rejected_by_wiki"
     assert (conflict["wiki_status"], conflict["wiki_scim_type"]) == (409, "uniqueness")
-    assert conflict["wiki_status_codes"] == [200, 409]  # the filter query, then the POST
+    assert list(conflict["wiki_status_codes"]) == [200, 409]  # the filter query, then the POST
     assert conflict["error_code"] == "TheOrgWikiEntryConflict"
-    assert conflict["wiki_request_ids"] == requests["request_id"].tolist()[seeding:]
+    assert list(conflict["wiki_request_ids"]) == requests["request_id"].tolist()[seeding:]
     bob = row_of(out, "ev-bob-disable")  # an hour after bob's PATCH: not explained by it
-    assert bob["verdict"] == "unmatched" and bob["wiki_request_ids"] == []
+    assert bob["verdict"] == "unmatched" and list(bob["wiki_request_ids"]) == []
     assert row_of(out, "ev-never-sent")["verdict"] == "not_sent_to_wiki"
     # The earlier seeding requests: no event in the data explains them.
     wiki_only = out.loc[out["verdict"] == "wiki_only"]
@@ -224,14 +224,16 @@ def test_verdicts_for_each_definition():
         "fail-but-ok": "unmatched",
         "-": "wiki_only",
     }
-    assert row_of(out, "ok")["wiki_request_ids"] == ["q1", "c1"]
-    assert row_of(out, "ok-none")["wiki_request_ids"] == []
+    assert list(row_of(out, "ok")["wiki_request_ids"]) == ["q1", "c1"]
+    assert list(row_of(out, "ok-none")["wiki_request_ids"]) == []
     assert "no request" in row_of(out, "ok-none")["verdict_note"]
     assert "answered an error" in row_of(out, "ok-but-404")["verdict_note"]
     assert pd.isna(row_of(out, "ok")["verdict_note"])
     wiki_only = out.loc[out["verdict"] == "wiki_only"]
     assert sorted(r for ids in wiki_only["wiki_request_ids"] for r in ids) == ["late", "stray"]
-    late = wiki_only.loc[wiki_only["wiki_request_ids"].map(lambda ids: ids == ["late"])].iloc[0]
+    # List cells are Arrow-backed: a cell read from the column is a list-like of its values.
+    is_late = wiki_only["wiki_request_ids"].map(lambda ids: list(ids) == ["late"])
+    late = wiki_only.loc[is_late].iloc[0]
     assert late["target_id"] == "w1" and pd.isna(late["event_id"]) and late["wiki_status"] == 200
     # rows come in time order: events at 0 s, then the stray (5 s) and late (121 s) requests
     assert out["verdict"].tolist()[-2:] == ["wiki_only", "wiki_only"]
@@ -254,7 +256,7 @@ def test_a_request_goes_to_the_nearest_event_of_its_object():
         "c": "second",
     }
     out = run(events, requests).frame
-    assert row_of(out, "second")["wiki_request_ids"] == ["b", "c"]
+    assert list(row_of(out, "second")["wiki_request_ids"]) == ["b", "c"]
     assert (out["verdict"] == "both_ok").all()
 
 
@@ -531,3 +533,27 @@ def test_user_parameter_with_filters_and_noise_matches_the_full_report():
     assert rows(shown)["event_id"].tolist() == ["a1", "a2"]
     assert rows(shown)["verdict"].tolist() == ["both_ok", "rejected_by_wiki"]
     assert shown.hidden_noise == 1  # a3, out of scope; b's events are not counted
+
+
+def test_repeated_ids_in_frames_last_request_copy_and_first_event_row():
+    """Over in-memory frames ids may repeat: the last copy of a request counts, and an event
+    id's requests go to its first row (the SQL's last-copy and first-row steps)."""
+    events = [
+        {"id": "e1", "activity_at": at(0), "status": "success", "target_id": "w1"},
+        {"id": "e1", "activity_at": at(0), "status": "success", "target_id": "w1"},
+        {"id": "e2", "activity_at": at(600), "status": "failure", "target_id": "w2"},
+    ]
+    requests = [
+        req("r1", 1, 500, resource_id="w1"),
+        req("r1", 2, 200, resource_id="w1"),
+        req("r2", 3, 201, resource_id="w1"),
+        req("r3", 601, 200, resource_id="w2"),
+        req("r3", 602, 409, resource_id="w2", scim_type="uniqueness"),
+    ]
+    out = run(events, requests).frame
+    assert out["event_id"].tolist() == ["e1", "e1", "e2"]
+    assert [list(ids) for ids in out["wiki_request_ids"]] == [["r1", "r2"], [], ["r3"]]
+    assert [list(c) for c in out["wiki_status_codes"]] == [[200, 201], [], [409]]
+    assert out["verdict"].tolist() == ["both_ok", "unmatched", "rejected_by_wiki"]
+    assert out["wiki_first_at"].iloc[0] == at(2) and out["wiki_requests"].tolist() == [2, 0, 1]
+    assert out["wiki_scim_type"].iloc[2] == "uniqueness"
