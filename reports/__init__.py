@@ -546,6 +546,13 @@ REPORTS: dict[str, ReportSpec] = {
             "The latest failures grouped by user and error code, with counts and first/last time.",
             "rows",
             _EVENT_TABLES,
+            events=(
+                "error_code",
+                "error_reason",
+                "service_principal_name",
+                "change_id",
+                "cycle_id",
+            ),
         ),
         _spec(
             "job-header",
