@@ -374,6 +374,12 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
     target = Path(path).expanduser()
     if text.endswith((os.sep, "/")) or target.is_dir():
         raise UsageError(f"{target}: is a directory; give --out a file name")
+    if target.exists() and not target.is_file():
+        # A device or pipe (``--out /dev/null``, ``--out /dev/stdout``): written to in place;
+        # renaming a temporary file over it would replace the device with a regular file.
+        with open(target, "wb") as fh:
+            fh.write(data)
+        return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

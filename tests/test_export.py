@@ -493,3 +493,21 @@ def test_json_rows_written_by_duckdb_are_the_per_row_bytes():
     big = pd.DataFrame({"f": [1e20, 1.0]})
     assert _json_lines_by_duckdb(big) is None
     assert json_bytes(big) == b'[\n{"f":1e+20},\n{"f":1.0}\n]\n'
+
+
+def test_write_atomic_writes_into_a_pipe_and_leaves_it_a_pipe(tmp_path):
+    """`--out /dev/null` or a pipe: written in place, never replaced by a regular file."""
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_atomic(fifo, b"[1, 2]\n")
+    reader.join(timeout=5)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got == [b"[1, 2]\n"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]
