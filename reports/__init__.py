@@ -289,6 +289,13 @@ class ReportSpec:
     noise: bool = False  # hides noise by default
     # Columns read per table (None: all); the store-backed service reads no others.
     columns: dict[str, tuple[str, ...]] | None = None
+    # The events it reads (SQL over events, e.g. "status = 'failure'"), beyond the filters: the
+    # service reads no others (nor their steps and modified properties); the report still
+    # selects them itself. None: every event the filters select.
+    events_where: str | None = None
+    # Asked about one ``user``, it reads only that user's events (and their steps and modified
+    # properties): the service pushes the one-user match down (reports.query.one_user_rows).
+    one_user: bool = False
 
     def load(self) -> ReportFunction:
         """Import and return the report function."""
@@ -333,11 +340,15 @@ def _spec(
     noise: bool = False,
     events: tuple[str, ...] | None = None,
     columns: dict[str, tuple[str, ...]] | None = None,
+    events_where: str | None = None,
+    one_user: bool = False,
 ) -> ReportSpec:
     read = dict(columns or {})
     if events is not None:
         read["events"] = event_columns(*events)
-    return ReportSpec(name, target, description, shape, tuple(tables), noise, read or None)
+    return ReportSpec(
+        name, target, description, shape, tuple(tables), noise, read or None, events_where, one_user
+    )
 
 
 # Columns of wiki requests a report needs to show the wiki's answer to an event; of steps, to
@@ -400,6 +411,7 @@ REPORTS: dict[str, ReportSpec] = {
             ("events",),
             noise=True,
             events=("source_type", "error_code", "target_name"),
+            one_user=True,
         ),
         _spec(
             "timeline",
@@ -407,6 +419,7 @@ REPORTS: dict[str, ReportSpec] = {
             "One user's events (by id, UPN or name) with their steps and modified properties.",
             "rows",
             ("events", "steps", "modified_properties", "scim_requests"),
+            one_user=True,
         ),
         _spec(
             "failures",
@@ -423,6 +436,7 @@ REPORTS: dict[str, ReportSpec] = {
                 "error_additional_details",
             ),
             columns={"scim_requests": _REQUEST_ANSWER},
+            events_where="status = 'failure'",
         ),
         _spec(
             "skips",
@@ -432,6 +446,7 @@ REPORTS: dict[str, ReportSpec] = {
             ("events",),
             noise=True,
             events=("skip_reason",),
+            events_where="status = 'skipped'",
         ),
         _spec(
             "coverage",
@@ -539,6 +554,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "steps", "modified_properties"),
             noise=True,
+            one_user=True,
         ),
         _spec(
             "recent-failures",
@@ -630,6 +646,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "steps", "modified_properties", "scim_requests"),
             noise=True,
+            one_user=True,
         ),
         _spec(
             "user-changes",
@@ -638,6 +655,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "steps", "modified_properties", "scim_requests"),
             noise=True,
+            one_user=True,
         ),
         _spec(
             "user-wiki-requests",
@@ -645,6 +663,7 @@ REPORTS: dict[str, ReportSpec] = {
             "The wiki's SCIM requests about one user (--user ID, UPN or name), any time.",
             "rows",
             ("events", "steps", "modified_properties", "scim_requests"),
+            one_user=True,
         ),
         _spec(
             "coverage-funnel",

@@ -118,17 +118,58 @@ def _narrows_events(filters: Filters) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Which events a question needs beyond the filters: an SQL condition on events.
+
+    ``sql`` may read the events again as ``{events}`` (a subquery); its values are bound
+    (``params``). Steps and modified properties follow the events it keeps. A report given such
+    rows still selects them itself (the same rule in pandas), so over in-memory inputs it
+    answers the same: the condition only spares reading what the report would drop.
+    """
+
+    sql: str
+    params: tuple[Any, ...] = ()
+
+    def bind(self, events: str, params: list[Any]) -> str:
+        """Return the condition reading events from ``events``; append its values to ``params``."""
+        params.extend(self.params)
+        return "(" + self.sql.format(events=events) + ")"
+
+
+# reports.inputs.object_key in SQL: the id, else the UPN, name or target id, prefixed.
+_OBJECT_KEY = (
+    "coalesce(source_id, 'upn:' || source_upn, 'name:' || source_name, 'target:' || target_id)"
+)
+_USER_COLUMNS = ("source_id", "target_id", "source_upn", "source_name", "target_name")
+
+
+def one_user_rows(user: str) -> Rows:
+    """Return the events of the objects ``user`` names (reports.users.match_user, in SQL).
+
+    An event hits when an id, UPN or name equals ``user`` (any case); every event of a hit's
+    object is kept. Hits are looked for in all events (a superset of what the report then
+    matches within its selection), so the report's own match finds every row it needs.
+    """
+    wanted = user.strip().lower()
+    hits = " OR ".join(f"lower({c}) = ?" for c in _USER_COLUMNS)
+    sql = f"{_OBJECT_KEY} IN (SELECT {_OBJECT_KEY} FROM {{events}} WHERE {hits})"  # noqa: S608
+    return Rows(sql, (wanted,) * len(_USER_COLUMNS))
+
+
 def table_query(
     snap: Snapshot,
     table: str,
     columns: Sequence[str] | None,
     filters: Filters,
     present: Iterable[str] | None = None,
+    rows: Rows | None = None,
 ) -> tuple[str, list[Any]] | None:
     """Return the SQL and parameters reading ``table`` under ``filters`` (None: no parts).
 
     ``present``: the columns the parts hold; a column asked for that parts written before it
-    existed lack is read as null.
+    existed lack is read as null. ``rows``: the events the question needs (and their steps
+    and modified properties), on top of the filters.
     """
     source = snap.source(table)
     if source is None:
@@ -137,11 +178,16 @@ def table_query(
     conds: list[str] = []
     if table == "events":
         conds = _event_where(filters, params)
+        if rows is not None:
+            conds.append(rows.bind(source, params))
     elif table in ("steps", "modified_properties"):
         events = snap.source("events")
-        if _narrows_events(filters) and events is not None:
+        if (_narrows_events(filters) or rows is not None) and events is not None:
             inner: list[Any] = []
-            where = " AND ".join(_event_where(filters, inner))
+            kept = _event_where(filters, inner)
+            if rows is not None:
+                kept.append(rows.bind(events, inner))
+            where = " AND ".join(kept)
             # Only file paths (quoted) and column names are spliced in; values are bound.
             conds.append(f"event_id IN (SELECT id FROM {events} WHERE {where})")  # noqa: S608
             params.extend(inner)
@@ -197,11 +243,12 @@ def read_table(
     table: str,
     columns: Sequence[str] | None = None,
     filters: Filters | None = None,
+    rows: Rows | None = None,
 ) -> pd.DataFrame:
-    """Return ``table`` of ``snap`` as a canonical frame, filters and columns pushed down."""
+    """Return ``table`` of ``snap`` as a canonical frame, filters, rows and columns pushed down."""
     if table not in TABLES:
         raise UsageError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-    query = table_query(snap, table, columns, filters or Filters())
+    query = table_query(snap, table, columns, filters or Filters(), rows=rows)
     if query is None:
         frame = empty_frame(table)
         return frame[list(columns)] if columns is not None else frame
@@ -213,7 +260,7 @@ def read_table(
             # Parts written before a column was added to the schema: read it as null.
             source = snap.source(table)
             present = con.sql(f"SELECT * FROM {source} LIMIT 0").columns  # noqa: S608
-            query = table_query(snap, table, columns, filters or Filters(), present)
+            query = table_query(snap, table, columns, filters or Filters(), present, rows)
             known = {c.name for c in TABLES[table].columns}
             missing = set(columns or ()) - set(present)
             if query is None or not missing or not missing <= known:
@@ -246,8 +293,11 @@ def read_inputs(
     columns: Mapping[str, Sequence[str]] | None = None,
     *,
     lazy: bool = False,
+    rows: Rows | None = None,
 ) -> Inputs:
     """Return Inputs holding ``tables`` of ``snap`` (the others empty), filters pushed down.
+
+    ``rows``: only these events (and their steps and modified properties) are read.
 
     ``lazy``: each table is read the first time it is used (once for all copies), so a report
     answered from the derived model alone reads no canonical table; ``con`` must then stay open
@@ -255,7 +305,7 @@ def read_inputs(
     """
 
     def reader(table: str) -> Callable[[], pd.DataFrame]:
-        return lambda: read_table(con, snap, table, (columns or {}).get(table), filters)
+        return lambda: read_table(con, snap, table, (columns or {}).get(table), filters, rows)
 
     inputs = Inputs.lazy({t: reader(t) for t in dict.fromkeys(tables)})
     if not lazy:

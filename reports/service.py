@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ingest.store import Store
-from reports import REPORTS, Filters, Inputs, ReportResult, run_report
+from reports import REPORTS, Filters, Inputs, ReportResult, ReportSpec, run_report
 from reports import query as q
 
 
@@ -59,6 +59,15 @@ def load(
         con.close()
 
 
+def _rows(spec: ReportSpec, params: Mapping[str, Any]) -> q.Rows | None:
+    """Return the events report ``spec`` needs asked with ``params`` (None: all selected)."""
+    user = params.get("user")
+    # One event's pane (``event``) may show another user's event: then every event is read.
+    if spec.one_user and user and str(user).strip() and not params.get("event"):
+        return q.one_user_rows(str(user))
+    return q.Rows(spec.events_where) if spec.events_where else None
+
+
 def ask(
     store: Store | Path | str,
     name: str,
@@ -73,12 +82,13 @@ def ask(
         spec = REPORTS[name]
     except KeyError:
         raise KeyError(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}") from None
+    rows = _rows(spec, params)
     con = q.connect()
 
     def answer(snap: q.Snapshot) -> Answer:
         # The whole question on one version: tables are read when the report first uses them
         # (none when it answers from the model), and asked again if a writer replaced a part.
-        inputs = q.read_inputs(con, snap, spec.tables, filters, spec.columns, lazy=True)
+        inputs = q.read_inputs(con, snap, spec.tables, filters, spec.columns, lazy=True, rows=rows)
         inputs = inputs.declare(spec.tables)
         object.__setattr__(inputs, "_model", q.model_for(con, snap))
         result = run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
