@@ -172,11 +172,17 @@ class Inputs:
         return object.__getattribute__(self, name)
 
     @classmethod
-    def lazy(cls, readers: dict[str, Callable[[], pd.DataFrame]]) -> Inputs:
+    def lazy(
+        cls,
+        readers: dict[str, Callable[[], pd.DataFrame]],
+        scans: dict[str, Callable[[], Scan | None]] | None = None,
+    ) -> Inputs:
         """Return inputs whose ``readers`` tables are read on first use (once, shared by copies).
 
         The store-backed service gives a report every table it declares this way, so a report
         that answers from the derived model alone never reads the canonical tables at all.
+        ``scans``: per table, the SQL reading it in place (reports.sql.over runs a report's
+        aggregate on it without reading the rows into a frame).
         """
         unknown = set(readers) - set(_TABLE_NAMES)
         if unknown:
@@ -184,7 +190,7 @@ class Inputs:
         out = object.__new__(cls)
         for name in _TABLE_NAMES:
             reader = readers.get(name, partial(empty_frame, name))
-            object.__setattr__(out, name, _Deferred(reader))
+            object.__setattr__(out, name, _Deferred(reader, (scans or {}).get(name)))
         object.__setattr__(out, "_declared", None)
         object.__setattr__(out, "_model", None)
         return out
@@ -204,6 +210,20 @@ class Inputs:
             return frame.get()
         result: pd.DataFrame = frame
         return result
+
+    def scan(self, name: str) -> Scan | None:
+        """Return the SQL reading stored table ``name`` in place, None when it is a frame here.
+
+        Declared reads apply (reading an undeclared table this way raises UndeclaredRead).
+        """
+        declared = object.__getattribute__(self, "_declared")
+        if declared is not None and name not in declared:
+            raise UndeclaredRead(
+                f"this report reads table {name!r} but declares only "
+                f"{', '.join(sorted(declared)) or 'none'} (reports.REPORTS)"
+            )
+        raw = object.__getattribute__(self, name)
+        return raw.scan() if isinstance(raw, _Deferred) else None
 
     def readable(self) -> tuple[str, ...]:
         """Return the tables a report may read from these inputs."""
@@ -244,12 +264,29 @@ class Inputs:
         return out
 
 
+@dataclass(frozen=True)
+class Scan:
+    """SQL reading a stored table in place: ``SELECT ...`` with its bound ``params``, on ``con``
+    (a DuckDB connection open for the whole question)."""
+
+    con: Any
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
 class _Deferred:
     """A table read on first use; the copies of one Inputs share it (read at most once)."""
 
-    def __init__(self, reader: Callable[[], pd.DataFrame]) -> None:
+    def __init__(
+        self, reader: Callable[[], pd.DataFrame], scan: Callable[[], Scan | None] | None = None
+    ) -> None:
         self._reader: Callable[[], pd.DataFrame] | None = reader
         self._frame: pd.DataFrame | None = None
+        self._scan = scan
+
+    def scan(self) -> Scan | None:
+        """Return the SQL reading the table in place; None once read (or when it has none)."""
+        return None if self._reader is None or self._scan is None else self._scan()
 
     def get(self) -> pd.DataFrame:
         if self._reader is not None:

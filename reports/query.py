@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from ingest.errors import UsageError
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Manifest, Store, to_pandas
-from reports import Filters, Inputs
+from reports import Filters, Inputs, Scan
 from reports.model import EVENT_COLUMNS, PART_TABLES, PARTS, Model
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,24 @@ class Snapshot:
         """Return the part files of ``table`` in this version."""
         return [str(self.store.path / p) for p in self.manifest.parts.get(table, [])]
 
-    def source(self, table: str) -> str | None:
-        """Return the SQL table expression reading ``table``'s parts (None: no parts)."""
+    def source(self, table: str, ordered: bool = False) -> str | None:
+        """Return the SQL table expression reading ``table``'s parts (None: no parts).
+
+        ``ordered``: with each row's part file and row number (for :data:`STORED_ORDER`).
+        """
         files = self.files(table)
         if not files:
             return None
-        return f"read_parquet([{', '.join(_quote(f) for f in files)}])"
+        listed = f"[{', '.join(_quote(f) for f in files)}]"
+        if ordered:
+            return f"read_parquet({listed}, filename = true, file_row_number = true)"
+        return f"read_parquet({listed})"
+
+    def stored_order(self, table: str) -> str:
+        """Return the SQL of each row's position in the order a read returns the rows (parts
+        in the manifest's order, rows in file order) over :meth:`source` ``ordered``."""
+        listed = f"[{', '.join(_quote(f) for f in self.files(table))}]"
+        return f"list_position({listed}, filename) * 4294967296 + file_row_number"
 
 
 def _in(column: str, values: Sequence[str], params: list[Any]) -> str:
@@ -138,7 +150,7 @@ class Rows:
 
 
 # reports.inputs.object_key in SQL: the id, else the UPN, name or target id, prefixed.
-_OBJECT_KEY = (
+OBJECT_KEY = (
     "coalesce(source_id, 'upn:' || source_upn, 'name:' || source_name, 'target:' || target_id)"
 )
 _USER_COLUMNS = ("source_id", "target_id", "source_upn", "source_name", "target_name")
@@ -153,7 +165,7 @@ def one_user_rows(user: str) -> Rows:
     """
     wanted = user.strip().lower()
     hits = " OR ".join(f"lower({c}) = ?" for c in _USER_COLUMNS)
-    sql = f"{_OBJECT_KEY} IN (SELECT {_OBJECT_KEY} FROM {{events}} WHERE {hits})"  # noqa: S608
+    sql = f"{OBJECT_KEY} IN (SELECT {OBJECT_KEY} FROM {{events}} WHERE {hits})"  # noqa: S608
     return Rows(sql, (wanted,) * len(_USER_COLUMNS))
 
 
@@ -164,12 +176,14 @@ def table_query(
     filters: Filters,
     present: Iterable[str] | None = None,
     rows: Rows | None = None,
+    ordered: bool = False,
 ) -> tuple[str, list[Any]] | None:
     """Return the SQL and parameters reading ``table`` under ``filters`` (None: no parts).
 
     ``present``: the columns the parts hold; a column asked for that parts written before it
     existed lack is read as null. ``rows``: the events the question needs (and their steps
-    and modified properties), on top of the filters.
+    and modified properties), on top of the filters. ``ordered``: with a ``_row`` column, each
+    row's position in the order a read returns them.
     """
     source = snap.source(table)
     if source is None:
@@ -224,6 +238,9 @@ def table_query(
         if columns is not None
         else "*"
     )
+    if ordered:
+        source = snap.source(table, ordered=True)
+        cols += f", {snap.stored_order(table)} AS _row"
     sql = f"SELECT {cols} FROM {source}"  # noqa: S608 (quoted paths and identifiers only)
     if conds:
         sql += " WHERE " + " AND ".join(conds)
@@ -274,6 +291,33 @@ def read_table(
     return to_pandas(table, tbl)
 
 
+def scan_table(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot,
+    table: str,
+    columns: Sequence[str] | None = None,
+    filters: Filters | None = None,
+    rows: Rows | None = None,
+) -> Scan | None:
+    """Return the SQL reading ``table`` of ``snap`` in place (what read_table would read, plus
+    ``_row``: the position read_table gives each row), or None when it has no parts (then the
+    caller reads the empty frame)."""
+    source = snap.source(table)
+    if source is None:
+        return None
+    present = None
+    if columns is not None:
+        try:
+            present = con.sql(f"SELECT * FROM {source} LIMIT 0").columns  # noqa: S608
+        except duckdb.IOException as exc:
+            raise PartVanished(str(exc)) from None
+    query = table_query(snap, table, columns, filters or Filters(), present, rows, ordered=True)
+    if query is None:
+        return None
+    sql, params = query
+    return Scan(con, sql, tuple(params))
+
+
 def consistent(store: Store, ask: Callable[[Snapshot], T], attempts: int = 5) -> T:
     """Return ``ask(snapshot)`` on one store version; ask again on a newer one if parts vanish."""
     for attempt in range(attempts):
@@ -307,7 +351,11 @@ def read_inputs(
     def reader(table: str) -> Callable[[], pd.DataFrame]:
         return lambda: read_table(con, snap, table, (columns or {}).get(table), filters, rows)
 
-    inputs = Inputs.lazy({t: reader(t) for t in dict.fromkeys(tables)})
+    def scan(table: str) -> Callable[[], Scan | None]:
+        return lambda: scan_table(con, snap, table, (columns or {}).get(table), filters, rows)
+
+    wanted = dict.fromkeys(tables)
+    inputs = Inputs.lazy({t: reader(t) for t in wanted}, {t: scan(t) for t in wanted})
     if not lazy:
         for t in dict.fromkeys(tables):
             inputs.table(t)
