@@ -526,6 +526,7 @@ REPORTS: dict[str, ReportSpec] = {
                 "service_principal_name",
                 "source_type",
                 "failed_step",
+                "envelope_result_type",
             ),
             columns={"steps": _REFERENCE_STEPS},
         ),

@@ -56,6 +56,11 @@ def run(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
 
 
 def over(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame) -> pd.DataFrame:
+    """Return :func:`over_arrow`'s result as a frame (text as ``str``, times UTC)."""
+    return frame_of(over_arrow(inputs, sql, tables, **frames))
+
+
+def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame) -> pa.Table:
     """Return the result of ``sql`` over ``inputs``' ``tables`` (each named by its table name)
     and ``frames``; like :func:`run`, but a stored table not read yet is scanned in place.
 
@@ -74,7 +79,14 @@ def over(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame
         else:
             scans[table] = scan
     if not scans:
-        return run(sql, **frames)
+        con = _connect()
+        try:
+            for name, frame in frames.items():
+                con.register(name, pa.Table.from_pandas(frame, preserve_index=False))
+            result: pa.Table = con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+        return result
     con = next(iter(scans.values())).con
     try:
         for table, scan in scans.items():
@@ -90,7 +102,7 @@ def over(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame
             con.execute(f'DROP VIEW IF EXISTS "{table}"')
         for name in frames:
             con.unregister(name)
-    return frame_of(result)
+    return result
 
 
 def literal(value: object) -> str:
