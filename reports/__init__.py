@@ -333,6 +333,9 @@ class ReportSpec:
     # Asked about one ``user``, it reads only that user's events (and their steps and modified
     # properties): the service pushes the one-user match down (reports.query.one_user_rows).
     one_user: bool = False
+    # Asked about one ``user``, it reads all events but only that user's steps and modified
+    # properties (its other answers, e.g. the estimate, count every event).
+    one_user_children: bool = False
 
     def load(self) -> ReportFunction:
         """Import and return the report function."""
@@ -379,12 +382,22 @@ def _spec(
     columns: dict[str, tuple[str, ...]] | None = None,
     events_where: str | None = None,
     one_user: bool = False,
+    one_user_children: bool = False,
 ) -> ReportSpec:
     read = dict(columns or {})
     if events is not None:
         read["events"] = event_columns(*events)
     return ReportSpec(
-        name, target, description, shape, tuple(tables), noise, read or None, events_where, one_user
+        name,
+        target,
+        description,
+        shape,
+        tuple(tables),
+        noise,
+        read or None,
+        events_where,
+        one_user,
+        one_user_children,
     )
 
 
@@ -584,6 +597,7 @@ REPORTS: dict[str, ReportSpec] = {
             "One user in plain language: verdict, the wiki's answer, the fix, its owner, when.",
             "object",
             ONE_USER_TABLES,
+            one_user_children=True,
         ),
         _spec(
             "events",

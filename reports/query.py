@@ -142,6 +142,13 @@ class Rows:
 
     sql: str
     params: tuple[Any, ...] = ()
+    # Only steps and modified properties follow (every selected event is still read): for a
+    # question that reads all events but one user's steps (a diagnosis, a support pack).
+    children_only: bool = False
+
+    def children(self) -> Rows:
+        """Return these rows applied to steps and modified properties only."""
+        return Rows(self.sql, self.params, children_only=True)
 
     def bind(self, events: str, params: list[Any]) -> str:
         """Return the condition reading events from ``events``; append its values to ``params``."""
@@ -192,7 +199,7 @@ def table_query(
     conds: list[str] = []
     if table == "events":
         conds = _event_where(filters, params)
-        if rows is not None:
+        if rows is not None and not rows.children_only:
             conds.append(rows.bind(source, params))
     elif table in ("steps", "modified_properties"):
         events = snap.source("events")

@@ -167,3 +167,29 @@ def test_the_service_reads_only_what_a_report_needs_and_answers_the_same(tmp_pat
         want = run_report(name, w, include_noise=True, **params).frame
         assert got is not None and want is not None and len(want)
         pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def test_children_only_rows_keep_every_event_but_one_users_steps(tmp_path: Path):
+    """A diagnosis or support pack counts every event, and reads only the user's steps."""
+    store = _store(tmp_path / "s")
+    snap = q.Snapshot.of(store)
+    con = q.connect()
+    rows = q.one_user_rows("ada@contoso.example").children()
+    assert len(q.read_table(con, snap, "events", ["id"], Filters(), rows)) == 10
+    mods = q.read_table(con, snap, "modified_properties", None, Filters(), rows)
+    assert mods["event_id"].tolist() == ["e10"]
+    assert q.read_table(con, snap, "steps", None, Filters(), rows).empty
+    w = world()
+    from reports import run_report
+    from reports.export import support_pack
+
+    for user in ("ada", "bo@contoso.example"):
+        got = service.run(store, "diagnosis", user=user).data
+        assert got == run_report("diagnosis", w, user=user).data
+        pack = service.support_pack(store, user)
+        want = support_pack(w, user)
+        assert list(pack) == list(want)
+        for name, table in want.items():
+            pd.testing.assert_frame_equal(
+                pack[name].reset_index(drop=True), table.reset_index(drop=True), check_dtype=False
+            )
