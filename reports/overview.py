@@ -274,6 +274,7 @@ def build(
     """
     from ingest.store import to_pandas
     from reports import sql
+    from reports.cycles import selected_pairs
     from reports.model import model_of, selected_cycles
 
     model = model_of(inputs)
@@ -286,13 +287,7 @@ def build(
     )
     # The selection's (job, cycle) pairs, its noise and its failures, by DuckDB where the
     # events lie: pandas sees a few rows, not every selected event.
-    pairs = sql.over(
-        inputs,
-        f"SELECT DISTINCT job_id, cycle_id FROM events WHERE {sql.filter_sql(scope)} "  # noqa: S608
-        "AND cycle_id IS NOT NULL",
-        ["events"],
-    )
-    cycles = selected_cycles(model.cycles, pairs)
+    cycles = selected_cycles(model.cycles, selected_pairs(inputs, scope))
     risk = quarantine_report.build(inputs, filters, now=now).frame
     jobs = latest_job_states(filters.apply_table("sync_jobs", inputs.sync_jobs))
     where = sql.filter_sql(filters)
