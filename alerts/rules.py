@@ -105,6 +105,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _job_title(ctx: RuleContext, job_id: Any, service_principal_id: Any) -> str:
+    """Return how a summary names a job: its app's display name first, then the job id."""
+    apps = (ctx.report("filter-options").data or {}).get("apps") or {}
+    sp = _text(service_principal_id)
+    name = apps.get(sp)
+    # filter-options names an app by its id when the logs never gave its display name.
+    return f"{name} (job {job_id})" if name and name != sp else f"Job {job_id}"
+
+
 def _job_link(ctx: RuleContext, job_id: str, cycle_id: Any = None) -> str:
     if cycle_id is not None and not pd.isna(cycle_id) and str(cycle_id):
         return ctx.link("events", cycle=str(cycle_id))
@@ -149,7 +158,8 @@ def failure_spike(ctx: RuleContext) -> list[Finding]:
                 "failure_spike",
                 str(job_id),
                 ctx.severity("failure_spike"),
-                f"Job {job_id}: {failures} failures in the last {cfg['window_minutes']} min "
+                f"{_job_title(ctx, job_id, last['service_principal_id'])}: "
+                f"{failures} failures in the last {cfg['window_minutes']} min "
                 f"({usual_text} per {cfg['window_minutes']} min)",
                 {
                     "job_id": job_id,
@@ -185,7 +195,8 @@ def quarantine(ctx: RuleContext) -> list[Finding]:
                 "quarantine",
                 str(r["job_id"]),
                 ctx.severity("quarantine"),
-                f"Job {r['job_id']} is in quarantine ({reason}) since "
+                f"{_job_title(ctx, r['job_id'], r['service_principal_id'])} "
+                f"is in quarantine ({reason}) since "
                 f"{_when(r['quarantine_began'])}; next attempt "
                 f"{_when(r['quarantine_next_attempt'])}",
                 {
@@ -218,7 +229,8 @@ def quarantine_risk(ctx: RuleContext) -> list[Finding]:
                 "quarantine_risk",
                 str(r["job_id"]),
                 "critical" if over else ctx.severity("quarantine_risk"),
-                f"Job {r['job_id']}: {int(r['failures'])} outstanding failures, {rate_text} "
+                f"{_job_title(ctx, r['job_id'], r['service_principal_id'])}: "
+                f"{int(r['failures'])} outstanding failures, {rate_text} "
                 f"failing: {'over' if over else 'approaching'} the quarantine thresholds",
                 {
                     "job_id": r["job_id"],
@@ -257,7 +269,8 @@ def cycle_slow(ctx: RuleContext) -> list[Finding]:
                 "cycle_slow",
                 str(job_id),
                 ctx.severity("cycle_slow"),
-                f"Job {job_id}: cycle {latest['cycle_id']} took {_duration(took)}, "
+                f"{_job_title(ctx, job_id, latest['service_principal_id'])}: "
+                f"cycle {latest['cycle_id']} took {_duration(took)}, "
                 f"over {cfg['factor']:g}x its usual p90 of {_duration(p90)}",
                 {
                     "job_id": job_id,
@@ -302,7 +315,8 @@ def stalled(ctx: RuleContext) -> list[Finding]:
                 "stalled",
                 str(r["job_id"]),
                 ctx.severity("stalled"),
-                f"Job {r['job_id']} is active but has not run since {_when(r['last_run_at'])} "
+                f"{_job_title(ctx, r['job_id'], r['service_principal_id'])} "
+                f"is active but has not run since {_when(r['last_run_at'])} "
                 f"({quiet / interval:.1f} schedule intervals of "
                 f"{_duration(interval.total_seconds())})",
                 {
@@ -491,11 +505,11 @@ RuleFunction = Callable[[RuleContext], list[Finding]]
 
 # name -> (function, the reports it reads)
 RULES: dict[str, tuple[RuleFunction, tuple[str, ...]]] = {
-    "failure_spike": (failure_spike, ("cycles",)),
-    "quarantine": (quarantine, ("quarantine-risk",)),
-    "quarantine_risk": (quarantine_risk, ("quarantine-risk",)),
-    "cycle_slow": (cycle_slow, ("cycles",)),
-    "stalled": (stalled, ("job-status",)),
+    "failure_spike": (failure_spike, ("cycles", "filter-options")),
+    "quarantine": (quarantine, ("quarantine-risk", "filter-options")),
+    "quarantine_risk": (quarantine_risk, ("quarantine-risk", "filter-options")),
+    "cycle_slow": (cycle_slow, ("cycles", "filter-options")),
+    "stalled": (stalled, ("job-status", "filter-options")),
     "deprovision_missed": (deprovision_missed, ("coverage", "users")),
     "wiki_errors": (wiki_errors, ("scim-traffic",)),
     "access_slo": (access_slo, (ACCESS_REPORT,)),

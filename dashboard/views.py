@@ -231,3 +231,12 @@ def user_link(principal_id: object) -> str | None:
     from urllib.parse import urlencode
 
     return "users?" + urlencode({"user": str(principal_id)})
+
+
+def result_type_matrix(by_result_type: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """Return ``summary``'s ``by_envelope_result_type`` as a table: a row per result type, a
+    column per record status, and the row's total."""
+    frame = pd.DataFrame.from_dict(by_result_type, orient="index").fillna(0).astype("int64")
+    frame = frame.reindex(columns=sorted(frame.columns))
+    frame.insert(0, "result_type", frame.index.astype("str"))
+    return frame.assign(total=frame.drop(columns="result_type").sum(axis=1)).reset_index(drop=True)

@@ -7,7 +7,7 @@ equals the event's ``target_id``, its ``externalId`` equals the event's ``source
 ``userName`` equals the event's ``source_upn`` case-insensitively — and it was received within
 ±120 s of ``activity_at``. When several events qualify, the request goes to the nearest in time
 (ties: path id, then externalId, then userName), so each request belongs to at most one event.
-Matching is done with ``merge_asof`` per key: it runs on millions of rows in seconds.
+Matching is the derived model's (reports.model_sql.matches_sql, DuckDB SQL): its ``matches`` part.
 
 Verdict, first rule that applies:
 - ``rejected_by_wiki``: Entra status failure and a request answered >= 400;

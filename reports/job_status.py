@@ -88,6 +88,10 @@ def _job_row(
             if ev["service_principal_id"].notna().any()
             else None
         )
+    if sp is not None:
+        # Scope belongs to the job's app: its assignments, not every app's.
+        sel = Filters(job_ids=(job_id,), service_principal_ids=(sp,)).apply_inputs(inputs)
+        ev = sel.events
     names = ev["service_principal_name"].dropna() if len(ev) else pd.Series(dtype="str")
     app = str(names.iloc[-1]) if len(names) else (sp or job_id)
     est = estimate(sel, now)

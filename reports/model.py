@@ -20,17 +20,22 @@ report reads them instead of deriving them again. :func:`model_of` returns the m
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
+import duckdb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from reports.inputs import isin, last_rows, object_key, order_events, reindex
+from reports.inputs import isin, reindex
+from reports.model_sql import (
+    cycles_sql,
+    frame_views,
+    matches_sql,
+    noise_sql,
+    objects_sql,
+)
 
 if TYPE_CHECKING:
     from reports import Inputs
@@ -38,126 +43,87 @@ if TYPE_CHECKING:
 PARTS: Final = ("noise", "cycles", "matches", "objects")
 WINDOW: Final = pd.Timedelta(seconds=120)
 
-NOISE_OUT_OF_SCOPE: Final = "out_of_scope_skip"
-NOISE_NOOP_DISABLED: Final = "noop_account_disabled"
-
-# Which tables (and columns of events) each part is computed from.
+# Which tables each part is computed from (the columns: reports.model_sql.VIEW_COLUMNS).
 PART_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "noise": ("events", "steps", "modified_properties"),
     "cycles": ("events", "sync_jobs"),
     "matches": ("events", "scim_requests"),
     "objects": ("events", "assignments", "group_members", "scim_resources"),
 }
-EVENT_COLUMNS: Final = (
-    "id",
-    "activity_at",
-    "job_id",
-    "cycle_id",
-    "change_id",
-    "service_principal_id",
-    "action",
-    "status",
-    "error_code",
-    "skip_reason",
-    "source_id",
-    "source_upn",
-    "source_name",
-    "source_type",
-    "target_id",
-)
 
 
-# --- noise ---------------------------------------------------------------------------------
-
-_SCOPING_NAME = re.compile(r"scoping filter '([^']*)'", re.IGNORECASE)
-_SCOPING_FAILED = re.compile(
-    r"(?:not in scope of the scoping filter|\"?scoping filter evaluation passed\"?\s*:\s*\"?false)",
-    re.IGNORECASE,
-)
-_NOT_ASSIGNED = re.compile(
-    r"\"(?:assigned to the application|isassigned)\"\s*:\s*\"?false", re.IGNORECASE
-)
-_CLAUSE_NAME = re.compile(r"\{\s*\\?\"([^\".]+)\.")
+# --- computing parts: the rules are SQL (reports.model_sql), run over frames or a store ------
 
 
-def scoping_filter_skips(events: pd.DataFrame, steps: pd.DataFrame) -> pd.Series:
-    """Return, per skipped event of an *assigned* object that a scoping filter left out, its name.
-
-    Entra's steps say it: the scoping step's ``Scoping filter evaluation passed: False`` (with
-    ``Assigned to the application: True``) and the skip step's "not in scope of the scoping
-    filter 'X'". The name is the quoted filter, else the clause's prefix, else ``(unnamed)``.
-    """
-    skipped = events.loc[(events["status"] == "skipped").fillna(False).astype(bool), "id"]
-    if skipped.empty or steps.empty:
-        return pd.Series(dtype="str")
-    st = steps.iloc[np.flatnonzero(isin(steps["event_id"], skipped).to_numpy(bool))]
-    if st.empty:
-        return pd.Series(dtype="str")
-    text = st["description"].fillna("").astype("str") + " " + st["details"].fillna("")
-    per_event = _joined(text, st["event_id"])
-    # Arrow's regex engine (RE2) on Arrow text: the patterns have nothing Python-only.
-    failed = per_event.str.contains(_SCOPING_FAILED.pattern, case=False, regex=True)
-    assigned = ~per_event.str.contains(_NOT_ASSIGNED.pattern, case=False, regex=True)
-    hit = per_event.loc[failed & assigned].astype("object")
-    if hit.empty:
-        return pd.Series(dtype="str")
-    name = hit.str.extract(_SCOPING_NAME, expand=False)
-    name = name.fillna(hit.str.extract(_CLAUSE_NAME, expand=False)).fillna("(unnamed)")
-    return name.astype("str")
+def frame_connection(frames: dict[str, pd.DataFrame]) -> duckdb.DuckDBPyConnection:
+    """Return a DuckDB connection whose views are ``frames`` (the model's SQL reads them)."""
+    con = duckdb.connect(config={"threads": 2})
+    con.execute("SET TimeZone = 'UTC'")
+    frame_views(con, frames)
+    return con
 
 
-def _joined(text: pd.Series, by: pd.Series) -> pd.Series:
-    """Return ``text`` joined with spaces per value of ``by`` (first-seen order, rows in order):
-    ``text.groupby(by, sort=False).agg(" ".join)``, by Arrow instead of a Python call per group.
-    """
-    codes, uniques = pd.factorize(by.astype("object").to_numpy())
-    order = np.argsort(codes, kind="stable")
-    offsets = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(uniques)))].astype(np.int64)
-    values = pa.array(pd.Series(text, dtype="str").array).take(pa.array(order))
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    lists = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
-    joined = pc.binary_join(lists, pa.scalar(" ", values.type))
-    return pd.Series(pd.array(joined, dtype="str"), index=pd.Index(uniques, dtype="object"))
+def part_query(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """Return the SQL of part ``name`` on ``con`` (not cycles: reports.cycles finishes its
+    aggregates). The objects part's steps are run here first, each into a table."""
+    if name == "noise":
+        return noise_sql()
+    if name == "matches":
+        return matches_sql()
+    if name == "objects":
+        steps, final = objects_sql(SCOPE_REASONS)
+        for table, sql in steps:
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
+        return final
+    raise KeyError(f"unknown model part {name!r}; parts: {', '.join(PARTS)}")
+
+
+def cycles_frame(con: duckdb.DuckDBPyConnection, sync_jobs: pd.DataFrame) -> pd.DataFrame:
+    """Return the cycles part from the ``events`` view (aggregated in SQL, finished here)."""
+    from reports.cycles import _STATUSES, _empty, finish_cycles
+
+    agg = con.sql(cycles_sql(_STATUSES)).to_arrow_table().to_pandas()
+    if agg.empty:
+        return _empty()
+    return finish_cycles(agg, sync_jobs)
+
+
+def typed_part(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return a part read from SQL with the dtypes every report expects."""
+    if name == "noise":
+        return frame.astype(
+            {"event_id": "str", "noise": "bool", "noise_reason": "str", "excluded_by": "str"}
+        )
+    if name == "matches":
+        return frame.astype({"request_id": "str", "event_id": "str", "gap_s": "float64"})
+    if name == "objects":
+        return _typed_objects(frame)
+    return frame
+
+
+def _part_from_frames(
+    name: str, frames: dict[str, pd.DataFrame], noise: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    con = frame_connection({t: frames[t] for t in PART_TABLES[name] if t != "sync_jobs"})
+    try:
+        if name == "cycles":
+            return cycles_frame(con, frames["sync_jobs"])
+        if name == "objects":
+            assert noise is not None
+            con.register("noise", noise[["event_id", "excluded_by"]])
+        return typed_part(name, con.sql(part_query(con, name)).to_arrow_table().to_pandas())
+    finally:
+        con.close()
 
 
 def event_noise(
     events: pd.DataFrame, steps: pd.DataFrame, modified_properties: pd.DataFrame
 ) -> pd.DataFrame:
-    """Return the noise part: ``event_id``, ``noise``, ``noise_reason``, ``excluded_by``.
-
-    One row per event that is noise or that a scoping filter excluded; any other event is not
-    noise (the part stays small: a million events have a few thousand such rows).
-    """
-    from reports.noise import is_noise_skip_reason, noop_account_disabled_events
-
-    skipped = (events["status"] == "skipped").fillna(False).astype(bool)
-    out_of_scope = skipped & is_noise_skip_reason(events["skip_reason"])
-    filters = scoping_filter_skips(events, steps)
-    excluded_by = reindex(filters, events["id"].to_numpy()).set_axis(events.index)
-    # A scoping-filter skip of an assigned user is an answer ("excluded by scoping filter X").
-    out_of_scope &= excluded_by.isna().to_numpy()
-    is_update = (events["action"] == "update").fillna(False).astype(bool)
-    not_failed = (events["status"] != "failure").fillna(True).astype(bool)
-    noop = (
-        is_update
-        & not_failed
-        & isin(events["id"], noop_account_disabled_events(modified_properties))
-    )
-    keep = (out_of_scope | noop).to_numpy(bool) | excluded_by.notna().to_numpy(bool)
-    reason = _labels(
-        (out_of_scope.to_numpy(bool), NOISE_OUT_OF_SCOPE),
-        (noop.to_numpy(bool), NOISE_NOOP_DISABLED),
-    )
-    # Only the events that are noise or were excluded: the rest is "not noise" by absence.
-    return pd.DataFrame(
-        {
-            "event_id": pd.array(events["id"].to_numpy()[keep], dtype="str"),
-            "noise": (out_of_scope | noop).to_numpy(bool)[keep],
-            "noise_reason": pd.array(reason[keep], dtype="str"),
-            "excluded_by": pd.array(excluded_by.to_numpy()[keep], dtype="str"),
-        }
-    )
+    """Return the noise part of these frames: ``event_id``, ``noise``, ``noise_reason``,
+    ``excluded_by`` (reports.model_sql.noise_sql: one row per event that is noise or that a
+    scoping filter excluded; any other event is not noise)."""
+    frames = {"events": events, "steps": steps, "modified_properties": modified_properties}
+    return _part_from_frames("noise", frames)
 
 
 def _labels(*rules: tuple[npt.NDArray[np.bool_], str]) -> npt.NDArray[np.object_]:
@@ -171,17 +137,27 @@ def _labels(*rules: tuple[npt.NDArray[np.bool_], str]) -> npt.NDArray[np.object_
 
 # --- matches -------------------------------------------------------------------------------
 
-# (event column, request column, case-insensitive, priority) — lower priority wins ties.
-_KEYS: Final = (
-    ("target_id", "resource_id", False, 0),
-    ("source_id", "external_id", False, 1),
-    ("source_upn", "user_name", True, 2),
-)
-
 
 def naive(times: pd.Series) -> npt.NDArray[np.datetime64]:
     """Return UTC times as a naive datetime64[us] array (fast; tz-aware to_numpy makes objects)."""
     return times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[us]")
+
+
+def match_requests(
+    events: pd.DataFrame, scim_requests: pd.DataFrame, window: pd.Timedelta = WINDOW
+) -> pd.DataFrame:
+    """Return the matches of these frames: ``request_id``, ``event_id``, ``gap_s``
+    (reports.model_sql.matches_sql: each request to the nearest event about the same object
+    within ±``window``)."""
+    frames = {"events": events, "scim_requests": scim_requests}
+    if window == WINDOW:
+        return _part_from_frames("matches", frames)
+    con = frame_connection(frames)
+    try:
+        sql = matches_sql(int(window / pd.Timedelta(microseconds=1)))
+        return typed_part("matches", con.sql(sql).to_arrow_table().to_pandas())
+    finally:
+        con.close()
 
 
 def match_positions(
@@ -189,80 +165,16 @@ def match_positions(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Return (request position, event position, gap in µs): each request's event, if any.
 
-    DESIGN "correlation": a request belongs to an event about the same object (path id = target
-    id, externalId = source id, or userName = UPN case-insensitively) within ±``window`` of
-    ``activity_at``; among several, the nearest in time (ties: path id, externalId, userName),
-    so each request belongs to at most one event. ``merge_asof`` per key: millions in seconds.
+    ``requests`` hold one row per request id (positions are rows of ``events``/``requests``).
     """
-    empty = np.empty(0, dtype=np.int64)
-    if events.empty or requests.empty:
-        return empty, empty, empty
-    req_t = pd.Series(naive(requests["received_at"]), index=requests.index)
-    ev_t = pd.Series(naive(events["activity_at"]), index=events.index)
-    found_req, found_ev, found_gap, found_p = [], [], [], []
-    for ev_col, req_col, fold, priority in _KEYS:
-        lmask = (requests[req_col].notna() & req_t.notna()).to_numpy(bool)
-        rmask = (events[ev_col].notna() & ev_t.notna()).to_numpy(bool)
-        if not lmask.any() or not rmask.any():
-            continue
-        lkey = requests[req_col].loc[lmask]
-        rkey = events[ev_col].loc[rmask]
-        if fold:
-            lkey, rkey = lkey.str.lower(), rkey.str.lower()
-        # Integer codes for the join key: merge_asof's `by` is much faster on ints.
-        codes, _ = pd.factorize(pd.concat([lkey, rkey], ignore_index=True))
-        nl = int(lmask.sum())
-        left = pd.DataFrame(
-            {"_t": req_t.loc[lmask].to_numpy(), "_k": codes[:nl], "_req": np.flatnonzero(lmask)}
-        )
-        right = pd.DataFrame(
-            {"_t": ev_t.loc[rmask].to_numpy(), "_k": codes[nl:], "_ev": np.flatnonzero(rmask)}
-        )
-        right["_ev_t"] = right["_t"]
-        m = pd.merge_asof(
-            left.sort_values("_t", kind="stable"),
-            right.sort_values("_t", kind="stable"),
-            on="_t",
-            by="_k",
-            direction="nearest",
-            tolerance=window,
-        )
-        hit = m["_ev"].notna().to_numpy(bool)
-        found_req.append(m["_req"].to_numpy(np.int64)[hit])
-        found_ev.append(m["_ev"].to_numpy()[hit].astype(np.int64))
-        gap = (m["_t"] - m["_ev_t"]).abs().to_numpy()[hit]
-        found_gap.append(gap.astype("timedelta64[us]").astype(np.int64))
-        found_p.append(np.full(int(hit.sum()), priority, dtype=np.int64))
-    if not found_req:
-        return empty, empty, empty
-    req = np.concatenate(found_req)
-    ev = np.concatenate(found_ev)
-    gap = np.concatenate(found_gap)
-    prio = np.concatenate(found_p)
-    order = np.lexsort((prio, gap, req))
-    req, ev, gap = req[order], ev[order], gap[order]
-    if len(req) == 0:
-        return req, ev, gap
-    first = np.r_[True, req[1:] != req[:-1]]
-    return req[first], ev[first], gap[first]
+    from reports.inputs import positions
 
-
-def match_requests(
-    events: pd.DataFrame, scim_requests: pd.DataFrame, window: pd.Timedelta = WINDOW
-) -> pd.DataFrame:
-    """Return the matches part: ``request_id``, ``event_id``, ``gap_s`` (see match_positions)."""
-    requests = scim_requests.drop_duplicates("request_id", keep="last")
-    requests = requests.loc[requests["received_at"].notna()]
-    req_pos, ev_pos, gap = match_positions(
-        events.reset_index(drop=True), requests.reset_index(drop=True), window
-    )
-    return pd.DataFrame(
-        {
-            "request_id": pd.array(requests["request_id"].to_numpy()[req_pos], dtype="str"),
-            "event_id": pd.array(events["id"].to_numpy()[ev_pos], dtype="str"),
-            "gap_s": gap.astype("float64") / 1e6,
-        }
-    )
+    m = match_requests(events, requests, window)
+    r = positions(m["request_id"], requests["request_id"])
+    e = positions(m["event_id"], events["id"])
+    both = ~np.isnan(r) & ~np.isnan(e)
+    gap = np.round(m["gap_s"].to_numpy("float64")[both] * 1e6).astype(np.int64)
+    return r[both].astype(np.int64), e[both].astype(np.int64), gap
 
 
 # --- objects -------------------------------------------------------------------------------
@@ -297,61 +209,10 @@ OBJECT_COLUMNS: Final = (
 
 
 def objects_table(inputs: Inputs, noise: pd.DataFrame) -> pd.DataFrame:
-    """Return the objects part: coverage's user rows plus the other objects events name."""
-    from reports.coverage import coverage_table, in_scope_groups
-
-    events = inputs.events
-    cov = coverage_table(events, inputs.assignments, inputs.group_members, inputs.scim_resources)
-    ev = order_events(events)
-    keys = object_key(ev)
-    per_key = ev.assign(_key=keys)
-    last = last_rows(per_key, "_key").set_index("_key")
-    counts = per_key.groupby("_key", sort=False).size()
-    # The scoping filter of each object's latest event, when that event is a filter skip.
-    excluded = noise.set_index("event_id")["excluded_by"]
-    last_excluded = reindex(excluded, last["id"].to_numpy()).set_axis(last.index)
-
-    users = cov.assign(
-        object_key=cov["principal_id"].fillna("wiki:" + cov["wiki_id"].astype("str")),
-        object_type="user",
-        coverage=True,
-    )
-    users["target_id"] = reindex(last["target_id"], users["object_key"].to_numpy()).to_numpy()
-    users["events"] = reindex(counts, users["object_key"].to_numpy()).fillna(0).to_numpy()
-    users["excluded_by"] = reindex(last_excluded, users["object_key"].to_numpy()).to_numpy()
-    rest = last.loc[~isin(pd.Series(last.index, index=last.index), users["object_key"])]
-    groups = in_scope_groups(inputs.assignments)
-    is_group = (rest["source_type"] == "group").fillna(False).astype(bool)
-    in_scope = isin(rest["source_id"], groups) & is_group
-    others = pd.DataFrame(
-        {
-            "object_key": rest.index.astype("str"),
-            "object_type": rest["source_type"].fillna("other").astype("str").to_numpy(),
-            "principal_id": rest["source_id"].to_numpy(),
-            "upn": rest["source_upn"].to_numpy(),
-            "name": rest["source_name"].to_numpy(),
-            "target_id": rest["target_id"].to_numpy(),
-            "in_scope": in_scope.to_numpy(bool),
-            "scope_via": _labels(
-                (in_scope.to_numpy(bool), "direct"), (is_group.to_numpy(bool), "none")
-            ),
-            "excluded_by": reindex(last_excluded, rest.index).to_numpy(),
-            "wiki_id": None,
-            "wiki_state": None,
-            "last_status": rest["status"].to_numpy(),
-            "last_at": rest["activity_at"].to_numpy(),
-            "last_error_code": None,
-            "verdict": None,
-            "events": reindex(counts, rest.index).to_numpy(),
-            "coverage": False,
-        }
-    )
-    out = pd.concat([users, others], ignore_index=True) if len(others) else users
-    out["scope_reason"] = out["scope_via"].map(SCOPE_REASONS)
-    filt = out["excluded_by"].notna()
-    out.loc[filt, "scope_reason"] = "excluded by scoping filter " + out.loc[filt, "excluded_by"]
-    out = out.reindex(columns=list(OBJECT_COLUMNS))
-    return _typed_objects(out)
+    """Return the objects part of ``inputs``' frames (reports.model_sql.objects_sql): coverage's
+    user rows plus the other objects events name; ``noise`` gives each latest event's filter."""
+    frames = {t: inputs.table(t) for t in PART_TABLES["objects"]}
+    return _part_from_frames("objects", frames, noise)
 
 
 def _typed_objects(out: pd.DataFrame) -> pd.DataFrame:
@@ -433,20 +294,10 @@ class Model:
         return self.part(name)[list(columns)]
 
     def _compute(self, name: str) -> pd.DataFrame:
-        if name == "noise":
-            return event_noise(
-                self._frame("events"), self._frame("steps"), self._frame("modified_properties")
-            )
-        if name == "cycles":
-            from reports.cycles import cycle_table
-
-            return cycle_table(self._frame("events"), self._frame("sync_jobs"))
-        if name == "matches":
-            return match_requests(self._frame("events"), self._frame("scim_requests"))
-        if name == "objects":
-            assert self._source is not None
-            return objects_table(self._source.unguarded(), self.part("noise"))
-        raise KeyError(f"unknown model part {name!r}; parts: {', '.join(PARTS)}")
+        if name not in PARTS:
+            raise KeyError(f"unknown model part {name!r}; parts: {', '.join(PARTS)}")
+        frames = {t: self._frame(t) for t in PART_TABLES[name]}
+        return _part_from_frames(name, frames, self.part("noise") if name == "objects" else None)
 
     @property
     def noise(self) -> pd.DataFrame:

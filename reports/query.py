@@ -21,13 +21,14 @@ import contextlib
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import duckdb
 import pandas as pd
@@ -38,7 +39,8 @@ from ingest.errors import UsageError
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Manifest, Store, to_pandas
 from reports import Filters, Inputs, Scan
-from reports.model import EVENT_COLUMNS, PART_TABLES, PARTS, Model
+from reports.model import PART_TABLES, PARTS, Model, cycles_frame, part_query, typed_part
+from reports.model_sql import object_key_sql
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +158,8 @@ class Rows:
         return "(" + self.sql.format(events=events) + ")"
 
 
-# reports.inputs.object_key in SQL: the id, else the UPN, name or target id, prefixed.
-OBJECT_KEY = (
-    "coalesce(source_id, 'upn:' || source_upn, 'name:' || source_name, 'target:' || target_id)"
-)
+# reports.inputs.object_key in SQL (the model's own coding of it).
+OBJECT_KEY = object_key_sql()
 _USER_COLUMNS = ("source_id", "target_id", "source_upn", "source_name", "target_name")
 
 
@@ -391,21 +391,100 @@ def load_model(store: Store, version: int) -> Model | None:
     return Model(loader=read)
 
 
-def save_model(store: Store, version: int, model: Model) -> None:
-    """Keep ``model`` beside the parts for ``version`` (atomically); drop older versions' models.
+MODEL_MEMORY: Final = "800MB"  # DuckDB's limit while building a model: beyond it, it spills
+MODEL_MEMORY_ENV: Final = "PROVLENS_MODEL_MEMORY"  # another limit, e.g. 2GB
+PARQUET: Final = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
-    A store we may not write (read-only media) keeps the model in memory only.
+
+def model_memory() -> str:
+    """Return the memory limit of a model build (``PROVLENS_MODEL_MEMORY``, else MODEL_MEMORY)."""
+    return os.environ.get(MODEL_MEMORY_ENV, "").strip() or MODEL_MEMORY
+
+
+def model_connection(spill: Path) -> duckdb.DuckDBPyConnection:
+    """Return a DuckDB connection for building a model: bounded memory, its steps' tables in a
+    database file under ``spill`` and spilling there too (removed after the build)."""
+    con = duckdb.connect(
+        str(spill / "model.duckdb"),
+        config={
+            "threads": 2,
+            "memory_limit": model_memory(),
+            "temp_directory": str(spill),
+            "preserve_insertion_order": False,
+        },
+    )
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
+    """Compute the model of ``snap`` in SQL over its parts (reports.model_sql).
+
+    With ``root``, each part is written straight to ``root/<part>.parquet`` (nothing is held in
+    memory; an empty mapping is returned); without, the parts are returned as frames.
     """
+    from reports.cycles import _empty
+    from reports.model_sql import VIEW_COLUMNS as VIEWS
+    from reports.model_sql import store_views
+
+    tables = [t for t in dict.fromkeys(t for p in PARTS for t in PART_TABLES[p]) if t in VIEWS]
+    spill = Path(tempfile.mkdtemp(prefix="provlens-model-"))
+    con = model_connection(spill)
+    out: dict[str, pd.DataFrame] = {}
+    try:
+        store_views(con, {t: snap.files(t) for t in tables}, tables, ("events", "group_members"))
+        for name in ("noise", "matches", "objects"):
+            sql = part_query(con, name)
+            if root is not None:
+                target = _quote(str(root / f"{name}.parquet"))
+                con.execute(f"COPY ({sql}) TO {target} ({PARQUET})")
+                if name == "noise":
+                    con.execute(
+                        "CREATE OR REPLACE TEMP VIEW noise AS "  # noqa: S608 (a quoted path)
+                        f"SELECT * FROM read_parquet({target})"
+                    )
+            else:
+                out[name] = typed_part(name, con.sql(sql).to_arrow_table().to_pandas())
+                if name == "noise":
+                    con.register("noise", out["noise"][["event_id", "excluded_by"]])
+        jobs = read_table(con, snap, "sync_jobs")
+        cycles = cycles_frame(con, jobs) if snap.files("events") else _empty()
+    except duckdb.IOException as exc:
+        if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
+            raise PartVanished(str(exc)) from None
+        raise
+    except duckdb.OutOfMemoryException:
+        raise UsageError(
+            f"{snap.store.path}: building the derived model needs more than {model_memory()} "
+            f"of memory; set {MODEL_MEMORY_ENV} higher (e.g. 2GB) and ask again"
+        ) from None
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+    if root is not None:
+        pq.write_table(
+            pa.Table.from_pandas(cycles, preserve_index=False),
+            root / "cycles.parquet",
+            compression="zstd",
+        )
+    else:
+        out["cycles"] = cycles
+    return out
+
+
+def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
+    """Return the model of ``snap``, built in SQL and kept beside the parts (atomically; older
+    versions' models dropped). A store we may not write (read-only media, or none yet) keeps
+    the model in memory only. ``con`` is the question's connection (the build has its own).
+    """
+    store, version = snap.store, snap.version
+    if not store.exists():
+        return Model(parts=build_model(snap, None))
     root = _derived_dir(store, version)
     tmp = root.with_name(f".{root.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
-        for name, frame in model.computed().items():
-            pq.write_table(
-                pa.Table.from_pandas(frame, preserve_index=False),
-                tmp / f"{name}.parquet",
-                compression="zstd",
-            )
+        build_model(snap, tmp)
         (tmp / "complete").write_text(f"{version}\n")
         try:
             os.replace(tmp, root)
@@ -418,51 +497,12 @@ def save_model(store: Store, version: int, model: Model) -> None:
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("derived model of %s kept in memory only: %s", store.path, exc)
-
-
-def _rows_of(
-    con: duckdb.DuckDBPyConnection, snap: Snapshot, table: str, columns: Sequence[str], where: str
-) -> pd.DataFrame:
-    """Return ``columns`` of ``table``'s rows matching SQL ``where`` (over ``snap``'s parts)."""
-    source, events = snap.source(table), snap.source("events")
-    if source is None or events is None:
-        return empty_frame(table)[list(columns)]
-    cols = ", ".join(_ident(c) for c in columns)
-    # Only quoted part paths and column names are spliced in; the conditions are constants.
-    sql = f"SELECT {cols} FROM {source} WHERE " + where.format(events=events, me=source)  # noqa: S608
-    try:
-        return to_pandas(table, con.sql(sql).to_arrow_table())
-    except duckdb.IOException as exc:
-        raise PartVanished(str(exc)) from None
-
-
-def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
-    """Return the model of ``snap`` from all its rows, reading only what the rules look at.
-
-    Events: the columns the rules read. Steps: those of skipped events (the scoping-filter
-    rule). Modified properties: those of events that changed ``accountDisabled`` (the no-op
-    rule). Requests, jobs, scope and wiki state whole.
-    """
-    tables = dict.fromkeys(t for p in PARTS for t in PART_TABLES[p])
-    tables.pop("steps")
-    tables.pop("modified_properties")
-    inputs = read_inputs(con, snap, tables, None, {"events": list(EVENT_COLUMNS)})
-    steps = _rows_of(
-        con,
-        snap,
-        "steps",
-        ("event_id", "position", "step_type", "status", "description", "details"),
-        "event_id IN (SELECT id FROM {events} WHERE status = 'skipped')",
-    )
-    mods = _rows_of(
-        con,
-        snap,
-        "modified_properties",
-        ("event_id", "name", "old_value", "new_value"),
-        "event_id IN (SELECT event_id FROM {me} WHERE lower(name) = 'accountdisabled')",
-    )
-    model = Model(source=inputs.replace(steps=steps, modified_properties=mods))
-    return Model(parts=model.computed())
+        return Model(parts=build_model(snap, None))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    model = load_model(store, version)
+    return model if model is not None else Model(parts=build_model(snap, None))
 
 
 _models: OrderedDict[tuple[str, int], Model] = OrderedDict()
@@ -483,8 +523,6 @@ def model_for(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
         log.info(
             "derived model of version %s computed in %.2f s", snap.version, time.perf_counter() - t0
         )
-        if snap.store.exists():
-            save_model(snap.store, snap.version, model)
     with _models_lock:
         _models[key] = model
         while len(_models) > MODEL_CACHE_SIZE:

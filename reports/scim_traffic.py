@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -76,61 +77,79 @@ _COUNTS: Final = [
 ]
 
 
-def _flags(requests: pd.DataFrame) -> pd.DataFrame:
-    """Return 0/1 columns per request for each counted category."""
-    code = requests["status_code"].astype("float64")  # NaN for unknown
-    op = requests["operation"].astype("object")
-    flags = {
-        "status_2xx": (code >= 200) & (code < 300),
-        "status_3xx": (code >= 300) & (code < 400),
-        "status_4xx": (code >= 400) & (code < 500),
-        "status_5xx": (code >= 500) & (code < 600),
-        "status_unknown": code.isna() | (code < 200) | (code >= 600),
-        "throttled_429": code == 429,
-        "conflict_409": code == 409,
-        "creates": op == "create",
-        "updates": op.isin(["replace", "patch"]),
-        "deletes": op == "delete",
-        "reads": op.isin(["read", "query"]),
-    }
-    out = pd.DataFrame(
-        {k: v.to_numpy(bool).astype("int64") for k, v in flags.items()}, index=requests.index
+# Per request, 1 when it falls in each counted category (SQL over the request's code and op).
+_FLAGS: Final = {
+    "status_2xx": "code >= 200 AND code < 300",
+    "status_3xx": "code >= 300 AND code < 400",
+    "status_4xx": "code >= 400 AND code < 500",
+    "status_5xx": "code >= 500 AND code < 600",
+    "status_unknown": "code IS NULL OR code < 200 OR code >= 600",
+    "throttled_429": "code = 429",
+    "conflict_409": "code = 409",
+    "creates": "op = 'create'",
+    "updates": "op IN ('replace', 'patch')",
+    "deletes": "op = 'delete'",
+    "reads": "op IN ('read', 'query')",
+    "other_ops": "op IS NULL OR op NOT IN ('create', 'replace', 'patch', 'delete', 'read', "
+    "'query')",
+}
+_AGGREGATE: Final = f"""
+WITH r AS (
+    SELECT _key, status_code::DOUBLE AS code, operation AS op, _t, latency_ms::DOUBLE AS lat
+    FROM requests
+),
+mix AS (
+    SELECT _key, string_agg(c || ':' || n, ' ' ORDER BY c) AS status_mix
+    FROM (
+        SELECT _key, coalesce(CAST(code AS BIGINT)::VARCHAR, 'unknown') AS c, count(*) AS n
+        FROM r GROUP BY ALL
     )
-    out["other_ops"] = 1 - out[["creates", "updates", "deletes", "reads"]].sum(axis=1)
-    return out
+    GROUP BY _key
+),
+agg AS (
+    SELECT _key, {", ".join(f"count(*) FILTER (WHERE {v}) AS {k}" for k, v in _FLAGS.items())},
+           count(*) AS requests, min(_t) AS first_at, max(_t) AS last_at
+    FROM r GROUP BY _key
+)
+SELECT agg.*, mix.status_mix FROM agg JOIN mix USING (_key) ORDER BY _key
+"""  # noqa: S608 (constants)
 
 
 def _aggregate(requests: pd.DataFrame, key: np.ndarray) -> pd.DataFrame:
     """Return per-key counts, status mix, latency quantiles and first/last times.
 
-    ``key`` is a numpy array aligned with ``requests`` (ints or naive datetimes: fast to group).
+    ``key`` is a numpy array aligned with ``requests`` (ints or naive datetimes). Counts, mix and
+    times in DuckDB; quantiles linear-interpolated over the requests with a latency.
     """
-    flags = _flags(requests).reset_index(drop=True)
-    work = flags.assign(
-        _key=key,
-        _t=_naive(requests["received_at"]),
-        _lat=requests["latency_ms"].astype("float64").to_numpy(),
+    # Nullable columns: a missing code or latency is NULL in SQL (never NaN).
+    frame = pd.DataFrame(
+        {
+            "_key": key,
+            "status_code": requests["status_code"].astype("Float64").to_numpy(),
+            "operation": requests["operation"].astype("str").to_numpy(),
+            "_t": _naive(requests["received_at"]),
+            "latency_ms": requests["latency_ms"].astype("Float64").to_numpy(),
+        }
     )
-    g = work.groupby("_key", sort=True)
-    out = g[_COUNTS].sum()
-    out["requests"] = g.size()
-    out["first_at"] = pd.Series(g["_t"].min()).dt.tz_localize("UTC")
-    out["last_at"] = pd.Series(g["_t"].max()).dt.tz_localize("UTC")
+    con = duckdb.connect(config={"threads": 2})
+    try:
+        con.register("requests", frame)
+        out = con.sql(_AGGREGATE).to_arrow_table().to_pandas()
+    finally:
+        con.close()
+    out = out.set_index("_key")
+    out.index.name = None
+    # Quantiles by pandas' own interpolation (the figures stay the same to the last digit).
+    g = pd.Series(frame["latency_ms"].to_numpy("float64"), dtype="float64").groupby(key, sort=True)
     for name, q in (("latency_p50_ms", 0.5), ("latency_p95_ms", 0.95), ("latency_p99_ms", 0.99)):
-        out[name] = g["_lat"].quantile(q)
-    out["status_mix"] = _status_mix(requests["status_code"], key, out.index)
+        out[name] = g.quantile(q).reindex(out.index).to_numpy()
+    for col in [*_COUNTS, "requests"]:
+        out[col] = out[col].astype("int64")
+    for col in ("first_at", "last_at"):
+        out[col] = pd.Series(out[col].to_numpy("datetime64[us]"), index=out.index).dt.tz_localize(
+            "UTC"
+        )
     return out
-
-
-def _status_mix(status: pd.Series, key: np.ndarray, index: pd.Index) -> pd.Series:
-    """Return per key the text ``"200:41 201:3 409:1"`` (codes in order), built column-wise."""
-    codes = status.astype("Int64").astype("str").fillna("unknown").to_numpy()
-    counts = pd.crosstab(key, codes)
-    text = pd.Series("", index=counts.index, dtype="object")
-    for code in sorted(counts.columns):
-        n = counts[code]
-        text = text.where(n == 0, text + " " + str(code) + ":" + n.astype(str))
-    return text.str.strip().reindex(index)
 
 
 def _naive(times: pd.Series) -> np.ndarray:
@@ -228,8 +247,13 @@ def build(
     if granularity in ("both", "cycle"):
         from reports.model import model_of, selected_cycles
 
-        events = filters.apply_events(inputs.events)
-        selected = selected_cycles(model_of(inputs).cycles, events)
+        cycles = model_of(inputs).cycles
+        # Every cycle has events: with no filter, all of them (the events need not be read).
+        selected = (
+            cycles
+            if filters == Filters()
+            else selected_cycles(cycles, filters.apply_events(inputs.events))
+        )
         cycles = _cycles(selected, requests, pd.Timedelta(seconds=slack_s))
         if not cycles.empty:
             parts.append(cycles)

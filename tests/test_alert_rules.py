@@ -179,6 +179,15 @@ def test_cycle_slow_fires_past_twice_the_p90() -> None:
     assert (
         found[0].summary == "Job scim.j1: cycle cyc7 took 30 min, over 2x its usual p90 of 10 min"
     )
+
+
+def test_summaries_name_the_app_before_the_job_id() -> None:
+    inputs = _cycles(30)
+    named = inputs.events.assign(service_principal_name="TheOrgWiki")
+    found = run(F.inputs(events=named, sync_jobs=inputs.sync_jobs), only="cycle_slow")
+    assert found[0].summary == (
+        "TheOrgWiki (job scim.j1): cycle cyc7 took 30 min, over 2x its usual p90 of 10 min"
+    )
     assert found[0].detail["p90_duration_s"] == pytest.approx(600.0)
     assert found[0].detail["duration_s"] == pytest.approx(1800.0)
     assert found[0].link == "http://localhost:8501/events?cycle=cyc7"

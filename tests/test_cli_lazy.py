@@ -110,3 +110,12 @@ def test_store_info_does_not_import_pandera(tmp_path: Path) -> None:
     assert "provlens.commands.store_info" in mods
     assert "pandas" in mods  # the store is read with pandas
     assert not [m for m in mods if m.split(".")[0] == "pandera"]
+
+
+def test_ingest_file_help_imports_no_heavy_library_and_lists_every_format() -> None:
+    from ingest.files import kinds
+    from provlens.commands import ingest_file
+
+    assert list(ingest_file.KINDS) == kinds()
+    heavy = [m for m in imported_by("ingest", "file", "--help") if not m.startswith("provlens.")]
+    assert heavy == []

@@ -428,3 +428,38 @@ def test_estimate_says_to_widen_narrowed_dates_and_that_the_run_is_overdue(env: 
     at.sidebar.date_input[0].set_value((dt.date(2026, 11, 18), dt.date(2026, 11, 18))).run()
     assert not at.exception
     assert any("widen the time range" in w.value for w in at.warning)
+
+
+def test_failures_page_opens_with_the_answer_in_words(env: Path, inputs: Inputs) -> None:
+    at = _app("failures")
+    failures = report("failures", inputs).frame
+    kpi = report("failure-kpis", inputs).data
+    lead = next(t.value for t in at.text if "failed events across" in t.value)
+    top = failures.iloc[0]
+    assert lead.startswith(
+        f"{kpi['failed_events']} failed events across {kpi['error_codes']} error codes "
+        f"touched {kpi['users_with_failure']} users. The most frequent, {top['error_code']}, "
+    )
+    assert f"{int(top['events']) / kpi['failed_events']:.0%} of them" in lead
+    # Graph-read logs carry no envelope: the Microsoft's-view table is not drawn.
+    assert "Microsoft's view" not in [h.value for h in at.subheader]
+
+
+def test_failures_page_shows_microsofts_view_beside_provlens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = fx.build_store(tmp_path / "store", origin="log_analytics")
+    ev = store.read("events")
+    # The workbooks' view: the envelope says Success around every record, whatever its status.
+    with store.batch(source="file", detail="envelope") as b:
+        b.add({"events": ev.assign(envelope_result_type="Success")})
+    monkeypatch.setenv("PROVLENS_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("PROVLENS_NOW", fx.NOW)
+    at = _app("failures")
+    assert "Microsoft's view" in [h.value for h in at.subheader]
+    table = next(f for f in frames(at) if "result_type" in f.columns)
+    counts = ev["status"].value_counts()
+    assert list(table["result_type"]) == ["Success"]
+    for status, n in counts.items():
+        assert int(table.loc[0, status]) == int(n)
+    assert int(table.loc[0, "total"]) == len(ev)

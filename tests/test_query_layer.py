@@ -193,3 +193,18 @@ def test_children_only_rows_keep_every_event_but_one_users_steps(tmp_path: Path)
             pd.testing.assert_frame_equal(
                 pack[name].reset_index(drop=True), table.reset_index(drop=True), check_dtype=False
             )
+
+
+def test_a_model_build_beyond_its_memory_limit_says_how_to_raise_it(tmp_path: Path, monkeypatch):
+    from ingest.errors import UsageError
+
+    store = _store(tmp_path / "s")
+    q.clear_model_cache()
+    monkeypatch.setenv(q.MODEL_MEMORY_ENV, "1KB")
+    with pytest.raises(UsageError, match=r"more than 1KB of memory; set PROVLENS_MODEL_MEMORY"):
+        service.run(store.path, "cycles")
+    assert not (store.path / "derived" / f"v{store.version}").exists()  # nothing half kept
+    monkeypatch.delenv(q.MODEL_MEMORY_ENV)
+    assert q.model_memory() == q.MODEL_MEMORY
+    service.run(store.path, "cycles")
+    assert (store.path / "derived" / f"v{store.version}" / "complete").exists()

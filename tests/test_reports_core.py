@@ -185,13 +185,36 @@ def test_text_label_lookup_by_arrow_is_pandas_reindex(values):
 
 
 def test_scoping_filter_text_is_joined_per_event_in_order():
-    from reports.model import _joined
+    from ingest.schema import empty_frame
+    from reports.model import event_noise
+    from tests.support import frames as F
 
-    text = pd.Series(["a", "b", "c", "d", "e"], dtype="str")
-    by = pd.Series(["e2", "e1", "e2", "e3", "e1"], dtype="str")
-    got = _joined(text, by)
-    expected = (
-        text.astype("object").groupby(by.astype("object").to_numpy(), sort=False).agg(" ".join)
+    skipped = F.events(
+        [
+            {"id": e, "status": "skipped", "skip_reason": "NotEffectivelyEntitled"}
+            for e in ("e1", "e2", "e3", "e4")
+        ]
     )
-    assert got.to_dict() == expected.to_dict() == {"e2": "a c", "e1": "b e", "e3": "d"}
-    assert got.index.tolist() == ["e2", "e1", "e3"]
+    failed = '"Scoping filter evaluation passed":"False"'
+    steps = F.frame(
+        "steps",
+        [
+            # e1: the name is in its second step; the first step's clause comes first in the text
+            {"event_id": "e1", "position": 1, "description": "x", "details": '{"dept.x":1}'},
+            {"event_id": "e2", "position": 1, "description": failed, "details": None},
+            {"event_id": "e1", "position": 2, "description": failed, "details": None},
+            {"event_id": "e1", "position": 3, "description": "scoping filter 'B'", "details": ""},
+            # e3: one step says the object is not assigned: a skip of an unassigned user
+            {"event_id": "e3", "position": 1, "description": failed, "details": None},
+            {"event_id": "e3", "position": 2, "description": '"IsAssigned":"False"'},
+            # e4: the phrase spans two steps' texts, joined with a space
+            {"event_id": "e4", "position": 1, "description": '"scoping filter evaluation passed"'},
+            {"event_id": "e4", "position": 2, "description": ": false"},
+        ],
+    )
+    part = event_noise(skipped, steps, empty_frame("modified_properties"))
+    got = part.set_index("event_id")
+    named = {k: None if pd.isna(v) else v for k, v in got["excluded_by"].items()}
+    assert named == {"e1": "B", "e2": "(unnamed)", "e3": None, "e4": "(unnamed)"}
+    # An excluded event is an answer, not noise; e3 is an out-of-scope skip (noise).
+    assert got["noise"].to_dict() == {"e1": False, "e2": False, "e3": True, "e4": False}

@@ -77,3 +77,24 @@ def test_alerts_report_lists_firing_first_then_newest() -> None:
         F.ts("2026-11-20T03:00:00Z"),
     ]
     assert run_report("alerts", inputs, state="firing").frame["alert_id"].tolist() == ["stalled:j1"]
+
+
+def test_job_header_counts_scope_per_app_not_tenant_wide() -> None:
+    snapshots = [
+        {
+            "captured_at": "2026-11-20T00:00:00Z",
+            "service_principal_id": sp,
+            "job_id": job,
+            "status_code": "Active",
+            "schedule_interval_s": 2400,
+        }
+        for sp, job in (("spA", "scim.a"), ("spB", "scim.b"))
+    ]
+    assignments = [
+        {"service_principal_id": sp, "principal_id": f"{sp}-u{i}", "principal_type": "user"}
+        for sp, n in (("spA", 2), ("spB", 3))
+        for i in range(n)
+    ]
+    inputs = F.inputs(sync_jobs=snapshots, assignments=assignments)
+    out = run_report("job-header", inputs, now=F.ts("2026-11-20T01:00:00Z")).frame
+    assert dict(zip(out["job_id"], out["objects_in_scope"])) == {"scim.a": 2, "scim.b": 3}

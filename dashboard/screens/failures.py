@@ -29,6 +29,17 @@ ui.noise_note(failures.hidden_noise)
 
 kpi = ctx.report("failure-kpis").data or {}
 affected = ctx.report("affected-users").frame
+if frame is not None and not frame.empty:
+    # The answer first, in words: how much failed, and the biggest fix and who owns it.
+    top_row = frame.iloc[0]
+    share = int(top_row["events"]) / max(int(kpi["failed_events"]), 1)
+    st.text(
+        f"{kpi['failed_events']:,} failed events across {kpi['error_codes']:,} error codes "
+        f"touched {kpi['users_with_failure']:,} users. The most frequent, "
+        f"{top_row['error_code'] if isinstance(top_row['error_code'], str) else '(none)'}, "
+        f"is {share:.0%} of them; who fixes it: "
+        f"{OWNER_LABELS.get(str(top_row['owner']), str(top_row['owner']))}."
+    )
 cols = st.columns(3)
 with cols[0]:
     ui.kpi("Failed events", f"{kpi['failed_events']:,}")
@@ -61,9 +72,12 @@ else:
     fig.update_traces(textposition="outside", cliponaxis=False)
     fig.update_layout(height=max(260, 40 * len(top)))
     ui.chart(fig, "failures_top")
+    # What to do and who does it first, so they are on screen without scrolling sideways.
+    first = ["error_code", "events", "objects", "owner", "recommended_action"]
     ui.table(
         frame.assign(owner=frame["owner"].map(OWNER_LABELS).fillna(frame["owner"])),
         "failures",
+        column_order=first + [c for c in frame.columns if c not in first],
         column_config={
             "recommended_action": st.column_config.TextColumn("Recommended action", width="large"),
             "sample_reason": st.column_config.TextColumn("Sample reason", width="large"),
@@ -93,6 +107,21 @@ else:
         "affected-users",
         column_config=link_config,
         empty="No user has a failure in the selected range.",
+    )
+
+microsoft = (ctx.report("summary").data or {}).get("by_envelope_result_type") or {}
+if microsoft:
+    st.subheader("Microsoft's view")
+    st.caption(
+        "Log Analytics workbooks count records by the envelope's result type, which can say "
+        "Success around a record whose own status is skipped or failed. Rows: the envelope's "
+        "result type; columns: the record's own status (what provlens counts). Noise included. "
+        "Logs read from Graph carry no envelope and are not counted here."
+    )
+    ui.table(
+        views.result_type_matrix(microsoft),
+        "microsoft-view",
+        empty="No record in the selected range came with an envelope result type.",
     )
 
 st.subheader("Skip reasons")
