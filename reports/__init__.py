@@ -69,15 +69,19 @@ class Filters:
                 keep &= (t >= self.since).fillna(False).astype(bool)
             if self.until is not None:
                 keep &= (t < self.until).fillna(False).astype(bool)
-        for column, values in (
+        for column, values in self.value_filters():
+            if values and column in frame.columns:
+                keep &= isin(frame[column], values)
+        return keep
+
+    def value_filters(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Return (column, values to keep) for each list filter (empty: not filtered)."""
+        return (
             ("service_principal_id", self.service_principal_ids),
             ("job_id", self.job_ids),
             ("action", self.actions),
             ("status", self.statuses),
-        ):
-            if values and column in frame.columns:
-                keep &= isin(frame[column], values)
-        return keep
+        )
 
     def apply(self, frame: pd.DataFrame, time_column: str | None = None) -> pd.DataFrame:
         """Return the rows of a frame (canonical or derived) that pass the filters."""

@@ -119,12 +119,7 @@ def filter_sql(filters: Filters, time_column: str | None = "activity_at") -> str
         conds.append(f"{time_column} >= {literal(filters.since)}")
     if time_column is not None and filters.until is not None:
         conds.append(f"{time_column} < {literal(filters.until)}")
-    for column, values in (
-        ("service_principal_id", filters.service_principal_ids),
-        ("job_id", filters.job_ids),
-        ("action", filters.actions),
-        ("status", filters.statuses),
-    ):
+    for column, values in filters.value_filters():
         if values:
             conds.append(f"{column} IN ({', '.join(literal(v) for v in values)})")
     return " AND ".join(conds) or "TRUE"
