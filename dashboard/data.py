@@ -2,15 +2,19 @@
 
 Every cache is keyed by the store path and ``store.version`` (which grows with every committed
 ingest), so new data shows on the next rerun without clearing anything; report results are also
-keyed by the filters and parameters. They are held with ``st.cache_resource`` rather than
-``st.cache_data``: cache_data pickles a copy on every hit, which for large results (correlation
-has a row per event) costs seconds per rerun, so one shared result is used and pages treat it as
-read-only (the Users page asks for one user's rows, ``user=``, cached per user). Store info goes
-through ``st.cache_data``. Every figure a page shows is a registered report asked by name
-(:func:`report`, through ``reports.service`` like the CLI), so ``provlens report NAME --format
-json`` reproduces it; nothing here or in the pages counts or groups on its own. From ``reports``
-the dashboard imports only ``Filters``/``REPORTS``/``ReportResult``, ``reports.service`` and, to
-write downloads, ``reports.export`` (tests/test_dashboard_imports.py enforces it).
+keyed by the filters and parameters. Report answers do not expire with time: only a new version,
+other filters or (for the few reports that read the clock) the next minute ask again, and the
+least recently used answers go first once ``MAX_ANSWERS`` are held. While an answer is computed
+the page shows which report runs and for how long (a spinner, from half a second on). Answers
+are held with ``st.cache_resource`` rather than ``st.cache_data``: cache_data pickles a copy on
+every hit, which for large results (correlation has a row per event) costs seconds per rerun,
+so one shared result is used and pages treat it as read-only (the Users page asks for one
+user's rows, ``user=``, cached per user). Store info goes through ``st.cache_data``. Every
+figure a page shows is a registered report asked by name (:func:`report`, through
+``reports.service`` like the CLI), so ``provlens report NAME --format json`` reproduces it;
+nothing here or in the pages counts or groups on its own. From ``reports`` the dashboard imports
+only ``Filters``/``REPORTS``/``ReportResult``, ``reports.service`` and, to write downloads,
+``reports.export`` (tests/test_dashboard_imports.py enforces it).
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ import streamlit as st
 from dashboard.launch import NOW_ENV
 from ingest import settings
 from ingest.store import Store
-from reports import Filters, service
+from reports import REPORTS, Filters, service
 
-TTL = 600  # seconds; the version key already invalidates on new data
+TTL = 600  # seconds, for store info (cheap to read again)
+# Report answers held per server (all sessions share them). No time to live: an answer of a
+# store version never changes, and recomputing one at 1M events costs seconds to minutes.
+MAX_ANSWERS = 128
 OVERRIDE_KEY = "provlens_store_override"
 
 # Columns of `events` the dashboard read when it loaded whole tables itself (before every page
@@ -148,7 +155,7 @@ class Report:
     hidden_noise: int
 
 
-@st.cache_resource(ttl=TTL, show_spinner="Computing…", max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=MAX_ANSWERS)
 def _report(
     path: str,
     version: int,
@@ -176,7 +183,17 @@ def report(name: str, path: Path, version: int, filters: FilterState, **params: 
     """Run report ``name`` through the cache and return its frame/data and hidden-noise count."""
     at = now().isoformat() if name in TIME_DEPENDENT_REPORTS else ""
     params_key = tuple(sorted(params.items()))
-    return _report(str(path), version, name, filters.key(), at, params_key, filters)
+    # Shown only when the answer takes over half a second (a cache hit never does).
+    with st.spinner(progress_text(name), show_time=True):
+        return _report(str(path), version, name, filters.key(), at, params_key, filters)
+
+
+def progress_text(name: str) -> str:
+    """Return the spinner text naming the report being computed (fixed words only: parameters
+    can hold what someone typed, and the spinner renders Markdown)."""
+    spec = REPORTS.get(name)
+    what = spec.description.rstrip(".") if spec is not None else "a report"
+    return f"Computing `{name}`: {what}…"
 
 
 def clear_caches() -> None:
@@ -186,7 +203,7 @@ def clear_caches() -> None:
         cached.clear()
 
 
-@st.cache_resource(ttl=TTL, show_spinner="Flattening events…", max_entries=4)
+@st.cache_resource(show_spinner="Flattening events…", max_entries=4)
 def events_flat(
     path: str, version: int, filter_key: tuple[Any, ...], _filters: FilterState
 ) -> pd.DataFrame:

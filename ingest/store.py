@@ -401,12 +401,19 @@ class Batch:
         self._seq += 1
         return f"parts/{table}/{self._seq:08d}-{self.token}.parquet"
 
-    def _write(self, table: str, tbl: pa.Table) -> str:
+    def _write(self, table: str, tbl: pa.Table | Iterator[pa.Table]) -> str:
+        """Write a new part of ``table`` (fsynced, then renamed into place); ``tbl`` may be an
+        iterator of Arrow tables of the table's schema, written one after another."""
         rel = self._part_path(table)
         path = self.store.path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        pq.write_table(tbl, tmp, compression="zstd")
+        if isinstance(tbl, pa.Table):
+            pq.write_table(tbl, tmp, compression="zstd")
+        else:
+            with pq.ParquetWriter(tmp, ARROW_SCHEMAS[table], compression="zstd") as writer:
+                for piece in tbl:
+                    writer.write_table(piece)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -548,6 +555,10 @@ class Batch:
         ``replace`` holds keys whose rows in parts committed earlier are dropped even when this
         batch has no rows for them (groups replaced by an empty pull; children of re-ingested
         events). Row-mode tables also drop repeats of a key inside one part, keeping the last.
+
+        Parts committed earlier already hold each key once (every commit resolved them), so only
+        this batch's keys can supersede rows there: they are checked against the batch's keys
+        and ``replace``, and memory stays the batch's size however large the store grows.
         """
         spec = schema.TABLES[table]
         files = parts.get(table, [])
@@ -559,10 +570,11 @@ class Batch:
                 table, pq.read_table(self.store.path / rel, columns=list(spec.key))
             )
             mask = pc.is_in(keys, value_set=seen) if len(seen) else None
-            if replace is not None and len(replace) and rel not in staged:
+            if rel in staged:
+                if spec.mode == "row":
+                    mask = _or(mask, _dup_not_last(keys))
+            elif replace is not None and len(replace):
                 mask = _or(mask, pc.is_in(keys, value_set=replace))
-            if spec.mode == "row":
-                mask = _or(mask, _dup_not_last(keys))
             if mask is not None and pc.any(mask).as_py():
                 keep = pc.invert(mask)
                 tbl = _read_part(table, self.store.path / rel, None, None).filter(keep)
@@ -572,7 +584,7 @@ class Batch:
                 keys = keys.filter(keep)
             else:
                 kept.append(rel)
-            if len(keys):
+            if rel in staged and len(keys):
                 seen = pa.concat_arrays([seen, pc.unique(keys)])
         parts[table] = list(reversed(kept))
 
@@ -587,8 +599,10 @@ class Batch:
         return pc.unique(pa.concat_arrays(arrays))
 
     def _compact(self, table: str, files: list[str]) -> str:
-        tbl = pa.concat_tables([_read_part(table, self.store.path / f, None, None) for f in files])
-        return self._write(table, tbl)
+        """Write ``files`` as one part, one part at a time (memory: the largest part)."""
+        return self._write(
+            table, (_read_part(table, self.store.path / f, None, None) for f in files)
+        )
 
 
 def _read_part(table: str, path: Path, columns: list[str] | None, filters: Any) -> pa.Table:

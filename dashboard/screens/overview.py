@@ -15,8 +15,7 @@ ui.header("Overview", ctx, "Everything in the selected time range; noise is coun
 
 now = data.now()
 tz = st.context.timezone
-with st.spinner("Reading job status…"):
-    status = ctx.report("job-header").frame
+status = ctx.report("job-header").frame
 
 STATE_BADGE = {
     "Active": ("green", ":material/check_circle:"),

@@ -123,8 +123,7 @@ st.text(
     f"{row['target_id'] if pd.notna(row['target_id']) else '—'}"
 )
 
-with st.spinner("Diagnosing…"):
-    diagnosis = ctx.report("diagnosis", user=subject).data or {}
+diagnosis = ctx.report("diagnosis", user=subject).data or {}
 tone, icon, title = VERDICT_TONE.get(
     str(diagnosis.get("verdict")), ("info", ":material/help:", "No verdict")
 )

@@ -1,0 +1,73 @@
+"""The pages ask exactly the reports benchmarks/dashboard.py times for them, in that order.
+
+`python -m benchmarks.dashboard --reports-only` attributes a page's time to its reports from the
+lists ``SIDEBAR_ASKS``, ``OVERVIEW_ASKS`` and ``USERS_ASKS``; this test runs the real pages
+(AppTest) and records every report they ask, so those lists cannot drift from the pages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from benchmarks import dashboard as bench
+from reports import service
+from tests.e2e import fixture_data as fx
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+USER = "katherine@contoso.com"
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("asks") / "store"
+    fx.build_store(path)
+    return path
+
+
+@pytest.fixture
+def asked(store_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    monkeypatch.setenv("PROVLENS_STORE", str(store_path))
+    monkeypatch.setenv("PROVLENS_NOW", fx.NOW)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    real = service.run
+
+    def record(store: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        params = {k: v for k, v in kwargs.items() if k not in ("include_noise", "now")}
+        calls.append((name, params))
+        return real(store, name, *args, **kwargs)
+
+    monkeypatch.setattr(service, "run", record)
+    st.cache_resource.clear()  # every answer computed again, so every ask is seen
+    st.cache_data.clear()
+    return calls
+
+
+def _expected(asks: Any, key: str = "") -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (name, {k: {"<user>": USER, "<key>": key}.get(v, v) for k, v in params.items()})
+        for name, params in asks
+    ]
+
+
+def test_overview_asks_what_the_benchmark_times(asked: list[tuple[str, dict[str, Any]]]) -> None:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert asked == _expected(bench.SIDEBAR_ASKS + bench.OVERVIEW_ASKS)
+
+
+def test_users_deep_link_asks_what_the_benchmark_times(
+    asked: list[tuple[str, dict[str, Any]]],
+) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("screens/users.py")
+    at.query_params["user"] = USER
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    key = next(p["user"] for n, p in asked if n == "timeline")
+    assert key == "obj-u6"  # the search row's user key (the object id), not the link's UPN
+    assert asked == _expected(bench.SIDEBAR_ASKS + bench.USERS_ASKS, key)
