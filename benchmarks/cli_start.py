@@ -44,6 +44,14 @@ def main() -> None:
         "provlens --help": [*provlens, "--help"],
         "provlens ingest --help": [*provlens, "ingest", "--help"],
         "provlens report --help (imports its module)": [*provlens, "report", "--help"],
+        # The floor every `provlens report` pays before reading a byte (issue 13).
+        "python -c 'import pandas'": [sys.executable, "-c", "import pandas"],
+        "python -c 'import duckdb'": [sys.executable, "-c", "import duckdb"],
+        "import the report path (reports.service, export)": [
+            sys.executable,
+            "-c",
+            "import provlens.commands.report, reports.service, reports.export, reports.sql",
+        ],
     }
     load = os.getloadavg()
     print(f"{args.runs} runs each; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")

@@ -69,15 +69,19 @@ class Filters:
                 keep &= (t >= self.since).fillna(False).astype(bool)
             if self.until is not None:
                 keep &= (t < self.until).fillna(False).astype(bool)
-        for column, values in (
+        for column, values in self.value_filters():
+            if values and column in frame.columns:
+                keep &= isin(frame[column], values)
+        return keep
+
+    def value_filters(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Return (column, values to keep) for each list filter (empty: not filtered)."""
+        return (
             ("service_principal_id", self.service_principal_ids),
             ("job_id", self.job_ids),
             ("action", self.actions),
             ("status", self.statuses),
-        ):
-            if values and column in frame.columns:
-                keep &= isin(frame[column], values)
-        return keep
+        )
 
     def apply(self, frame: pd.DataFrame, time_column: str | None = None) -> pd.DataFrame:
         """Return the rows of a frame (canonical or derived) that pass the filters."""
@@ -172,11 +176,17 @@ class Inputs:
         return object.__getattribute__(self, name)
 
     @classmethod
-    def lazy(cls, readers: dict[str, Callable[[], pd.DataFrame]]) -> Inputs:
+    def lazy(
+        cls,
+        readers: dict[str, Callable[[], pd.DataFrame]],
+        scans: dict[str, Callable[[], Scan | None]] | None = None,
+    ) -> Inputs:
         """Return inputs whose ``readers`` tables are read on first use (once, shared by copies).
 
         The store-backed service gives a report every table it declares this way, so a report
         that answers from the derived model alone never reads the canonical tables at all.
+        ``scans``: per table, the SQL reading it in place (reports.sql.over runs a report's
+        aggregate on it without reading the rows into a frame).
         """
         unknown = set(readers) - set(_TABLE_NAMES)
         if unknown:
@@ -184,7 +194,7 @@ class Inputs:
         out = object.__new__(cls)
         for name in _TABLE_NAMES:
             reader = readers.get(name, partial(empty_frame, name))
-            object.__setattr__(out, name, _Deferred(reader))
+            object.__setattr__(out, name, _Deferred(reader, (scans or {}).get(name)))
         object.__setattr__(out, "_declared", None)
         object.__setattr__(out, "_model", None)
         return out
@@ -204,6 +214,20 @@ class Inputs:
             return frame.get()
         result: pd.DataFrame = frame
         return result
+
+    def scan(self, name: str) -> Scan | None:
+        """Return the SQL reading stored table ``name`` in place, None when it is a frame here.
+
+        Declared reads apply (reading an undeclared table this way raises UndeclaredRead).
+        """
+        declared = object.__getattribute__(self, "_declared")
+        if declared is not None and name not in declared:
+            raise UndeclaredRead(
+                f"this report reads table {name!r} but declares only "
+                f"{', '.join(sorted(declared)) or 'none'} (reports.REPORTS)"
+            )
+        raw = object.__getattribute__(self, name)
+        return raw.scan() if isinstance(raw, _Deferred) else None
 
     def readable(self) -> tuple[str, ...]:
         """Return the tables a report may read from these inputs."""
@@ -244,12 +268,29 @@ class Inputs:
         return out
 
 
+@dataclass(frozen=True)
+class Scan:
+    """SQL reading a stored table in place: ``SELECT ...`` with its bound ``params``, on ``con``
+    (a DuckDB connection open for the whole question)."""
+
+    con: Any
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
 class _Deferred:
     """A table read on first use; the copies of one Inputs share it (read at most once)."""
 
-    def __init__(self, reader: Callable[[], pd.DataFrame]) -> None:
+    def __init__(
+        self, reader: Callable[[], pd.DataFrame], scan: Callable[[], Scan | None] | None = None
+    ) -> None:
         self._reader: Callable[[], pd.DataFrame] | None = reader
         self._frame: pd.DataFrame | None = None
+        self._scan = scan
+
+    def scan(self) -> Scan | None:
+        """Return the SQL reading the table in place; None once read (or when it has none)."""
+        return None if self._reader is None or self._scan is None else self._scan()
 
     def get(self) -> pd.DataFrame:
         if self._reader is not None:
@@ -289,6 +330,16 @@ class ReportSpec:
     noise: bool = False  # hides noise by default
     # Columns read per table (None: all); the store-backed service reads no others.
     columns: dict[str, tuple[str, ...]] | None = None
+    # The events it reads (SQL over events, e.g. "status = 'failure'"), beyond the filters: the
+    # service reads no others (nor their steps and modified properties); the report still
+    # selects them itself. None: every event the filters select.
+    events_where: str | None = None
+    # Asked about one ``user``, it reads only that user's events (and their steps and modified
+    # properties): the service pushes the one-user match down (reports.query.one_user_rows).
+    one_user: bool = False
+    # Asked about one ``user``, it reads all events but only that user's steps and modified
+    # properties (its other answers, e.g. the estimate, count every event).
+    one_user_children: bool = False
 
     def load(self) -> ReportFunction:
         """Import and return the report function."""
@@ -333,11 +384,25 @@ def _spec(
     noise: bool = False,
     events: tuple[str, ...] | None = None,
     columns: dict[str, tuple[str, ...]] | None = None,
+    events_where: str | None = None,
+    one_user: bool = False,
+    one_user_children: bool = False,
 ) -> ReportSpec:
     read = dict(columns or {})
     if events is not None:
         read["events"] = event_columns(*events)
-    return ReportSpec(name, target, description, shape, tuple(tables), noise, read or None)
+    return ReportSpec(
+        name,
+        target,
+        description,
+        shape,
+        tuple(tables),
+        noise,
+        read or None,
+        events_where,
+        one_user,
+        one_user_children,
+    )
 
 
 # Columns of wiki requests a report needs to show the wiki's answer to an event; of steps, to
@@ -400,6 +465,7 @@ REPORTS: dict[str, ReportSpec] = {
             ("events",),
             noise=True,
             events=("source_type", "error_code", "target_name"),
+            one_user=True,
         ),
         _spec(
             "timeline",
@@ -407,6 +473,7 @@ REPORTS: dict[str, ReportSpec] = {
             "One user's events (by id, UPN or name) with their steps and modified properties.",
             "rows",
             ("events", "steps", "modified_properties", "scim_requests"),
+            one_user=True,
         ),
         _spec(
             "failures",
@@ -423,6 +490,7 @@ REPORTS: dict[str, ReportSpec] = {
                 "error_additional_details",
             ),
             columns={"scim_requests": _REQUEST_ANSWER},
+            events_where="status = 'failure'",
         ),
         _spec(
             "skips",
@@ -432,6 +500,7 @@ REPORTS: dict[str, ReportSpec] = {
             ("events",),
             noise=True,
             events=("skip_reason",),
+            events_where="status = 'skipped'",
         ),
         _spec(
             "coverage",
@@ -474,6 +543,7 @@ REPORTS: dict[str, ReportSpec] = {
                 "service_principal_name",
                 "source_type",
                 "failed_step",
+                "envelope_result_type",
             ),
             columns={"steps": _REFERENCE_STEPS},
         ),
@@ -531,6 +601,7 @@ REPORTS: dict[str, ReportSpec] = {
             "One user in plain language: verdict, the wiki's answer, the fix, its owner, when.",
             "object",
             ONE_USER_TABLES,
+            one_user_children=True,
         ),
         _spec(
             "events",
@@ -539,6 +610,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "steps", "modified_properties"),
             noise=True,
+            one_user=True,
         ),
         _spec(
             "recent-failures",
@@ -637,6 +709,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "steps", "modified_properties", "scim_requests"),
             noise=True,
+            one_user=True,
         ),
         _spec(
             "user-changes",
@@ -645,6 +718,7 @@ REPORTS: dict[str, ReportSpec] = {
             "rows",
             ("events", "steps", "modified_properties", "scim_requests"),
             noise=True,
+            one_user=True,
         ),
         _spec(
             "user-wiki-requests",
@@ -652,6 +726,7 @@ REPORTS: dict[str, ReportSpec] = {
             "The wiki's SCIM requests about one user (--user ID, UPN or name), any time.",
             "rows",
             ("events", "steps", "modified_properties", "scim_requests"),
+            one_user=True,
         ),
         _spec(
             "coverage-funnel",

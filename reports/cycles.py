@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import isin, latest_jobs, lookup, object_key, slim
+from reports.inputs import isin, latest_jobs, lookup, object_key
 
 COLUMNS = [
     "cycle_id",
@@ -148,5 +148,19 @@ def build(
     """
     from reports.model import model_of, selected_cycles
 
-    events = filters.apply_events(slim(inputs.events, "cycle_id"))
-    return ReportResult(frame=selected_cycles(model_of(inputs).cycles, events))
+    pairs = selected_pairs(inputs, filters)
+    return ReportResult(frame=selected_cycles(model_of(inputs).cycles, pairs))
+
+
+def selected_pairs(inputs: Inputs, filters: Filters) -> pd.DataFrame:
+    """Return the (job_id, cycle_id) pairs of the events ``filters`` select (those with a
+    cycle id, once each), found by DuckDB where the events lie: what selected_cycles reads."""
+    from reports import sql
+
+    where = sql.filter_sql(filters)
+    return sql.over(
+        inputs,
+        f"SELECT DISTINCT job_id, cycle_id FROM events WHERE {where} "  # noqa: S608
+        "AND cycle_id IS NOT NULL",
+        ["events"],
+    )

@@ -9,10 +9,12 @@ repeat about every 40 minutes unless the job's schedule says otherwise.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from ingest.schema import empty_frame
 from reports import Filters, Inputs, ReportResult
 from reports.coverage import coverage_rows, in_scope_groups, scope_table
 from reports.inputs import casefold, latest_jobs, lookup, object_key, reference_now, slim
@@ -58,14 +60,57 @@ def not_before(at: pd.Timestamp | None, now: pd.Timestamp | None, interval_s: fl
     return moved if moved >= now else now
 
 
-def objects_in_scope(inputs: Inputs) -> tuple[int, str]:
+@dataclass(frozen=True)
+class EventFacts:
+    """What the estimate reads of the selected events: their (job, cycle) pairs, the latest
+    event time and how many source objects they name."""
+
+    pairs: pd.DataFrame  # job_id, cycle_id: each pair with a cycle id, once
+    latest_at: pd.Timestamp | None
+    objects: int
+
+
+def event_facts(events: pd.DataFrame) -> EventFacts:
+    """Return the facts of (already selected) ``events``."""
+    pairs = events.loc[events["cycle_id"].notna(), ["job_id", "cycle_id"]].drop_duplicates()
+    return EventFacts(pairs, reference_now(None, events), int(object_key(events).nunique()))
+
+
+# event_facts() by DuckDB where the selected events lie.
+_FACTS_SQL = """
+WITH ev AS (SELECT job_id, cycle_id, activity_at, {key} AS _key FROM events WHERE {where})
+SELECT DISTINCT 'pair' AS part, job_id, cycle_id, NULL AS latest_at, NULL AS objects
+FROM ev WHERE cycle_id IS NOT NULL
+UNION ALL
+SELECT 'all', NULL, NULL, max(activity_at), count(DISTINCT _key) FROM ev
+"""
+
+
+def event_facts_of(inputs: Inputs, filters: Filters) -> EventFacts:
+    """Return :func:`event_facts` of the events ``filters`` select, counted where they lie."""
+    from reports import sql
+    from reports.query import OBJECT_KEY
+
+    rows = sql.over(
+        inputs, _FACTS_SQL.format(key=OBJECT_KEY, where=sql.filter_sql(filters)), ["events"]
+    )
+    total = rows.loc[rows["part"] == "all"].iloc[0]
+    latest = total["latest_at"]
+    pairs = rows.loc[rows["part"] == "pair", ["job_id", "cycle_id"]].reset_index(drop=True)
+    return EventFacts(
+        pairs, None if pd.isna(latest) else pd.Timestamp(latest), int(total["objects"])
+    )
+
+
+def objects_in_scope(inputs: Inputs, facts: EventFacts | None = None) -> tuple[int, str]:
     """Return the objects in scope and where the count came from (``scope`` or ``events``).
 
     In-scope users plus groups assigned with a role other than Default Access; with no scope
     data at all, the distinct source objects seen in events stand in.
     """
     if inputs.assignments.empty:
-        return int(object_key(inputs.events).nunique()), "events"
+        seen = facts.objects if facts is not None else int(object_key(inputs.events).nunique())
+        return seen, "events"
     scope = scope_table(inputs.assignments, inputs.group_members)
     return int(scope["in_scope"].sum()) + len(in_scope_groups(inputs.assignments)), "scope"
 
@@ -110,11 +155,17 @@ def estimate(
     now: pd.Timestamp | None,
     min_events: int = MIN_EVENTS,
     running_idle_s: float = RUNNING_IDLE_S,
+    facts: EventFacts | None = None,
 ) -> dict[str, Any]:
-    """Return the DESIGN estimate object for (already filtered) ``inputs``."""
-    n, basis = objects_in_scope(inputs)
+    """Return the DESIGN estimate object for (already filtered) ``inputs``.
+
+    ``facts``: what it reads of the selected events, when the caller counted them where they
+    lie (else they come from ``inputs.events``).
+    """
+    n, basis = objects_in_scope(inputs, facts)
     # The model's cycles (from all of their events) that the selection touches.
-    cycles = selected_cycles(model_of(inputs).cycles, inputs.events)
+    pairs = facts.pairs if facts is not None else inputs.events
+    cycles = selected_cycles(model_of(inputs).cycles, pairs)
     rates = cycle_rates(cycles, min_events)
     rates = rates[rates > 0]
     minutes = n / rates if n else rates * 0
@@ -131,7 +182,8 @@ def estimate(
         "current_cycle": None,
         "next_incremental_at": None,
     }
-    now = reference_now(now, inputs.events)
+    if now is None:
+        now = facts.latest_at if facts is not None else reference_now(None, inputs.events)
     if cycles.empty or now is None:
         return result
     jobs = latest_jobs(inputs.sync_jobs)
@@ -368,8 +420,12 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the estimate object; with ``user``, also ``when_user`` for that user."""
-    sel = filters.apply_inputs(_slim(inputs))
-    data = estimate(sel, now, min_events=min_events)
+    # The wiki's state and requests answer when_user only: the estimate reads neither.
+    # The events are counted where they lie (event_facts_of), never read as a frame.
+    unread = {t: empty_frame(t) for t in ("events", "scim_resources", "scim_requests")}
+    sel = filters.apply_inputs(inputs.replace(**unread))
+    facts = event_facts_of(inputs, filters)
+    data = estimate(sel, now, min_events=min_events, facts=facts)
     if user:
         data["when_user"] = when_user(inputs, user, now, filters)
     return ReportResult(data=data)

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -114,9 +114,15 @@ def json_bytes(obj: pd.DataFrame | Mapping[str, Any]) -> bytes:
     """Return a frame (as an array of rows) or an object as one JSON document."""
     if isinstance(obj, pd.DataFrame):
         # One row per line: compact, yet readable and line-diffable.
-        fast = _json_lines_by_duckdb(obj)
-        if fast is not None:  # one copy out of Arrow's buffer
-            return b"".join((b"[\n", memoryview(fast), b"\n]\n"))
+        chunks = _json_line_chunks(obj)
+        if chunks is not None:  # one copy out of Arrow's buffers
+            parts: list[bytes | memoryview] = [b"[\n"]
+            for i, chunk in enumerate(chunks):
+                if i:
+                    parts.append(b",\n")
+                parts.append(memoryview(chunk))
+            parts.append(b"\n]\n")
+            return b"".join(parts)
         rows = [orjson.dumps(r) for r in records(obj)]
         return b"[\n" + b",\n".join(rows) + b"\n]\n" if rows else b"[]\n"
     return orjson.dumps(jsonable(obj), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
@@ -151,12 +157,9 @@ def _json_value_sql(name: str, series: pd.Series, column: pa.ChunkedArray) -> st
     return ident if simple else None
 
 
-def _json_lines_by_duckdb(frame: pd.DataFrame) -> pa.Buffer | None:
-    """Return ``frame``'s rows as JSON objects joined by ``,\\n`` (the bytes the per-row way
-    writes), built by DuckDB's ``to_json`` from Arrow; None for a frame it cannot write so.
-
-    A million rows take seconds and a fraction of the memory of Python dicts per row.
-    """
+def _json_line_chunks(frame: pd.DataFrame, rows: int = 100_000) -> Iterator[pa.Buffer] | None:
+    """Return, batch by batch, ``frame``'s rows as JSON objects joined by ``,\\n`` (batches
+    are joined by ``,\\n`` too); None for a frame DuckDB cannot write as json_bytes does."""
     import duckdb
 
     if len(frame) == 0 or not len(frame.columns) or not frame.columns.is_unique:
@@ -174,20 +177,45 @@ def _json_lines_by_duckdb(frame: pd.DataFrame) -> pa.Buffer | None:
         if value is None:
             return None
         fields.append("'" + name.replace("'", "''") + "': " + value)
-    con = duckdb.connect(config={"threads": 2})
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")
-        con.register("frame", table)
-        # Column names are quoted identifiers and literals; no value is spliced in.
-        sql = "SELECT to_json({" + ", ".join(fields) + "})::VARCHAR AS j FROM frame"  # noqa: S608
-        lines = con.sql(sql).to_arrow_table().column("j").combine_chunks()
-    finally:
-        con.close()
-    offsets = pa.array([0, len(lines)], pa.int32())
-    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, lines), ",\n")[0]
-    buffer: pa.Buffer = joined.as_buffer()
-    return buffer
+
+    def batches() -> Iterator[pa.Buffer]:
+        con = duckdb.connect(config={"threads": 2})
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET enable_progress_bar = false")
+            con.register("frame", table)
+            # Column names are quoted identifiers and literals; no value is spliced in.
+            sql = "SELECT to_json({" + ", ".join(fields) + "})::VARCHAR AS j FROM frame"  # noqa: S608
+            for batch in con.sql(sql).to_arrow_reader(rows):
+                lines = batch.column(0)
+                if len(lines) == 0:
+                    continue
+                offsets = pa.array([0, len(lines)], pa.int32())
+                joined = pc.binary_join(pa.ListArray.from_arrays(offsets, lines), ",\n")[0]
+                yield joined.as_buffer()
+        finally:
+            con.close()
+
+    return batches()
+
+
+def write_json_rows(frame: pd.DataFrame, out: str | Path) -> bool:
+    """Write json_bytes(frame) to ``out`` batch by batch (atomically); False: not written
+    (a frame DuckDB cannot write so; the caller renders it whole)."""
+    chunks = _json_line_chunks(frame)
+    if chunks is None:
+        return False
+
+    def write(fh: IO[bytes]) -> None:
+        fh.write(b"[\n")
+        for i, chunk in enumerate(chunks):
+            if i:
+                fh.write(b",\n")
+            fh.write(memoryview(chunk))
+        fh.write(b"\n]\n")
+
+    write_atomic(out, write)
+    return True
 
 
 # --- spreadsheets -------------------------------------------------------------------------
@@ -365,15 +393,29 @@ def frame_bytes(frame: pd.DataFrame, fmt: str, sheet: str = "data") -> bytes:
 # --- files --------------------------------------------------------------------------------
 
 
-def write_atomic(path: str | Path, data: bytes) -> Path:
+def write_atomic(path: str | Path, data: bytes | Callable[[IO[bytes]], None]) -> Path:
     """Write ``data`` to ``path`` atomically, creating parent directories; return the path.
 
+    ``data``: the bytes, or a function writing them to the open file (streamed output).
     An existing directory (or a path ending in a separator) is refused rather than written into.
     """
+
+    def put(fh: IO[bytes]) -> None:
+        if callable(data):
+            data(fh)
+        else:
+            fh.write(data)
+
     text = str(path)
     target = Path(path).expanduser()
     if text.endswith((os.sep, "/")) or target.is_dir():
         raise UsageError(f"{target}: is a directory; give --out a file name")
+    if target.exists() and not target.is_file():
+        # A device or pipe (``--out /dev/null``, ``--out /dev/stdout``): written to in place;
+        # renaming a temporary file over it would replace the device with a regular file.
+        with open(target, "wb") as fh:
+            put(fh)
+        return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -383,7 +425,7 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            put(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

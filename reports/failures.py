@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import object_key, order_events, slim
+from reports.inputs import isin, object_key, order_events, slim
 from reports.model import Model, model_of
 from reports.noise import is_noise_skip_reason
 from reports.owners import documented_action, owners
@@ -58,7 +59,12 @@ def failure_table(
     failed = order_events(events.loc[events["status"] == "failure"])
     if model is None:
         model = _Model(parts={"matches": _no_matches()})
-    scim = event_scim_errors(failed, scim_requests, model)
+    matches = model.matches
+    # Only the requests matched to these failures can answer them: a store holds millions of
+    # others, which event_scim_errors would de-duplicate and index for nothing.
+    mine = matches["request_id"].iloc[np.flatnonzero(isin(matches["event_id"], failed["id"]))]
+    answering = scim_requests.iloc[np.flatnonzero(isin(scim_requests["request_id"], mine))]
+    scim = event_scim_errors(failed, answering, model)
     failed = failed.assign(
         _object=object_key(failed),
         _code=failed["error_code"].fillna(""),

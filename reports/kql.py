@@ -157,12 +157,7 @@ def events_kql(schema: Schema, filters: Filters) -> str:
         " iff(isnotempty(_tgtid), strcat('target:', _tgtid), ''))))"
     )
     sel = []
-    for column, values in (
-        ("service_principal_id", filters.service_principal_ids),
-        ("job_id", filters.job_ids),
-        ("action", filters.actions),
-        ("status", filters.statuses),
-    ):
+    for column, values in filters.value_filters():
         if values:
             sel.append(f"{column} in ({', '.join(lit(str(v)) for v in values)})")
     if sel:

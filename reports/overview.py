@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
@@ -252,6 +253,18 @@ def object_counts(objects: pd.DataFrame, source_objects: int) -> dict[str, Any]:
     }
 
 
+# The selected events, the noise among them and the successes, all and shown (noise out).
+_COUNTED_SQL = """
+SELECT count(*) AS n, count(*) FILTER (WHERE _noise) AS noise,
+    count(*) FILTER (WHERE status = 'success') AS successes,
+    count(*) FILTER (WHERE NOT _noise AND status = 'success') AS shown_successes
+FROM (
+    SELECT status, coalesce(id IN (SELECT event_id FROM noise_ids), false) AS _noise
+    FROM events WHERE {where}
+)
+"""
+
+
 def build(
     inputs: Inputs,
     filters: Filters,
@@ -268,8 +281,10 @@ def build(
     counts everything). The last cycle is the latest of the app/job/time selection: an action
     or status filter never changes it (DESIGN "filters").
     """
-    from reports.model import drop_noise_events, model_of, selected_cycles
-    from reports.summary import success_rate
+    from ingest.store import to_pandas
+    from reports import sql
+    from reports.cycles import selected_pairs
+    from reports.model import model_of, selected_cycles
 
     model = model_of(inputs)
     summary = summary_report.build(inputs, filters).data or {}
@@ -279,14 +294,35 @@ def build(
         service_principal_ids=filters.service_principal_ids,
         job_ids=filters.job_ids,
     )
-    cycles = selected_cycles(model.cycles, scope.apply_events(inputs.events))
+    # The selection's (job, cycle) pairs, its noise and its failures, by DuckDB where the
+    # events lie: pandas sees a few rows, not every selected event.
+    cycles = selected_cycles(model.cycles, selected_pairs(inputs, scope))
     risk = quarantine_report.build(inputs, filters, now=now).frame
     jobs = latest_job_states(filters.apply_table("sync_jobs", inputs.sync_jobs))
-    events = filters.apply_events(inputs.events)
-    shown, hidden = drop_noise_events(events, model, include_noise)
+    where = sql.filter_sql(filters)
+    noise = model.noise
+    counted = sql.over(
+        inputs,
+        _COUNTED_SQL.format(where=where),
+        ["events"],
+        noise_ids=noise.loc[noise["noise"].astype(bool), ["event_id"]].dropna(),
+    ).iloc[0]
+    n = int(counted["n"])
+    # drop_noise_events and success_rate of what is shown: hidden noise is out of both.
+    hidden = 0 if include_noise or not n else int(counted["noise"])
+    shown = n - hidden
+    successes = counted["shown_successes"] if hidden else counted["successes"]
+    failed = sql.over_arrow(
+        inputs,
+        f"SELECT * EXCLUDE (_row) FROM events WHERE {where} AND status = 'failure' "  # noqa: S608
+        "ORDER BY _row",
+        ["events"],
+    )
     data = kpis(summary, cycles, jobs, risk)
     data["success_rate_all"] = data["success_rate"]
-    data["success_rate"] = success_rate(shown)
+    data["success_rate"] = float(np.int64(successes) / shown) if shown else None
     data["noise_hidden"] = hidden
-    data.update(object_counts(model.objects, int(summary.get("source_objects") or 0)))
-    return ReportResult(frame=latest_failures(events, limit), data=data, hidden_noise=hidden)
+    objects = model.columns("objects", ["coverage", "scope_via", "in_scope", "wiki_state"])
+    data.update(object_counts(objects, int(summary.get("source_objects") or 0)))
+    frame = latest_failures(to_pandas("events", failed), limit)
+    return ReportResult(frame=frame, data=data, hidden_noise=hidden)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import isin, latest_jobs, object_key, order_events, slim
+from reports.inputs import isin, latest_jobs
 
 BASE_THRESHOLD = 5_000
 PROPORTION_THRESHOLD = 0.40
@@ -77,27 +77,72 @@ def next_retry(began: pd.Series, now: pd.Timestamp) -> pd.Series:
     return out.where(out - began <= RETRY_GIVE_UP)
 
 
+# Per job (null as ""): its first app, events, failed events, and of its objects' latest success
+# or failure (time order, ties in read order, no time last), the failures, the reference ones
+# and the successes. Object keys are reports.inputs.object_key's.
+_JOBS_SQL = """
+WITH ev AS (
+    SELECT *, coalesce(job_id, '') AS _job FROM events WHERE {where}
+), ref_steps AS (
+    SELECT event_id FROM steps
+    WHERE step_type = 'reference_resolution' AND status = 'failure' AND event_id IS NOT NULL
+), latest AS (
+    SELECT _job, arg_max(
+        {{'status': status, 'reference': status = 'failure' AND coalesce(
+            id IN (SELECT event_id FROM ref_steps)
+            OR regexp_matches(failed_step, 'reference', 'i')
+            OR (source_type = 'group' AND action = 'update'), false)}},
+        {{'untimed': activity_at IS NULL, 'at': activity_at, 'row': _row}}) AS last
+    FROM ev
+    WHERE status IN ('success', 'failure')
+    GROUP BY _job, {key}
+), per_job AS (
+    SELECT _job,
+        arg_min(service_principal_id, _row) FILTER (WHERE service_principal_id IS NOT NULL)
+            AS service_principal_id,
+        count(*) AS events,
+        count(*) FILTER (WHERE status = 'failure') AS failure_events
+    FROM ev GROUP BY _job
+), outcomes AS (
+    SELECT _job,
+        count(*) FILTER (WHERE last.status = 'failure') AS failures,
+        count(*) FILTER (WHERE last.status = 'failure' AND last.reference) AS reference_failures,
+        count(*) FILTER (WHERE last.status = 'success') AS successes
+    FROM latest GROUP BY _job
+)
+SELECT p._job AS job_id, p.service_principal_id, p.events, p.failure_events,
+    o.failures, o.reference_failures, o.successes
+FROM per_job p LEFT JOIN outcomes o USING (_job)
+ORDER BY p._job
+"""
+
+
+def job_counts(inputs: Inputs, filters: Filters) -> pd.DataFrame:
+    """Return per job ("" for none, sorted) the counts the risk is measured on (see _JOBS_SQL).
+
+    Counted by DuckDB where the selected events lie (a store's parts, or the frames given).
+    """
+    from reports import sql
+    from reports.query import OBJECT_KEY
+
+    counts = sql.over(
+        inputs,
+        _JOBS_SQL.format(where=sql.filter_sql(filters), key=OBJECT_KEY),
+        ["events", "steps"],
+    )
+    per_job = counts.set_index("job_id").rename_axis(None)
+    for c in ("failure_events", "failures", "reference_failures", "successes"):
+        # What pandas' aligned group sizes give: a job without any is missing, not 0.
+        per_job[c] = per_job[c].where(per_job[c] > 0).astype("float64")
+    per_job["events"] = per_job["events"].astype("int64")
+    return per_job
+
+
 def risk_table(
-    events: pd.DataFrame, steps: pd.DataFrame, sync_jobs: pd.DataFrame, now: pd.Timestamp | None
+    inputs: Inputs, filters: Filters, sync_jobs: pd.DataFrame, now: pd.Timestamp | None
 ) -> pd.DataFrame:
     """Return one row per job with outstanding failures, rates, threshold flags and state."""
-    ev = order_events(events.loc[isin(events["status"], ["success", "failure"])])
-    ev = ev.assign(
-        job_id=ev["job_id"].fillna(""),
-        _object=object_key(ev),
-        _reference=reference_failures(ev, steps),
-    )
-    all_ev = events.assign(job_id=events["job_id"].fillna(""))
-    per_job = all_ev.groupby("job_id").agg(
-        service_principal_id=("service_principal_id", "first"),
-        events=("id", "size"),
-    )
-    per_job["failure_events"] = all_ev.loc[all_ev["status"] == "failure"].groupby("job_id").size()
-    latest = ev.drop_duplicates(["job_id", "_object"], keep="last")
-    failed = latest.loc[latest["status"] == "failure"]
-    per_job["failures"] = failed.groupby("job_id").size()
-    per_job["reference_failures"] = failed.loc[failed["_reference"]].groupby("job_id").size()
-    per_job["successes"] = latest.loc[latest["status"] == "success"].groupby("job_id").size()
+    per_job = job_counts(inputs, filters)
 
     jobs = latest_jobs(sync_jobs)
     if not jobs.empty:
@@ -171,9 +216,8 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return per-job escrow risk and the thresholds it was measured against."""
-    slimmed = inputs.replace(events=slim(inputs.events, "source_type", "failed_step"))
-    sel = filters.apply_inputs(slimmed)
-    table = risk_table(sel.events, sel.steps, sel.sync_jobs, now)
+    jobs = filters.apply_table("sync_jobs", inputs.sync_jobs)
+    table = risk_table(inputs, filters, jobs, now)
     thresholds = {
         "base_failures": BASE_THRESHOLD,
         "failure_proportion": PROPORTION_THRESHOLD,

@@ -38,8 +38,9 @@ import pyarrow.parquet as pq
 from ingest.errors import UsageError
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Manifest, Store, to_pandas
-from reports import Filters, Inputs
+from reports import Filters, Inputs, Scan
 from reports.model import PART_TABLES, PARTS, Model, cycles_frame, part_query, typed_part
+from reports.model_sql import object_key_sql
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,24 @@ class Snapshot:
         """Return the part files of ``table`` in this version."""
         return [str(self.store.path / p) for p in self.manifest.parts.get(table, [])]
 
-    def source(self, table: str) -> str | None:
-        """Return the SQL table expression reading ``table``'s parts (None: no parts)."""
+    def source(self, table: str, ordered: bool = False) -> str | None:
+        """Return the SQL table expression reading ``table``'s parts (None: no parts).
+
+        ``ordered``: with each row's part file and row number (for :data:`STORED_ORDER`).
+        """
         files = self.files(table)
         if not files:
             return None
-        return f"read_parquet([{', '.join(_quote(f) for f in files)}])"
+        listed = f"[{', '.join(_quote(f) for f in files)}]"
+        if ordered:
+            return f"read_parquet({listed}, filename = true, file_row_number = true)"
+        return f"read_parquet({listed})"
+
+    def stored_order(self, table: str) -> str:
+        """Return the SQL of each row's position in the order a read returns the rows (parts
+        in the manifest's order, rows in file order) over :meth:`source` ``ordered``."""
+        listed = f"[{', '.join(_quote(f) for f in self.files(table))}]"
+        return f"list_position({listed}, filename) * 4294967296 + file_row_number"
 
 
 def _in(column: str, values: Sequence[str], params: list[Any]) -> str:
@@ -119,17 +132,65 @@ def _narrows_events(filters: Filters) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Which events a question needs beyond the filters: an SQL condition on events.
+
+    ``sql`` may read the events again as ``{events}`` (a subquery); its values are bound
+    (``params``). Steps and modified properties follow the events it keeps. A report given such
+    rows still selects them itself (the same rule in pandas), so over in-memory inputs it
+    answers the same: the condition only spares reading what the report would drop.
+    """
+
+    sql: str
+    params: tuple[Any, ...] = ()
+    # Only steps and modified properties follow (every selected event is still read): for a
+    # question that reads all events but one user's steps (a diagnosis, a support pack).
+    children_only: bool = False
+
+    def children(self) -> Rows:
+        """Return these rows applied to steps and modified properties only."""
+        return Rows(self.sql, self.params, children_only=True)
+
+    def bind(self, events: str, params: list[Any]) -> str:
+        """Return the condition reading events from ``events``; append its values to ``params``."""
+        params.extend(self.params)
+        return "(" + self.sql.format(events=events) + ")"
+
+
+# reports.inputs.object_key in SQL (the model's own coding of it).
+OBJECT_KEY = object_key_sql()
+_USER_COLUMNS = ("source_id", "target_id", "source_upn", "source_name", "target_name")
+
+
+def one_user_rows(user: str) -> Rows:
+    """Return the events of the objects ``user`` names (reports.users.match_user, in SQL).
+
+    An event hits when an id, UPN or name equals ``user`` (any case); every event of a hit's
+    object is kept. Hits are looked for in all events (a superset of what the report then
+    matches within its selection), so the report's own match finds every row it needs.
+    """
+    wanted = user.strip().lower()
+    hits = " OR ".join(f"lower({c}) = ?" for c in _USER_COLUMNS)
+    sql = f"{OBJECT_KEY} IN (SELECT {OBJECT_KEY} FROM {{events}} WHERE {hits})"  # noqa: S608
+    return Rows(sql, (wanted,) * len(_USER_COLUMNS))
+
+
 def table_query(
     snap: Snapshot,
     table: str,
     columns: Sequence[str] | None,
     filters: Filters,
     present: Iterable[str] | None = None,
+    rows: Rows | None = None,
+    ordered: bool = False,
 ) -> tuple[str, list[Any]] | None:
     """Return the SQL and parameters reading ``table`` under ``filters`` (None: no parts).
 
     ``present``: the columns the parts hold; a column asked for that parts written before it
-    existed lack is read as null.
+    existed lack is read as null. ``rows``: the events the question needs (and their steps
+    and modified properties), on top of the filters. ``ordered``: with a ``_row`` column, each
+    row's position in the order a read returns them.
     """
     source = snap.source(table)
     if source is None:
@@ -138,11 +199,16 @@ def table_query(
     conds: list[str] = []
     if table == "events":
         conds = _event_where(filters, params)
+        if rows is not None and not rows.children_only:
+            conds.append(rows.bind(source, params))
     elif table in ("steps", "modified_properties"):
         events = snap.source("events")
-        if _narrows_events(filters) and events is not None:
+        if (_narrows_events(filters) or rows is not None) and events is not None:
             inner: list[Any] = []
-            where = " AND ".join(_event_where(filters, inner))
+            kept = _event_where(filters, inner)
+            if rows is not None:
+                kept.append(rows.bind(events, inner))
+            where = " AND ".join(kept)
             # Only file paths (quoted) and column names are spliced in; values are bound.
             conds.append(f"event_id IN (SELECT id FROM {events} WHERE {where})")  # noqa: S608
             params.extend(inner)
@@ -179,6 +245,9 @@ def table_query(
         if columns is not None
         else "*"
     )
+    if ordered:
+        source = snap.source(table, ordered=True)
+        cols += f", {snap.stored_order(table)} AS _row"
     sql = f"SELECT {cols} FROM {source}"  # noqa: S608 (quoted paths and identifiers only)
     if conds:
         sql += " WHERE " + " AND ".join(conds)
@@ -198,11 +267,12 @@ def read_table(
     table: str,
     columns: Sequence[str] | None = None,
     filters: Filters | None = None,
+    rows: Rows | None = None,
 ) -> pd.DataFrame:
-    """Return ``table`` of ``snap`` as a canonical frame, filters and columns pushed down."""
+    """Return ``table`` of ``snap`` as a canonical frame, filters, rows and columns pushed down."""
     if table not in TABLES:
         raise UsageError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-    query = table_query(snap, table, columns, filters or Filters())
+    query = table_query(snap, table, columns, filters or Filters(), rows=rows)
     if query is None:
         frame = empty_frame(table)
         return frame[list(columns)] if columns is not None else frame
@@ -214,7 +284,7 @@ def read_table(
             # Parts written before a column was added to the schema: read it as null.
             source = snap.source(table)
             present = con.sql(f"SELECT * FROM {source} LIMIT 0").columns  # noqa: S608
-            query = table_query(snap, table, columns, filters or Filters(), present)
+            query = table_query(snap, table, columns, filters or Filters(), present, rows)
             known = {c.name for c in TABLES[table].columns}
             missing = set(columns or ()) - set(present)
             if query is None or not missing or not missing <= known:
@@ -226,6 +296,33 @@ def read_table(
             raise PartVanished(str(exc)) from None
         raise
     return to_pandas(table, tbl)
+
+
+def scan_table(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot,
+    table: str,
+    columns: Sequence[str] | None = None,
+    filters: Filters | None = None,
+    rows: Rows | None = None,
+) -> Scan | None:
+    """Return the SQL reading ``table`` of ``snap`` in place (what read_table would read, plus
+    ``_row``: the position read_table gives each row), or None when it has no parts (then the
+    caller reads the empty frame)."""
+    source = snap.source(table)
+    if source is None:
+        return None
+    present = None
+    if columns is not None:
+        try:
+            present = con.sql(f"SELECT * FROM {source} LIMIT 0").columns  # noqa: S608
+        except duckdb.IOException as exc:
+            raise PartVanished(str(exc)) from None
+    query = table_query(snap, table, columns, filters or Filters(), present, rows, ordered=True)
+    if query is None:
+        return None
+    sql, params = query
+    return Scan(con, sql, tuple(params))
 
 
 def consistent(store: Store, ask: Callable[[Snapshot], T], attempts: int = 5) -> T:
@@ -247,8 +344,11 @@ def read_inputs(
     columns: Mapping[str, Sequence[str]] | None = None,
     *,
     lazy: bool = False,
+    rows: Rows | None = None,
 ) -> Inputs:
     """Return Inputs holding ``tables`` of ``snap`` (the others empty), filters pushed down.
+
+    ``rows``: only these events (and their steps and modified properties) are read.
 
     ``lazy``: each table is read the first time it is used (once for all copies), so a report
     answered from the derived model alone reads no canonical table; ``con`` must then stay open
@@ -256,9 +356,13 @@ def read_inputs(
     """
 
     def reader(table: str) -> Callable[[], pd.DataFrame]:
-        return lambda: read_table(con, snap, table, (columns or {}).get(table), filters)
+        return lambda: read_table(con, snap, table, (columns or {}).get(table), filters, rows)
 
-    inputs = Inputs.lazy({t: reader(t) for t in dict.fromkeys(tables)})
+    def scan(table: str) -> Callable[[], Scan | None]:
+        return lambda: scan_table(con, snap, table, (columns or {}).get(table), filters, rows)
+
+    wanted = dict.fromkeys(tables)
+    inputs = Inputs.lazy({t: reader(t) for t in wanted}, {t: scan(t) for t in wanted})
     if not lazy:
         for t in dict.fromkeys(tables):
             inputs.table(t)

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ingest.store import Store
-from reports import REPORTS, Filters, Inputs, ReportResult, run_report
+from reports import REPORTS, Filters, Inputs, ReportResult, ReportSpec, run_report
 from reports import query as q
 
 
@@ -39,17 +39,19 @@ def load(
     tables: tuple[str, ...],
     filters: Filters | None = None,
     columns: Mapping[str, Sequence[str]] | None = None,
+    rows: q.Rows | None = None,
 ) -> tuple[int, Inputs]:
     """Return (version, inputs): ``tables`` of one version, only those readable, model attached.
 
-    ``columns`` narrows what is read per table (a report's declared columns).
+    ``columns`` narrows what is read per table (a report's declared columns), ``rows`` the
+    events (reports.query.Rows).
     """
     st = _store(store)
     con = q.connect()
 
     def ask(snap: q.Snapshot) -> tuple[int, Inputs]:
         model = q.model_for(con, snap)
-        inputs = q.read_inputs(con, snap, tables, filters, columns).declare(tables)
+        inputs = q.read_inputs(con, snap, tables, filters, columns, rows=rows).declare(tables)
         object.__setattr__(inputs, "_model", model)
         return snap.version, inputs
 
@@ -57,6 +59,17 @@ def load(
         return q.consistent(st, ask)
     finally:
         con.close()
+
+
+def _rows(spec: ReportSpec, params: Mapping[str, Any]) -> q.Rows | None:
+    """Return the events report ``spec`` needs asked with ``params`` (None: all selected)."""
+    user = params.get("user")
+    # One event's pane (``event``) may show another user's event: then every event is read.
+    if spec.one_user and user and str(user).strip() and not params.get("event"):
+        return q.one_user_rows(str(user))
+    if spec.one_user_children and user and str(user).strip():
+        return q.one_user_rows(str(user)).children()
+    return q.Rows(spec.events_where) if spec.events_where else None
 
 
 def ask(
@@ -73,12 +86,13 @@ def ask(
         spec = REPORTS[name]
     except KeyError:
         raise KeyError(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}") from None
+    rows = _rows(spec, params)
     con = q.connect()
 
     def answer(snap: q.Snapshot) -> Answer:
         # The whole question on one version: tables are read when the report first uses them
         # (none when it answers from the model), and asked again if a writer replaced a part.
-        inputs = q.read_inputs(con, snap, spec.tables, filters, spec.columns, lazy=True)
+        inputs = q.read_inputs(con, snap, spec.tables, filters, spec.columns, lazy=True, rows=rows)
         inputs = inputs.declare(spec.tables)
         object.__setattr__(inputs, "_model", q.model_for(con, snap))
         result = run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
@@ -113,7 +127,9 @@ def support_pack(
     from reports.export import SUPPORT_PACK_TABLES
     from reports.export import support_pack as build_pack
 
-    _, inputs = load(store, SUPPORT_PACK_TABLES, filters)
+    # Every event (the estimate counts them all), but only this user's steps and changes.
+    rows = q.one_user_rows(user).children() if user.strip() else None
+    _, inputs = load(store, SUPPORT_PACK_TABLES, filters, rows=rows)
     return build_pack(inputs, user, filters, now)
 
 

@@ -1,30 +1,34 @@
-"""SQL over in-memory frames: one coding of a rule serves test inputs and the store alike.
+"""SQL over a report's tables: one coding of a rule serves test inputs and the store alike.
 
-A report whose heavy step is an aggregate writes it once as DuckDB SQL and runs it here over the
-frames it was given (from a store version through reports.query, or inline in a test): DuckDB
-reads the frames' Arrow buffers without copying them, and pandas only sees the small result.
+A report whose heavy step is an aggregate writes it once as DuckDB SQL. :func:`run` runs it over
+frames (DuckDB reads their Arrow buffers without copying); :func:`over` runs it over the report's
+inputs, where a stored table not read yet is scanned in place from its Parquet parts (filters,
+rows and columns pushed down), so a million events never become a frame: pandas only sees the
+small result.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+if TYPE_CHECKING:
+    from reports import Filters, Inputs
 
-def run(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
-    """Return the result of ``sql`` over ``frames`` (each a table named by its keyword).
 
-    Text comes back as pandas' ``str``, times as UTC ``datetime64[us, UTC]``.
-    """
+def _connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"threads": 2})
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        for name, frame in frames.items():
-            con.register(name, pa.Table.from_pandas(frame, preserve_index=False))
-        result = con.sql(sql).to_arrow_table()
-    finally:
-        con.close()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def frame_of(result: pa.Table) -> pd.DataFrame:
+    """Return an Arrow result as a frame: text as pandas' ``str``, times as UTC microseconds."""
     out = result.to_pandas()
     for field in result.schema:
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
@@ -34,3 +38,88 @@ def run(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
                 "datetime64[us, UTC]"
             )
     return out
+
+
+def run(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
+    """Return the result of ``sql`` over ``frames`` (each a table named by its keyword).
+
+    Text comes back as pandas' ``str``, times as UTC ``datetime64[us, UTC]``.
+    """
+    con = _connect()
+    try:
+        for name, frame in frames.items():
+            con.register(name, pa.Table.from_pandas(frame, preserve_index=False))
+        result = con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+    return frame_of(result)
+
+
+def over(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame) -> pd.DataFrame:
+    """Return :func:`over_arrow`'s result as a frame (text as ``str``, times UTC)."""
+    return frame_of(over_arrow(inputs, sql, tables, **frames))
+
+
+def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame) -> pa.Table:
+    """Return the result of ``sql`` over ``inputs``' ``tables`` (each named by its table name)
+    and ``frames``; like :func:`run`, but a stored table not read yet is scanned in place.
+
+    Each table has a ``_row`` column: a row's position in the frame the report would have
+    read (ties broken as pandas' stable sorts break them). Declared reads apply. Over a store
+    the SQL sees what the report would have read (the filters and rows pushed down at read, its
+    declared columns): it must select the rest itself (e.g. :func:`filter_sql`), as over
+    in-memory frames.
+    """
+    scans = {}
+    for table in tables:
+        scan = inputs.scan(table)
+        if scan is None:
+            frame = inputs.table(table)
+            frames[table] = frame.assign(_row=np.arange(len(frame), dtype=np.int64))
+        else:
+            scans[table] = scan
+    if not scans:
+        con = _connect()
+        try:
+            for name, frame in frames.items():
+                con.register(name, pa.Table.from_pandas(frame, preserve_index=False))
+            result: pa.Table = con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+        return result
+    con = next(iter(scans.values())).con
+    try:
+        for table, scan in scans.items():
+            con.sql(scan.sql, params=list(scan.params)).create_view(table, replace=True)
+        for name, frame in frames.items():
+            con.register(name, pa.Table.from_pandas(frame, preserve_index=False))
+        result = con.sql(sql).to_arrow_table()
+    except duckdb.IOException as exc:
+        # A part replaced by a writer meanwhile: the question is asked again on the new version.
+        raise FileNotFoundError(str(exc)) from None
+    finally:
+        for table in scans:
+            con.execute(f'DROP VIEW IF EXISTS "{table}"')
+        for name in frames:
+            con.unregister(name)
+    return result
+
+
+def literal(value: object) -> str:
+    """Return ``value`` (text or a timestamp) as an SQL literal."""
+    if isinstance(value, pd.Timestamp):
+        return f"TIMESTAMPTZ '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def filter_sql(filters: Filters, time_column: str | None = "activity_at") -> str:
+    """Return ``filters`` as an SQL condition on events (Filters.apply_events; TRUE: none)."""
+    conds = []
+    if time_column is not None and filters.since is not None:
+        conds.append(f"{time_column} >= {literal(filters.since)}")
+    if time_column is not None and filters.until is not None:
+        conds.append(f"{time_column} < {literal(filters.until)}")
+    for column, values in filters.value_filters():
+        if values:
+            conds.append(f"{column} IN ({', '.join(literal(v) for v in values)})")
+    return " AND ".join(conds) or "TRUE"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import object_key, slim
+from reports.inputs import object_key
 from reports.model import cycle_pairs
 
 
@@ -52,6 +53,71 @@ def summarize(events: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+# summarize() in SQL, over the selected events: one row of counts, then the three breakdowns
+# (``part`` says which); a null group key is left out, as pandas' groupby does.
+_SUMMARY_SQL = """
+WITH ev AS (SELECT * FROM events WHERE {where})
+SELECT 'total' AS part, NULL AS k1, NULL AS k2, count(*) AS n,
+    count(DISTINCT id) AS distinct_ids,
+    (SELECT count(*) FROM (SELECT DISTINCT job_id, cycle_id FROM ev WHERE cycle_id IS NOT NULL))
+        AS cycles,
+    count(DISTINCT change_id) AS changes,
+    count(DISTINCT {key}) AS source_objects,
+    min(activity_at) AS first_at, max(activity_at) AS last_at,
+    count(*) FILTER (WHERE status = 'success') AS successes
+FROM ev
+UNION ALL
+SELECT 'action_status', action, status, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM ev WHERE action IS NOT NULL AND status IS NOT NULL GROUP BY action, status
+UNION ALL
+SELECT 'result_type', envelope_result_type, status, count(*), NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL
+FROM ev WHERE envelope_result_type IS NOT NULL AND status IS NOT NULL
+GROUP BY envelope_result_type, status
+UNION ALL
+SELECT 'error_code', coalesce(error_code, '(none)'), NULL, count(*), NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL
+FROM ev WHERE status = 'failure' GROUP BY coalesce(error_code, '(none)')
+"""
+
+
+def summary_of(inputs: Inputs, filters: Filters) -> dict[str, Any]:
+    """Return :func:`summarize` of the selected events, counted by DuckDB where they lie."""
+    from reports import sql
+    from reports.query import OBJECT_KEY
+
+    rows = sql.over(
+        inputs, _SUMMARY_SQL.format(where=sql.filter_sql(filters), key=OBJECT_KEY), ["events"]
+    )
+    total = rows.loc[rows["part"] == "total"].iloc[0]
+    n = int(total["n"])
+
+    def pairs(part: str) -> dict[str, dict[str, int]]:
+        got = rows.loc[rows["part"] == part].sort_values(["k1", "k2"], kind="stable")
+        out: dict[str, dict[str, int]] = {}
+        for k1, k2, count in zip(got["k1"], got["k2"], got["n"], strict=True):
+            out.setdefault(str(k1), {})[str(k2)] = int(count)
+        return out
+
+    codes = rows.loc[rows["part"] == "error_code"].sort_values("k1", kind="stable")
+    first, last = total["first_at"], total["last_at"]
+    return {
+        "events": n,
+        "distinct_ids": int(total["distinct_ids"]),
+        "cycles": int(total["cycles"]),
+        "changes": int(total["changes"]),
+        "source_objects": int(total["source_objects"]) if n else 0,
+        "first_at": None if not n or pd.isna(first) else pd.Timestamp(first),
+        "last_at": None if not n or pd.isna(last) else pd.Timestamp(last),
+        "success_rate": float(np.int64(total["successes"]) / n) if n else None,
+        "by_action_status": pairs("action_status") if n else {},
+        "failures_by_error_code": {
+            str(k): int(v) for k, v in zip(codes["k1"], codes["n"], strict=True)
+        },
+        "by_envelope_result_type": pairs("result_type") if n else {},
+    }
+
+
 def build(
     inputs: Inputs,
     filters: Filters,
@@ -61,5 +127,4 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the summary object of the selected events (noise always counted)."""
-    events = slim(inputs.events, "cycle_id", "change_id", "error_code", "envelope_result_type")
-    return ReportResult(frame=None, data=summarize(filters.apply_events(events)))
+    return ReportResult(frame=None, data=summary_of(inputs, filters))

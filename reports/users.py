@@ -62,6 +62,71 @@ ORDER BY last_at DESC NULLS LAST, source_id ASC NULLS LAST, _tier, _first
 """
 
 
+# user_table() over the selected events where they lie: the key, order and noise flags that
+# user_table computes in pandas, in SQL (order: time, then read order, no time last).
+_STORED_USERS_SQL = """
+WITH sel AS (
+    SELECT *, {key} AS _key,
+        row_number() OVER (ORDER BY activity_at ASC NULLS LAST, _row) - 1 AS _ord,
+        coalesce(id IN (SELECT event_id FROM noise_ids), false) AS _noise
+    FROM events WHERE {where}
+), flagged AS (
+    SELECT *,
+        {hide} AND _noise AND NOT coalesce(
+            _key IN (SELECT _key FROM sel WHERE NOT _noise AND _key IS NOT NULL), false)
+            AS _only
+    FROM sel
+), marked AS (
+    SELECT *, NOT ({hide} AND _noise) OR _only AS _use, CASE WHEN _only THEN 1 ELSE 0 END AS _tier
+    FROM flagged
+)"""
+
+
+def stored_user_table(
+    inputs: Inputs, filters: Filters, noise_ids: pd.Series, include_noise: bool
+) -> pd.DataFrame:
+    """Return :func:`user_table` of the events ``filters`` select, computed where they lie.
+
+    ``noise_ids``: the ids of noise events (the model's).
+    """
+    from reports import sql
+    from reports.query import OBJECT_KEY
+
+    head = _STORED_USERS_SQL.format(
+        key=OBJECT_KEY,
+        where=sql.filter_sql(filters),
+        hide="FALSE" if include_noise else "TRUE",
+    )
+    body = _USER_SQL.replace(
+        "WITH ev AS (SELECT * FROM events), g AS (", ", ev AS (SELECT * FROM marked), g AS ("
+    )
+    assert body != _USER_SQL
+    out = sql.over(
+        inputs,
+        head + body,
+        ["events"],
+        noise_ids=pd.DataFrame({"event_id": noise_ids.dropna().astype("str")}),
+    )
+    out["events"] = out["events"].astype("Int64")
+    out["failures"] = out["failures"].astype("Int64")
+    out["noise_events"] = out["noise_events"].astype("int64")
+    return out[[*COLUMNS, "noise_events"]]
+
+
+def _noise_count(inputs: Inputs, filters: Filters, noise_ids: pd.Series) -> int:
+    """Return how many of the selected events are noise (counted where they lie)."""
+    from reports import sql
+
+    counted = sql.over(
+        inputs,
+        f"SELECT count(*) AS n FROM events WHERE {sql.filter_sql(filters)} "  # noqa: S608
+        "AND id IN (SELECT event_id FROM noise_ids)",
+        ["events"],
+        noise_ids=pd.DataFrame({"event_id": noise_ids.dropna().astype("str")}),
+    )
+    return int(counted["n"].iloc[0])
+
+
 def _event_rank(events: pd.DataFrame) -> npt.NDArray[np.int64]:
     """Return each event's rank in order_events' order (time, then stored order; no time last)."""
     order = order_events(events[["activity_at"]].reset_index(drop=True)).index.to_numpy()
@@ -308,6 +373,12 @@ def build(
     from reports.model import model_of
 
     model = model_of(inputs)
+    if not user:
+        noise = model.noise
+        noisy = noise.loc[noise["noise"].astype(bool), "event_id"]
+        table = stored_user_table(inputs, filters, noisy, include_noise)
+        hidden = 0 if include_noise else _noise_count(inputs, filters, noisy)
+        return ReportResult(frame=table, hidden_noise=hidden)
     ev = filters.apply_events(slim(inputs.events, "source_type", "error_code", "target_name"))
     if user:
         ev = ev.loc[match_user(ev, user)]

@@ -461,11 +461,11 @@ def test_cli_support_pack_xlsx_and_zip(store_path, tmp_path):
     )
 
 
-def test_json_rows_written_by_duckdb_are_the_per_row_bytes():
+def test_json_rows_written_by_duckdb_are_the_per_row_bytes(tmp_path):
     import numpy as np
     import orjson
 
-    from reports.export import _json_lines_by_duckdb, records
+    from reports.export import _json_line_chunks, records, write_json_rows
 
     times = ["2026-11-20T01:02:03.456789Z", None, "1999-01-01T00:00:00Z", "2026-01-01T23:59:59.9Z"]
     frame = pd.DataFrame(
@@ -486,10 +486,33 @@ def test_json_rows_written_by_duckdb_are_the_per_row_bytes():
         }
     )
     per_row = b",\n".join(orjson.dumps(r) for r in records(frame))
-    fast = _json_lines_by_duckdb(frame)
-    assert fast is not None and fast.to_pybytes() == per_row
+    # In batches (here of 3 rows) joined the same way: the same bytes.
+    chunks = _json_line_chunks(frame, rows=3)
+    assert chunks is not None
+    assert b",\n".join(c.to_pybytes() for c in chunks) == per_row
     assert json_bytes(frame) == b"[\n" + per_row + b"\n]\n"
+    assert write_json_rows(frame, tmp_path / "rows.json")
+    assert (tmp_path / "rows.json").read_bytes() == json_bytes(frame)
     # Doubles DuckDB writes differently (1e20 in full) take the per-row way: same bytes.
     big = pd.DataFrame({"f": [1e20, 1.0]})
-    assert _json_lines_by_duckdb(big) is None
+    assert _json_line_chunks(big) is None
+    assert not write_json_rows(big, tmp_path / "big.json")
     assert json_bytes(big) == b'[\n{"f":1e+20},\n{"f":1.0}\n]\n'
+
+
+def test_write_atomic_writes_into_a_pipe_and_leaves_it_a_pipe(tmp_path):
+    """`--out /dev/null` or a pipe: written in place, never replaced by a regular file."""
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_atomic(fifo, b"[1, 2]\n")
+    reader.join(timeout=5)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got == [b"[1, 2]\n"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]

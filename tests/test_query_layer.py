@@ -126,6 +126,75 @@ def test_a_column_older_parts_lack_is_read_as_null(tmp_path: Path):
         q.read_table(con, snap, "events", ["id", "no_such_column"])
 
 
+def test_one_users_rows_are_pushed_down_with_their_children(tmp_path: Path):
+    """A one-user question reads that object's events (any of its names, any case) only."""
+    store = _store(tmp_path / "s")
+    snap = q.Snapshot.of(store)
+    con = q.connect()
+    # "Ada" names only e1, yet every event of u1 (e4, e10 carry no name) is that user's.
+    rows = q.one_user_rows("  ADA ")
+    ev = q.read_table(con, snap, "events", ["id"], Filters(), rows)
+    assert sorted(ev["id"]) == ["e1", "e10", "e4"]
+    assert q.read_table(con, snap, "modified_properties", None, Filters(), rows)[
+        "event_id"
+    ].tolist() == ["e10"]
+    assert q.read_table(con, snap, "steps", None, Filters(), rows).empty
+    since = Filters(since=ts("2026-11-20T01:00:00Z"))
+    assert sorted(q.read_table(con, snap, "events", ["id"], since, rows)["id"]) == ["e10"]
+    bo = q.read_table(con, snap, "steps", None, Filters(), q.one_user_rows("u2"))
+    assert bo["event_id"].tolist() == ["e2", "e2"]
+    assert q.read_table(con, snap, "events", ["id"], Filters(), q.one_user_rows("nobody")).empty
+    # a report's own rows: the failures report reads failures only
+    failed = q.read_table(con, snap, "events", ["id"], Filters(), q.Rows("status = 'failure'"))
+    assert sorted(failed["id"]) == ["e2", "e8"]
+
+
+def test_the_service_reads_only_what_a_report_needs_and_answers_the_same(tmp_path: Path):
+    from reports import REPORTS, run_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    assert REPORTS["failures"].events_where == "status = 'failure'"
+    assert REPORTS["timeline"].one_user
+    for name, params in (
+        ("failures", {}),
+        ("skips", {}),
+        ("users", {"user": "ada"}),
+        ("timeline", {"user": "bo@contoso.example"}),
+        ("events", {"user": "u1"}),
+    ):
+        got = service.run(store, name, include_noise=True, **params).frame
+        want = run_report(name, w, include_noise=True, **params).frame
+        assert got is not None and want is not None and len(want)
+        pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def test_children_only_rows_keep_every_event_but_one_users_steps(tmp_path: Path):
+    """A diagnosis or support pack counts every event, and reads only the user's steps."""
+    store = _store(tmp_path / "s")
+    snap = q.Snapshot.of(store)
+    con = q.connect()
+    rows = q.one_user_rows("ada@contoso.example").children()
+    assert len(q.read_table(con, snap, "events", ["id"], Filters(), rows)) == 10
+    mods = q.read_table(con, snap, "modified_properties", None, Filters(), rows)
+    assert mods["event_id"].tolist() == ["e10"]
+    assert q.read_table(con, snap, "steps", None, Filters(), rows).empty
+    w = world()
+    from reports import run_report
+    from reports.export import support_pack
+
+    for user in ("ada", "bo@contoso.example"):
+        got = service.run(store, "diagnosis", user=user).data
+        assert got == run_report("diagnosis", w, user=user).data
+        pack = service.support_pack(store, user)
+        want = support_pack(w, user)
+        assert list(pack) == list(want)
+        for name, table in want.items():
+            pd.testing.assert_frame_equal(
+                pack[name].reset_index(drop=True), table.reset_index(drop=True), check_dtype=False
+            )
+
+
 def test_a_model_build_beyond_its_memory_limit_says_how_to_raise_it(tmp_path: Path, monkeypatch):
     from ingest.errors import UsageError
 

@@ -209,7 +209,7 @@ def _support_pack(args: argparse.Namespace, ctx, filters) -> int:
 def run(args: argparse.Namespace, ctx) -> int:
     """Run the report and print or write it."""
     from reports import REPORTS, service
-    from reports.export import render, write_output
+    from reports.export import render, write_json_rows, write_output
 
     spec = REPORTS[args.name]
     if args.format == "xlsx" and not args.out:
@@ -247,7 +247,10 @@ def run(args: argparse.Namespace, ctx) -> int:
         _print_table(args.name, result, spec.shape)
         return 0
     fmt = "csv" if args.format == "table" else args.format
-    write_output(render(args.name, result, fmt, spec.shape), args.out)
+    rows = fmt == "json" and spec.shape == "rows" and result.frame is not None
+    # Rows as JSON to a file: written batch by batch (a million rows never sit whole in memory).
+    if not (rows and args.out and write_json_rows(result.frame, args.out)):
+        write_output(render(args.name, result, fmt, spec.shape), args.out)
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
     if result.hidden_noise:
