@@ -134,7 +134,9 @@ class Config:
 
 
 def _where(path: str | None, key: str) -> str:
-    return f"{path or 'alert config'}: {key}"
+    # A quoted TOML key may hold a newline or control character: shown escaped, one line.
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
+    return f"{path or 'alert config'}: {shown}"
 
 
 def _check_type(path: str | None, key: str, value: Any, like: Any) -> Any:

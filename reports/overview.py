@@ -66,7 +66,7 @@ def floor_time(times: pd.Series, freq: str) -> pd.Series:
     which pandas' ``floor`` cannot do (a week is not a fixed frequency)."""
     if freq == "W":
         day = times.dt.floor("D")
-        return day - pd.to_timedelta(day.dt.weekday, unit="D")
+        return day - pd.to_timedelta(day.dt.day_of_week, unit="D")
     return times.dt.floor(freq)
 
 

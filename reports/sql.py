@@ -55,6 +55,21 @@ def run(sql: str, **frames: pd.DataFrame) -> pd.DataFrame:
     return frame_of(result)
 
 
+def _with_all_columns(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with the canonical columns it lacks added as typed nulls, as a stored
+    table reads (a column written before it existed is null): in-memory inputs may omit them."""
+    from ingest.schema import TABLES, empty_frame
+
+    if table not in TABLES:
+        return frame
+    empty = empty_frame(table)
+    missing = [c for c in empty.columns if c not in frame.columns]
+    if not missing:
+        return frame
+    nulls = {c: empty[c].reindex(range(len(frame))).set_axis(frame.index) for c in missing}
+    return frame.assign(**nulls)
+
+
 def over(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame) -> pd.DataFrame:
     """Return :func:`over_arrow`'s result as a frame (text as ``str``, times UTC)."""
     return frame_of(over_arrow(inputs, sql, tables, **frames))
@@ -74,7 +89,7 @@ def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.Dat
     for table in tables:
         scan = inputs.scan(table)
         if scan is None:
-            frame = inputs.table(table)
+            frame = _with_all_columns(table, inputs.table(table))
             frames[table] = frame.assign(_row=np.arange(len(frame), dtype=np.int64))
         else:
             scans[table] = scan

@@ -208,3 +208,22 @@ def test_a_model_build_beyond_its_memory_limit_says_how_to_raise_it(tmp_path: Pa
     assert q.model_memory() == q.MODEL_MEMORY
     service.run(store.path, "cycles")
     assert (store.path / "derived" / f"v{store.version}" / "complete").exists()
+
+
+def test_sql_reports_over_frames_lacking_optional_columns_read_them_as_null() -> None:
+    # A library caller's events without envelope_result_type (as a store written before it
+    # existed): the SQL summary counts as before, with no Microsoft view.
+    from reports import run_report
+    from tests.support import frames as F
+
+    inputs = F.inputs(
+        events=[
+            {"id": "e1", "activity_at": "2026-11-20T00:00:00Z", "status": "success"},
+            {"id": "e2", "activity_at": "2026-11-20T00:01:00Z", "status": "failure"},
+        ]
+    )
+    events = inputs.events.drop(columns=["envelope_result_type"])
+    data = run_report("summary", F.inputs(events=events)).data
+    assert data["events"] == 2
+    assert data["by_envelope_result_type"] == {}
+    assert data["success_rate"] == 0.5
