@@ -44,6 +44,7 @@ FORMAT_VERSION = 1
 MAX_PARTS = 24
 # Rows buffered in memory per table before a part is written.
 PART_ROWS = 250_000
+ROW_GROUP_ROWS = 1_000_000  # rows per Parquet row group: the unit a commit reads and rewrites
 INGEST_LOG_KEEP = 500
 
 
@@ -423,11 +424,11 @@ class Batch:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         if isinstance(tbl, pa.Table):
-            pq.write_table(tbl, tmp, compression="zstd")
+            pq.write_table(tbl, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         else:
             with pq.ParquetWriter(tmp, ARROW_SCHEMAS[table], compression="zstd") as writer:
                 for piece in tbl:
-                    writer.write_table(piece)
+                    writer.write_table(piece, row_group_size=ROW_GROUP_ROWS)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -580,15 +581,17 @@ class Batch:
         seen = pa.array([], pa.string())
         kept: list[str] = []
         for rel in reversed(files):
+            if rel not in staged:
+                # Committed earlier (each key once already): checked a row group at a time, so
+                # a compacted part of tens of millions of rows is never read whole.
+                kept.extend(self._without(table, rel, (seen, replace), obsolete))
+                continue
             keys = self._key_array(
                 table, pq.read_table(self.store.path / rel, columns=list(spec.key))
             )
             mask = pc.is_in(keys, value_set=seen) if len(seen) else None
-            if rel in staged:
-                if spec.mode == "row":
-                    mask = _or(mask, _dup_not_last(keys))
-            elif replace is not None and len(replace):
-                mask = _or(mask, pc.is_in(keys, value_set=replace))
+            if spec.mode == "row":
+                mask = _or(mask, _dup_not_last(keys))
             if mask is not None and pc.any(mask).as_py():
                 keep = pc.invert(mask)
                 tbl = _read_part(table, self.store.path / rel, None, None).filter(keep)
@@ -598,9 +601,41 @@ class Batch:
                 keys = keys.filter(keep)
             else:
                 kept.append(rel)
-            if rel in staged and len(keys):
+            if len(keys):
                 seen = pa.concat_arrays([seen, pc.unique(keys)])
         parts[table] = list(reversed(kept))
+
+    def _without(
+        self,
+        table: str,
+        rel: str,
+        drop: tuple[pa.Array | None, ...],
+        obsolete: list[str],
+    ) -> list[str]:
+        """Return ``rel``, or the part rewritten without rows whose key is in any of ``drop``
+        (none left: no part), reading and writing one row group at a time."""
+        path = self.store.path / rel
+        key = list(schema.TABLES[table].key)
+        sets = [d for d in drop if d is not None and len(d)]
+        if not sets:
+            return [rel]
+        pf = pq.ParquetFile(path)
+        masks = []
+        for i in range(pf.num_row_groups):
+            keys = self._key_array(table, pf.read_row_group(i, columns=key))
+            mask = pc.is_in(keys, value_set=sets[0])
+            for other in sets[1:]:
+                mask = pc.or_(mask, pc.is_in(keys, value_set=other))
+            masks.append(pc.invert(mask))
+        if not any(pc.any(pc.invert(m)).as_py() for m in masks):
+            return [rel]
+        obsolete.append(rel)
+        if not any(pc.any(m).as_py() for m in masks):
+            return []
+        pieces = (
+            piece.filter(keep) for piece, keep in zip(_part_pieces(table, path), masks, strict=True)
+        )
+        return [self._write(table, pieces)]
 
     def _staged_keys(self, table: str) -> pa.Array | None:
         files = self._staged.get(table)
@@ -613,9 +648,9 @@ class Batch:
         return pc.unique(pa.concat_arrays(arrays))
 
     def _compact(self, table: str, files: list[str]) -> str:
-        """Write ``files`` as one part, one part at a time (memory: the largest part)."""
+        """Write ``files`` as one part, a row group at a time (memory: one row group)."""
         return self._write(
-            table, (_read_part(table, self.store.path / f, None, None) for f in files)
+            table, (piece for f in files for piece in _part_pieces(table, self.store.path / f))
         )
 
 
@@ -627,10 +662,28 @@ def _read_part(table: str, path: Path, columns: list[str] | None, filters: Any) 
     if have.issuperset(names):
         return pq.read_table(path, columns=names, filters=filters)
     tbl = pq.read_table(path, columns=[n for n in names if n in have], filters=filters)
+    return _as_schema(table, tbl, names)
+
+
+def _as_schema(table: str, tbl: pa.Table, names: list[str]) -> pa.Table:
+    """Return ``tbl`` as columns ``names`` of the table's schema, a missing column null."""
+    want = ARROW_SCHEMAS[table]
+    have = set(tbl.column_names)
     arrays = [
         tbl.column(n) if n in have else pa.nulls(tbl.num_rows, want.field(n).type) for n in names
     ]
     return pa.Table.from_arrays(arrays, schema=pa.schema([want.field(n) for n in names]))
+
+
+def _part_pieces(table: str, path: Path) -> Iterator[pa.Table]:
+    """Yield one part, a row group at a time, as the table's current schema."""
+    want = ARROW_SCHEMAS[table]
+    pf = pq.ParquetFile(path)
+    have = set(pf.schema_arrow.names)
+    names = [n for n in want.names if n in have]
+    for i in range(pf.num_row_groups):
+        piece = pf.read_row_group(i, columns=names)
+        yield piece if len(names) == len(want.names) else _as_schema(table, piece, want.names)
 
 
 def _or(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from ingest import store as store_mod
@@ -39,6 +40,8 @@ def test_many_commits_with_compaction_keep_each_key_once_with_its_last_children(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(store_mod, "MAX_PARTS", 3)
+    # Parts of several row groups: a commit checks and rewrites them a row group at a time.
+    monkeypatch.setattr(store_mod, "ROW_GROUP_ROWS", 3)
     st = Store(tmp_path / "s")
     for week in range(8):
         # Each week: 5 new events, and the 2 newest of the week before again (an overlap).
@@ -64,3 +67,5 @@ def test_many_commits_with_compaction_keep_each_key_once_with_its_last_children(
     manifest = st.manifest()
     assert all(len(p) <= 3 for p in manifest.parts.values())
     assert manifest.rows["events"] == 40 and manifest.rows["steps"] == 80
+    events_part = st.path / manifest.parts["events"][0]
+    assert pq.ParquetFile(events_part).num_row_groups > 1
