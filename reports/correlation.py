@@ -124,7 +124,6 @@ _NOTES: Final = {
     "skipped_sent": "Entra skipped the object but the wiki received requests for it",
     "wiki_only": "no Entra event about this object within the window",
 }
-_USER_COLUMNS: Final = ("source_id", "target_id", "source_upn", "source_name", "target_name")
 
 
 def _lit(value: object) -> str:
@@ -162,7 +161,7 @@ def rows_sql(
     requests are read ``window`` wider than the range (they may belong to events inside it).
     ``unique_requests``/``unique_events``: the ids are known distinct (no last copy to pick).
     """
-    from reports.model_sql import object_key_sql
+    from reports.model_sql import object_key_sql, user_hit_sql
 
     scope = [_between("activity_at", filters.since, filters.until)]
     if filters.service_principal_ids:
@@ -179,7 +178,7 @@ def rows_sql(
         # object; every event of that object is the user's. Requests: those matched to the
         # user's events, and any carrying the user's source id, UPN (any case) or wiki id.
         wanted = _lit(user.strip().lower())
-        hit = " OR ".join(f"coalesce(lower({c}) = {wanted}, false)" for c in _USER_COLUMNS)
+        hit = user_hit_sql(wanted)
         key = object_key_sql()
         ev = f"SELECT * FROM ev0 WHERE {key} IN (SELECT {key} FROM ev0 WHERE {hit})"  # noqa: S608
         rq = """

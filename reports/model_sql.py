@@ -190,6 +190,17 @@ def object_key_sql(alias: str = "") -> str:
     )
 
 
+# The columns an event names its object by, for "which events are this user's" (reports.users.
+# match_user: an id, UPN or name equal to what was asked, any case).
+USER_COLUMNS: Final = ("source_id", "target_id", "source_upn", "source_name", "target_name")
+
+
+def user_hit_sql(wanted: str) -> str:
+    """SQL: the event names the user ``wanted`` (an SQL expression of the lower-cased, stripped
+    text asked, e.g. ``?`` or a literal); every event of a hit's object is the user's."""
+    return " OR ".join(f"coalesce(lower({c}) = {wanted}, false)" for c in USER_COLUMNS)
+
+
 def last_key_sql(alias: str = "") -> str:
     """Sort key of "the latest event": by time (no time sorts last), then stored order; one
     HUGEINT (null flag, time, position), so "the latest" is a plain max."""

@@ -40,7 +40,7 @@ from ingest.schema import TABLES, empty_frame
 from ingest.store import Manifest, Store, to_pandas
 from reports import Filters, Inputs, Scan
 from reports.model import PART_TABLES, PARTS, Model, cycles_frame, part_query, typed_part
-from reports.model_sql import object_key_sql
+from reports.model_sql import USER_COLUMNS, object_key_sql, user_hit_sql
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,6 @@ class Rows:
 
 # reports.inputs.object_key in SQL (the model's own coding of it).
 OBJECT_KEY = object_key_sql()
-_USER_COLUMNS = ("source_id", "target_id", "source_upn", "source_name", "target_name")
 
 
 def one_user_rows(user: str) -> Rows:
@@ -171,9 +170,9 @@ def one_user_rows(user: str) -> Rows:
     matches within its selection), so the report's own match finds every row it needs.
     """
     wanted = user.strip().lower()
-    hits = " OR ".join(f"lower({c}) = ?" for c in _USER_COLUMNS)
+    hits = user_hit_sql("?")
     sql = f"{OBJECT_KEY} IN (SELECT {OBJECT_KEY} FROM {{events}} WHERE {hits})"  # noqa: S608
-    return Rows(sql, (wanted,) * len(_USER_COLUMNS))
+    return Rows(sql, (wanted,) * len(USER_COLUMNS))
 
 
 def table_query(

@@ -11,6 +11,7 @@ import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import isin, lookup, object_key, order_events, slim
+from reports.model_sql import USER_COLUMNS
 
 COLUMNS = [
     "source_id",
@@ -176,7 +177,7 @@ def match_user(events: pd.DataFrame, user: str) -> pd.Series:
     """Return True for events of ``user``: source or target id, UPN or display name (any case)."""
     wanted = user.strip().lower()
     hit = pd.Series(False, index=events.index)
-    for column in ("source_id", "target_id", "source_upn", "source_name", "target_name"):
+    for column in USER_COLUMNS:  # the columns model_sql.user_hit_sql reads
         hit |= (events[column].astype("str").str.lower() == wanted).fillna(False).astype(bool)
     # A name or UPN can hit one event; widen to every event of the objects it found.
     keys = object_key(events)
