@@ -24,6 +24,7 @@ from reports.inputs import (
     reindex,
     slim,
 )
+from reports.model_sql import DEFAULT_ACCESS_ROLE, SCOPE_VIAS, VERDICTS
 
 COLUMNS = [
     "principal_id",
@@ -38,18 +39,8 @@ COLUMNS = [
     "last_at",
     "last_error_code",
 ]
-SCOPE_RANK = {"direct": 0, "group": 1, "nested_group": 2, "default_access": 3, "none": 4}
-DEFAULT_ACCESS_ROLE = "00000000-0000-0000-0000-000000000000"
-VERDICTS = (
-    "provisioned",
-    "failed",
-    "skipped",
-    "pending",
-    "missing_in_wiki",
-    "should_be_disabled",
-    "orphaned",
-    "excluded",
-)
+# One list of scope ways (best first), the Default Access role and the verdicts: the model's.
+SCOPE_RANK = {way: rank for rank, way in enumerate(SCOPE_VIAS)}
 
 
 def _default_access(assignments: pd.DataFrame) -> pd.Series:
