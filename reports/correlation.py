@@ -44,6 +44,7 @@ import pyarrow as pa
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import unique_text
 from reports.model import WINDOW, match_requests, model_of
+from reports.sql import literal
 
 __all__ = ["COLUMNS", "build", "latest_verdict", "match_requests"]
 
@@ -126,22 +127,16 @@ _NOTES: Final = {
 }
 
 
-def _lit(value: object) -> str:
-    if isinstance(value, pd.Timestamp):
-        return f"TIMESTAMPTZ '{value.isoformat()}'"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(_lit(v) for v in values)})"
+    return f"{column} IN ({', '.join(literal(v) for v in values)})"
 
 
 def _between(column: str, since: pd.Timestamp | None, until: pd.Timestamp | None) -> str:
     conds = []
     if since is not None:
-        conds.append(f"{column} >= {_lit(since)}")
+        conds.append(f"{column} >= {literal(since)}")
     if until is not None:
-        conds.append(f"{column} < {_lit(until)}")
+        conds.append(f"{column} < {literal(until)}")
     return " AND ".join(conds) or "TRUE"
 
 
@@ -177,7 +172,7 @@ def rows_sql(
         # reports.users.match_user: an id, UPN or name equal to ``user`` (any case) finds an
         # object; every event of that object is the user's. Requests: those matched to the
         # user's events, and any carrying the user's source id, UPN (any case) or wiki id.
-        wanted = _lit(user.strip().lower())
+        wanted = literal(user.strip().lower())
         hit = user_hit_sql(wanted)
         key = object_key_sql()
         ev = f"SELECT * FROM ev0 WHERE {key} IN (SELECT {key} FROM ev0 WHERE {hit})"  # noqa: S608
@@ -261,10 +256,10 @@ def rows_sql(
                CASE WHEN {st} = 'failure' AND a.errs > 0 THEN NULL
                     WHEN {st} = 'success' AND {n} > 0 AND a.oks = a.n THEN NULL
                     WHEN {st} IN ('failure', 'skipped') AND {n} = 0 THEN NULL
-                    WHEN {st} = 'success' AND {n} = 0 THEN {_lit(_NOTES["success_none"])}
-                    WHEN {st} = 'success' AND a.errs > 0 THEN {_lit(_NOTES["success_error"])}
-                    WHEN {st} = 'failure' AND {n} > 0 THEN {_lit(_NOTES["failure_ok"])}
-                    WHEN {st} = 'skipped' AND {n} > 0 THEN {_lit(_NOTES["skipped_sent"])}
+                    WHEN {st} = 'success' AND {n} = 0 THEN {literal(_NOTES["success_none"])}
+                    WHEN {st} = 'success' AND a.errs > 0 THEN {literal(_NOTES["success_error"])}
+                    WHEN {st} = 'failure' AND {n} > 0 THEN {literal(_NOTES["failure_ok"])}
+                    WHEN {st} = 'skipped' AND {n} > 0 THEN {literal(_NOTES["skipped_sent"])}
                     ELSE 'Entra status ' || CASE WHEN {st} IS NULL THEN 'nan'
                                                  WHEN {st} = '' THEN 'unknown' ELSE {st} END
                          || ' with ' || {n} || ' wiki request(s)' END AS verdict_note,
@@ -277,7 +272,7 @@ def rows_sql(
         WHERE {keep}
         UNION ALL
         SELECT 1, r._pos, NULL, NULL, NULL, r.resource_id, NULL, NULL, [r.request_id],
-               [r.status_code], 'wiki_only', {_lit(_NOTES["wiki_only"])}, NULL, NULL, NULL,
+               [r.status_code], 'wiki_only', {literal(_NOTES["wiki_only"])}, NULL, NULL, NULL,
                NULL, r.status_code, r.scim_type, r.detail, r.operation, r.user_name,
                r.received_at, r.received_at, 1
         FROM rq r
