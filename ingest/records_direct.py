@@ -180,7 +180,10 @@ def _connection() -> Any:
     if con is None:
         import duckdb
 
-        con = duckdb.connect(config={"preserve_insertion_order": True})
+        # One thread: reads run on a reader thread beside the finishing and store writes of the
+        # group before (ingest.formats.provisioning.Gather), which keeps the other core busy;
+        # a second DuckDB thread costs more CPU and memory than it saves there.
+        con = duckdb.connect(config={"preserve_insertion_order": True, "threads": 1})
         con.execute(rf._MACROS)
         _local.con = con
     return con
@@ -240,6 +243,15 @@ def pages_to_tables(
     """Canonical Arrow tables of the page files ``paths`` read together, the file of each event
     and the event row of each child row per child table; None when any file must be read the
     careful way (see the module docstring)."""
+    tbl = read_pages(paths)
+    return None if tbl is None else finish(tbl, origin, min_records)
+
+
+def read_pages(paths: Sequence[Path]) -> pa.Table | None:
+    """The raw columns of the page files ``paths`` (one DuckDB read, the key casing proved), for
+    :func:`finish`; None when any file must be read the careful way. No Python runs per record
+    and DuckDB and Arrow release the GIL, so this can run on a thread beside the finishing and
+    the store writes of the files before."""
     if not paths or any(p.stat().st_size > MAX_PAGE_BYTES for p in paths):
         return None
     read = _read_all(paths)
@@ -249,7 +261,7 @@ def pages_to_tables(
     tbl = _run(QUERY, {"files": files}, read[0])
     if tbl is None or len(pc.unique(tbl.column("_file"))) != len(files):
         return None  # a file without records: the careful reader names it
-    return _finish(tbl, origin, min_records)
+    return tbl
 
 
 def lines_to_tables(
@@ -257,13 +269,18 @@ def lines_to_tables(
 ) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
     """:func:`pages_to_tables` for records as JSON Lines (the splitter's chunks of one large
     file): one temporary copy, one DuckDB read."""
+    tbl = read_lines(data)
+    return None if tbl is None else finish(tbl, origin, min_records)
+
+
+def read_lines(data: bytes | bytearray) -> pa.Table | None:
+    """:func:`read_pages` for records as JSON Lines."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="provlens-") as tmp:
         path = Path(tmp, "records.jsonl")
         path.write_bytes(data)
-        tbl = _run(LINES_QUERY, {"file": str(path)}, pa.py_buffer(data))
-    return None if tbl is None else _finish(tbl, origin, min_records)
+        return _run(LINES_QUERY, {"file": str(path)}, pa.py_buffer(data))
 
 
 def _run(query: str, params: dict[str, Any], raw: pa.Buffer) -> pa.Table | None:
@@ -289,9 +306,11 @@ def _run(query: str, params: dict[str, Any], raw: pa.Buffer) -> pa.Table | None:
     return tbl
 
 
-def _finish(
-    tbl: pa.Table, origin: str, min_records: int
+def finish(
+    tbl: pa.Table, origin: str, min_records: int = 0
 ) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
+    """:func:`finish_arrow` of what :func:`read_pages` or :func:`read_lines` read; None when the
+    per-record engine must read the records (see the module docstring)."""
     if tbl.num_rows < max(min_records, 1):
         return None  # no records (the careful reader names the file), or few
     if (

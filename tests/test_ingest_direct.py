@@ -185,15 +185,15 @@ def test_direct_reading_is_what_a_paged_ingest_uses(tmp_path: Path) -> None:
     pages = [[_record(f"p{p}-{r}") for r in range(300)] for p in range(3)]
     paths = _write_pages(tmp_path, pages)
     calls: list[int] = []
-    real = records_direct.pages_to_tables
+    real = records_direct.read_pages
 
-    def spy(p: Any, origin: str, min_records: int = 0) -> Any:
-        out = real(p, origin, min_records)
+    def spy(p: Any) -> Any:
+        out = real(p)
         calls.append(0 if out is None else len(p))
         return out
 
     records_direct_mod = pytest.MonkeyPatch()
-    records_direct_mod.setattr(records_direct, "pages_to_tables", spy)
+    records_direct_mod.setattr(records_direct, "read_pages", spy)
     try:
         result = ingest_files(Store(tmp_path / "s"), paths)
     finally:

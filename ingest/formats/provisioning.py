@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,6 +214,30 @@ class _Held:
     rows: dict[str, int]  # the file's rows per table, filled as its records are read
 
 
+_Page = tuple[Source, str, dict[str, int]]  # a page file, its layout, its rows per table
+
+
+@dataclass
+class _Group:
+    """Records handed to the reader thread: page files or held chunks, and their DuckDB read
+    (None: read here, when framed)."""
+
+    pages: list[_Page]
+    held: list[_Held]
+    read: Future[Any] | None
+
+
+_READER: ThreadPoolExecutor | None = None
+
+
+def _reader() -> ThreadPoolExecutor:
+    """The one thread reading groups ahead (its DuckDB connection is kept for the next group)."""
+    global _READER
+    if _READER is None:
+        _READER = ThreadPoolExecutor(1, thread_name_prefix="provlens-read")
+    return _READER
+
+
 class Gather:
     """Several streamable JSON files read as one stream (paged dumps: one page per file).
 
@@ -220,6 +246,10 @@ class Gather:
     chunk gives exactly the frames its files give one by one: when the columnar engine declines
     it, a record in it is bad, or a record id repeats in it, its files' chunks are read one by one
     (:func:`chunk_frames`), as if never gathered; errors then name the first bad file as before.
+
+    A full group's DuckDB read (``records_direct.read_pages`` or ``read_lines``) runs on a
+    reader thread while the group before it is finished and written: one group ahead,
+    its frames yielded in file order, so rows, counts and errors are those of reading in turn.
     """
 
     def __init__(self, options: Options) -> None:
@@ -228,8 +258,9 @@ class Gather:
         self.held: list[_Held] = []
         self.n = 0
         # Whole page files waiting for one direct DuckDB read (records_direct).
-        self.pages: list[tuple[Source, str, dict[str, int]]] = []
+        self.pages: list[_Page] = []
         self.pages_bytes = 0
+        self.ahead: deque[_Group] = deque()  # groups sent to the reader, oldest first
 
     def add(self, source: Source, layout: str, rows: dict[str, int]) -> Iterator[Frames]:
         """Read ``source``'s records; yield frames of every chunk that became full.
@@ -240,87 +271,126 @@ class Gather:
         if layout == "pages" and source._skip == 0 and source.size <= records_direct.MAX_PAGE_BYTES:
             # A page file: read later, with its neighbours, by DuckDB itself.
             if self.held:
-                yield from self.flush()
+                yield from self._send_held()
             self.pages.append((source, layout, rows))
             self.pages_bytes += source.size
             if self.pages_bytes >= DIRECT_BYTES:
-                yield from self.flush()
+                yield from self._send_pages()
             return
-        yield from self._flush_pages()
-        yield from self._split(source, layout, rows)
-
-    def _split(self, source: Source, layout: str, rows: dict[str, int]) -> Iterator[Frames]:
-        """Hold ``source``'s records as chunks of the splitter (framed when CHUNK are held)."""
-        report = jsonstream.PROGRESS.get()
-        found = False
+        yield from self._send_pages()
         try:
-            for chunk in jsonstream.iter_chunks(
-                source.path, source._skip, layout, source.name, CHUNK
-            ):
-                found = True
+            for chunk in self._chunks(source, layout):
                 self.held.append(_Held(source, chunk, rows))
                 self.n += len(chunk.lines)
                 if self.n >= CHUNK:
-                    yield from self.flush()
-                if report is not None:
-                    report(chunk.consumed)
+                    yield from self._send_held()
         except BadInput:
             yield from self.flush()
             raise
+
+    @staticmethod
+    def _chunks(source: Source, layout: str) -> Iterator[jsonstream.Chunk]:
+        """The splitter's chunks of ``source``; BadInput when it holds no record."""
+        report = jsonstream.PROGRESS.get()
+        found = False
+        for chunk in jsonstream.iter_chunks(source.path, source._skip, layout, source.name, CHUNK):
+            found = True
+            yield chunk
+            if report is not None:
+                report(chunk.consumed)
         if not found:
-            yield from self.flush()
             raise BadInput(f"{source.name}:1", "the file holds no provisioning records", _NOTHING)
 
     def flush(self) -> Iterator[Frames]:
         """Yield the frames of the records held so far."""
-        yield from self._flush_pages()
-        yield from self._flush_held()
+        yield from self._send_pages()
+        yield from self._send_held()
+        yield from self._take(0)
 
-    def _flush_pages(self) -> Iterator[Frames]:
-        """Read the page files held, in one DuckDB query when it can read them exactly; else
-        split them file by file, as any other streamable file."""
+    def _send_pages(self) -> Iterator[Frames]:
+        """Send the page files held to the reader (one DuckDB query); frame older groups."""
         pages, self.pages, self.pages_bytes = self.pages, [], 0
-        if not pages:
-            return
-        read = records_direct.pages_to_tables(
-            [s.path for s, _, _ in pages], self.origin, self.columnar_min_records
-        )
+        if pages:
+            paths = [s.path for s, _, _ in pages]
+            self.ahead.append(_Group(pages, [], _reader().submit(records_direct.read_pages, paths)))
+        yield from self._take(1)
+
+    def _send_held(self) -> Iterator[Frames]:
+        """Send the chunks held to the reader (when the columnar engine reads them); frame
+        older groups."""
+        held, self.held, self.n = self.held, [], 0
+        if held:
+            read = None
+            if sum(len(h.chunk.lines) for h in held) >= self.columnar_min_records:
+                # The records as JSON Lines, read by DuckDB with one parse and finished in Arrow.
+                data = held[0].chunk.data
+                if len(held) > 1:
+                    data = bytearray(b"\n").join(h.chunk.data for h in held)
+                read = _reader().submit(records_direct.read_lines, data)
+            self.ahead.append(_Group([], held, read))
+        yield from self._take(1)
+
+    def _take(self, keep: int) -> Iterator[Frames]:
+        """Frame the groups sent, oldest first, until ``keep`` are left in flight."""
+        while len(self.ahead) > keep:
+            group = self.ahead.popleft()
+            if group.pages:
+                yield from self._page_frames(group)
+            else:
+                yield from self._held_frames(group.held, group.read)
+
+    def _page_frames(self, group: _Group) -> Iterator[Frames]:
+        """Frames of page files DuckDB read; when it could not read them exactly, the files are
+        split one by one, as any other streamable file."""
+        assert group.read is not None
+        tbl = group.read.result()
+        read = None
+        if tbl is not None:
+            read = records_direct.finish(tbl, self.origin, self.columnar_min_records)
+        del tbl
         if read is None:
-            for source, layout, rows in pages:
-                yield from self._split(source, layout, rows)
-            yield from self._flush_held()
+            yield from self._careful(group.pages)
             return
         tables, owner, parents = read
-        counts = [rows for _, _, rows in pages]
+        counts = [rows for _, _, rows in group.pages]
         _count_owner(counts, "events", owner)
         for table, at in zip(("steps", "modified_properties"), parents, strict=True):
             _count_owner(counts, table, owner[at])
-        report = jsonstream.PROGRESS.get()
-        if report is not None:
-            report(pages[-1][0].size)
         yield tables
 
-    def _flush_held(self) -> Iterator[Frames]:
-        held, self.held, self.n = self.held, [], 0
+    def _careful(self, pages: list[_Page]) -> Iterator[Frames]:
+        """The page files read through the splitter, in chunks of ``CHUNK`` records."""
+        held: list[_Held] = []
+        try:
+            for source, layout, rows in pages:
+                for chunk in self._chunks(source, layout):
+                    held.append(_Held(source, chunk, rows))
+                    if sum(len(h.chunk.lines) for h in held) >= CHUNK:
+                        yield from self._held_frames(held, None)
+                        held = []
+        except BadInput:
+            yield from self._held_frames(held, None)
+            raise
+        yield from self._held_frames(held, None)
+
+    def _held_frames(self, held: list[_Held], read: Future[Any] | None) -> Iterator[Frames]:
+        """Frames of held chunks: DuckDB's ``read`` of them when it read them exactly, else
+        the chunks together through the line engine, else one by one."""
         if not held:
             return
         sizes = [len(h.chunk.lines) for h in held]
-        if sum(sizes) >= self.columnar_min_records:
-            # The records as JSON Lines, read by DuckDB with one parse and finished in Arrow.
-            data = held[0].chunk.data
-            if len(held) > 1:
-                data = bytearray(b"\n").join(h.chunk.data for h in held)
-            direct = records_direct.lines_to_tables(data, self.origin)
-            del data
-            if direct is not None:
-                tables, _, (step_parent, prop_parent) = direct
-                owner = np.repeat(np.arange(len(held)), sizes)
-                counts = [h.rows for h in held]
-                _count_owner(counts, "events", owner)
-                _count_owner(counts, "steps", owner[step_parent])
-                _count_owner(counts, "modified_properties", owner[prop_parent])
-                yield tables
-                return
+        tbl = read.result() if read is not None else None
+        direct = records_direct.finish(tbl, self.origin) if tbl is not None else None
+        del tbl
+        if direct is not None:
+            tables, _, (step_parent, prop_parent) = direct
+            owner = np.repeat(np.arange(len(held)), sizes)
+            counts = [h.rows for h in held]
+            _count_owner(counts, "events", owner)
+            _count_owner(counts, "steps", owner[step_parent])
+            _count_owner(counts, "modified_properties", owner[prop_parent])
+            yield tables
+            return
         frames = self._together(held) if len(held) > 1 else None
         if frames is None:
             for h in held:
