@@ -106,8 +106,8 @@ def _select() -> tuple[str, list[str]]:
                 expr = "o." + _ref(".".join(parts[: bag_at + 1]))
                 for key in inner:
                     expr = f"bag_get({expr}, '{key}')"
-            exprs.append(f"NULLIF({expr}, '')")
-        cols.append(f'COALESCE({", ".join(exprs)}) AS "{f.column}"')
+            exprs.append(expr)
+        cols.append(f'{_first_non_empty(exprs)} AS "{f.column}"')
         plan.append(f.column)
     step_fields = ", ".join(
         f"'{f.column}': x.{_ref(f.paths[0])}" + ("::VARCHAR" if f.kind == fm.JSON else "")
@@ -134,6 +134,14 @@ def _select() -> tuple[str, list[str]]:
     markers = " OR ".join(f'l."{m}" IS NOT NULL' for m in (*fm.ENVELOPE_MARKERS, "properties"))
     cols.append(f"({markers}) AS envelope")
     return ", ".join(cols), plan
+
+
+def _first_non_empty(exprs: list[str]) -> str:
+    """SQL for the first of ``exprs`` that is neither null nor "" (else null). A CASE, not
+    COALESCE: DuckDB then computes a later path (a bag lookup) only for the rows that need it."""
+    if len(exprs) == 1:
+        return f"NULLIF({exprs[0]}, '')"
+    return "CASE " + " ".join(f"WHEN ({e}) <> '' THEN {e}" for e in exprs) + " END"
 
 
 def _leaves(node: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -277,11 +285,11 @@ def _frames(tbl: Any, origin: str, where: Callable[[int], str]) -> Frames:
 # JSON text whose parsed value prints back the same. RE2 (Arrow) has no lookahead: a plain
 # string is a quoted text without quotes or backslashes that does not itself look like JSON or
 # null (it parses to the text between its quotes); a plain object has no escapes but \" and \\
-# (orjson writes those back alike) and no fractions or exponents; a plain number is an integer.
+# (orjson writes those back alike) and, outside its strings, no fraction or exponent (no ".",
+# "e" or "E" but those of true and false); a plain number is an integer.
 _PLAIN_STRING = r'^"[^"\\]*"$'
 _NOT_PLAIN_STRING = r'^"(?:[\[{]|null")'
-_PLAIN_OTHER = r'^(?:\{(?:[^\\]|\\["\\])*\}|-?[0-9]{1,15})$'
-_FRACTION = r"[0-9][.eE]"
+_PLAIN_OTHER = r'^(?:\{(?:"(?:[^"\\]|\\["\\])*"|true|false|null|[^"eE.\\])*\}|-?[0-9]{1,15})$'
 
 
 def _json_texts(
@@ -309,7 +317,7 @@ def json_texts(values: Any, convert: Callable[[Any], str | None], empty_object: 
     )
     plain = pc.or_(
         plain_string,
-        pc.and_(match(values, _PLAIN_OTHER), pc.invert(match(values, _FRACTION))),
+        match(values, _PLAIN_OTHER),
     ).fill_null(False)
     # Plain texts as they print: strings without their quotes, "" as null, {} as empty_object.
     unquote = pc.and_(plain_string, plain).fill_null(False)
