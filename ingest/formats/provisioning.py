@@ -306,6 +306,8 @@ class Gather:
         yield from self._send_pages()
         yield from self._send_held()
         yield from self._take(0)
+        if _READER is not None:
+            _READER.submit(records_direct.release)
 
     def _send_pages(self) -> Iterator[Frames]:
         """Send the page files held to the reader (one DuckDB query); frame older groups."""
