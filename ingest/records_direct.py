@@ -29,6 +29,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -252,25 +253,34 @@ def pages_to_tables(
     """Canonical Arrow tables of the page files ``paths`` read together, the file of each event
     and the event row of each child row per child table; None when any file must be read the
     careful way (see the module docstring)."""
-    tbl = read_pages(paths)
-    return None if tbl is None else finish(tbl, origin, min_records)
+    read = read_pages(paths)
+    return None if read is None else finish(read, origin, min_records)
 
 
-def read_pages(paths: Sequence[Path]) -> pa.Table | None:
-    """The raw columns of the page files ``paths`` (one DuckDB read, the key casing proved), for
-    :func:`finish`; None when any file must be read the careful way. No Python runs per record
-    and DuckDB and Arrow release the GIL, so this can run on a thread beside the finishing and
-    the store writes of the files before."""
+@dataclass
+class Read:
+    """What :func:`read_pages` or :func:`read_lines` read, for :func:`finish`: the query's rows
+    and the :data:`ALT_KEY` matches in the raw bytes (to be matched by those in the free texts)."""
+
+    table: pa.Table
+    alt_keys: int
+
+
+def read_pages(paths: Sequence[Path]) -> Read | None:
+    """The raw columns of the page files ``paths`` (one DuckDB read), for :func:`finish`; None
+    when any file must be read the careful way. No Python runs per record and DuckDB and Arrow
+    release the GIL, so this can run on a thread beside the finishing and the store writes of
+    the files before."""
     if not paths or any(p.stat().st_size > MAX_PAGE_BYTES for p in paths):
         return None
     read = _read_all(paths)
     if read is None:
         return None
     files = [str(p) for p in paths]
-    tbl = _run(QUERY, {"files": files}, read[0])
-    if tbl is None or len(pc.unique(tbl.column("_file"))) != len(files):
+    out = _run(QUERY, {"files": files}, read[0])
+    if out is None or len(pc.unique(out.table.column("_file"))) != len(files):
         return None  # a file without records: the careful reader names it
-    return tbl
+    return out
 
 
 def lines_to_tables(
@@ -278,11 +288,11 @@ def lines_to_tables(
 ) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
     """:func:`pages_to_tables` for records as JSON Lines (the splitter's chunks of one large
     file): one temporary copy, one DuckDB read."""
-    tbl = read_lines(data)
-    return None if tbl is None else finish(tbl, origin, min_records)
+    read = read_lines(data)
+    return None if read is None else finish(read, origin, min_records)
 
 
-def read_lines(data: bytes | bytearray) -> pa.Table | None:
+def read_lines(data: bytes | bytearray) -> Read | None:
     """:func:`read_pages` for records as JSON Lines."""
     import tempfile
 
@@ -292,9 +302,9 @@ def read_lines(data: bytes | bytearray) -> pa.Table | None:
         return _run(LINES_QUERY, {"file": str(path)}, pa.py_buffer(data))
 
 
-def _run(query: str, params: dict[str, Any], raw: pa.Buffer) -> pa.Table | None:
-    """The query's rows, None when DuckDB refuses the JSON or a key the map reads is spelled
-    otherwise where the map reads it (:data:`ALT_KEY` counted in ``raw`` and the free texts)."""
+def _run(query: str, params: dict[str, Any], raw: pa.Buffer) -> Read | None:
+    """The query's rows and the :data:`ALT_KEY` matches in ``raw``; None when DuckDB refuses
+    the JSON."""
     import duckdb
 
     # The scan of the raw bytes runs beside DuckDB's read (both release the GIL).
@@ -306,21 +316,27 @@ def _run(query: str, params: dict[str, Any], raw: pa.Buffer) -> pa.Table | None:
     except duckdb.Error:
         in_raw.result()
         return None  # not JSON as DuckDB reads it strictly (duplicate keys, wrong types, ...)
+    return Read(tbl, in_raw.result())
+
+
+def _recased(read: Read) -> bool:
+    """Whether a key the map reads is spelled otherwise where the map reads it: more
+    :data:`ALT_KEY` matches in the raw bytes than in the free texts DuckDB extracted."""
+    tbl = read.table
     free = [tbl.column(f"_free{i}").combine_chunks() for i in range(len(_FREE_FORM))]
     for column, fields in (("steps", ("details",)), ("props", ("old_value", "new_value"))):
         flat = pc.list_flatten(tbl.column(column).combine_chunks())
         free.extend(flat.field(f).cast(pa.string()) for f in fields)
-    if in_raw.result() != _alt_keys([v for t in free for v in _bytes_of(t)]):
-        return None
-    return tbl
+    return read.alt_keys != _alt_keys([v for t in free for v in _bytes_of(t)])
 
 
 def finish(
-    tbl: pa.Table, origin: str, min_records: int = 0
+    read: Read, origin: str, min_records: int = 0
 ) -> tuple[dict[str, pa.Table], np.ndarray, list[np.ndarray]] | None:
     """:func:`finish_arrow` of what :func:`read_pages` or :func:`read_lines` read; None when the
     per-record engine must read the records (see the module docstring)."""
-    if tbl.num_rows < max(min_records, 1):
+    tbl = read.table
+    if tbl.num_rows < max(min_records, 1) or _recased(read):
         return None  # no records (the careful reader names the file), or few
     if (
         pc.any(tbl.column("envelope")).as_py()

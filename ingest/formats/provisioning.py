@@ -345,11 +345,11 @@ class Gather:
         """Frames of page files DuckDB read; when it could not read them exactly, the files are
         split one by one, as any other streamable file."""
         assert group.read is not None
-        tbl = group.read.result()
+        raw = group.read.result()
         read = None
-        if tbl is not None:
-            read = records_direct.finish(tbl, self.origin, self.columnar_min_records)
-        del tbl
+        if raw is not None:
+            read = records_direct.finish(raw, self.origin, self.columnar_min_records)
+        del raw
         if read is None:
             yield from self._careful(group.pages)
             return
@@ -381,9 +381,9 @@ class Gather:
         if not held:
             return
         sizes = [len(h.chunk.lines) for h in held]
-        tbl = read.result() if read is not None else None
-        direct = records_direct.finish(tbl, self.origin) if tbl is not None else None
-        del tbl
+        raw = read.result() if read is not None else None
+        direct = records_direct.finish(raw, self.origin) if raw is not None else None
+        del raw
         if direct is not None:
             tables, _, (step_parent, prop_parent) = direct
             owner = np.repeat(np.arange(len(held)), sizes)
