@@ -33,6 +33,9 @@ from ingest.formats import FileFormat, Frames, Options, Source, register
 from ingest.records import records_to_frames
 
 CHUNK = 20_000
+# Records per group of a large file's chunks read by DuckDB: half a CHUNK, as one group is read
+# ahead while the one before is finished (two in memory, as one CHUNK was).
+GROUP_RECORDS = CHUNK // 2
 # Page files read directly by DuckDB are gathered up to this many bytes per query.
 DIRECT_BYTES = 64 << 20
 _NOTHING = "nothing was stored"
@@ -241,7 +244,7 @@ def _reader() -> ThreadPoolExecutor:
 class Gather:
     """Several streamable JSON files read as one stream (paged dumps: one page per file).
 
-    Records of consecutive files are gathered into chunks of up to ``CHUNK`` records across
+    Records of consecutive files are gathered into chunks of up to ``GROUP_RECORDS`` records across
     file boundaries, so many small files cost one columnar read, not one read each. A gathered
     chunk gives exactly the frames its files give one by one: when the columnar engine declines
     it, a record in it is bad, or a record id repeats in it, its files' chunks are read one by one
@@ -282,7 +285,7 @@ class Gather:
             for chunk in self._chunks(source, layout):
                 self.held.append(_Held(source, chunk, rows))
                 self.n += len(chunk.lines)
-                if self.n >= CHUNK:
+                if self.n >= GROUP_RECORDS:
                     yield from self._send_held()
         except BadInput:
             yield from self.flush()
@@ -293,7 +296,8 @@ class Gather:
         """The splitter's chunks of ``source``; BadInput when it holds no record."""
         report = jsonstream.PROGRESS.get()
         found = False
-        for chunk in jsonstream.iter_chunks(source.path, source._skip, layout, source.name, CHUNK):
+        path, skip, name = source.path, source._skip, source.name
+        for chunk in jsonstream.iter_chunks(path, skip, layout, name, GROUP_RECORDS):
             found = True
             yield chunk
             if report is not None:
