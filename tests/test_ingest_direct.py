@@ -200,3 +200,60 @@ def test_direct_reading_is_what_a_paged_ingest_uses(tmp_path: Path) -> None:
         records_direct_mod.undo()
     assert calls == [3]
     assert [f.rows["events"] for f in result.files] == [300, 300, 300]
+
+
+def _one_page_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.formats import provisioning
+
+    monkeypatch.setattr(provisioning, "DIRECT_BYTES", 1)  # every page file is a group
+
+
+def test_the_next_group_is_read_while_the_one_before_is_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    _one_page_per_group(monkeypatch)
+    pages = [[_record(f"p{p}-{r}") for r in range(30)] for p in range(4)]
+    paths = _write_pages(tmp_path, pages)
+    read, finish = records_direct.read_pages, records_direct.finish
+    started: list[threading.Event] = [threading.Event() for _ in paths]
+    threads: list[str] = []
+    overlapped: list[bool] = []
+
+    def read_spy(p: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        started[paths.index(p[0])].set()
+        return read(p)
+
+    def finish_spy(r: Any, origin: str, min_records: int = 0) -> Any:
+        k = len(overlapped)
+        if k + 1 < len(paths):  # the next group's read has begun before this one is finished
+            overlapped.append(started[k + 1].wait(10))
+        else:
+            overlapped.append(True)
+        return finish(r, origin, min_records)
+
+    monkeypatch.setattr(records_direct, "read_pages", read_spy)
+    monkeypatch.setattr(records_direct, "finish", finish_spy)
+    result = ingest_files(Store(tmp_path / "s"), paths)
+    assert overlapped == [True] * 4
+    assert threads and all(t.startswith("provlens-read") for t in threads)
+    assert [f.rows["events"] for f in result.files] == [30] * 4
+    _assert_same({t: Store(tmp_path / "s").read_arrow(t) for t in TABLES}, _per_record(pages))
+
+
+def test_a_bad_page_in_a_later_group_is_named_and_nothing_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _one_page_per_group(monkeypatch)
+    pages = [[_record(f"p{p}-{r}") for r in range(20)] for p in range(5)]
+    del pages[3][4]["activityDateTime"]
+    paths = _write_pages(tmp_path, pages)
+    store = Store(tmp_path / "s")
+    ingest_files(store, paths[:1])
+    before = store.manifest().rows
+    with pytest.raises(BadInput) as err:
+        ingest_files(store, paths)
+    assert str(err.value).startswith(f"{paths[3]}:1: record 5")
+    assert store.manifest().rows == before
