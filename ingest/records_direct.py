@@ -264,6 +264,7 @@ class Read:
 
     table: pa.Table
     alt_keys: int
+    checked: bool = False  # the free texts' count matched already (see _recased)
 
 
 def read_pages(paths: Sequence[Path]) -> Read | None:
@@ -293,13 +294,18 @@ def lines_to_tables(
 
 
 def read_lines(data: bytes | bytearray) -> Read | None:
-    """:func:`read_pages` for records as JSON Lines."""
+    """:func:`read_pages` for records as JSON Lines. The key casing is proved here (on the
+    reader thread), as the splitter keeps the main thread the busier one for a large file."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="provlens-") as tmp:
         path = Path(tmp, "records.jsonl")
         path.write_bytes(data)
-        return _run(LINES_QUERY, {"file": str(path)}, pa.py_buffer(data))
+        read = _run(LINES_QUERY, {"file": str(path)}, pa.py_buffer(data))
+    if read is None or _recased(read):
+        return None
+    read.checked = True
+    return read
 
 
 def _run(query: str, params: dict[str, Any], raw: pa.Buffer) -> Read | None:
@@ -336,7 +342,7 @@ def finish(
     """:func:`finish_arrow` of what :func:`read_pages` or :func:`read_lines` read; None when the
     per-record engine must read the records (see the module docstring)."""
     tbl = read.table
-    if tbl.num_rows < max(min_records, 1) or _recased(read):
+    if tbl.num_rows < max(min_records, 1) or (not read.checked and _recased(read)):
         return None  # no records (the careful reader names the file), or few
     if (
         pc.any(tbl.column("envelope")).as_py()
