@@ -167,7 +167,18 @@ def test_what_duckdb_would_read_otherwise_is_declined_and_read_the_careful_way(
         pd.testing.assert_frame_equal(df, _store_tables(ref)[t])
 
 
-def test_a_bad_page_among_good_ones_is_named_and_nothing_is_stored(tmp_path: Path) -> None:
+def _one_page_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.formats import provisioning
+
+    monkeypatch.setattr(provisioning, "DIRECT_BYTES", 1)  # every page file is a group
+
+
+@pytest.mark.parametrize("group_per_page", [False, True])
+def test_a_bad_page_among_good_ones_is_named_and_nothing_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group_per_page: bool
+) -> None:
+    if group_per_page:  # the bad page's group is read while the ones before are finished
+        _one_page_per_group(monkeypatch)
     pages = [[_record(f"p{p}-{r}") for r in range(20)] for p in range(4)]
     del pages[2][7]["activityDateTime"]
     paths = _write_pages(tmp_path, pages)
@@ -200,12 +211,6 @@ def test_direct_reading_is_what_a_paged_ingest_uses(tmp_path: Path) -> None:
         records_direct_mod.undo()
     assert calls == [3]
     assert [f.rows["events"] for f in result.files] == [300, 300, 300]
-
-
-def _one_page_per_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingest.formats import provisioning
-
-    monkeypatch.setattr(provisioning, "DIRECT_BYTES", 1)  # every page file is a group
 
 
 def test_the_next_group_is_read_while_the_one_before_is_finished(
@@ -241,19 +246,3 @@ def test_the_next_group_is_read_while_the_one_before_is_finished(
     assert threads and all(t.startswith("provlens-read") for t in threads)
     assert [f.rows["events"] for f in result.files] == [30] * 4
     _assert_same({t: Store(tmp_path / "s").read_arrow(t) for t in TABLES}, _per_record(pages))
-
-
-def test_a_bad_page_in_a_later_group_is_named_and_nothing_is_stored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _one_page_per_group(monkeypatch)
-    pages = [[_record(f"p{p}-{r}") for r in range(20)] for p in range(5)]
-    del pages[3][4]["activityDateTime"]
-    paths = _write_pages(tmp_path, pages)
-    store = Store(tmp_path / "s")
-    ingest_files(store, paths[:1])
-    before = store.manifest().rows
-    with pytest.raises(BadInput) as err:
-        ingest_files(store, paths)
-    assert str(err.value).startswith(f"{paths[3]}:1: record 5")
-    assert store.manifest().rows == before
