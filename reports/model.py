@@ -255,10 +255,12 @@ class Model:
         source: Inputs | None = None,
         parts: dict[str, pd.DataFrame] | None = None,
         loader: Callable[[str, Sequence[str] | None], pd.DataFrame] | None = None,
+        files: dict[str, str] | None = None,
     ) -> None:
         self._source = source
         self._parts: dict[str, pd.DataFrame] = dict(parts or {})
         self._loader = loader  # reads a kept part back (only the parts a report asks for)
+        self._files = dict(files or {})  # where kept parts lie (Parquet), for SQL to scan
         self._seen = self._fingerprint()
 
     def _fingerprint(self) -> tuple[int, ...]:
@@ -292,6 +294,11 @@ class Model:
         if name not in self._parts and self._loader is not None and self._source is None:
             return self._loader(name, list(columns))
         return self.part(name)[list(columns)]
+
+    def file(self, name: str) -> str | None:
+        """Return the Parquet file part ``name`` is kept in (SQL reads it in place), or None
+        when the part is not kept on disk (in-memory inputs: use :meth:`columns`)."""
+        return self._files.get(name) if self._source is None else None
 
     def _compute(self, name: str) -> pd.DataFrame:
         if name not in PARTS:
