@@ -415,23 +415,16 @@ def _build_stored(
 ) -> ReportResult:
     """Return the report computed over the stored events and requests in place, with the
     model's kept parts read from their files: no input becomes a frame, only the rows do."""
-    from reports.sql import over_arrow
+    from reports.sql import over_arrow, stored_unique
 
     tables = ["events", "scim_requests"]
-    # A store keeps each id once (ingest.store: last copy wins); a null id is not an id.
-    nulls = over_arrow(
-        inputs,
-        "SELECT (SELECT count(*) FROM events WHERE id IS NULL) AS e, "
-        "(SELECT count(*) FROM scim_requests WHERE request_id IS NULL) AS r",
-        tables,
-    ).to_pylist()[0]
     _, rows, hidden_sql = rows_sql(
         filters,
         include_noise=include_noise,
         user=user,
         window=WINDOW,
-        unique_requests=nulls["r"] == 0,
-        unique_events=nulls["e"] == 0,
+        unique_requests=stored_unique(inputs, "scim_requests"),
+        unique_events=stored_unique(inputs, "events"),
         model_files=model_files,
     )
     hidden = int(over_arrow(inputs, hidden_sql, ["events"]).column(0)[0].as_py())

@@ -237,8 +237,12 @@ def build(
     """
     if granularity not in ("both", "minute", "cycle", "hour"):
         raise ValueError(f"granularity must be both, minute, cycle or hour, not {granularity!r}")
+    from reports.sql import stored_unique
+
+    unique = stored_unique(inputs, "scim_requests")  # then no last copy to pick
     requests = inputs.scim_requests.loc[inputs.scim_requests["received_at"].notna()]
-    requests = requests.drop_duplicates("request_id", keep="last")
+    if not unique:
+        requests = requests.drop_duplicates("request_id", keep="last")
     parts = []
     if granularity == "hour" and not requests.empty:
         parts.append(_hours(filters.apply(requests, "received_at")))
