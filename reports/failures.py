@@ -191,8 +191,47 @@ def build(
     )
     # Noise is skips and successful no-op updates: a failure is never noise, nothing to hide.
     ev = all_ev.loc[all_ev["status"] == "failure"]
-    table = failure_table(ev, inputs.scim_requests, model_of(inputs))
+    model = model_of(inputs)
+    answers = _answers_in_place(inputs, ev, model)
+    if answers is None:
+        table = failure_table(ev, inputs.scim_requests, model)
+    else:
+        requests, matches = answers
+        table = failure_table(ev, requests, Model(parts={"matches": matches}))
     return ReportResult(frame=table, hidden_noise=0)
+
+
+def _answers_in_place(
+    inputs: Inputs, failed: pd.DataFrame, model: Model
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Return (the wiki requests matched to ``failed``, those matches) read where they lie:
+    the model's kept matches of these events and only their requests, in stored order (what
+    failure_table keeps of the whole tables); None when either is not kept in a store."""
+    from ingest.store import to_pandas
+    from reports import sql
+    from reports.model import typed_part
+
+    kept = model.file("matches")
+    if kept is None or inputs.scan("scim_requests") is None:
+        return None
+    ids = pd.DataFrame({"id": failed["id"].dropna().astype("str").unique()})
+    mine = sql.over_arrow(
+        inputs,
+        f"SELECT request_id, event_id, gap_s FROM read_parquet({sql.literal(kept)}) "  # noqa: S608
+        "WHERE event_id IN (SELECT id FROM failed)",
+        [],
+        failed=ids,
+    )
+    matches = typed_part("matches", mine.to_pandas())
+    wanted = pd.DataFrame({"request_id": matches["request_id"].unique()})
+    rows = sql.over_arrow(
+        inputs,
+        "SELECT * FROM scim_requests WHERE request_id IN (SELECT request_id FROM wanted) "
+        "ORDER BY _row",
+        ["scim_requests"],
+        wanted=wanted,
+    )
+    return to_pandas("scim_requests", rows.drop_columns(["_row"])), matches
 
 
 def build_skips(
