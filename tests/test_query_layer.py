@@ -242,13 +242,15 @@ def test_sql_reports_over_frames_lacking_optional_columns_read_them_as_null() ->
 def test_reports_computed_in_place_over_a_store_answer_as_over_frames(
     tmp_path: Path, filters: Filters
 ):
-    """correlation, users, coverage, estimate, scim-traffic and failures read the store in place
-    (no input frame); their answers are the in-memory ones, figure for figure."""
+    """correlation, users, coverage, estimate, scim-traffic, failures and skips read the store
+    in place
+    (no input frame): their answers are the in-memory ones, figure for figure."""
     from reports import run_report
 
     store = _store(tmp_path / "s")
     w = world()
-    for name in ("correlation", "users", "coverage", "estimate", "scim-traffic", "failures"):
+    names = ("correlation", "users", "coverage", "estimate", "scim-traffic", "failures", "skips")
+    for name in names:
         for noise in (False, True):
             got = service.run(store, name, filters, include_noise=noise, now=ts("2026-06-01"))
             want = run_report(name, w, filters, include_noise=noise, now=ts("2026-06-01"))
