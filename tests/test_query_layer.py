@@ -243,8 +243,7 @@ def test_reports_computed_in_place_over_a_store_answer_as_over_frames(
     tmp_path: Path, filters: Filters
 ):
     """correlation, users, coverage, estimate, scim-traffic, failures and skips read the store
-    in place
-    (no input frame): their answers are the in-memory ones, figure for figure."""
+    in place (no input frame): their answers are the in-memory ones, figure for figure."""
     from reports import run_report
 
     store = _store(tmp_path / "s")
