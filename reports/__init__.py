@@ -345,7 +345,7 @@ class ReportResult:
             if pending is not None:
                 rows, to_frame = pending
                 object.__setattr__(self, "frame", to_frame(rows))
-                object.__getattribute__(self, "__dict__").pop("_rows")
+                object.__getattribute__(self, "__dict__").pop("_rows", None)
         return object.__getattribute__(self, name)
 
 
