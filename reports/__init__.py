@@ -308,11 +308,45 @@ _TABLE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Inputs))
 
 @dataclass(frozen=True)
 class ReportResult:
-    """A report's answer: a frame of rows, an object (dict), or both; and the noise rows hidden."""
+    """A report's answer: a frame of rows, an object (dict), or both; and the noise rows hidden.
+
+    A report whose rows come out of DuckDB may give them as Arrow (:meth:`of_rows`): ``frame``
+    is then made from them the first time it is read, so a face that only writes the rows out
+    (``provlens report --format json --out``) streams the Arrow rows and never builds a frame.
+    """
 
     frame: pd.DataFrame | None = None
     data: dict[str, Any] | None = None
     hidden_noise: int = 0
+
+    @classmethod
+    def of_rows(
+        cls,
+        rows: Any,
+        to_frame: Callable[[Any], pd.DataFrame],
+        data: dict[str, Any] | None = None,
+        hidden_noise: int = 0,
+    ) -> ReportResult:
+        """Return a result whose frame is ``to_frame(rows)`` (``rows``: a pyarrow Table),
+        made on first read of ``frame``; :meth:`arrow_rows` gives the rows before that."""
+        out = cls(None, data, hidden_noise)
+        object.__setattr__(out, "_rows", (rows, to_frame))
+        return out
+
+    def arrow_rows(self) -> Any:
+        """Return the rows as the pyarrow Table the frame is made from, None when the result
+        holds a frame (given, or already made)."""
+        pending = self.__dict__.get("_rows")
+        return None if pending is None else pending[0]
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "frame":
+            pending = object.__getattribute__(self, "__dict__").get("_rows")
+            if pending is not None:
+                rows, to_frame = pending
+                object.__setattr__(self, "frame", to_frame(rows))
+                object.__getattribute__(self, "__dict__").pop("_rows", None)
+        return object.__getattribute__(self, name)
 
 
 ReportFunction = Callable[..., ReportResult]

@@ -43,7 +43,7 @@ import pyarrow as pa
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import unique_text
-from reports.model import WINDOW, match_requests, model_of
+from reports.model import WINDOW, Model, match_requests, model_of
 from reports.sql import literal
 
 __all__ = ["COLUMNS", "build", "latest_verdict", "match_requests"]
@@ -88,7 +88,7 @@ def latest_verdict(correlation: pd.DataFrame | None) -> str | None:
 # --- the rows, in DuckDB SQL ------------------------------------------------------------------
 #
 # One query over views named ``events``, ``scim_requests``, ``matches`` and ``noise`` (each with
-# ``_pos``: the row's place in the frame the report was given), run over the inputs' frames
+# ``_row``: the row's place in the frame the report was given), run over the inputs' frames
 # (DuckDB reads their Arrow buffers without copying). Lists are built by list() in request order;
 # pandas sees only the result, its list columns Arrow-backed (no Python list per row).
 
@@ -118,6 +118,7 @@ _REQUEST_VIEW: Final = (
     "external_id",
     "user_name",
 )
+LAZY: Final = "NOT MATERIALIZED"
 _NOTES: Final = {
     "success_none": "Entra reports success but the wiki received no request for this object",
     "success_error": "Entra reports success but the wiki answered an error",
@@ -148,6 +149,7 @@ def rows_sql(
     window: pd.Timedelta,
     unique_requests: bool = False,
     unique_events: bool = False,
+    model_files: dict[str, str] | None = None,
 ) -> tuple[str, str, str]:
     """Return (the selection's CTEs, rows query, hidden-noise count query) over the views.
 
@@ -155,6 +157,8 @@ def rows_sql(
     action or status filter narrows the rows shown, never which events explain a request);
     requests are read ``window`` wider than the range (they may belong to events inside it).
     ``unique_requests``/``unique_events``: the ids are known distinct (no last copy to pick).
+    ``model_files``: the model's ``matches`` and ``noise`` parts read in place from these Parquet
+    files (else views of those names are expected).
     """
     from reports.model_sql import object_key_sql, user_hit_sql
 
@@ -200,25 +204,39 @@ def rows_sql(
     # The last copy of each request id; an event id's first row (when ids repeat: frames).
     rq0 = f"SELECT * FROM scim_requests WHERE {wide}"  # noqa: S608 (literals quoted)
     if not unique_requests:
-        rq0 += " QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _pos DESC) = 1"
+        rq0 += " QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _row DESC) = 1"
     first_ev = (
-        "SELECT id, _pos AS ep FROM ev"
+        "SELECT id, _row AS ep FROM ev"
         if unique_events
-        else "SELECT id, min(_pos) AS ep FROM ev GROUP BY id"
+        else "SELECT id, min(_row) AS ep FROM ev GROUP BY id"
     )
     st = "e.status"
+    kept = ""
+    if model_files:
+        # Only quoted file paths are spliced in.
+        match_file, noise_file = literal(model_files["matches"]), literal(model_files["noise"])
+        matches = f"SELECT request_id, event_id FROM read_parquet({match_file})"  # noqa: S608
+        noise = f"SELECT event_id, noise FROM read_parquet({noise_file})"  # noqa: S608
+        kept = (
+            f"model_matches AS {LAZY} ({matches}), matches AS {LAZY} ({matches}), "
+            f"noise AS {LAZY} ({noise}),"
+        )
+    # The selections are read again where used (a scan of Parquet or Arrow is cheap), never
+    # held whole: a million events and requests materialised cost a gigabyte. Not the
+    # requests when their last copies must be picked (a window over all of them).
+    lazy_rq = LAZY if unique_requests else ""
     base = f"""
-    WITH ev0 AS (SELECT * FROM events WHERE {" AND ".join(scope)}),
-    ev AS ({ev}),
-    rq0 AS ({rq0}),
-    rq AS ({rq}),
-    first_ev AS ({first_ev})
+    WITH {kept} ev0 AS {LAZY} (SELECT * FROM events WHERE {" AND ".join(scope)}),
+    ev AS {LAZY} ({ev}),
+    rq0 AS {lazy_rq} ({rq0}),
+    rq AS {lazy_rq} ({rq}),
+    first_ev AS {LAZY} ({first_ev})
     """  # noqa: S608 (literals quoted)
     rows = f"""{base},
     pairs AS (
         SELECT f.ep, r.received_at,
-               {{'k': (epoch_us(r.received_at)::HUGEINT << 64) + r._pos, 'id': r.request_id,
-                 'status': r.status_code, 'pos': r._pos}} AS x
+               {{'k': (epoch_us(r.received_at)::HUGEINT << 64) + r._row, 'id': r.request_id,
+                 'status': r.status_code, 'pos': r._row}} AS x
         FROM matches m JOIN rq r ON r.request_id = m.request_id
         JOIN first_ev f ON f.id = m.event_id
     ),
@@ -242,10 +260,10 @@ def rows_sql(
     agg AS (
         SELECT a.*, {{'status': r.status_code, 'type': r.scim_type, 'detail': r.detail,
                      'op': r.operation, 'user': r.user_name}} AS d
-        FROM agg0 a JOIN rq r ON r._pos = a.dpos
+        FROM agg0 a JOIN rq r ON r._row = a.dpos
     ),
     out AS (
-        SELECT 0 AS part, e._pos AS o, e.id AS event_id, e.activity_at, e.source_name,
+        SELECT 0 AS part, e._row AS o, e.id AS event_id, e.activity_at, e.source_name,
                e.target_id, e.status, e.error_code,
                coalesce(a.ids, []::VARCHAR[]) AS wiki_request_ids,
                coalesce(a.codes, []::BIGINT[]) AS wiki_status_codes,
@@ -268,10 +286,10 @@ def rows_sql(
                a.d.detail AS wiki_detail, a.d.op AS wiki_operation,
                a.d.user AS wiki_user_name, a.first_at AS wiki_first_at,
                a.last_at AS wiki_last_at, {n} AS wiki_requests
-        FROM ev e LEFT JOIN agg a ON a.ep = e._pos
+        FROM ev e LEFT JOIN agg a ON a.ep = e._row
         WHERE {keep}
         UNION ALL
-        SELECT 1, r._pos, NULL, NULL, NULL, r.resource_id, NULL, NULL, [r.request_id],
+        SELECT 1, r._row, NULL, NULL, NULL, r.resource_id, NULL, NULL, [r.request_id],
                [r.status_code], 'wiki_only', {literal(_NOTES["wiki_only"])}, NULL, NULL, NULL,
                NULL, r.status_code, r.scim_type, r.detail, r.operation, r.user_name,
                r.received_at, r.received_at, 1
@@ -291,13 +309,13 @@ def rows_sql(
 
 
 def _view(frame: pd.DataFrame, columns: tuple[str, ...]) -> pa.Table:
-    """Return ``frame``'s ``columns`` (a missing one as nulls) as Arrow, with ``_pos``."""
+    """Return ``frame``'s ``columns`` (a missing one as nulls) as Arrow, with ``_row``."""
     have = [c for c in columns if c in frame.columns]
     table = pa.Table.from_pandas(frame[have], preserve_index=False)
     for c in columns:
         if c not in have:
             table = table.append_column(c, pa.nulls(len(frame), pa.string()))
-    return table.append_column("_pos", pa.array(np.arange(len(frame), dtype=np.int64)))
+    return table.append_column("_row", pa.array(np.arange(len(frame), dtype=np.int64)))
 
 
 def _frame(result: pa.Table) -> pd.DataFrame:
@@ -337,6 +355,9 @@ def build(
 
     window = pd.Timedelta(seconds=window_s)
     model = model_of(inputs)
+    stored = _stored(inputs, model) if window == WINDOW else None
+    if stored is not None:
+        return _build_stored(inputs, filters, stored, include_noise=include_noise, user=user)
     events = inputs.events
     requests = inputs.scim_requests
     base, rows, hidden_sql = rows_sql(
@@ -360,8 +381,8 @@ def build(
             con.register("matches", model_matches)
         else:
             # Another window: the matches among the selected events and requests, computed here.
-            ev = con.sql(f"{base} SELECT * EXCLUDE (_pos) FROM ev ORDER BY _pos").df()  # noqa: S608
-            rq = con.sql(f"{base} SELECT * EXCLUDE (_pos) FROM rq ORDER BY _pos").df()  # noqa: S608
+            ev = con.sql(f"{base} SELECT * EXCLUDE (_row) FROM ev ORDER BY _row").df()  # noqa: S608
+            rq = con.sql(f"{base} SELECT * EXCLUDE (_row) FROM rq ORDER BY _row").df()  # noqa: S608
             own = match_requests(ev, rq, window)
             con.register("matches", pa.Table.from_pandas(own, preserve_index=False))
         noise = model.columns("noise", ["event_id", "noise"])
@@ -371,3 +392,40 @@ def build(
     finally:
         con.close()
     return ReportResult(frame=_frame(result), hidden_noise=hidden)
+
+
+def _stored(inputs: Inputs, model: Model) -> dict[str, str] | None:
+    """Return the model's kept matches and noise files when events and requests are stored
+    tables not read yet (then the rows are computed where they lie), else None."""
+    files = {part: model.file(part) for part in ("matches", "noise")}
+    if any(f is None for f in files.values()):
+        return None
+    if inputs.scan("events") is None or inputs.scan("scim_requests") is None:
+        return None
+    return {part: f for part, f in files.items() if f is not None}
+
+
+def _build_stored(
+    inputs: Inputs,
+    filters: Filters,
+    model_files: dict[str, str],
+    *,
+    include_noise: bool,
+    user: str | None,
+) -> ReportResult:
+    """Return the report computed over the stored events and requests in place, with the
+    model's kept parts read from their files: no input becomes a frame, only the rows do."""
+    from reports.sql import over_arrow, stored_unique
+
+    tables = ["events", "scim_requests"]
+    _, rows, hidden_sql = rows_sql(
+        filters,
+        include_noise=include_noise,
+        user=user,
+        window=WINDOW,
+        unique_requests=stored_unique(inputs, "scim_requests"),
+        unique_events=stored_unique(inputs, "events"),
+        model_files=model_files,
+    )
+    hidden = int(over_arrow(inputs, hidden_sql, ["events"]).column(0)[0].as_py())
+    return ReportResult.of_rows(over_arrow(inputs, rows, tables), _frame, hidden_noise=hidden)

@@ -313,7 +313,7 @@ def coverage_rows(
     objects are computed (by the model's own function) over that selection; action and status
     filters choose events to list, they never change who is in scope or a last status.
     """
-    from reports.model import model_of, objects_table
+    from reports.model import model_of, objects_in_place, objects_table
 
     model = model_of(inputs)
     scoped = Filters(
@@ -327,7 +327,14 @@ def coverage_rows(
             model.objects if columns is None else model.columns("objects", [*columns, "coverage"])
         )
     else:
-        slimmed = inputs.replace(events=slim(inputs.events, "source_type", "error_code"))
-        objects = objects_table(scoped.apply_inputs(slimmed).unguarded(), model.noise)
+        # Over a store: the objects of the selection computed where it lies (the service
+        # pushed the filters down), never read as frames.
+        noise_file = model.file("noise")
+        found = objects_in_place(inputs, noise_file) if noise_file is not None else None
+        if found is not None:
+            objects = found
+        else:
+            slimmed = inputs.replace(events=slim(inputs.events, "source_type", "error_code"))
+            objects = objects_table(scoped.apply_inputs(slimmed).unguarded(), model.noise)
     rows = objects.loc[objects["coverage"]].reset_index(drop=True)
     return rows.astype({"in_scope": "bool"})

@@ -115,6 +115,35 @@ def objects_in_scope(inputs: Inputs, facts: EventFacts | None = None) -> tuple[i
     return int(scope["in_scope"].sum()) + len(in_scope_groups(inputs.assignments)), "scope"
 
 
+def objects_in_scope_of(inputs: Inputs, filters: Filters) -> tuple[int, str] | None:
+    """Return :func:`objects_in_scope` from the model's objects (their ``in_scope``: the same
+    scope rule, coded once) and the assignments counted where they lie, without reading scope
+    data as frames; None when the model's objects are not the selection's (an app filter cuts
+    scope), there is no scope data, or a user row has no id (which the model leaves out)."""
+    from reports import sql
+    from reports.model import SCOPE_REASONS
+    from reports.model_sql import objects_sql
+
+    if filters.service_principal_ids:
+        return None
+    groups_ok = dict(objects_sql(SCOPE_REASONS)[0])["grp_ok"]
+    user = "(principal_type IS NULL OR principal_type = 'user')"
+    member = "(member_type IS NULL OR member_type = 'user')"
+    counts = sql.over_arrow(
+        inputs,
+        f"SELECT (SELECT count(*) FROM assignments) AS n, "  # noqa: S608 (constants)
+        f"(SELECT count(*) FROM ({groups_ok})) AS groups, "
+        f"(SELECT count(*) FROM assignments WHERE principal_id IS NULL AND {user}) "
+        f"+ (SELECT count(*) FROM group_members WHERE member_id IS NULL AND {member}) AS no_id",
+        ["assignments", "group_members"],
+    ).to_pylist()[0]
+    if counts["n"] == 0 or counts["no_id"]:
+        return None
+    objects = model_of(inputs).columns("objects", ["coverage", "in_scope"])
+    users = int((objects["coverage"].astype(bool) & objects["in_scope"].astype(bool)).sum())
+    return users + int(counts["groups"]), "scope"
+
+
 def cycle_rates(cycles: pd.DataFrame, min_events: int = MIN_EVENTS) -> pd.Series:
     """Return objects per minute of the cycles long and busy enough to measure, by cycle id."""
     ok = (cycles["events"] >= min_events) & (cycles["duration_s"] > 0)
@@ -156,13 +185,15 @@ def estimate(
     min_events: int = MIN_EVENTS,
     running_idle_s: float = RUNNING_IDLE_S,
     facts: EventFacts | None = None,
+    in_scope: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
     """Return the DESIGN estimate object for (already filtered) ``inputs``.
 
     ``facts``: what it reads of the selected events, when the caller counted them where they
-    lie (else they come from ``inputs.events``).
+    lie (else they come from ``inputs.events``). ``in_scope``: :func:`objects_in_scope`, when
+    the caller counted it (:func:`objects_in_scope_of`).
     """
-    n, basis = objects_in_scope(inputs, facts)
+    n, basis = in_scope if in_scope is not None else objects_in_scope(inputs, facts)
     # The model's cycles (from all of their events) that the selection touches.
     pairs = facts.pairs if facts is not None else inputs.events
     cycles = selected_cycles(model_of(inputs).cycles, pairs)
@@ -423,9 +454,13 @@ def build(
     # The wiki's state and requests answer when_user only: the estimate reads neither.
     # The events are counted where they lie (event_facts_of), never read as a frame.
     unread = {t: empty_frame(t) for t in ("events", "scim_resources", "scim_requests")}
+    # Objects in scope from the model when it holds them (scope data is then never read).
+    in_scope = objects_in_scope_of(inputs, filters)
+    if in_scope is not None:
+        unread.update({t: empty_frame(t) for t in ("assignments", "group_members")})
     sel = filters.apply_inputs(inputs.replace(**unread))
     facts = event_facts_of(inputs, filters)
-    data = estimate(sel, now, min_events=min_events, facts=facts)
+    data = estimate(sel, now, min_events=min_events, facts=facts, in_scope=in_scope)
     if user:
         data["when_user"] = when_user(inputs, user, now, filters)
     return ReportResult(data=data)

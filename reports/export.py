@@ -133,16 +133,31 @@ def json_bytes(obj: pd.DataFrame | Mapping[str, Any]) -> bytes:
 _EXACT_DOUBLE = 1e16
 
 
-def _json_value_sql(name: str, series: pd.Series, column: pa.ChunkedArray) -> str | None:
-    """Return the SQL of one column's JSON value (as json_bytes' rows have it), None: can't."""
+def _largest_finite(column: pa.ChunkedArray) -> float:
+    """Return the largest absolute finite value of a floating column (0 when none)."""
+    values = pc.abs(pc.cast(column, pa.float64()))
+    finite = pc.filter(values, pc.is_finite(values))
+    top = pc.max(finite).as_py() if len(finite) else None
+    return 0.0 if top is None else float(top)
+
+
+def _json_value_sql(name: str, series: pd.Series | None, column: pa.ChunkedArray) -> str | None:
+    """Return the SQL of one column's JSON value (as json_bytes' rows have it), None: can't.
+
+    ``series``: the frame's column the Arrow ``column`` was made from (None: rows given as
+    Arrow, where a time is a timestamp column)."""
     ident = '"' + name.replace('"', '""') + '"'
     kind = column.type
-    if _is_time(series):
+    if _is_time(series) if series is not None else pa.types.is_timestamp(kind):
         return f"strftime({ident}, '%Y-%m-%dT%H:%M:%S.%gZ')"
     if pa.types.is_floating(kind):
-        values = np.asarray(series.astype("float64"), dtype="float64")
-        finite = values[np.isfinite(values)]
-        if len(finite) and float(np.abs(finite).max()) >= _EXACT_DOUBLE:
+        if series is not None:
+            values = np.asarray(series.astype("float64"), dtype="float64")
+            finite = values[np.isfinite(values)]
+            top = float(np.abs(finite).max()) if len(finite) else 0.0
+        else:
+            top = _largest_finite(column)
+        if top >= _EXACT_DOUBLE:
             return None
         return f"CASE WHEN isfinite({ident}) THEN {ident} END"
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
@@ -157,23 +172,38 @@ def _json_value_sql(name: str, series: pd.Series, column: pa.ChunkedArray) -> st
     return ident if simple else None
 
 
-def _json_line_chunks(frame: pd.DataFrame, rows: int = 100_000) -> Iterator[pa.Buffer] | None:
+def _json_line_chunks(
+    frame: pd.DataFrame | pa.Table, rows: int = 100_000
+) -> Iterator[pa.Buffer] | None:
     """Return, batch by batch, ``frame``'s rows as JSON objects joined by ``,\\n`` (batches
-    are joined by ``,\\n`` too); None for a frame DuckDB cannot write as json_bytes does."""
+    are joined by ``,\\n`` too); None for a frame DuckDB cannot write as json_bytes does.
+
+    ``frame`` may be the Arrow rows a frame is made from (ReportResult.arrow_rows): the same
+    JSON, without the frame."""
     import duckdb
 
-    if len(frame) == 0 or not len(frame.columns) or not frame.columns.is_unique:
-        return None
-    names = [str(c) for c in frame.columns]
+    if isinstance(frame, pa.Table):
+        if frame.num_rows == 0 or not frame.num_columns:
+            return None
+        names = list(frame.column_names)
+        if len(set(names)) != len(names):
+            return None
+        table = frame
+    else:
+        if len(frame) == 0 or not len(frame.columns) or not frame.columns.is_unique:
+            return None
+        names = [str(c) for c in frame.columns]
     if len({n.lower() for n in names}) != len(names):  # struct keys are case-blind
         return None
-    try:
-        table = pa.Table.from_pandas(frame.set_axis(names, axis=1), preserve_index=False)
-    except (pa.ArrowException, TypeError, ValueError):
-        return None
+    if not isinstance(frame, pa.Table):
+        try:
+            table = pa.Table.from_pandas(frame.set_axis(names, axis=1), preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError):
+            return None
     fields = []
     for name in names:
-        value = _json_value_sql(name, frame[name], table.column(name))
+        series = None if isinstance(frame, pa.Table) else frame[name]
+        value = _json_value_sql(name, series, table.column(name))
         if value is None:
             return None
         fields.append("'" + name.replace("'", "''") + "': " + value)
@@ -199,9 +229,10 @@ def _json_line_chunks(frame: pd.DataFrame, rows: int = 100_000) -> Iterator[pa.B
     return batches()
 
 
-def write_json_rows(frame: pd.DataFrame, out: str | Path) -> bool:
+def write_json_rows(frame: pd.DataFrame | pa.Table, out: str | Path) -> bool:
     """Write json_bytes(frame) to ``out`` batch by batch (atomically); False: not written
-    (a frame DuckDB cannot write so; the caller renders it whole)."""
+    (a frame DuckDB cannot write so; the caller renders it whole). ``frame`` may be a
+    result's Arrow rows (ReportResult.arrow_rows): the JSON its frame would give."""
     chunks = _json_line_chunks(frame)
     if chunks is None:
         return False

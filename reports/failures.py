@@ -191,8 +191,47 @@ def build(
     )
     # Noise is skips and successful no-op updates: a failure is never noise, nothing to hide.
     ev = all_ev.loc[all_ev["status"] == "failure"]
-    table = failure_table(ev, inputs.scim_requests, model_of(inputs))
+    model = model_of(inputs)
+    answers = _answers_in_place(inputs, ev, model)
+    if answers is None:
+        table = failure_table(ev, inputs.scim_requests, model)
+    else:
+        requests, matches = answers
+        table = failure_table(ev, requests, Model(parts={"matches": matches}))
     return ReportResult(frame=table, hidden_noise=0)
+
+
+def _answers_in_place(
+    inputs: Inputs, failed: pd.DataFrame, model: Model
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Return (the wiki requests matched to ``failed``, those matches) read where they lie:
+    the model's kept matches of these events and only their requests, in stored order (what
+    failure_table keeps of the whole tables); None when either is not kept in a store."""
+    from ingest.store import to_pandas
+    from reports import sql
+    from reports.model import typed_part
+
+    kept = model.file("matches")
+    if kept is None or inputs.scan("scim_requests") is None:
+        return None
+    ids = pd.DataFrame({"id": failed["id"].dropna().astype("str").unique()})
+    mine = sql.over_arrow(
+        inputs,
+        f"SELECT request_id, event_id, gap_s FROM read_parquet({sql.literal(kept)}) "  # noqa: S608
+        "WHERE event_id IN (SELECT id FROM failed)",
+        [],
+        failed=ids,
+    )
+    matches = typed_part("matches", mine.to_pandas())
+    wanted = pd.DataFrame({"request_id": matches["request_id"].unique()})
+    rows = sql.over_arrow(
+        inputs,
+        "SELECT * FROM scim_requests WHERE request_id IN (SELECT request_id FROM wanted) "
+        "ORDER BY _row",
+        ["scim_requests"],
+        wanted=wanted,
+    )
+    return to_pandas("scim_requests", rows.drop_columns(["_row"])), matches
 
 
 def build_skips(
@@ -204,12 +243,54 @@ def build_skips(
     **params: Any,
 ) -> ReportResult:
     """Return skips by reason; out-of-scope reasons are hidden unless ``include_noise``."""
-    skipped = slim(inputs.events, "skip_reason")
-    selected = filters.apply_events(skipped.loc[skipped["status"] == "skipped"])
-    table = skip_table(selected, model_of(inputs))
+    model = model_of(inputs)
+    table = _skips_in_place(inputs, filters, model)
+    if table is None:
+        skipped = slim(inputs.events, "skip_reason")
+        selected = filters.apply_events(skipped.loc[skipped["status"] == "skipped"])
+        table = skip_table(selected, model)
     if include_noise:
         return ReportResult(frame=table)
     hidden = int(table.loc[table["noise"], "events"].sum())
     return ReportResult(
         frame=table.loc[~table["noise"]].reset_index(drop=True), hidden_noise=hidden
     )
+
+
+# skip_table() over the stored events where they lie, the model's noise part read from its file:
+# groups in order of first appearance (pandas' groupby(sort=False)), a filter per event from the
+# part's last row for it, noise when any of its rows says so (Model.column_of, Model.noise_of).
+_SKIPS_SQL = """
+WITH nz AS (
+    SELECT event_id, excluded_by, noise, file_row_number AS r
+    FROM read_parquet({noise}, file_row_number = true)
+), last_filter AS (
+    SELECT event_id, arg_max(excluded_by, r) AS excluded_by FROM nz GROUP BY event_id
+), sk AS (
+    SELECT e.*, {key} AS _object, coalesce(e.skip_reason, '') AS _reason,
+           coalesce(f.excluded_by, '') AS _filter,
+           coalesce(e.id IN (SELECT event_id FROM nz WHERE noise), false) AS _noise
+    FROM events e LEFT JOIN last_filter f ON f.event_id = e.id
+    WHERE e.status = 'skipped' AND {where}
+)
+SELECT _reason, _filter, count(*) AS events, count(DISTINCT _object) AS objects,
+       min(activity_at) AS first_seen, max(activity_at) AS last_seen, bool_and(_noise) AS noise
+FROM sk GROUP BY _reason, _filter ORDER BY min(_row)
+"""
+
+
+def _skips_in_place(inputs: Inputs, filters: Filters, model: Model) -> pd.DataFrame | None:
+    """Return :func:`skip_table` of the selected skips counted where they lie, or None when the
+    events or the model's noise part are not kept in a store."""
+    from reports import sql
+    from reports.query import OBJECT_KEY
+
+    kept = model.file("noise")
+    if kept is None or inputs.scan("events") is None:
+        return None
+    query = _SKIPS_SQL.format(
+        noise=sql.literal(kept), key=OBJECT_KEY, where=sql.filter_sql(filters)
+    )
+    out = sql.over(inputs, query, ["events"]).set_index(["_reason", "_filter"])
+    out["noise"] = out["noise"].astype(bool)
+    return finish_skips(out)

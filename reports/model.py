@@ -215,6 +215,45 @@ def objects_table(inputs: Inputs, noise: pd.DataFrame) -> pd.DataFrame:
     return _part_from_frames("objects", frames, noise)
 
 
+def objects_in_place(inputs: Inputs, noise_file: str) -> pd.DataFrame | None:
+    """Return :func:`objects_table` of ``inputs``' selection computed where it lies: the
+    model's own objects SQL over the stored tables as the service reads them (filters pushed
+    down), the noise part read from its kept file; None when a table is not a stored one."""
+    from reports.model_sql import VIEW_COLUMNS, _ident, _lit, _sql_type
+
+    scans = {t: inputs.scan(t) for t in PART_TABLES["objects"]}
+    if any(scan is None for scan in scans.values()):
+        return None
+    con = next(scan for scan in scans.values() if scan is not None).con
+    made: list[tuple[str, str]] = []  # (VIEW or TABLE, name): dropped after
+    try:
+        for table, scan in scans.items():
+            assert scan is not None
+            params = list(scan.params)
+            probe = f"SELECT * FROM ({scan.sql}) LIMIT 0"  # noqa: S608 (the service's own SQL)
+            have = set(con.sql(probe, params=params).columns)
+            cols = ", ".join(
+                _ident(c) if c in have else f"NULL::{_sql_type(table, c)} AS {_ident(c)}"
+                for c in VIEW_COLUMNS[table]
+            )
+            # ``_row`` orders rows as the frames the service reads would (a stored position).
+            view = f"SELECT {cols}, _row AS _pos FROM ({scan.sql})"  # noqa: S608 (identifiers)
+            con.sql(view, params=params).create_view(table, replace=True)
+            made.append(("VIEW", table))
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW noise AS "  # noqa: S608 (a quoted path)
+            f"SELECT event_id, excluded_by FROM read_parquet({_lit(noise_file)})"
+        )
+        made.append(("VIEW", "noise"))
+        steps, _ = objects_sql(SCOPE_REASONS)
+        made.extend(("TABLE", name) for name, _ in steps)
+        frame = con.sql(part_query(con, "objects")).to_arrow_table().to_pandas()
+    finally:
+        for kind, name in reversed(made):
+            con.execute(f"DROP {kind} IF EXISTS {_ident(name)}")
+    return typed_part("objects", frame)
+
+
 def _typed_objects(out: pd.DataFrame) -> pd.DataFrame:
     text = [
         "object_key",
@@ -255,10 +294,12 @@ class Model:
         source: Inputs | None = None,
         parts: dict[str, pd.DataFrame] | None = None,
         loader: Callable[[str, Sequence[str] | None], pd.DataFrame] | None = None,
+        files: dict[str, str] | None = None,
     ) -> None:
         self._source = source
         self._parts: dict[str, pd.DataFrame] = dict(parts or {})
         self._loader = loader  # reads a kept part back (only the parts a report asks for)
+        self._files = dict(files or {})  # where kept parts lie (Parquet), for SQL to scan
         self._seen = self._fingerprint()
 
     def _fingerprint(self) -> tuple[int, ...]:
@@ -292,6 +333,11 @@ class Model:
         if name not in self._parts and self._loader is not None and self._source is None:
             return self._loader(name, list(columns))
         return self.part(name)[list(columns)]
+
+    def file(self, name: str) -> str | None:
+        """Return the Parquet file part ``name`` is kept in (SQL reads it in place), or None
+        when the part is not kept on disk (in-memory inputs: use :meth:`columns`)."""
+        return self._files.get(name) if self._source is None else None
 
     def _compute(self, name: str) -> pd.DataFrame:
         if name not in PARTS:

@@ -387,7 +387,7 @@ def load_model(store: Store, version: int) -> Model | None:
         frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet", columns=columns).to_pandas()
         return frame
 
-    return Model(loader=read)
+    return Model(loader=read, files={p: str(root / f"{p}.parquet") for p in PARTS})
 
 
 MODEL_MEMORY: Final = "800MB"  # DuckDB's limit while building a model: beyond it, it spills

@@ -237,8 +237,12 @@ def build(
     """
     if granularity not in ("both", "minute", "cycle", "hour"):
         raise ValueError(f"granularity must be both, minute, cycle or hour, not {granularity!r}")
+    from reports.sql import stored_unique
+
+    unique = stored_unique(inputs, "scim_requests")  # then no last copy to pick
     requests = inputs.scim_requests.loc[inputs.scim_requests["received_at"].notna()]
-    requests = requests.drop_duplicates("request_id", keep="last")
+    if not unique:
+        requests = requests.drop_duplicates("request_id", keep="last")
     parts = []
     if granularity == "hour" and not requests.empty:
         parts.append(_hours(filters.apply(requests, "received_at")))
@@ -249,11 +253,9 @@ def build(
 
         cycles = model_of(inputs).cycles
         # Every cycle has events: with no filter, all of them (the events need not be read).
-        selected = (
-            cycles
-            if filters == Filters()
-            else selected_cycles(cycles, filters.apply_events(inputs.events))
-        )
+        if filters != Filters():
+            cycles = selected_cycles(cycles, _pairs(inputs, filters))
+        selected = cycles
         cycles = _cycles(selected, requests, pd.Timedelta(seconds=slack_s))
         if not cycles.empty:
             parts.append(cycles)
@@ -262,6 +264,15 @@ def build(
         return ReportResult(frame=_empty())
     out = pd.concat([p.reindex(columns=COLUMNS) for p in parts], ignore_index=True)
     return ReportResult(frame=_typed(out))
+
+
+def _pairs(inputs: Inputs, filters: Filters) -> pd.DataFrame:
+    """Return the (job, cycle) pairs of the events ``filters`` select, found where they lie."""
+    from reports import sql
+
+    where = sql.filter_sql(filters)
+    query = f"SELECT DISTINCT job_id, cycle_id FROM events WHERE {where}"  # noqa: S608 (quoted)
+    return sql.over(inputs, query, ["events"])
 
 
 def traffic_summary(requests: pd.DataFrame) -> dict[str, Any]:

@@ -120,6 +120,20 @@ def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.Dat
     return result
 
 
+def stored_unique(inputs: Inputs, table: str) -> bool:
+    """Return True when ``inputs`` read ``table`` from a store (not read into a frame yet) and
+    no row lacks its key: a store keeps each key once (ingest.store, last copy wins), so its
+    rows need no last copy picked. Counted where they lie; False for frames (may repeat)."""
+    from ingest.schema import TABLES
+
+    if inputs.scan(table) is None or len(TABLES[table].key) != 1:
+        return False
+    key = TABLES[table].key[0]
+    sql = f'SELECT count(*) AS n FROM {table} WHERE "{key}" IS NULL'  # noqa: S608 (names)
+    nulls = over_arrow(inputs, sql, [table])
+    return int(nulls.column(0)[0].as_py()) == 0
+
+
 def literal(value: object) -> str:
     """Return ``value`` (text or a timestamp) as an SQL literal."""
     if isinstance(value, pd.Timestamp):

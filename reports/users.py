@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import isin, lookup, object_key, order_events, slim
@@ -64,11 +65,13 @@ ORDER BY last_at DESC NULLS LAST, source_id ASC NULLS LAST, _tier, _first
 
 
 # user_table() over the selected events where they lie: the key, order and noise flags that
-# user_table computes in pandas, in SQL (order: time, then read order, no time last).
+# user_table computes in pandas, in SQL (order: time, then read order, no time last). ``_ord``
+# orders as user_table's rank does without ranking (no sort of every event): the time in µs
+# (no time: after any), then the read position.
 _STORED_USERS_SQL = """
 WITH sel AS (
     SELECT *, {key} AS _key,
-        row_number() OVER (ORDER BY activity_at ASC NULLS LAST, _row) - 1 AS _ord,
+        (coalesce(epoch_us(activity_at), 9223372036854775807)::HUGEINT << 64) + _row AS _ord,
         coalesce(id IN (SELECT event_id FROM noise_ids), false) AS _noise
     FROM events WHERE {where}
 ), flagged AS (
@@ -90,6 +93,24 @@ def stored_user_table(
 
     ``noise_ids``: the ids of noise events (the model's).
     """
+    return _user_frame(_stored_user_rows(inputs, filters, noise_ids, include_noise))
+
+
+def _user_frame(rows: pa.Table) -> pd.DataFrame:
+    """Return :func:`_stored_user_rows`' Arrow rows as user_table's frame."""
+    from reports import sql
+
+    out = sql.frame_of(rows)
+    out["events"] = out["events"].astype("Int64")
+    out["failures"] = out["failures"].astype("Int64")
+    out["noise_events"] = out["noise_events"].astype("int64")
+    return out
+
+
+def _stored_user_rows(
+    inputs: Inputs, filters: Filters, noise_ids: pd.Series, include_noise: bool
+) -> pa.Table:
+    """Return the rows of :func:`stored_user_table` as Arrow (its columns, in its order)."""
     from reports import sql
     from reports.query import OBJECT_KEY
 
@@ -102,16 +123,13 @@ def stored_user_table(
         "WITH ev AS (SELECT * FROM events), g AS (", ", ev AS (SELECT * FROM marked), g AS ("
     )
     assert body != _USER_SQL
-    out = sql.over(
+    rows = sql.over_arrow(
         inputs,
         head + body,
         ["events"],
         noise_ids=pd.DataFrame({"event_id": noise_ids.dropna().astype("str")}),
     )
-    out["events"] = out["events"].astype("Int64")
-    out["failures"] = out["failures"].astype("Int64")
-    out["noise_events"] = out["noise_events"].astype("int64")
-    return out[[*COLUMNS, "noise_events"]]
+    return rows.select([*COLUMNS, "noise_events"])
 
 
 def _noise_count(inputs: Inputs, filters: Filters, noise_ids: pd.Series) -> int:
@@ -375,11 +393,11 @@ def build(
 
     model = model_of(inputs)
     if not user:
-        noise = model.noise
+        noise = model.columns("noise", ["event_id", "noise"])
         noisy = noise.loc[noise["noise"].astype(bool), "event_id"]
-        table = stored_user_table(inputs, filters, noisy, include_noise)
+        rows = _stored_user_rows(inputs, filters, noisy, include_noise)
         hidden = 0 if include_noise else _noise_count(inputs, filters, noisy)
-        return ReportResult(frame=table, hidden_noise=hidden)
+        return ReportResult.of_rows(rows, _user_frame, hidden_noise=hidden)
     ev = filters.apply_events(slim(inputs.events, "source_type", "error_code", "target_name"))
     if user:
         ev = ev.loc[match_user(ev, user)]

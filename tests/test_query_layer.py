@@ -227,3 +227,52 @@ def test_sql_reports_over_frames_lacking_optional_columns_read_them_as_null() ->
     assert data["events"] == 2
     assert data["by_envelope_result_type"] == {}
     assert data["success_rate"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        Filters(),
+        Filters(since=ts("2026-11-20T00:30:00Z")),
+        Filters(service_principal_ids=(SP,)),
+        Filters(statuses=("failure",)),
+    ],
+    ids=["none", "since", "app", "status"],
+)
+def test_reports_computed_in_place_over_a_store_answer_as_over_frames(
+    tmp_path: Path, filters: Filters
+):
+    """correlation, users, coverage, estimate, scim-traffic, failures and skips read the store
+    in place (no input frame): their answers are the in-memory ones, figure for figure."""
+    from reports import run_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    names = ("correlation", "users", "coverage", "estimate", "scim-traffic", "failures", "skips")
+    for name in names:
+        for noise in (False, True):
+            got = service.run(store, name, filters, include_noise=noise, now=ts("2026-06-01"))
+            want = run_report(name, w, filters, include_noise=noise, now=ts("2026-06-01"))
+            assert got.hidden_noise == want.hidden_noise, name
+            assert got.data == want.data, name
+            if want.frame is None:
+                assert got.frame is None, name
+                continue
+            assert got.frame is not None, name
+            pd.testing.assert_frame_equal(
+                got.frame.reset_index(drop=True), want.frame.reset_index(drop=True)
+            )
+
+
+def test_rows_given_as_arrow_are_written_as_their_frame_would_be(tmp_path: Path):
+    """The CLI streams a report's Arrow rows to JSON without a frame: the same bytes."""
+    from reports.export import json_bytes, write_json_rows
+
+    store = _store(tmp_path / "s")
+    for name in ("correlation", "users"):
+        result = service.run(store, name, include_noise=True)
+        rows = result.arrow_rows()
+        assert rows is not None and rows.num_rows, name  # the rows came out of DuckDB as Arrow
+        out = tmp_path / f"{name}.json"
+        assert write_json_rows(rows, out)
+        assert out.read_bytes() == json_bytes(result.frame), name

@@ -247,9 +247,13 @@ def run(args: argparse.Namespace, ctx) -> int:
         _print_table(args.name, result, spec.shape)
         return 0
     fmt = "csv" if args.format == "table" else args.format
-    rows = fmt == "json" and spec.shape == "rows" and result.frame is not None
-    # Rows as JSON to a file: written batch by batch (a million rows never sit whole in memory).
-    if not (rows and args.out and write_json_rows(result.frame, args.out)):
+    # Rows as JSON to a file: written batch by batch (a million rows never sit whole in memory),
+    # from the Arrow rows when the report gave them so (no frame is made).
+    arrow = result.arrow_rows()
+    has_rows = arrow is not None or result.frame is not None
+    rows = fmt == "json" and spec.shape == "rows" and has_rows
+    source = arrow if arrow is not None else result.frame
+    if not (rows and args.out and write_json_rows(source, args.out)):
         write_output(render(args.name, result, fmt, spec.shape), args.out)
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
