@@ -11,6 +11,7 @@ from ingest.schema import TABLES
 from ingest.store import Store
 from reports import Filters, service
 from reports import query as q
+from reports.model import MODEL_FORMAT
 from tests.support.frames import SP, events, frame, ts, world
 
 
@@ -75,13 +76,20 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
     store = _store(tmp_path / "s")
     q.clear_model_cache()
     first = service.run(store.path, "cycles").frame
-    kept = store.path / "derived" / f"v{store.version}"
+    kept = q.derived_dir(store, store.version)
     assert (kept / "complete").exists()
+    assert kept.name == f"v{store.version}.m{MODEL_FORMAT}"
     assert sorted(p.name for p in kept.glob("*.parquet")) == [
         "cycles.parquet",
+        "facts.parquet",
         "matches.parquet",
         "noise.parquet",
         "objects.parquet",
+        "user_events.parquet",
+        "user_modified_properties.parquet",
+        "user_names.parquet",
+        "user_requests.parquet",
+        "user_steps.parquet",
     ]
 
     def refuse(*args: object) -> None:
@@ -96,7 +104,7 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
     with store.batch(source="file", detail="jobs") as batch:
         batch.add({"sync_jobs": more})
     service.run(store.path, "cycles")
-    assert (store.path / "derived" / f"v{store.version}" / "complete").exists()
+    assert (q.derived_dir(store, store.version) / "complete").exists()
 
 
 def test_an_empty_or_missing_store_answers_with_empty_results(tmp_path: Path):
@@ -203,11 +211,11 @@ def test_a_model_build_beyond_its_memory_limit_says_how_to_raise_it(tmp_path: Pa
     monkeypatch.setenv(q.MODEL_MEMORY_ENV, "1KB")
     with pytest.raises(UsageError, match=r"more than 1KB of memory; set PROVLENS_MODEL_MEMORY"):
         service.run(store.path, "cycles")
-    assert not (store.path / "derived" / f"v{store.version}").exists()  # nothing half kept
+    assert not (q.derived_dir(store, store.version)).exists()  # nothing half kept
     monkeypatch.delenv(q.MODEL_MEMORY_ENV)
     assert q.model_memory() == q.MODEL_MEMORY
     service.run(store.path, "cycles")
-    assert (store.path / "derived" / f"v{store.version}" / "complete").exists()
+    assert (q.derived_dir(store, store.version) / "complete").exists()
 
 
 def test_sql_reports_over_frames_lacking_optional_columns_read_them_as_null() -> None:
