@@ -637,9 +637,12 @@ def objects_sql(scope_reasons: Mapping[str, str]) -> tuple[list[tuple[str, str]]
 
 # --- one user's access path ------------------------------------------------------------------
 
-# Copies of the rows one-user answers read, each row tagged with its object's key (``_key``,
-# object_key_sql) and clustered by it in small row groups: a one-user question reads the row
-# groups of its keys by their Parquet statistics, not every part. File name per table.
+# The rows one-user answers read, found by object key without scanning every part. Copies of
+# events, steps, modified properties and wiki requests in stored order, each row with its place
+# (``_pos``), in small row groups; a lookup from names to object keys; and per key (clustered by
+# it, so a key's rows are one or two row groups by their Parquet statistics) its events' places
+# with their noise row and their steps' and modified properties' places, and the places of the
+# wiki requests about it with the model's match. File name per table.
 USER_COPIES: Final = {
     "events": "user_events",
     "steps": "user_steps",
@@ -647,7 +650,23 @@ USER_COPIES: Final = {
     "scim_requests": "user_requests",
 }
 USER_NAMES: Final = "user_names"
-USER_ROW_GROUP: Final = 2048
+USER_INDEX: Final = "user_index"
+USER_REQUEST_INDEX: Final = "user_request_index"
+# The objects part again, with each row's place (``_row``), and a lookup from the lower-cased
+# id, UPN and name of each object to its place (a null name: one of them is not ASCII, where
+# Python's casefold may fold it to a text lower() does not give).
+USER_OBJECTS: Final = "user_objects"
+USER_OBJECT_NAMES: Final = "user_object_names"
+USER_FILES: Final = (
+    USER_NAMES,
+    USER_INDEX,
+    USER_REQUEST_INDEX,
+    *USER_COPIES.values(),
+    USER_OBJECTS,
+    USER_OBJECT_NAMES,
+)
+OBJECT_NAME_COLUMNS: Final = ("principal_id", "upn", "name")
+USER_ROW_GROUP: Final = 16384
 
 
 def user_keys_sql() -> str:
@@ -674,32 +693,42 @@ def user_names_sql() -> str:
     return f"SELECT DISTINCT name, _key FROM ({arms}) ORDER BY name, _key"  # noqa: S608
 
 
-def user_events_sql() -> str:
-    """The events copy: every column, ``_pos``, ``_key`` and the event's noise row (``_nz``:
-    it has one; ``_noise``, ``_noise_reason``, ``_excluded_by``), by key then stored order."""
-    return """
-    SELECT e.*, k._key, nz.event_id IS NOT NULL AS _nz, nz.noise AS _noise,
-           nz.noise_reason AS _noise_reason, nz.excluded_by AS _excluded_by
-    FROM full_events e JOIN ukeys k ON k._pos = e._pos
-    LEFT JOIN noise nz ON nz.event_id = e.id
-    ORDER BY k._key, e._pos
-    """
+def user_object_names_sql() -> str:
+    """``name``, ``_row``: the lookup of USER_OBJECT_NAMES over ``obj`` (objects with ``_row``)."""
+    arms = [
+        f"SELECT lower({c}) AS name, _row FROM obj WHERE {c} IS NOT NULL"  # noqa: S608
+        for c in OBJECT_NAME_COLUMNS
+    ]
+    odd = " OR ".join(f"strlen({c}) <> length({c})" for c in OBJECT_NAME_COLUMNS)
+    arms.append(f"SELECT NULL, _row FROM obj WHERE {odd}")  # noqa: S608
+    return f"SELECT DISTINCT name, _row FROM ({' UNION ALL '.join(arms)}) ORDER BY name, _row"  # noqa: S608
 
 
-def user_children_sql(table: str) -> str:
-    """The copy of ``table`` (steps, modified properties): each row of an event of a key."""
+def user_index_sql() -> str:
+    """Per event of a key: ``_key``, ``_pos``, its noise row (``_nz``: it has one; ``_noise``,
+    ``_noise_reason``, ``_excluded_by``) and the first and last place of its steps
+    (``_st_lo``, ``_st_hi``) and modified properties (``_mp_lo``, ``_mp_hi``), by key."""
+    ranges = {
+        t: f"SELECT event_id, min(_pos) AS lo, max(_pos) AS hi FROM full_{t} GROUP BY event_id"  # noqa: S608
+        for t in ("steps", "modified_properties")
+    }
     return f"""
-    SELECT c.*, k._key
-    FROM {_ident("full_" + table)} c JOIN (SELECT DISTINCT id, _key FROM ukeys) k
-      ON k.id = c.event_id
-    ORDER BY k._key, c._pos
-    """  # noqa: S608 (identifiers only)
+    SELECT k._key, k._pos, nz.event_id IS NOT NULL AS _nz, nz.noise AS _noise,
+           nz.noise_reason AS _noise_reason, nz.excluded_by AS _excluded_by,
+           s.lo AS _st_lo, s.hi AS _st_hi, m.lo AS _mp_lo, m.hi AS _mp_hi
+    FROM ukeys k
+    LEFT JOIN noise nz ON nz.event_id = k.id
+    LEFT JOIN ({ranges["steps"]}) s ON s.event_id = k.id
+    LEFT JOIN ({ranges["modified_properties"]}) m ON m.event_id = k.id
+    ORDER BY k._key, k._pos
+    """  # noqa: S608 (constants)
 
 
-def user_requests_sql() -> str:
-    """The wiki requests copy: per key, every request about its objects (a path id that is a
-    target id of its events, an externalId a source id, a userName a UPN, any case), with every
-    copy of those request ids; ``_match_event``, ``_match_gap``: the model's match of the id."""
+def user_request_index_sql() -> str:
+    """Per key, the places of the wiki requests about its objects (a path id that is a target
+    id of its events, an externalId a source id, a userName a UPN, any case), with every copy of
+    those request ids; ``_match_event``, ``_match_gap``: the model's match of the id. Reads
+    ``req`` (the requests' ids and ``_pos``) and ``matches``."""
     arms = []
     for ev_col, req_col, fold in MATCH_KEYS:
         ek = f"lower({ev_col})" if fold else ev_col
@@ -718,10 +747,10 @@ def user_requests_sql() -> str:
         FROM (SELECT DISTINCT _key, request_id FROM about WHERE request_id IS NOT NULL) a
         JOIN req r ON r.request_id = a.request_id
     )
-    SELECT r.*, p._key, m.event_id AS _match_event, m.gap_s AS _match_gap
+    SELECT p._key, p._pos, m.event_id AS _match_event, m.gap_s AS _match_gap
     FROM picked p JOIN req r ON r._pos = p._pos
     LEFT JOIN matches m ON m.request_id = r.request_id
-    ORDER BY p._key, r._pos
+    ORDER BY p._key, p._pos
     """  # noqa: S608 (constants)
 
 

@@ -386,9 +386,9 @@ def derived_dir(store: Store, version: int) -> Path:
 
 
 def _kept_files() -> list[str]:
-    from reports.model_sql import USER_COPIES, USER_NAMES
+    from reports.model_sql import USER_FILES
 
-    return [f"{p}.parquet" for p in (*PARTS, USER_NAMES, *USER_COPIES.values())]
+    return [f"{p}.parquet" for p in (*PARTS, *USER_FILES)]
 
 
 def load_model(store: Store, version: int) -> Model | None:
@@ -491,34 +491,43 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
 
 def _write_user_copies(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Path) -> None:
     """Write the one-user access path beside the model (reports.model_sql "one user's access
-    path"): the name lookup and the copies of events, steps, modified properties and wiki
-    requests clustered by object key, in small row groups. Reads the kept noise and matches."""
+    path"). The copies keep stored order (no sort of the wide rows); only the narrow lookups
+    are sorted. Reads the kept noise and matches."""
     from reports import model_sql as ms
 
-    t0 = time.perf_counter()
     tables = tuple(ms.USER_COPIES)
     ms.store_views(con, {t: snap.files(t) for t in tables}, tables, full=True)
+    con.execute("SET preserve_insertion_order = true")  # stored order, and the clustering
+    t0 = time.perf_counter()
     con.execute(f"CREATE OR REPLACE TABLE ukeys AS {ms.user_keys_sql()}")
-    con.execute("CREATE OR REPLACE TABLE req AS SELECT * FROM full_scim_requests")
-    log.info("one-user keys and requests read in %.1f s", time.perf_counter() - t0)
+    con.execute(
+        "CREATE OR REPLACE TABLE req AS "
+        "SELECT request_id, resource_id, external_id, user_name, _pos FROM full_scim_requests"
+    )
     matches = _quote(str(root / "matches.parquet"))
     view = f"CREATE OR REPLACE TEMP VIEW matches AS SELECT * FROM read_parquet({matches})"  # noqa: S608
     con.execute(view)
-    copies = {
+    objects = _quote(str(root / "objects.parquet"))
+    con.execute(
+        "CREATE OR REPLACE TABLE obj AS SELECT * EXCLUDE (file_row_number), "  # noqa: S608
+        f"file_row_number AS _row FROM read_parquet({objects}, file_row_number = true)"
+    )
+    log.info("one-user keys read in %.1f s", time.perf_counter() - t0)
+    files = {
         ms.USER_NAMES: ms.user_names_sql(),
-        ms.USER_COPIES["events"]: ms.user_events_sql(),
-        ms.USER_COPIES["steps"]: ms.user_children_sql("steps"),
-        ms.USER_COPIES["modified_properties"]: ms.user_children_sql("modified_properties"),
-        ms.USER_COPIES["scim_requests"]: ms.user_requests_sql(),
+        ms.USER_INDEX: ms.user_index_sql(),
+        ms.USER_REQUEST_INDEX: ms.user_request_index_sql(),
+        **{name: f"SELECT * FROM full_{t}" for t, name in ms.USER_COPIES.items()},  # noqa: S608
+        ms.USER_OBJECTS: "SELECT * FROM obj ORDER BY _row",
+        ms.USER_OBJECT_NAMES: ms.user_object_names_sql(),
     }
-    for name, sql in copies.items():
+    for name, sql in files.items():
         target = _quote(str(root / f"{name}.parquet"))
-        con.execute("SET preserve_insertion_order = true")  # the clustering is the point
         t0 = time.perf_counter()
         con.execute(f"COPY ({sql}) TO {target} ({PARQUET}, ROW_GROUP_SIZE {ms.USER_ROW_GROUP})")
-        log.info("one-user copy %s written in %.1f s", name, time.perf_counter() - t0)
-    con.execute("DROP TABLE ukeys")
-    con.execute("DROP TABLE req")
+        log.info("one-user %s written in %.1f s", name, time.perf_counter() - t0)
+    for table in ("ukeys", "req", "obj"):
+        con.execute(f"DROP TABLE {table}")
 
 
 def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
@@ -635,7 +644,7 @@ SEARCH_KEYS_MAX = 2000  # a search naming more objects reads the whole users tab
 _slices: OrderedDict[tuple[str, str, str], UserSlice] = OrderedDict()
 
 
-def _in_list(column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+def _in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     if not values:
         return "FALSE", []
     return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
@@ -668,7 +677,7 @@ def user_slice(model: Model, user: str) -> UserSlice | None:
     Unicode folding left to it; the slice's objects part holds them). Kept in memory per model
     and text (a page asks several reports about one user).
     """
-    from reports.model_sql import USER_NAMES
+    from reports.model_sql import USER_NAMES, USER_OBJECT_NAMES, USER_OBJECTS
 
     root = model.root
     if root is None:
@@ -683,14 +692,20 @@ def user_slice(model: Model, user: str) -> UserSlice | None:
                 params=[wanted],
             ).fetchall()
             # Any object whose id, UPN or name lower-cases to the text, or holds non-ASCII
-            # text (Python's casefold may fold it to the text where lower() does not).
-            named = " OR ".join(
-                f"lower({c}) = ? OR strlen({c}) <> length({c})"
-                for c in ("principal_id", "upn", "name")
-            )
+            # text (a null name in the lookup).
+            rows = [
+                r[0]
+                for r in con.sql(
+                    f"SELECT DISTINCT _row FROM {_kept(root, USER_OBJECT_NAMES)} "  # noqa: S608
+                    "WHERE name = ? OR name IS NULL",
+                    params=[wanted],
+                ).fetchall()
+            ]
+            where, at = _in_list("_row", sorted(rows))
             objects = con.sql(
-                f"SELECT * FROM {_kept(root, 'objects')} WHERE {named}",  # noqa: S608
-                params=[wanted] * 3,
+                f"SELECT * EXCLUDE (_row) FROM {_kept(root, USER_OBJECTS)} "  # noqa: S608
+                f"WHERE {where} ORDER BY _row",
+                params=at,
             ).to_arrow_table()
         finally:
             con.close()
@@ -736,36 +751,60 @@ def _slice_of(
     model: Model, root: Path, keys: Sequence[str], objects: pd.DataFrame | None
 ) -> UserSlice:
     """Return the one-user copies' rows of ``keys``, and the model restricted to them."""
-    from reports.model_sql import USER_COPIES
+    from reports.model_sql import USER_COPIES, USER_INDEX, USER_REQUEST_INDEX
 
     cond, params = _in_list("_key", keys)
     tables: dict[str, pa.Table] = {}
     con = connect()
     try:
-        for table, name in USER_COPIES.items():
-            tables[table] = con.sql(
+        # The keys' rows of the lookups (each key one or two row groups), one row per place.
+        index, req_index = (
+            con.sql(
                 f"SELECT * EXCLUDE (_key) FROM {_kept(root, name)} WHERE {cond} "  # noqa: S608
                 "QUALIFY row_number() OVER (PARTITION BY _pos) = 1 ORDER BY _pos",
                 params=params,
             ).to_arrow_table()
+            for name in (USER_INDEX, USER_REQUEST_INDEX)
+        )
+        places: dict[str, list[int]] = {
+            "events": index.column("_pos").to_pylist(),
+            "scim_requests": req_index.column("_pos").to_pylist(),
+        }
+        for table, lo, hi in (
+            ("steps", "_st_lo", "_st_hi"),
+            ("modified_properties", "_mp_lo", "_mp_hi"),
+        ):
+            spans = zip(index.column(lo).to_pylist(), index.column(hi).to_pylist(), strict=True)
+            places[table] = sorted({p for a, b in spans if a is not None for p in range(a, b + 1)})
+        for table, name in USER_COPIES.items():
+            where, at = _in_list("_pos", places[table])
+            tables[table] = con.sql(
+                f"SELECT * FROM {_kept(root, name)} WHERE {where} ORDER BY _pos",  # noqa: S608
+                params=at,
+            ).to_arrow_table()
+        con.register("ix", index)
         con.register("ev", tables["events"])
         noise = con.sql(
-            "SELECT id AS event_id, _noise AS noise, _noise_reason AS noise_reason, "
-            "_excluded_by AS excluded_by FROM ev WHERE _nz ORDER BY _pos"
+            "SELECT ev.id AS event_id, ix._noise AS noise, ix._noise_reason AS noise_reason, "
+            "ix._excluded_by AS excluded_by FROM ix JOIN ev ON ev._pos = ix._pos "
+            "WHERE ix._nz ORDER BY ix._pos"
         ).to_arrow_table()
+        for table in ("steps", "modified_properties"):  # only the events' own rows
+            con.register("ch", tables[table])
+            tables[table] = con.sql(
+                "SELECT * FROM ch WHERE event_id IN (SELECT id FROM ev) ORDER BY _pos"
+            ).to_arrow_table()
+            con.unregister("ch")
+        con.register("rx", req_index)
         con.register("rq", tables["scim_requests"])
         # One match per request id; the matches part's order: its last copy's place.
         matches = con.sql(
-            "SELECT request_id, any_value(_match_event) AS event_id, "
-            "any_value(_match_gap) AS gap_s FROM rq WHERE _match_event IS NOT NULL "
-            "GROUP BY request_id ORDER BY max(_pos)"
+            "SELECT rq.request_id, any_value(rx._match_event) AS event_id, "
+            "any_value(rx._match_gap) AS gap_s FROM rx JOIN rq ON rq._pos = rx._pos "
+            "WHERE rx._match_event IS NOT NULL GROUP BY rq.request_id ORDER BY max(rq._pos)"
         ).to_arrow_table()
     finally:
         con.close()
-    tables["events"] = tables["events"].drop_columns(
-        ["_nz", "_noise", "_noise_reason", "_excluded_by"]
-    )
-    tables["scim_requests"] = tables["scim_requests"].drop_columns(["_match_event", "_match_gap"])
 
     def whole(name: str, columns: Sequence[str] | None) -> pd.DataFrame:
         return model.part(name) if columns is None else model.columns(name, columns)

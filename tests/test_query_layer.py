@@ -86,8 +86,12 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
         "noise.parquet",
         "objects.parquet",
         "user_events.parquet",
+        "user_index.parquet",
         "user_modified_properties.parquet",
         "user_names.parquet",
+        "user_object_names.parquet",
+        "user_objects.parquet",
+        "user_request_index.parquet",
         "user_requests.parquet",
         "user_steps.parquet",
     ]
@@ -235,3 +239,117 @@ def test_sql_reports_over_frames_lacking_optional_columns_read_them_as_null() ->
     assert data["events"] == 2
     assert data["by_envelope_result_type"] == {}
     assert data["success_rate"] == 0.5
+
+
+ONE_USER_REPORTS = (
+    "users",
+    "timeline",
+    "user-steps",
+    "user-changes",
+    "user-wiki-requests",
+    "correlation",
+    "events",
+    "diagnosis",
+)
+
+
+def test_one_user_reports_read_only_the_users_rows_and_answer_the_same(tmp_path: Path, monkeypatch):
+    """Asked about one user, a report reads the kept one-user copies, never the parts of
+    events, steps, modified properties or wiki requests, and answers as over every row."""
+    from reports import run_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    service.run(store, "cycles")  # the model (and its one-user copies) kept
+    q.clear_model_cache()
+    whole = q.Snapshot.source
+
+    def parts_refused(self: q.Snapshot, table: str, ordered: bool = False) -> str | None:
+        if table in ("events", "steps", "modified_properties", "scim_requests"):
+            raise AssertionError(f"a one-user question read the parts of {table}")
+        return whole(self, table, ordered)
+
+    monkeypatch.setattr(q.Snapshot, "source", parts_refused)
+    now = ts("2026-11-21T00:00:00Z")
+    for user in ("ada", " ADA@contoso.example", "u2", "bo@contoso.example", "nobody", "e1"):
+        for name in ONE_USER_REPORTS:
+            for noise in (False, True):
+                got = service.run(store, name, include_noise=noise, now=now, user=user)
+                want = run_report(name, w, include_noise=noise, now=now, user=user)
+                assert got.data == want.data, (user, name)
+                assert got.hidden_noise == want.hidden_noise, (user, name)
+                if want.frame is not None:
+                    assert got.frame is not None
+                    pd.testing.assert_frame_equal(
+                        got.frame.reset_index(drop=True),
+                        want.frame.reset_index(drop=True),
+                        check_dtype=False,
+                    )
+    # Filtered, the diagnosis counts every selected event again: it reads the parts.
+    with pytest.raises(AssertionError, match="read the parts of events"):
+        service.run(store, "diagnosis", Filters(since=ts("2026-11-20T01:00:00Z")), user="ada")
+
+
+def test_the_user_search_reads_the_objects_it_can_find_and_counts_every_one(
+    tmp_path: Path, monkeypatch
+):
+    from reports import run_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    service.run(store, "cycles")
+    q.clear_model_cache()
+    sliced: list[str] = []
+    search = q.search_slice
+
+    def spy(model: object, query: str) -> object:
+        out = search(model, query)  # type: ignore[arg-type]
+        if out is not None:
+            sliced.append(query)
+        return out
+
+    monkeypatch.setattr(q, "search_slice", spy)
+    for query in ("ada", "CONTOSO", "u2", "xyz", "", "no", "e", "a"):
+        for noise in (False, True):
+            got = service.run(store, "user-search", include_noise=noise, query=query)
+            want = run_report("user-search", w, include_noise=noise, query=query)
+            assert got.data == want.data and got.hidden_noise == want.hidden_noise, query
+            assert got.frame is not None and want.frame is not None
+            pd.testing.assert_frame_equal(got.frame, want.frame, check_dtype=False)
+    # An empty query, or one a null value's text ("None") holds, reads the whole table.
+    assert set(sliced) == {"ada", "CONTOSO", "u2", "xyz", "a"}
+
+
+def test_the_models_facts_are_the_estimates_and_the_users_tables_counts(tmp_path: Path):
+    from reports import run_report
+    from reports.estimate import objects_in_scope
+    from reports.model import model_of
+
+    store = _store(tmp_path / "s")
+    w = world()
+    con = q.connect()
+    kept = q.model_for(con, q.Snapshot.of(store)).facts.iloc[0]
+    computed = model_of(w).facts.iloc[0]
+    assert objects_in_scope(w) == (
+        int(kept["users_in_scope"]) + int(kept["groups_in_scope"]),
+        "scope",
+    )
+    for facts in (kept, computed):
+        assert pd.Timestamp(facts["latest_at"]) == w.events["activity_at"].max()
+        assert int(facts["users_rows"]) == len(run_report("users", w, include_noise=True).frame)
+        quiet = run_report("users", w)
+        assert int(facts["users_rows_quiet"]) == len(quiet.frame)
+        assert int(facts["noise_events"]) == quiet.hidden_noise > 0
+
+
+def test_a_model_kept_by_another_model_format_is_not_read(tmp_path: Path):
+    store = _store(tmp_path / "s")
+    old = store.path / "derived" / f"v{store.version}"  # what code before the stamp wrote
+    old.mkdir(parents=True)
+    (old / "complete").write_text("1\n")
+    for part in ("noise", "cycles", "matches", "objects"):
+        (old / f"{part}.parquet").write_text("not parquet")
+    q.clear_model_cache()
+    assert service.run(store, "cycles").frame is not None
+    assert (q.derived_dir(store, store.version) / "complete").exists()
+    assert not old.exists()  # dropped with the models of other formats
