@@ -374,6 +374,9 @@ class ReportSpec:
     # Asked about one ``user``, it reads all events but only that user's steps and modified
     # properties (its other answers, e.g. the estimate, count every event).
     one_user_children: bool = False
+    # Asked with a ``query``, it reads only the rows of the objects whose ids or names contain
+    # it (reports.query.search_slice), unfiltered.
+    user_search: bool = False
 
     def load(self) -> ReportFunction:
         """Import and return the report function."""
@@ -421,6 +424,7 @@ def _spec(
     events_where: str | None = None,
     one_user: bool = False,
     one_user_children: bool = False,
+    user_search: bool = False,
 ) -> ReportSpec:
     read = dict(columns or {})
     if events is not None:
@@ -436,6 +440,7 @@ def _spec(
         events_where,
         one_user,
         one_user_children,
+        user_search,
     )
 
 
@@ -590,6 +595,7 @@ REPORTS: dict[str, ReportSpec] = {
             noise=True,
             events=("error_code", "error_reason", "target_name"),
             columns={"scim_requests": _REQUEST_MATCH},
+            one_user=True,
         ),
         _spec(
             "alerts",
@@ -735,6 +741,7 @@ REPORTS: dict[str, ReportSpec] = {
             _EVENT_TABLES,
             noise=True,
             events=("source_type", "error_code", "target_name"),
+            user_search=True,
         ),
         _spec(
             "user-steps",

@@ -102,6 +102,26 @@ def event_facts_of(inputs: Inputs, filters: Filters) -> EventFacts:
     )
 
 
+def store_facts(inputs: Inputs, filters: Filters) -> tuple[EventFacts, tuple[int, str]] | None:
+    """Return what an unfiltered estimate reads of the whole store, from the model's facts:
+    (:class:`EventFacts`, :func:`objects_in_scope`'s answer); None when ``filters`` select.
+
+    Every (job, cycle) pair is one of the model's cycles, so all of them are the pairs.
+    """
+    if filters != Filters():
+        return None
+    model = model_of(inputs)
+    row = model.facts.iloc[0]
+    latest = row["latest_at"]
+    pairs = model.columns("cycles", ["job_id", "cycle_id"])
+    facts = EventFacts(
+        pairs, None if pd.isna(latest) else pd.Timestamp(latest), int(row["objects"])
+    )
+    if int(row["assignments"]) == 0:
+        return facts, (facts.objects, "events")
+    return facts, (int(row["users_in_scope"]) + int(row["groups_in_scope"]), "scope")
+
+
 def objects_in_scope(inputs: Inputs, facts: EventFacts | None = None) -> tuple[int, str]:
     """Return the objects in scope and where the count came from (``scope`` or ``events``).
 
@@ -290,7 +310,9 @@ def when_user(
     already provisioned user has ``provisioned_at`` (its first success) instead.
     """
     filters = filters or Filters()
-    sel = filters.apply_inputs(_slim(inputs))
+    # No filter selects nothing away: the tables are not cut (nor read: scope comes from the
+    # model's facts below).
+    sel = _slim(inputs) if filters == Filters() else filters.apply_inputs(_slim(inputs))
     cov = coverage_rows(inputs, filters)
     wanted = user.strip().lower()
     hit = (
@@ -319,8 +341,15 @@ def when_user(
             "last_status": _none(row["last_status"]),
         }
     )
-    est = estimate(sel, now)
-    ref = reference_now(now, sel.events)
+    # Unfiltered, the model's facts stand for every event and the scope data (one user's
+    # question then reads only that user's rows).
+    known = store_facts(inputs, filters)
+    if known is None:
+        est = estimate(sel, now)
+        ref = reference_now(now, sel.events)
+    else:
+        est = estimate(sel, now, facts=known[0], in_scope=known[1])
+        ref = now if now is not None else known[0].latest_at
     interval_s = float(est.get("interval_s") or DEFAULT_INTERVAL_S)
     nxt = est["next_incremental_at"]
     cur = est["current_cycle"]

@@ -21,6 +21,7 @@ report reads them instead of deriving them again. :func:`model_of` returns the m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import duckdb
@@ -31,6 +32,7 @@ import pandas as pd
 from reports.inputs import isin, reindex
 from reports.model_sql import (
     cycles_sql,
+    facts_sql,
     frame_views,
     matches_sql,
     noise_sql,
@@ -40,7 +42,11 @@ from reports.model_sql import (
 if TYPE_CHECKING:
     from reports import Inputs
 
-PARTS: Final = ("noise", "cycles", "matches", "objects")
+PARTS: Final = ("noise", "cycles", "matches", "objects", "facts")
+# What the model holds and how (its parts, their columns and rules, the one-user copies): part of
+# the kept model's directory name, so a model written by older code is never read. Bump it with
+# any change to what the model holds.
+MODEL_FORMAT: Final = 2
 WINDOW: Final = pd.Timedelta(seconds=120)
 
 # Which tables each part is computed from (the columns: reports.model_sql.VIEW_COLUMNS).
@@ -49,6 +55,7 @@ PART_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "cycles": ("events", "sync_jobs"),
     "matches": ("events", "scim_requests"),
     "objects": ("events", "assignments", "group_members", "scim_resources"),
+    "facts": ("events", "assignments", "group_members"),
 }
 
 
@@ -68,6 +75,13 @@ def part_query(con: duckdb.DuckDBPyConnection, name: str) -> str:
     aggregates). The objects part's steps are run here first, each into a table."""
     if name == "noise":
         return noise_sql()
+    if name == "facts":
+        from reports.users import users_counts_sql
+
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW noise_ids AS SELECT event_id FROM noise WHERE noise"
+        )
+        return facts_sql(users_counts_sql())
     if name == "matches":
         return matches_sql()
     if name == "objects":
@@ -98,6 +112,20 @@ def typed_part(name: str, frame: pd.DataFrame) -> pd.DataFrame:
         return frame.astype({"request_id": "str", "event_id": "str", "gap_s": "float64"})
     if name == "objects":
         return _typed_objects(frame)
+    if name == "facts":
+        out = frame.astype(
+            {
+                "objects": "int64",
+                "assignments": "int64",
+                "users_in_scope": "int64",
+                "groups_in_scope": "int64",
+                "users_rows": "int64",
+                "users_rows_quiet": "int64",
+                "noise_events": "int64",
+            }
+        )
+        out["latest_at"] = pd.to_datetime(out["latest_at"], utc=True)
+        return out
     return frame
 
 
@@ -108,9 +136,9 @@ def _part_from_frames(
     try:
         if name == "cycles":
             return cycles_frame(con, frames["sync_jobs"])
-        if name == "objects":
+        if name in ("objects", "facts"):
             assert noise is not None
-            con.register("noise", noise[["event_id", "excluded_by"]])
+            con.register("noise", noise[["event_id", "excluded_by", "noise"]])
         return typed_part(name, con.sql(part_query(con, name)).to_arrow_table().to_pandas())
     finally:
         con.close()
@@ -295,8 +323,12 @@ class Model:
         parts: dict[str, pd.DataFrame] | None = None,
         loader: Callable[[str, Sequence[str] | None], pd.DataFrame] | None = None,
         files: dict[str, str] | None = None,
+        root: Path | None = None,
     ) -> None:
         self._source = source
+        # Where the model is kept (with its one-user copies, reports.query.user_slice); None
+        # for a model computed in memory.
+        self.root = root
         self._parts: dict[str, pd.DataFrame] = dict(parts or {})
         self._loader = loader  # reads a kept part back (only the parts a report asks for)
         self._files = dict(files or {})  # where kept parts lie (Parquet), for SQL to scan
@@ -343,7 +375,8 @@ class Model:
         if name not in PARTS:
             raise KeyError(f"unknown model part {name!r}; parts: {', '.join(PARTS)}")
         frames = {t: self._frame(t) for t in PART_TABLES[name]}
-        return _part_from_frames(name, frames, self.part("noise") if name == "objects" else None)
+        noise = self.part("noise") if name in ("objects", "facts") else None
+        return _part_from_frames(name, frames, noise)
 
     @property
     def noise(self) -> pd.DataFrame:
@@ -364,6 +397,12 @@ class Model:
     def objects(self) -> pd.DataFrame:
         """One row per object: ids, names, scope and why, wiki state, last status, verdict."""
         return self.part("objects")
+
+    @property
+    def facts(self) -> pd.DataFrame:
+        """One row: what an unfiltered estimate reads of the whole store (latest event time,
+        objects seen, assignments, users and groups in scope)."""
+        return self.part("facts")
 
     def computed(self) -> dict[str, pd.DataFrame]:
         """Return every part (computing the missing ones)."""

@@ -112,18 +112,22 @@ def store_views(
     files: Mapping[str, Sequence[str]],
     tables: Sequence[str],
     copied: Sequence[str] = (),
+    *,
+    full: bool = False,
 ) -> None:
     """Define a view per table over its Parquet ``files`` (in stored order), ``_pos`` added.
 
     ``copied`` tables are read from the parts once into tables of ``con``'s database instead
-    (those the rules scan many times).
+    (those the rules scan many times). ``full``: every column of the table, in views named
+    ``full_<table>`` (what the one-user copies hold), instead of the rules' columns.
     """
     from ingest.schema import TABLES
 
     for table in tables:
-        cols = VIEW_COLUMNS.get(table) or tuple(c.name for c in TABLES[table].columns)
+        every = tuple(c.name for c in TABLES[table].columns)
+        cols = every if full else (VIEW_COLUMNS.get(table) or every)
         paths = list(files.get(table, ()))
-        name = _ident(table)
+        name = _ident(f"full_{table}" if full else table)
         if not paths:
             empty = ", ".join(f"NULL::{_sql_type(table, c)} AS {_ident(c)}" for c in cols)
             con.execute(
@@ -629,3 +633,145 @@ def objects_sql(scope_reasons: Mapping[str, str]) -> tuple[list[tuple[str, str]]
     ORDER BY part, vr, s1 NULLS LAST, s2 NULLS LAST, s3, s4, lo
     """  # noqa: S608 (constants)
     return tables, final
+
+
+# --- one user's access path ------------------------------------------------------------------
+
+# The rows one-user answers read, found by object key without scanning every part. Copies of
+# events, steps, modified properties and wiki requests in stored order, each row with its place
+# (``_pos``), in small row groups; a lookup from names to object keys; and per key (clustered by
+# it, so a key's rows are one or two row groups by their Parquet statistics) its events' places
+# with their noise row and their steps' and modified properties' places, and the places of the
+# wiki requests about it with the model's match. File name per table.
+USER_COPIES: Final = {
+    "events": "user_events",
+    "steps": "user_steps",
+    "modified_properties": "user_modified_properties",
+    "scim_requests": "user_requests",
+}
+USER_NAMES: Final = "user_names"
+USER_INDEX: Final = "user_index"
+USER_REQUEST_INDEX: Final = "user_request_index"
+# The objects part again, with each row's place (``_row``), and a lookup from the lower-cased
+# id, UPN and name of each object to its place (a null name: one of them is not ASCII, where
+# Python's casefold may fold it to a text lower() does not give).
+USER_OBJECTS: Final = "user_objects"
+USER_OBJECT_NAMES: Final = "user_object_names"
+USER_FILES: Final = (
+    USER_NAMES,
+    USER_INDEX,
+    USER_REQUEST_INDEX,
+    *USER_COPIES.values(),
+    USER_OBJECTS,
+    USER_OBJECT_NAMES,
+)
+OBJECT_NAME_COLUMNS: Final = ("principal_id", "upn", "name")
+USER_ROW_GROUP: Final = 16384
+
+
+def user_keys_sql() -> str:
+    """Per event (the full ``full_events`` view): ``id``, ``_pos``, ``_key`` and the columns a
+    user is named by (USER_COLUMNS); events naming no object are left out."""
+    names = ", ".join(USER_COLUMNS)
+    return (
+        f"SELECT id, _pos, {object_key_sql()} AS _key, {names} FROM full_events "  # noqa: S608
+        f"WHERE {object_key_sql()} IS NOT NULL"
+    )
+
+
+def user_names_sql() -> str:
+    """``name``, ``_key``: each lower-cased value of USER_COLUMNS and the object of its event.
+
+    user_hit_sql's rule as a lookup (over the ``ukeys`` table of :func:`user_keys_sql`): an
+    event names ``wanted`` when one of those columns, lower-cased, equals it; the objects of
+    those events are ``SELECT _key WHERE name = wanted``.
+    """
+    arms = " UNION ALL ".join(
+        f"SELECT lower({c}) AS name, _key FROM ukeys WHERE {c} IS NOT NULL"  # noqa: S608
+        for c in USER_COLUMNS
+    )
+    return f"SELECT DISTINCT name, _key FROM ({arms}) ORDER BY name, _key"  # noqa: S608
+
+
+def user_object_names_sql() -> str:
+    """``name``, ``_row``: the lookup of USER_OBJECT_NAMES over ``obj`` (objects with ``_row``)."""
+    arms = [
+        f"SELECT lower({c}) AS name, _row FROM obj WHERE {c} IS NOT NULL"  # noqa: S608
+        for c in OBJECT_NAME_COLUMNS
+    ]
+    odd = " OR ".join(f"strlen({c}) <> length({c})" for c in OBJECT_NAME_COLUMNS)
+    arms.append(f"SELECT NULL, _row FROM obj WHERE {odd}")  # noqa: S608
+    return f"SELECT DISTINCT name, _row FROM ({' UNION ALL '.join(arms)}) ORDER BY name, _row"  # noqa: S608
+
+
+def user_index_sql() -> str:
+    """Per event of a key: ``_key``, ``_pos``, its noise row (``_nz``: it has one; ``_noise``,
+    ``_noise_reason``, ``_excluded_by``) and the first and last place of its steps
+    (``_st_lo``, ``_st_hi``) and modified properties (``_mp_lo``, ``_mp_hi``), by key."""
+    ranges = {
+        t: f"SELECT event_id, min(_pos) AS lo, max(_pos) AS hi FROM full_{t} GROUP BY event_id"  # noqa: S608
+        for t in ("steps", "modified_properties")
+    }
+    return f"""
+    SELECT k._key, k._pos, nz.event_id IS NOT NULL AS _nz, nz.noise AS _noise,
+           nz.noise_reason AS _noise_reason, nz.excluded_by AS _excluded_by,
+           s.lo AS _st_lo, s.hi AS _st_hi, m.lo AS _mp_lo, m.hi AS _mp_hi
+    FROM ukeys k
+    LEFT JOIN noise nz ON nz.event_id = k.id
+    LEFT JOIN ({ranges["steps"]}) s ON s.event_id = k.id
+    LEFT JOIN ({ranges["modified_properties"]}) m ON m.event_id = k.id
+    ORDER BY k._key, k._pos
+    """  # noqa: S608 (constants)
+
+
+def user_request_index_sql() -> str:
+    """Per key, the places of the wiki requests about its objects (a path id that is a target
+    id of its events, an externalId a source id, a userName a UPN, any case), with every copy of
+    those request ids; ``_match_event``, ``_match_gap``: the model's match of the id. Reads
+    ``req`` (the requests' ids and ``_pos``) and ``matches``."""
+    arms = []
+    for ev_col, req_col, fold in MATCH_KEYS:
+        ek = f"lower({ev_col})" if fold else ev_col
+        rk = f"lower(r.{req_col})" if fold else f"r.{req_col}"
+        arms.append(
+            f"SELECT i._key, r._pos, r.request_id FROM req r "  # noqa: S608
+            f"JOIN (SELECT DISTINCT _key, {ek} AS v FROM ukeys WHERE {ev_col} IS NOT NULL) i "
+            f"ON {rk} = i.v"
+        )
+    return f"""
+    WITH about AS ({" UNION ".join(arms)}),
+    picked AS (
+        SELECT _key, _pos FROM about
+        UNION
+        SELECT a._key, r._pos
+        FROM (SELECT DISTINCT _key, request_id FROM about WHERE request_id IS NOT NULL) a
+        JOIN req r ON r.request_id = a.request_id
+    )
+    SELECT p._key, p._pos, m.event_id AS _match_event, m.gap_s AS _match_gap
+    FROM picked p JOIN req r ON r._pos = p._pos
+    LEFT JOIN matches m ON m.request_id = r.request_id
+    ORDER BY p._key, p._pos
+    """  # noqa: S608 (constants)
+
+
+def facts_sql(counts: Mapping[str, str]) -> str:
+    """The facts part: one row of what unfiltered answers read of the whole store.
+
+    ``latest_at`` (the latest event time), ``objects`` (distinct object keys of events),
+    ``assignments`` (rows), ``users_in_scope`` (scope_sql ranks direct and group) and
+    ``groups_in_scope`` (groups assigned with a role other than Default Access): the estimate's;
+    then each of ``counts`` (name: a query of one number, e.g. reports.users.users_counts_sql).
+    """
+    more = "".join(f", ({sql}) AS {_ident(name)}" for name, sql in counts.items())
+    return f"""
+    SELECT (SELECT max(activity_at) FROM events) AS latest_at,
+           (SELECT count(DISTINCT {object_key_sql()}) FROM events) AS objects,
+           (SELECT count(*) FROM assignments) AS assignments,
+           (SELECT count(*) FROM ({scope_sql()}) WHERE rank IN (0, 1)) AS users_in_scope,
+           (SELECT count(*) FROM (
+               SELECT DISTINCT principal_id FROM assignments
+               WHERE principal_type = 'group'
+                 AND NOT coalesce(default_access,
+                                  coalesce(app_role_id = {_lit(DEFAULT_ACCESS_ROLE)}, false))
+           )) AS groups_in_scope{more}
+    """  # noqa: S608 (constants)

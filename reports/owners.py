@@ -147,7 +147,11 @@ def code_suffix(codes: pd.Series) -> pd.Series:
     """Return the documented suffix each error code ends with (case-insensitive), else null."""
     folded = codes.astype("str").str.lower()
     out = pd.Series(pd.NA, index=codes.index, dtype="str")
-    for suffix in _SUFFIXES_LONGEST_FIRST:
+    # Only the suffixes some code ends with (a pass per documented suffix costs the same for
+    # one code as for a million).
+    values = [v for v in folded.dropna().unique() if isinstance(v, str)]
+    present = [s for s in _SUFFIXES_LONGEST_FIRST if any(v.endswith(s.lower()) for v in values)]
+    for suffix in present:
         hit = out.isna() & folded.str.endswith(suffix.lower()).fillna(False).astype(bool)
         out[hit] = suffix
     return out

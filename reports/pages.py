@@ -142,11 +142,20 @@ def build_user_search(
     ``user_key`` is what the timeline, diagnosis and support pack take for that object (its id,
     else UPN, else name).
     """
+    from reports.model import model_of
+
     users = users_report.build(inputs, filters, include_noise=include_noise)
     frame = users.frame if users.frame is not None else pd.DataFrame(columns=users_report.COLUMNS)
     hits = users_report.search_users(frame, str(query or ""), int(limit))
     hits = hits.assign(user_key=users_report.user_key(hits).to_numpy()).reset_index(drop=True)
-    return ReportResult(frame=hits, data={"users": len(frame)}, hidden_noise=users.hidden_noise)
+    total, hidden = len(frame), users.hidden_noise
+    if filters == Filters():
+        # The model's counts of the whole table: the service may hand over only the rows of
+        # the objects the query can find (reports.query.search_slice).
+        facts = model_of(inputs).facts.iloc[0]
+        total = int(facts["users_rows" if include_noise else "users_rows_quiet"])
+        hidden = 0 if include_noise else int(facts["noise_events"])
+    return ReportResult(frame=hits, data={"users": total}, hidden_noise=hidden)
 
 
 def build_coverage_funnel(

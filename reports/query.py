@@ -39,7 +39,15 @@ from ingest.errors import UsageError
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Manifest, Store, to_pandas
 from reports import Filters, Inputs, Scan
-from reports.model import PART_TABLES, PARTS, Model, cycles_frame, part_query, typed_part
+from reports.model import (
+    MODEL_FORMAT,
+    PART_TABLES,
+    PARTS,
+    Model,
+    cycles_frame,
+    part_query,
+    typed_part,
+)
 from reports.model_sql import USER_COLUMNS, object_key_sql, user_hit_sql
 
 log = logging.getLogger(__name__)
@@ -371,23 +379,31 @@ def read_inputs(
 # --- the derived model, once per version ---------------------------------------------------
 
 
-def _derived_dir(store: Store, version: int) -> Path:
-    return store.path / DERIVED / f"v{version}"
+def derived_dir(store: Store, version: int) -> Path:
+    """Return where the model of ``version`` is kept."""
+    # The model format is part of the name: a model written by other code is never read.
+    return store.path / DERIVED / f"v{version}.m{MODEL_FORMAT}"
+
+
+def _kept_files() -> list[str]:
+    from reports.model_sql import USER_FILES
+
+    return [f"{p}.parquet" for p in (*PARTS, *USER_FILES)]
 
 
 def load_model(store: Store, version: int) -> Model | None:
     """Return the model kept for ``version``, or None when it was not (completely) written."""
-    root = _derived_dir(store, version)
+    root = derived_dir(store, version)
     if not (root / "complete").exists():
         return None
-    if not all((root / f"{p}.parquet").exists() for p in PARTS):
+    if not all((root / f).exists() for f in _kept_files()):
         return None
 
     def read(part: str, columns: Sequence[str] | None) -> pd.DataFrame:
         frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet", columns=columns).to_pandas()
         return frame
 
-    return Model(loader=read, files={p: str(root / f"{p}.parquet") for p in PARTS})
+    return Model(loader=read, root=root, files={p: str(root / f"{p}.parquet") for p in PARTS})
 
 
 MODEL_MEMORY: Final = "800MB"  # DuckDB's limit while building a model: beyond it, it spills
@@ -432,7 +448,7 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
     out: dict[str, pd.DataFrame] = {}
     try:
         store_views(con, {t: snap.files(t) for t in tables}, tables, ("events", "group_members"))
-        for name in ("noise", "matches", "objects"):
+        for name in ("noise", "matches", "objects", "facts"):
             sql = part_query(con, name)
             if root is not None:
                 target = _quote(str(root / f"{name}.parquet"))
@@ -445,9 +461,11 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
             else:
                 out[name] = typed_part(name, con.sql(sql).to_arrow_table().to_pandas())
                 if name == "noise":
-                    con.register("noise", out["noise"][["event_id", "excluded_by"]])
+                    con.register("noise", out["noise"][["event_id", "excluded_by", "noise"]])
         jobs = read_table(con, snap, "sync_jobs")
         cycles = cycles_frame(con, jobs) if snap.files("events") else _empty()
+        if root is not None:
+            _write_user_copies(con, snap, root)
     except duckdb.IOException as exc:
         if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
             raise PartVanished(str(exc)) from None
@@ -471,6 +489,47 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _write_user_copies(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Path) -> None:
+    """Write the one-user access path beside the model (reports.model_sql "one user's access
+    path"). The copies keep stored order (no sort of the wide rows); only the narrow lookups
+    are sorted. Reads the kept noise and matches."""
+    from reports import model_sql as ms
+
+    tables = tuple(ms.USER_COPIES)
+    ms.store_views(con, {t: snap.files(t) for t in tables}, tables, full=True)
+    con.execute("SET preserve_insertion_order = true")  # stored order, and the clustering
+    t0 = time.perf_counter()
+    con.execute(f"CREATE OR REPLACE TABLE ukeys AS {ms.user_keys_sql()}")
+    con.execute(
+        "CREATE OR REPLACE TABLE req AS "
+        "SELECT request_id, resource_id, external_id, user_name, _pos FROM full_scim_requests"
+    )
+    matches = _quote(str(root / "matches.parquet"))
+    view = f"CREATE OR REPLACE TEMP VIEW matches AS SELECT * FROM read_parquet({matches})"  # noqa: S608
+    con.execute(view)
+    objects = _quote(str(root / "objects.parquet"))
+    con.execute(
+        "CREATE OR REPLACE TABLE obj AS SELECT * EXCLUDE (file_row_number), "  # noqa: S608
+        f"file_row_number AS _row FROM read_parquet({objects}, file_row_number = true)"
+    )
+    log.info("one-user keys read in %.1f s", time.perf_counter() - t0)
+    files = {
+        ms.USER_NAMES: ms.user_names_sql(),
+        ms.USER_INDEX: ms.user_index_sql(),
+        ms.USER_REQUEST_INDEX: ms.user_request_index_sql(),
+        **{name: f"SELECT * FROM full_{t}" for t, name in ms.USER_COPIES.items()},  # noqa: S608
+        ms.USER_OBJECTS: "SELECT * FROM obj ORDER BY _row",
+        ms.USER_OBJECT_NAMES: ms.user_object_names_sql(),
+    }
+    for name, sql in files.items():
+        target = _quote(str(root / f"{name}.parquet"))
+        t0 = time.perf_counter()
+        con.execute(f"COPY ({sql}) TO {target} ({PARQUET}, ROW_GROUP_SIZE {ms.USER_ROW_GROUP})")
+        log.info("one-user %s written in %.1f s", name, time.perf_counter() - t0)
+    for table in ("ukeys", "req", "obj"):
+        con.execute(f"DROP TABLE {table}")
+
+
 def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
     """Return the model of ``snap``, built in SQL and kept beside the parts (atomically; older
     versions' models dropped). A store we may not write (read-only media, or none yet) keeps
@@ -479,7 +538,7 @@ def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
     store, version = snap.store, snap.version
     if not store.exists():
         return Model(parts=build_model(snap, None))
-    root = _derived_dir(store, version)
+    root = derived_dir(store, version)
     tmp = root.with_name(f".{root.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
@@ -491,7 +550,9 @@ def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
             shutil.rmtree(tmp, ignore_errors=True)
         for old in (store.path / DERIVED).glob("v*"):
             with contextlib.suppress(ValueError):
-                if int(old.name[1:]) < version - 1:
+                kept, _, form = old.name[1:].partition(".m")
+                # Older versions, and any version of another model format.
+                if int(kept) < version - 1 or form != str(MODEL_FORMAT):
                     shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -533,3 +594,223 @@ def clear_model_cache() -> None:
     """Forget the models held in memory (those kept beside the parts stay)."""
     with _models_lock:
         _models.clear()
+        _slices.clear()
+
+
+# --- one user's access path ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SliceSnapshot(Snapshot):
+    """A store version whose events, steps, modified properties and wiki requests are one
+    user's rows (views of ``con``: :func:`user_slice`); the other tables are the parts'."""
+
+    views: tuple[str, ...] = ()
+
+    def source(self, table: str, ordered: bool = False) -> str | None:
+        if table in self.views:
+            return _ident(f"_user_{table}" + ("_ordered" if ordered else ""))
+        return super().source(table, ordered)
+
+    def stored_order(self, table: str) -> str:
+        return "_pos" if table in self.views else super().stored_order(table)
+
+
+@dataclass(frozen=True)
+class UserSlice:
+    """The rows one-user answers read about the objects a text names, and the model parts
+    restricted to them (noise and matches of those rows, the objects the text may name)."""
+
+    tables: dict[str, pa.Table]  # canonical columns and ``_pos``, in stored order
+    model: Model
+
+    def snapshot(self, con: duckdb.DuckDBPyConnection, snap: Snapshot) -> SliceSnapshot:
+        """Return ``snap`` reading these rows (registered as views of ``con``)."""
+        for table, rows in self.tables.items():
+            con.register(f"_user_{table}_rows", rows)
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}_ordered')} AS "  # noqa: S608
+                f"SELECT * FROM {_ident(f'_user_{table}_rows')}"
+            )
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}')} AS "  # noqa: S608
+                f"SELECT * EXCLUDE (_pos) FROM {_ident(f'_user_{table}_rows')}"
+            )
+        return SliceSnapshot(snap.store, snap.manifest, tuple(self.tables))
+
+
+USER_SLICE_CACHE = 16
+SEARCH_KEYS_MAX = 2000  # a search naming more objects reads the whole users table instead
+_slices: OrderedDict[tuple[str, str, str], UserSlice] = OrderedDict()
+
+
+def _in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    if not values:
+        return "FALSE", []
+    return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
+
+
+def _kept(root: Path, name: str) -> str:
+    return f"read_parquet({_quote(str(root / f'{name}.parquet'))})"
+
+
+def _cached(key: tuple[str, str, str], make: Callable[[], UserSlice | None]) -> UserSlice | None:
+    with _models_lock:
+        if key in _slices:
+            _slices.move_to_end(key)
+            return _slices[key]
+    sliced = make()
+    if sliced is not None:
+        with _models_lock:
+            _slices[key] = sliced
+            while len(_slices) > USER_SLICE_CACHE:
+                _slices.popitem(last=False)
+    return sliced
+
+
+def user_slice(model: Model, user: str) -> UserSlice | None:
+    """Return the rows of the objects ``user`` names (reports.users.match_user's superset, as
+    :func:`one_user_rows`) from the model's one-user copies, or None for a model without them.
+
+    The keys: those of the events naming ``user`` (model_sql.user_names_sql), and the principal
+    ids of the objects whose id, UPN or name may equal it (estimate.when_user's match, case and
+    Unicode folding left to it; the slice's objects part holds them). Kept in memory per model
+    and text (a page asks several reports about one user).
+    """
+    from reports.model_sql import USER_NAMES, USER_OBJECT_NAMES, USER_OBJECTS
+
+    root = model.root
+    if root is None:
+        return None
+    wanted = user.strip().lower()
+
+    def make() -> UserSlice:
+        con = connect()
+        try:
+            found = con.sql(
+                f"SELECT DISTINCT _key FROM {_kept(root, USER_NAMES)} WHERE name = ?",  # noqa: S608
+                params=[wanted],
+            ).fetchall()
+            # Any object whose id, UPN or name lower-cases to the text, or holds non-ASCII
+            # text (a null name in the lookup).
+            rows = [
+                r[0]
+                for r in con.sql(
+                    f"SELECT DISTINCT _row FROM {_kept(root, USER_OBJECT_NAMES)} "  # noqa: S608
+                    "WHERE name = ? OR name IS NULL",
+                    params=[wanted],
+                ).fetchall()
+            ]
+            where, at = _in_list("_row", sorted(rows))
+            objects = con.sql(
+                f"SELECT * EXCLUDE (_row) FROM {_kept(root, USER_OBJECTS)} "  # noqa: S608
+                f"WHERE {where} ORDER BY _row",
+                params=at,
+            ).to_arrow_table()
+        finally:
+            con.close()
+        pids = [p for p in objects.column("principal_id").to_pylist() if p is not None]
+        keys = {r[0] for r in found} | set(pids)
+        return _slice_of(model, root, sorted(keys), objects.to_pandas())
+
+    return _cached((str(root), "user", wanted), make)
+
+
+def search_slice(model: Model, query: str) -> UserSlice | None:
+    """Return the rows of every object one of whose events has an id, UPN or name containing
+    ``query`` (any case; reports.users.search_users reads the latest of those values), or None
+    when the search must read the whole users table: no kept copies, an empty query, one a
+    null value's text ("None") contains, or more than SEARCH_KEYS_MAX objects."""
+    from reports.model_sql import USER_NAMES
+
+    root = model.root
+    wanted = query.strip().lower()
+    if root is None or not wanted or wanted in "none":
+        return None
+
+    def make() -> UserSlice | None:
+        con = connect()
+        try:
+            # Non-ASCII names too: Python's lower() may differ from DuckDB's there.
+            found = con.sql(
+                f"SELECT DISTINCT _key FROM {_kept(root, USER_NAMES)} "  # noqa: S608
+                "WHERE contains(name, ?) OR strlen(name) <> length(name) "
+                f"LIMIT {SEARCH_KEYS_MAX + 1}",
+                params=[wanted],
+            ).fetchall()
+        finally:
+            con.close()
+        if len(found) > SEARCH_KEYS_MAX:
+            return None
+        return _slice_of(model, root, sorted(r[0] for r in found), None)
+
+    return _cached((str(root), "search", wanted), make)
+
+
+def _slice_of(
+    model: Model, root: Path, keys: Sequence[str], objects: pd.DataFrame | None
+) -> UserSlice:
+    """Return the one-user copies' rows of ``keys``, and the model restricted to them."""
+    from reports.model_sql import USER_COPIES, USER_INDEX, USER_REQUEST_INDEX
+
+    cond, params = _in_list("_key", keys)
+    tables: dict[str, pa.Table] = {}
+    con = connect()
+    try:
+        # The keys' rows of the lookups (each key one or two row groups), one row per place.
+        index, req_index = (
+            con.sql(
+                f"SELECT * EXCLUDE (_key) FROM {_kept(root, name)} WHERE {cond} "  # noqa: S608
+                "QUALIFY row_number() OVER (PARTITION BY _pos) = 1 ORDER BY _pos",
+                params=params,
+            ).to_arrow_table()
+            for name in (USER_INDEX, USER_REQUEST_INDEX)
+        )
+        places: dict[str, list[int]] = {
+            "events": index.column("_pos").to_pylist(),
+            "scim_requests": req_index.column("_pos").to_pylist(),
+        }
+        for table, lo, hi in (
+            ("steps", "_st_lo", "_st_hi"),
+            ("modified_properties", "_mp_lo", "_mp_hi"),
+        ):
+            spans = zip(index.column(lo).to_pylist(), index.column(hi).to_pylist(), strict=True)
+            places[table] = sorted({p for a, b in spans if a is not None for p in range(a, b + 1)})
+        for table, name in USER_COPIES.items():
+            where, at = _in_list("_pos", places[table])
+            tables[table] = con.sql(
+                f"SELECT * FROM {_kept(root, name)} WHERE {where} ORDER BY _pos",  # noqa: S608
+                params=at,
+            ).to_arrow_table()
+        con.register("ix", index)
+        con.register("ev", tables["events"])
+        noise = con.sql(
+            "SELECT ev.id AS event_id, ix._noise AS noise, ix._noise_reason AS noise_reason, "
+            "ix._excluded_by AS excluded_by FROM ix JOIN ev ON ev._pos = ix._pos "
+            "WHERE ix._nz ORDER BY ix._pos"
+        ).to_arrow_table()
+        for table in ("steps", "modified_properties"):  # only the events' own rows
+            con.register("ch", tables[table])
+            tables[table] = con.sql(
+                "SELECT * FROM ch WHERE event_id IN (SELECT id FROM ev) ORDER BY _pos"
+            ).to_arrow_table()
+            con.unregister("ch")
+        con.register("rx", req_index)
+        con.register("rq", tables["scim_requests"])
+        # One match per request id; the matches part's order: its last copy's place.
+        matches = con.sql(
+            "SELECT rq.request_id, any_value(rx._match_event) AS event_id, "
+            "any_value(rx._match_gap) AS gap_s FROM rx JOIN rq ON rq._pos = rx._pos "
+            "WHERE rx._match_event IS NOT NULL GROUP BY rq.request_id ORDER BY max(rq._pos)"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+    def whole(name: str, columns: Sequence[str] | None) -> pd.DataFrame:
+        return model.part(name) if columns is None else model.columns(name, columns)
+
+    # As load_model reads kept parts (Arrow to pandas, no retyping).
+    parts = {"noise": noise.to_pandas(), "matches": matches.to_pandas()}
+    if objects is not None:
+        parts["objects"] = objects
+    return UserSlice(tables, Model(parts=parts, loader=whole))

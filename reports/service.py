@@ -72,6 +72,23 @@ def _rows(spec: ReportSpec, params: Mapping[str, Any]) -> q.Rows | None:
     return q.Rows(spec.events_where) if spec.events_where else None
 
 
+def _slice_user(spec: ReportSpec, params: Mapping[str, Any], filters: Filters | None) -> str | None:
+    """Return the user whose rows answer report ``spec`` (None: it reads the parts).
+
+    A one-user report reads only the rows of the objects the user names (reports.query.
+    user_slice). A report that also reads every event (the diagnosis: its estimate) does so
+    only unfiltered, where the model's facts stand for every event.
+    """
+    user = str(params.get("user") or "").strip()
+    if not user:
+        return None
+    if spec.one_user and not params.get("event"):
+        return user
+    if spec.one_user_children and (filters is None or filters == Filters()):
+        return user
+    return None
+
+
 def ask(
     store: Store | Path | str,
     name: str,
@@ -87,14 +104,24 @@ def ask(
     except KeyError:
         raise KeyError(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}") from None
     rows = _rows(spec, params)
+    user = _slice_user(spec, params, filters)
     con = q.connect()
 
     def answer(snap: q.Snapshot) -> Answer:
         # The whole question on one version: tables are read when the report first uses them
         # (none when it answers from the model), and asked again if a writer replaced a part.
-        inputs = q.read_inputs(con, snap, spec.tables, filters, spec.columns, lazy=True, rows=rows)
+        model = q.model_for(con, snap)
+        source: q.Snapshot = snap
+        sliced = q.user_slice(model, user) if user is not None else None
+        if spec.user_search and (filters is None or filters == Filters()):
+            sliced = q.search_slice(model, str(params.get("query") or ""))
+        if sliced is not None:
+            source, model = sliced.snapshot(con, snap), sliced.model
+        inputs = q.read_inputs(
+            con, source, spec.tables, filters, spec.columns, lazy=True, rows=rows
+        )
         inputs = inputs.declare(spec.tables)
-        object.__setattr__(inputs, "_model", q.model_for(con, snap))
+        object.__setattr__(inputs, "_model", model)
         result = run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
         return Answer(result, snap.version)
 

@@ -132,14 +132,37 @@ def _stored_user_rows(
     return rows.select([*COLUMNS, "noise_events"])
 
 
+_NOISE_COUNT_SQL = (
+    "SELECT count(*) AS n FROM events WHERE {where} AND id IN (SELECT event_id FROM noise_ids)"
+)
+
+
+def users_counts_sql() -> dict[str, str]:
+    """Return SQL counting over every event (views ``events`` with ``_pos``, ``noise_ids``):
+    ``users_rows`` and ``users_rows_quiet``, the rows of the unfiltered users table with noise
+    shown and hidden (:func:`stored_user_table`'s rule), and ``noise_events``. The model keeps
+    them (its facts), so an unfiltered search need not build the whole table to count it."""
+    from reports.query import OBJECT_KEY
+
+    out = {}
+    for name, hide in (("users_rows", "FALSE"), ("users_rows_quiet", "TRUE")):
+        head = _STORED_USERS_SQL.format(key=OBJECT_KEY, where="TRUE", hide=hide)
+        # Unfiltered, the read position is the stored position.
+        ordered = head.replace("+ _row AS _ord", "+ _pos AS _ord")
+        assert ordered != head
+        rows = " SELECT count(*) FROM (SELECT DISTINCT _key, _tier FROM marked WHERE _use)"
+        out[name] = ordered + rows
+    out["noise_events"] = _NOISE_COUNT_SQL.format(where="TRUE")
+    return out
+
+
 def _noise_count(inputs: Inputs, filters: Filters, noise_ids: pd.Series) -> int:
     """Return how many of the selected events are noise (counted where they lie)."""
     from reports import sql
 
     counted = sql.over(
         inputs,
-        f"SELECT count(*) AS n FROM events WHERE {sql.filter_sql(filters)} "  # noqa: S608
-        "AND id IN (SELECT event_id FROM noise_ids)",
+        _NOISE_COUNT_SQL.format(where=sql.filter_sql(filters)),
         ["events"],
         noise_ids=pd.DataFrame({"event_id": noise_ids.dropna().astype("str")}),
     )

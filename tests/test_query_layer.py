@@ -11,6 +11,7 @@ from ingest.schema import TABLES
 from ingest.store import Store
 from reports import Filters, service
 from reports import query as q
+from reports.model import MODEL_FORMAT
 from tests.support.frames import SP, events, frame, ts, world
 
 
@@ -75,13 +76,24 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
     store = _store(tmp_path / "s")
     q.clear_model_cache()
     first = service.run(store.path, "cycles").frame
-    kept = store.path / "derived" / f"v{store.version}"
+    kept = q.derived_dir(store, store.version)
     assert (kept / "complete").exists()
+    assert kept.name == f"v{store.version}.m{MODEL_FORMAT}"
     assert sorted(p.name for p in kept.glob("*.parquet")) == [
         "cycles.parquet",
+        "facts.parquet",
         "matches.parquet",
         "noise.parquet",
         "objects.parquet",
+        "user_events.parquet",
+        "user_index.parquet",
+        "user_modified_properties.parquet",
+        "user_names.parquet",
+        "user_object_names.parquet",
+        "user_objects.parquet",
+        "user_request_index.parquet",
+        "user_requests.parquet",
+        "user_steps.parquet",
     ]
 
     def refuse(*args: object) -> None:
@@ -96,7 +108,7 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
     with store.batch(source="file", detail="jobs") as batch:
         batch.add({"sync_jobs": more})
     service.run(store.path, "cycles")
-    assert (store.path / "derived" / f"v{store.version}" / "complete").exists()
+    assert (q.derived_dir(store, store.version) / "complete").exists()
 
 
 def test_an_empty_or_missing_store_answers_with_empty_results(tmp_path: Path):
@@ -203,11 +215,11 @@ def test_a_model_build_beyond_its_memory_limit_says_how_to_raise_it(tmp_path: Pa
     monkeypatch.setenv(q.MODEL_MEMORY_ENV, "1KB")
     with pytest.raises(UsageError, match=r"more than 1KB of memory; set PROVLENS_MODEL_MEMORY"):
         service.run(store.path, "cycles")
-    assert not (store.path / "derived" / f"v{store.version}").exists()  # nothing half kept
+    assert not (q.derived_dir(store, store.version)).exists()  # nothing half kept
     monkeypatch.delenv(q.MODEL_MEMORY_ENV)
     assert q.model_memory() == q.MODEL_MEMORY
     service.run(store.path, "cycles")
-    assert (store.path / "derived" / f"v{store.version}" / "complete").exists()
+    assert (q.derived_dir(store, store.version) / "complete").exists()
 
 
 def test_sql_reports_over_frames_lacking_optional_columns_read_them_as_null() -> None:
@@ -276,3 +288,117 @@ def test_rows_given_as_arrow_are_written_as_their_frame_would_be(tmp_path: Path)
         out = tmp_path / f"{name}.json"
         assert write_json_rows(rows, out)
         assert out.read_bytes() == json_bytes(result.frame), name
+
+
+ONE_USER_REPORTS = (
+    "users",
+    "timeline",
+    "user-steps",
+    "user-changes",
+    "user-wiki-requests",
+    "correlation",
+    "events",
+    "diagnosis",
+)
+
+
+def test_one_user_reports_read_only_the_users_rows_and_answer_the_same(tmp_path: Path, monkeypatch):
+    """Asked about one user, a report reads the kept one-user copies, never the parts of
+    events, steps, modified properties or wiki requests, and answers as over every row."""
+    from reports import run_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    service.run(store, "cycles")  # the model (and its one-user copies) kept
+    q.clear_model_cache()
+    whole = q.Snapshot.source
+
+    def parts_refused(self: q.Snapshot, table: str, ordered: bool = False) -> str | None:
+        if table in ("events", "steps", "modified_properties", "scim_requests"):
+            raise AssertionError(f"a one-user question read the parts of {table}")
+        return whole(self, table, ordered)
+
+    monkeypatch.setattr(q.Snapshot, "source", parts_refused)
+    now = ts("2026-11-21T00:00:00Z")
+    for user in ("ada", " ADA@contoso.example", "u2", "bo@contoso.example", "nobody", "e1"):
+        for name in ONE_USER_REPORTS:
+            for noise in (False, True):
+                got = service.run(store, name, include_noise=noise, now=now, user=user)
+                want = run_report(name, w, include_noise=noise, now=now, user=user)
+                assert got.data == want.data, (user, name)
+                assert got.hidden_noise == want.hidden_noise, (user, name)
+                if want.frame is not None:
+                    assert got.frame is not None
+                    pd.testing.assert_frame_equal(
+                        got.frame.reset_index(drop=True),
+                        want.frame.reset_index(drop=True),
+                        check_dtype=False,
+                    )
+    # Filtered, the diagnosis counts every selected event again: it reads the parts.
+    with pytest.raises(AssertionError, match="read the parts of events"):
+        service.run(store, "diagnosis", Filters(since=ts("2026-11-20T01:00:00Z")), user="ada")
+
+
+def test_the_user_search_reads_the_objects_it_can_find_and_counts_every_one(
+    tmp_path: Path, monkeypatch
+):
+    from reports import run_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    service.run(store, "cycles")
+    q.clear_model_cache()
+    sliced: list[str] = []
+    search = q.search_slice
+
+    def spy(model: object, query: str) -> object:
+        out = search(model, query)  # type: ignore[arg-type]
+        if out is not None:
+            sliced.append(query)
+        return out
+
+    monkeypatch.setattr(q, "search_slice", spy)
+    for query in ("ada", "CONTOSO", "u2", "xyz", "", "no", "e", "a"):
+        for noise in (False, True):
+            got = service.run(store, "user-search", include_noise=noise, query=query)
+            want = run_report("user-search", w, include_noise=noise, query=query)
+            assert got.data == want.data and got.hidden_noise == want.hidden_noise, query
+            assert got.frame is not None and want.frame is not None
+            pd.testing.assert_frame_equal(got.frame, want.frame, check_dtype=False)
+    # An empty query, or one a null value's text ("None") holds, reads the whole table.
+    assert set(sliced) == {"ada", "CONTOSO", "u2", "xyz", "a"}
+
+
+def test_the_models_facts_are_the_estimates_and_the_users_tables_counts(tmp_path: Path):
+    from reports import run_report
+    from reports.estimate import objects_in_scope
+    from reports.model import model_of
+
+    store = _store(tmp_path / "s")
+    w = world()
+    con = q.connect()
+    kept = q.model_for(con, q.Snapshot.of(store)).facts.iloc[0]
+    computed = model_of(w).facts.iloc[0]
+    assert objects_in_scope(w) == (
+        int(kept["users_in_scope"]) + int(kept["groups_in_scope"]),
+        "scope",
+    )
+    for facts in (kept, computed):
+        assert pd.Timestamp(facts["latest_at"]) == w.events["activity_at"].max()
+        assert int(facts["users_rows"]) == len(run_report("users", w, include_noise=True).frame)
+        quiet = run_report("users", w)
+        assert int(facts["users_rows_quiet"]) == len(quiet.frame)
+        assert int(facts["noise_events"]) == quiet.hidden_noise > 0
+
+
+def test_a_model_kept_by_another_model_format_is_not_read(tmp_path: Path):
+    store = _store(tmp_path / "s")
+    old = store.path / "derived" / f"v{store.version}"  # what code before the stamp wrote
+    old.mkdir(parents=True)
+    (old / "complete").write_text("1\n")
+    for part in ("noise", "cycles", "matches", "objects"):
+        (old / f"{part}.parquet").write_text("not parquet")
+    q.clear_model_cache()
+    assert service.run(store, "cycles").frame is not None
+    assert (q.derived_dir(store, store.version) / "complete").exists()
+    assert not old.exists()  # dropped with the models of other formats
