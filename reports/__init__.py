@@ -340,6 +340,9 @@ class ReportSpec:
     # Asked about one ``user``, it reads all events but only that user's steps and modified
     # properties (its other answers, e.g. the estimate, count every event).
     one_user_children: bool = False
+    # False: the time range does not select (e.g. a job's state now); the service reads every
+    # time, so a store answers as in-memory inputs do.
+    time_filtered: bool = True
 
     def load(self) -> ReportFunction:
         """Import and return the report function."""
@@ -387,6 +390,7 @@ def _spec(
     events_where: str | None = None,
     one_user: bool = False,
     one_user_children: bool = False,
+    time_filtered: bool = True,
 ) -> ReportSpec:
     read = dict(columns or {})
     if events is not None:
@@ -402,6 +406,7 @@ def _spec(
         events_where,
         one_user,
         one_user_children,
+        time_filtered,
     )
 
 
@@ -631,7 +636,9 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.job_status:build",
             "Per job: state, current or last cycle, scope, last and next run, quarantine, links.",
             "rows",
-            ("events", "sync_jobs", "assignments", "group_members", "scim_resources"),
+            ("events", "sync_jobs", "assignments", "group_members"),
+            events=("cycle_id", "service_principal_name"),
+            time_filtered=False,
         ),
         _spec(
             "job-status",

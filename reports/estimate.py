@@ -67,7 +67,7 @@ class EventFacts:
 
     pairs: pd.DataFrame  # job_id, cycle_id: each pair with a cycle id, once
     latest_at: pd.Timestamp | None
-    objects: int
+    objects: int | None  # None: not counted (asked without ``objects``)
 
 
 def event_facts(events: pd.DataFrame) -> EventFacts:
@@ -86,19 +86,24 @@ SELECT 'all', NULL, NULL, max(activity_at), count(DISTINCT _key) FROM ev
 """
 
 
-def event_facts_of(inputs: Inputs, filters: Filters) -> EventFacts:
-    """Return :func:`event_facts` of the events ``filters`` select, counted where they lie."""
+def event_facts_of(inputs: Inputs, filters: Filters, objects: bool = True) -> EventFacts:
+    """Return :func:`event_facts` of the events ``filters`` select, counted where they lie.
+
+    ``objects=False``: the distinct source objects are not counted (``objects`` is None), the
+    costly part over a million events, needed only without scope data.
+    """
     from reports import sql
     from reports.query import OBJECT_KEY
 
-    rows = sql.over(
-        inputs, _FACTS_SQL.format(key=OBJECT_KEY, where=sql.filter_sql(filters)), ["events"]
-    )
+    key = OBJECT_KEY if objects else "NULL"
+    rows = sql.over(inputs, _FACTS_SQL.format(key=key, where=sql.filter_sql(filters)), ["events"])
     total = rows.loc[rows["part"] == "all"].iloc[0]
     latest = total["latest_at"]
     pairs = rows.loc[rows["part"] == "pair", ["job_id", "cycle_id"]].reset_index(drop=True)
     return EventFacts(
-        pairs, None if pd.isna(latest) else pd.Timestamp(latest), int(total["objects"])
+        pairs,
+        None if pd.isna(latest) else pd.Timestamp(latest),
+        int(total["objects"]) if objects else None,
     )
 
 
@@ -109,10 +114,59 @@ def objects_in_scope(inputs: Inputs, facts: EventFacts | None = None) -> tuple[i
     data at all, the distinct source objects seen in events stand in.
     """
     if inputs.assignments.empty:
-        seen = facts.objects if facts is not None else int(object_key(inputs.events).nunique())
+        seen = (
+            facts.objects
+            if facts is not None and facts.objects is not None
+            else int(object_key(inputs.events).nunique())
+        )
         return seen, "events"
     scope = scope_table(inputs.assignments, inputs.group_members)
     return int(scope["in_scope"].sum()) + len(in_scope_groups(inputs.assignments)), "scope"
+
+
+# objects_in_scope() by DuckDB where the scope data lies, with the model's scope rule
+# (reports.model_sql.scope_sql): in-scope users (ranks direct, group), groups assigned with a role
+# other than Default Access, and whether there is scope data at all. With an app filter, only
+# the members of that app's assigned groups count (Filters.apply_inputs).
+_IN_SCOPE_SQL = """
+WITH assignments AS (SELECT *, _row AS _pos FROM assignments WHERE {assigned}),
+group_members AS (
+    SELECT * FROM group_members WHERE {members}
+)
+SELECT (SELECT count(*) FROM assignments) AS assignments,
+    (SELECT count(*) FROM ({scope}) WHERE rank IN (0, 1)) AS users,
+    (SELECT count(principal_id) FROM ({groups})) AS groups
+"""
+
+
+def objects_in_scope_of(
+    inputs: Inputs, filters: Filters, facts: EventFacts | None = None
+) -> tuple[int, str]:
+    """Return :func:`objects_in_scope` of the scope data ``filters`` select, counted where it
+    lies (a million memberships never become a frame); without scope data, ``facts.objects``
+    (the distinct source objects of the selected events, counted then only)."""
+    from reports import sql
+    from reports.model_sql import in_scope_groups_sql, scope_sql
+
+    apps = filters.service_principal_ids
+    assigned = sql.filter_sql(Filters(service_principal_ids=apps), None)
+    members = (
+        "group_id IN (SELECT principal_id FROM assignments WHERE principal_type = 'group')"
+        if apps
+        else "TRUE"
+    )
+    query = _IN_SCOPE_SQL.format(
+        assigned=assigned,
+        members=members,
+        scope=scope_sql(),
+        groups=in_scope_groups_sql(),
+    )
+    got = sql.over(inputs, query, ["assignments", "group_members"]).iloc[0]
+    if int(got["assignments"]) == 0:
+        if facts is None or facts.objects is None:
+            facts = event_facts_of(inputs, filters)
+        return int(facts.objects or 0), "events"
+    return int(got["users"]) + int(got["groups"]), "scope"
 
 
 def cycle_rates(cycles: pd.DataFrame, min_events: int = MIN_EVENTS) -> pd.Series:
@@ -156,13 +210,15 @@ def estimate(
     min_events: int = MIN_EVENTS,
     running_idle_s: float = RUNNING_IDLE_S,
     facts: EventFacts | None = None,
+    in_scope: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
     """Return the DESIGN estimate object for (already filtered) ``inputs``.
 
     ``facts``: what it reads of the selected events, when the caller counted them where they
-    lie (else they come from ``inputs.events``).
+    lie (else they come from ``inputs.events``); ``in_scope``: :func:`objects_in_scope`, when
+    the caller counted it where the scope data lies (:func:`objects_in_scope_of`).
     """
-    n, basis = objects_in_scope(inputs, facts)
+    n, basis = in_scope if in_scope is not None else objects_in_scope(inputs, facts)
     # The model's cycles (from all of their events) that the selection touches.
     pairs = facts.pairs if facts is not None else inputs.events
     cycles = selected_cycles(model_of(inputs).cycles, pairs)
