@@ -276,6 +276,10 @@ class Scan:
     con: Any
     sql: str
     params: tuple[Any, ...] = ()
+    # Which rows it reads, whatever the columns: the part files (named once, never rewritten),
+    # the filters and rows pushed down. Two scans with one key answer an aggregate alike, so
+    # reports.sql.over keeps such answers for the next question (None: not kept).
+    key: tuple[Any, ...] | None = None
 
 
 class _Deferred:

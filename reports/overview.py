@@ -343,7 +343,7 @@ def build(
     from reports.model import model_of, selected_cycles
 
     model = model_of(inputs)
-    summary = summary_report.build(inputs, filters).data or {}
+    summary = summary_report.summary_of(inputs, filters, full=False)
     scope = Filters(
         since=filters.since,
         until=filters.until,
@@ -368,9 +368,14 @@ def build(
     hidden = 0 if include_noise or not n else int(counted["noise"])
     shown = n - hidden
     successes = counted["shown_successes"] if hidden else counted["successes"]
+    # The newest ``limit`` failures with a time (ties: first read first), and those without:
+    # what latest_failures picks from all of them.
     failed = sql.over_arrow(
         inputs,
-        f"SELECT * EXCLUDE (_row) FROM events WHERE {where} AND status = 'failure' "  # noqa: S608
+        "SELECT * EXCLUDE (_row) FROM events WHERE _row IN ("  # noqa: S608
+        f"SELECT _row FROM events WHERE {where} AND status = 'failure' AND activity_at IS NULL "
+        f"UNION ALL (SELECT _row FROM events WHERE {where} AND status = 'failure' "
+        f"AND activity_at IS NOT NULL ORDER BY activity_at DESC, _row LIMIT {int(limit)})) "
         "ORDER BY _row",
         ["events"],
     )
