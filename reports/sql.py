@@ -113,12 +113,6 @@ def over(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame
     return out
 
 
-def forget_answers() -> None:
-    """Forget the answers :func:`over` kept."""
-    with _kept_lock:
-        _kept.clear()
-
-
 def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame) -> pa.Table:
     """Return the result of ``sql`` over ``inputs``' ``tables`` (each named by its table name)
     and ``frames``; like :func:`run`, but a stored table not read yet is scanned in place.
