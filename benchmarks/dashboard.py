@@ -7,8 +7,12 @@ command line and environment, localhost, a free port, file watching off, a priva
 it in Debian's Chromium through Playwright and times, from the action to the complete page:
 
 1. **Overview**: opening the dashboard's address. The first open after the server started is
-   *cold* (nothing cached in the server: the derived model is read from beside the parts or
-   computed, every report runs; and a new browser profile: Streamlit's scripts are fetched);
+   *cold*: opened as soon as the server answers its health check, nothing cached but what the
+   server's warm-up (dashboard.serve, started at that moment too) has computed meanwhile (it
+   computes the landing page's answers in the page's order; the page waits for an answer being
+   computed instead of computing it twice); the derived model is read from beside the parts or
+   computed; and a new browser profile: Streamlit's scripts are fetched. The warm-up's own
+   seconds per report are read from the server's log and reported beside the figures;
    the next ones open a new tab of the same profile on the same server (*warm*: the server's
    caches hold the answers, the browser has the scripts).
 2. **Filter change on Overview**: the sidebar's time range set to the last two days of data, then
@@ -553,6 +557,7 @@ def measure(
         browser.close()
         out |= {"times_s": times, "phases": phases, "figures": figures}
         out["server"] = server.memory_mb()
+        out["warm_up"] = warm_up_of(server.log)
         if server.stopped:
             out["server"]["stopped"] = server.stopped
         out["python_exceptions"] = exceptions
@@ -560,15 +565,34 @@ def measure(
     return out
 
 
+WARM_UP_LINE = "provlens warm-up of the landing page: "
+
+
+def warm_up_of(log: Path) -> dict[str, float] | None:
+    """Return the server's warm-up seconds per report (``total`` too), from its log line
+    (dashboard.serve), or None when it logged none (it had not finished, or failed)."""
+    import ast
+
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in reversed(text.splitlines()):
+        if WARM_UP_LINE in line:
+            got: dict[str, float] = ast.literal_eval(line.split(WARM_UP_LINE, 1)[1].strip())
+            return got
+    return None
+
+
 # What each measured page asks, in its order (dashboard/sidebar.py, screens/overview.py,
 # screens/users.py): (report, parameters). "<key>" is the user key the Users page's search row
 # gives; "<user>" the deep link's value. The sidebar runs before every page.
 SIDEBAR_ASKS: tuple[tuple[str, dict[str, str]], ...] = (("filter-options", {}),)
 OVERVIEW_ASKS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("events-over-time", {"by": "status"}),
     ("job-header", {}),
     ("quarantine-risk", {}),
     ("overview", {}),
-    ("events-over-time", {"by": "status"}),
     ("recent-failures", {}),
 )
 USERS_ASKS: tuple[tuple[str, dict[str, str]], ...] = (
@@ -757,6 +781,18 @@ def table(result: dict[str, Any], tier: str) -> str:
         + (f"; STOPPED: {server['stopped']}" if server.get("stopped") else "")
         + "; Python exceptions on pages: "
         f"{result.get('python_exceptions')}; JavaScript errors: {len(result.get('js_errors', []))}."
+    )
+    warm = result.get("warm_up")
+    lines.append(
+        "Server warm-up of the landing page (started once the server was up; the cold open did "
+        "not wait for it): "
+        + (
+            f"{warm.get('total')} s ("
+            + ", ".join(f"{k} {v} s" for k, v in warm.items() if k != "total")
+            + ")."
+            if warm
+            else "not logged."
+        )
     )
     figures = result.get("figures", {})
     if figures:

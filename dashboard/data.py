@@ -20,7 +20,7 @@ only ``Filters``/``REPORTS``/``ReportResult``, ``reports.service`` and, to write
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -179,13 +179,35 @@ def _report(
     return Report(result.frame, result.data, int(result.hidden_noise))
 
 
-def report(name: str, path: Path, version: int, filters: FilterState, **params: Any) -> Report:
-    """Run report ``name`` through the cache and return its frame/data and hidden-noise count."""
+def answer(name: str, path: Path, version: int, filters: FilterState, **params: Any) -> Report:
+    """Return report ``name``'s answer from the cache (computed once per key, by one thread:
+    another asking the same meanwhile waits for it, e.g. a page for the server's warm-up)."""
     at = now().isoformat() if name in TIME_DEPENDENT_REPORTS else ""
     params_key = tuple(sorted(params.items()))
+    spec = REPORTS.get(name)
+    if spec is not None and not spec.time_filtered:
+        # The time range does not select this report: one answer for every range.
+        filters = replace(filters, since=None, until=None)
+    return _report(str(path), version, name, filters.key(), at, params_key, filters)
+
+
+def report(name: str, path: Path, version: int, filters: FilterState, **params: Any) -> Report:
+    """Run report ``name`` through the cache and return its frame/data and hidden-noise count."""
     # Shown only when the answer takes over half a second (a cache hit never does).
     with st.spinner(progress_text(name), show_time=True):
-        return _report(str(path), version, name, filters.key(), at, params_key, filters)
+        return answer(name, path, version, filters, **params)
+
+
+# What the landing page (Overview, after the sidebar's filter-options) asks with the sidebar's
+# defaults (all data, noise hidden), in its order: the server computes these when it starts
+# (dashboard.serve), so the first visitor finds them done or under way.
+LANDING_ASKS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("events-over-time", {"by": "status"}),
+    ("job-header", {}),
+    ("quarantine-risk", {}),
+    ("overview", {}),
+    ("recent-failures", {}),
+)
 
 
 def progress_text(name: str) -> str:

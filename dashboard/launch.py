@@ -72,11 +72,12 @@ def is_loopback(address: str) -> bool:
 
 
 def command(port: int, address: str) -> list[str]:
-    """Return the `streamlit run` command line for the dashboard."""
+    """Return the `streamlit run` command line for the dashboard (through dashboard.serve,
+    which also warms the landing page's answers once the server is up)."""
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "dashboard.serve",
         "run",
         str(APP),
         "--server.headless=true",

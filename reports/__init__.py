@@ -276,6 +276,10 @@ class Scan:
     con: Any
     sql: str
     params: tuple[Any, ...] = ()
+    # Which rows it reads, whatever the columns: the part files (named once, never rewritten),
+    # the filters and rows pushed down. Two scans with one key answer an aggregate alike, so
+    # reports.sql.over keeps such answers for the next question (None: not kept).
+    key: tuple[Any, ...] | None = None
 
 
 class _Deferred:
@@ -377,6 +381,9 @@ class ReportSpec:
     # Asked with a ``query``, it reads only the rows of the objects whose ids or names contain
     # it (reports.query.search_slice), unfiltered.
     user_search: bool = False
+    # False: the time range does not select (e.g. a job's state now); the service reads every
+    # time, so a store answers as in-memory inputs do.
+    time_filtered: bool = True
 
     def load(self) -> ReportFunction:
         """Import and return the report function."""
@@ -425,6 +432,7 @@ def _spec(
     one_user: bool = False,
     one_user_children: bool = False,
     user_search: bool = False,
+    time_filtered: bool = True,
 ) -> ReportSpec:
     read = dict(columns or {})
     if events is not None:
@@ -441,6 +449,7 @@ def _spec(
         one_user,
         one_user_children,
         user_search,
+        time_filtered,
     )
 
 
@@ -671,7 +680,9 @@ REPORTS: dict[str, ReportSpec] = {
             "reports.job_status:build",
             "Per job: state, current or last cycle, scope, last and next run, quarantine, links.",
             "rows",
-            ("events", "sync_jobs", "assignments", "group_members", "scim_resources"),
+            ("events", "sync_jobs", "assignments", "group_members"),
+            events=("cycle_id", "service_principal_name"),
+            time_filtered=False,
         ),
         _spec(
             "job-status",

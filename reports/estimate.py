@@ -67,7 +67,7 @@ class EventFacts:
 
     pairs: pd.DataFrame  # job_id, cycle_id: each pair with a cycle id, once
     latest_at: pd.Timestamp | None
-    objects: int
+    objects: int | None  # None: not counted (asked without ``objects``)
 
 
 def event_facts(events: pd.DataFrame) -> EventFacts:
@@ -86,19 +86,24 @@ SELECT 'all', NULL, NULL, max(activity_at), count(DISTINCT _key) FROM ev
 """
 
 
-def event_facts_of(inputs: Inputs, filters: Filters) -> EventFacts:
-    """Return :func:`event_facts` of the events ``filters`` select, counted where they lie."""
+def event_facts_of(inputs: Inputs, filters: Filters, objects: bool = True) -> EventFacts:
+    """Return :func:`event_facts` of the events ``filters`` select, counted where they lie.
+
+    ``objects=False``: the distinct source objects are not counted (``objects`` is None), the
+    costly part over a million events, needed only without scope data.
+    """
     from reports import sql
     from reports.query import OBJECT_KEY
 
-    rows = sql.over(
-        inputs, _FACTS_SQL.format(key=OBJECT_KEY, where=sql.filter_sql(filters)), ["events"]
-    )
+    key = OBJECT_KEY if objects else "NULL"
+    rows = sql.over(inputs, _FACTS_SQL.format(key=key, where=sql.filter_sql(filters)), ["events"])
     total = rows.loc[rows["part"] == "all"].iloc[0]
     latest = total["latest_at"]
     pairs = rows.loc[rows["part"] == "pair", ["job_id", "cycle_id"]].reset_index(drop=True)
     return EventFacts(
-        pairs, None if pd.isna(latest) else pd.Timestamp(latest), int(total["objects"])
+        pairs,
+        None if pd.isna(latest) else pd.Timestamp(latest),
+        int(total["objects"]) if objects else None,
     )
 
 
@@ -114,11 +119,10 @@ def store_facts(inputs: Inputs, filters: Filters) -> tuple[EventFacts, tuple[int
     row = model.facts.iloc[0]
     latest = row["latest_at"]
     pairs = model.columns("cycles", ["job_id", "cycle_id"])
-    facts = EventFacts(
-        pairs, None if pd.isna(latest) else pd.Timestamp(latest), int(row["objects"])
-    )
+    objects = int(row["objects"])
+    facts = EventFacts(pairs, None if pd.isna(latest) else pd.Timestamp(latest), objects)
     if int(row["assignments"]) == 0:
-        return facts, (facts.objects, "events")
+        return facts, (objects, "events")
     return facts, (int(row["users_in_scope"]) + int(row["groups_in_scope"]), "scope")
 
 
@@ -129,13 +133,17 @@ def objects_in_scope(inputs: Inputs, facts: EventFacts | None = None) -> tuple[i
     data at all, the distinct source objects seen in events stand in.
     """
     if inputs.assignments.empty:
-        seen = facts.objects if facts is not None else int(object_key(inputs.events).nunique())
+        seen = (
+            facts.objects
+            if facts is not None and facts.objects is not None
+            else int(object_key(inputs.events).nunique())
+        )
         return seen, "events"
     scope = scope_table(inputs.assignments, inputs.group_members)
     return int(scope["in_scope"].sum()) + len(in_scope_groups(inputs.assignments)), "scope"
 
 
-def objects_in_scope_of(inputs: Inputs, filters: Filters) -> tuple[int, str] | None:
+def objects_in_scope_from_model(inputs: Inputs, filters: Filters) -> tuple[int, str] | None:
     """Return :func:`objects_in_scope` from the model's objects (their ``in_scope``: the same
     scope rule, coded once) and the assignments counted where they lie, without reading scope
     data as frames; None when the model's objects are not the selection's (an app filter cuts
@@ -162,6 +170,51 @@ def objects_in_scope_of(inputs: Inputs, filters: Filters) -> tuple[int, str] | N
     objects = model_of(inputs).columns("objects", ["coverage", "in_scope"])
     users = int((objects["coverage"].astype(bool) & objects["in_scope"].astype(bool)).sum())
     return users + int(counts["groups"]), "scope"
+
+
+# objects_in_scope() by DuckDB where the scope data lies, with the model's scope rule
+# (reports.model_sql.scope_sql): in-scope users (ranks direct, group), groups assigned with a role
+# other than Default Access, and whether there is scope data at all. With an app filter, only
+# the members of that app's assigned groups count (Filters.apply_inputs).
+_IN_SCOPE_SQL = """
+WITH assignments AS (SELECT *, _row AS _pos FROM assignments WHERE {assigned}),
+group_members AS (
+    SELECT * FROM group_members WHERE {members}
+)
+SELECT (SELECT count(*) FROM assignments) AS assignments,
+    (SELECT count(*) FROM ({scope}) WHERE rank IN (0, 1)) AS users,
+    (SELECT count(principal_id) FROM ({groups})) AS groups
+"""
+
+
+def objects_in_scope_of(
+    inputs: Inputs, filters: Filters, facts: EventFacts | None = None
+) -> tuple[int, str]:
+    """Return :func:`objects_in_scope` of the scope data ``filters`` select, counted where it
+    lies (a million memberships never become a frame); without scope data, ``facts.objects``
+    (the distinct source objects of the selected events, counted then only)."""
+    from reports import sql
+    from reports.model_sql import in_scope_groups_sql, scope_sql
+
+    apps = filters.service_principal_ids
+    assigned = sql.filter_sql(Filters(service_principal_ids=apps), None)
+    members = (
+        "group_id IN (SELECT principal_id FROM assignments WHERE principal_type = 'group')"
+        if apps
+        else "TRUE"
+    )
+    query = _IN_SCOPE_SQL.format(
+        assigned=assigned,
+        members=members,
+        scope=scope_sql(),
+        groups=in_scope_groups_sql(),
+    )
+    got = sql.over(inputs, query, ["assignments", "group_members"]).iloc[0]
+    if int(got["assignments"]) == 0:
+        if facts is None or facts.objects is None:
+            facts = event_facts_of(inputs, filters)
+        return int(facts.objects or 0), "events"
+    return int(got["users"]) + int(got["groups"]), "scope"
 
 
 def cycle_rates(cycles: pd.DataFrame, min_events: int = MIN_EVENTS) -> pd.Series:
@@ -210,8 +263,8 @@ def estimate(
     """Return the DESIGN estimate object for (already filtered) ``inputs``.
 
     ``facts``: what it reads of the selected events, when the caller counted them where they
-    lie (else they come from ``inputs.events``). ``in_scope``: :func:`objects_in_scope`, when
-    the caller counted it (:func:`objects_in_scope_of`).
+    lie (else they come from ``inputs.events``); ``in_scope``: :func:`objects_in_scope`, when
+    the caller counted it where the scope data lies (:func:`objects_in_scope_of`).
     """
     n, basis = in_scope if in_scope is not None else objects_in_scope(inputs, facts)
     # The model's cycles (from all of their events) that the selection touches.
@@ -484,7 +537,7 @@ def build(
     # The events are counted where they lie (event_facts_of), never read as a frame.
     unread = {t: empty_frame(t) for t in ("events", "scim_resources", "scim_requests")}
     # Objects in scope from the model when it holds them (scope data is then never read).
-    in_scope = objects_in_scope_of(inputs, filters)
+    in_scope = objects_in_scope_from_model(inputs, filters)
     if in_scope is not None:
         unread.update({t: empty_frame(t) for t in ("assignments", "group_members")})
     sel = filters.apply_inputs(inputs.replace(**unread))

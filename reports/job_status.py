@@ -15,14 +15,17 @@ not know, so such a link still lands on the right app, one click from the entry.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from ingest.schema import empty_frame
 from reports import Filters, Inputs, ReportResult
 from reports import jobs as jobs_report
-from reports.estimate import cycle_progress, estimate
-from reports.inputs import latest_jobs, reference_now
+from reports.estimate import cycle_progress, estimate, event_facts_of, objects_in_scope_of
+from reports.inputs import latest_jobs
+from reports.model import model_of, selected_cycles
 
 ADMIN_CENTER = "https://entra.microsoft.com/#view/Microsoft_AAD_IAM/ManagedAppMenuBlade/~/"
 BLADES = {
@@ -58,6 +61,14 @@ COLUMNS = [
 ]
 
 
+# What the estimate reads as frames here: only the job snapshots (the events and the scope data
+# are counted where they lie).
+_UNREAD = {
+    t: empty_frame(t)
+    for t in ("events", "assignments", "group_members", "scim_resources", "scim_requests")
+}
+
+
 def admin_links(service_principal_id: str | None) -> dict[str, str | None]:
     """Return the Entra admin center links of one enterprise app (None without an id)."""
     return {
@@ -72,31 +83,79 @@ def _ts(value: Any) -> pd.Timestamp | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value)
 
 
-def _job_row(
-    inputs: Inputs, job_id: str, snapshot: pd.Series | None, now: pd.Timestamp | None
-) -> dict[str, Any]:
-    from reports.cycles import cycle_table
+# Per (job, app) of the selected events with a job id: the app's last name (stored order) and the
+# position of the job's first event naming it; then one row of the latest event time of all.
+_APPS_SQL = """
+SELECT 'app' AS part, job_id, service_principal_id,
+    arg_max(service_principal_name, _row) FILTER (WHERE service_principal_name IS NOT NULL)
+        AS app,
+    min(_row) AS first_row, NULL AS latest_at
+FROM events WHERE {where} AND job_id IS NOT NULL
+GROUP BY job_id, service_principal_id
+UNION ALL
+SELECT 'all', NULL, NULL, NULL, NULL, max(activity_at) FROM events WHERE {where}
+"""
 
-    sel = Filters(job_ids=(job_id,)).apply_inputs(inputs)
-    ev = sel.events
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the selected events say of the jobs: per job its apps, and the latest event time."""
+
+    apps: pd.DataFrame  # job_id, service_principal_id, app, first_row
+    latest_at: pd.Timestamp | None
+
+    def first_app(self, job_id: str) -> str | None:
+        """Return the app id of the job's first event that names one (stored order)."""
+        mine = self.apps.loc[
+            (self.apps["job_id"] == job_id) & self.apps["service_principal_id"].notna()
+        ]
+        if mine.empty:
+            return None
+        return str(mine.sort_values("first_row", kind="stable")["service_principal_id"].iloc[0])
+
+    def name(self, job_id: str, sp: str | None) -> str | None:
+        """Return the app's last name in the job's events (of app ``sp`` when known)."""
+        mine = self.apps.loc[self.apps["job_id"] == job_id]
+        if sp is not None:
+            mine = mine.loc[mine["service_principal_id"] == sp]
+        names = mine.loc[mine["app"].notna()]
+        return None if names.empty else str(names["app"].iloc[0])
+
+
+def _seen(inputs: Inputs, filters: Filters) -> _Seen:
+    from reports import sql
+
+    rows = sql.over(inputs, _APPS_SQL.format(where=sql.filter_sql(filters)), ["events"])
+    latest = rows.loc[rows["part"] == "all", "latest_at"]
+    apps = rows.loc[rows["part"] == "app"].reset_index(drop=True)
+    apps["app"] = apps["app"].where(apps["app"].notna() & (apps["app"] != "None"))
+    at = latest.iloc[0] if len(latest) else None
+    return _Seen(apps, None if at is None or pd.isna(at) else pd.Timestamp(at))
+
+
+def _job_row(
+    inputs: Inputs,
+    filters: Filters,
+    seen: _Seen,
+    job_id: str,
+    snapshot: pd.Series | None,
+    now: pd.Timestamp | None,
+) -> dict[str, Any]:
     sp = None
     if snapshot is not None and pd.notna(snapshot.get("service_principal_id")):
         sp = str(snapshot["service_principal_id"])
-    elif len(ev):
-        sp = (
-            str(ev["service_principal_id"].dropna().iloc[0])
-            if ev["service_principal_id"].notna().any()
-            else None
-        )
-    if sp is not None:
-        # Scope belongs to the job's app: its assignments, not every app's.
-        sel = Filters(job_ids=(job_id,), service_principal_ids=(sp,)).apply_inputs(inputs)
-        ev = sel.events
-    names = ev["service_principal_name"].dropna() if len(ev) else pd.Series(dtype="str")
-    app = str(names.iloc[-1]) if len(names) else (sp or job_id)
-    est = estimate(sel, now)
+    else:
+        sp = seen.first_app(job_id)
+    # Scope belongs to the job's app: its assignments, not every app's.
+    apps = (sp,) if sp is not None else filters.service_principal_ids
+    mine = Filters(job_ids=(job_id,), service_principal_ids=apps)
+    app = seen.name(job_id, sp) or sp or job_id
+    facts = event_facts_of(inputs, mine, objects=False)
+    sel = mine.apply_inputs(inputs.replace(**_UNREAD))
+    est = estimate(sel, now, facts=facts, in_scope=objects_in_scope_of(inputs, mine, facts))
     cur = est.get("current_cycle")
-    cycles = cycle_table(ev, sel.sync_jobs)
+    # The model's cycles (from all of their events) of the job's selected events.
+    cycles = selected_cycles(model_of(inputs).cycles, facts.pairs)
     last_cycle = cycles.sort_values("started_at", kind="stable").iloc[-1] if len(cycles) else None
     row: dict[str, Any] = {"app": app, "job_id": job_id, "service_principal_id": sp}
     state = snapshot.get("status_code") if snapshot is not None else None
@@ -153,7 +212,7 @@ def _job_row(
     if snapshot is not None and pd.notna(snapshot.get("quarantine_next_attempt")):
         nxt = _ts(snapshot["quarantine_next_attempt"])
     row["next_run_at"] = nxt
-    at = reference_now(now, inputs.events)
+    at = now if now is not None else seen.latest_at
     late = (at - nxt).total_seconds() / 60 if nxt is not None and at is not None else None
     row["overdue_min"] = (
         int(late) if late is not None and late > OVERDUE_GRACE_MIN and cur is None else None
@@ -165,14 +224,22 @@ def _job_row(
     return row
 
 
-def job_status(inputs: Inputs, now: pd.Timestamp | None) -> pd.DataFrame:
-    """Return one status row per job (jobs with a snapshot first, then jobs seen in events)."""
-    snaps = latest_jobs(inputs.sync_jobs)
+def job_status(inputs: Inputs, filters: Filters, now: pd.Timestamp | None) -> pd.DataFrame:
+    """Return one status row per job ``filters`` select by app and job (jobs with a snapshot
+    first, then jobs seen in events); the events are counted where they lie."""
+    selection = Filters(
+        service_principal_ids=filters.service_principal_ids, job_ids=filters.job_ids
+    )
+    snaps = latest_jobs(selection.apply_table("sync_jobs", inputs.sync_jobs))
     snaps = snaps.set_index("job_id") if not snaps.empty else snaps
     job_ids = [str(j) for j in snaps.index] if not snaps.empty else []
-    seen = inputs.events["job_id"].dropna().unique() if len(inputs.events) else []
-    job_ids += sorted(str(j) for j in seen if str(j) not in set(job_ids))
-    rows = [_job_row(inputs, j, snaps.loc[j] if j in snaps.index else None, now) for j in job_ids]
+    seen = _seen(inputs, selection)
+    known = set(job_ids)
+    job_ids += sorted(str(j) for j in seen.apps["job_id"].dropna().unique() if str(j) not in known)
+    rows = [
+        _job_row(inputs, selection, seen, j, snaps.loc[j] if j in snaps.index else None, now)
+        for j in job_ids
+    ]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     for column in (
         "cycle_started_at",
@@ -198,8 +265,9 @@ def build(
     now: pd.Timestamp | None = None,
     **params: Any,
 ) -> ReportResult:
-    """Return one status row per selected job at ``now`` (the latest event when None)."""
-    sel = Filters(
-        service_principal_ids=filters.service_principal_ids, job_ids=filters.job_ids
-    ).apply_inputs(inputs)
-    return ReportResult(frame=job_status(sel, now))
+    """Return one status row per selected job at ``now`` (the latest event when None).
+
+    Only the app and job filters select: the header says what each job is doing now, whatever
+    time range is looked at (the spec's ``time_filtered=False``: the service reads every time).
+    """
+    return ReportResult(frame=job_status(inputs, filters, now))

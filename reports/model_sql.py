@@ -411,6 +411,19 @@ def _names(values: Sequence[str], index: str) -> str:
     return f"[{', '.join(_lit(v) for v in values)}][{index} + 1]"
 
 
+def default_access_sql() -> str:
+    """True for a Default Access assignment (the flag, else the all-zero role id)."""
+    return f"coalesce(default_access, coalesce(app_role_id = {_lit(DEFAULT_ACCESS_ROLE)}, false))"
+
+
+def in_scope_groups_sql() -> str:
+    """The groups assigned with a role other than Default Access (``principal_id``, once)."""
+    return (
+        "SELECT DISTINCT principal_id FROM assignments "  # noqa: S608 (constants)
+        f"WHERE principal_type = 'group' AND NOT {default_access_sql()}"
+    )
+
+
 def scope_sql() -> str:
     """Per user principal named by scope data: ``principal_id``, ``rank`` (of SCOPE_VIAS).
 
@@ -423,8 +436,7 @@ def scope_sql() -> str:
     return f"""
     WITH asg AS (
         SELECT principal_id, principal_type, _pos,
-               coalesce(default_access, coalesce(app_role_id = {_lit(DEFAULT_ACCESS_ROLE)}, false))
-                 AS dflt
+               {default_access_sql()} AS dflt
         FROM assignments
     ),
     gm AS (
@@ -479,12 +491,7 @@ def objects_sql(scope_reasons: Mapping[str, str]) -> tuple[list[tuple[str, str]]
     verdict = _names(VERDICTS, "vr")
     cte = {
         "sc": scope_sql(),
-        "grp_ok": f"""
-        SELECT DISTINCT principal_id FROM assignments
-        WHERE principal_type = 'group'
-          AND NOT coalesce(default_access,
-                           coalesce(app_role_id = {_lit(DEFAULT_ACCESS_ROLE)}, false))
-        """,  # noqa: S608 (constants)
+        "grp_ok": in_scope_groups_sql(),
         "ue": f"""
         SELECT source_id, source_upn, source_name, status, error_code, activity_at,
                {last_key_sql()} AS o

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 from reports import Filters, Inputs, ReportResult
 from reports import quarantine as quarantine_report
@@ -35,61 +36,125 @@ class FilterOptions:
     is_demo: bool
 
 
-def filter_options(events: pd.DataFrame) -> FilterOptions:
-    """Return the apps (by name), jobs and time span in ``events``, and whether all is demo data."""
-    if events.empty:
+# The filters' choices, by DuckDB where the selected events lie: each app's name in its first
+# event naming the app (read order), the jobs, the origins, and the time span.
+_OPTIONS_SQL = """
+SELECT 'app' AS part, service_principal_id AS k,
+    arg_min({{'n': service_principal_name}}, _row).n AS name, min(_row) AS pos,
+    NULL::TIMESTAMPTZ AS first_at, NULL::TIMESTAMPTZ AS last_at
+FROM events WHERE {where} AND service_principal_id IS NOT NULL GROUP BY service_principal_id
+UNION ALL
+SELECT DISTINCT 'job', job_id, NULL, NULL, NULL, NULL FROM events
+WHERE {where} AND job_id IS NOT NULL
+UNION ALL
+SELECT DISTINCT 'origin', origin, NULL, NULL, NULL, NULL FROM events
+WHERE {where} AND origin IS NOT NULL
+UNION ALL
+SELECT 'span', NULL, NULL, count(*), min(activity_at), max(activity_at) FROM events WHERE {where}
+"""
+
+
+def filter_options_of(inputs: Inputs, filters: Filters) -> FilterOptions:
+    """Return the apps (by name), jobs and time span of the events ``filters`` select, and
+    whether all of them are demo data."""
+    from reports import sql
+
+    rows = sql.over(inputs, _OPTIONS_SQL.format(where=sql.filter_sql(filters)), ["events"])
+    span = rows.loc[rows["part"] == "span"].iloc[0]
+    if not int(span["pos"]):
         return FilterOptions({}, (), None, None, False)
-    apps_frame = (
-        events[["service_principal_id", "service_principal_name"]]
-        .dropna(subset=["service_principal_id"])
-        .drop_duplicates("service_principal_id")
-    )
+    found = rows.loc[rows["part"] == "app"].sort_values("pos", kind="stable")
     apps = {
         str(i): str(n) if pd.notna(n) else str(i)
-        for i, n in zip(
-            apps_frame["service_principal_id"], apps_frame["service_principal_name"], strict=True
-        )
+        for i, n in zip(found["k"], found["name"], strict=True)
     }
-    jobs = tuple(sorted(str(j) for j in events["job_id"].dropna().unique()))
-    origins = set(events["origin"].dropna().unique())
+    jobs = tuple(sorted(str(j) for j in rows.loc[rows["part"] == "job", "k"]))
+    origins = set(rows.loc[rows["part"] == "origin", "k"])
     return FilterOptions(
         apps=dict(sorted(apps.items(), key=lambda kv: kv[1].lower())),
         jobs=jobs,
-        first_at=events["activity_at"].min(),
-        last_at=events["activity_at"].max(),
+        first_at=span["first_at"],
+        last_at=span["last_at"],
         is_demo=bool(origins) and origins == {"demo"},
     )
 
 
-def floor_time(times: pd.Series, freq: str) -> pd.Series:
-    """Return ``times`` floored to ``freq``; weeks (``W``) start on Monday 00:00 UTC (ISO weeks),
-    which pandas' ``floor`` cannot do (a week is not a fixed frequency)."""
+def filter_options(events: pd.DataFrame) -> FilterOptions:
+    """Return :func:`filter_options_of` all of ``events``."""
+    return filter_options_of(Inputs(events=events), Filters())
+
+
+def bucket_sql(column: str, freq: str) -> str:
+    """Return SQL flooring ``column`` to ``freq`` (a fixed pandas frequency, from the epoch as
+    pandas' ``floor``), or to weeks starting on Monday 00:00 UTC (``W``, ISO weeks)."""
     if freq == "W":
-        day = times.dt.floor("D")
-        return day - pd.to_timedelta(day.dt.day_of_week, unit="D")
-    return times.dt.floor(freq)
+        return f"date_trunc('week', {column})"
+    step = to_offset(freq)
+    micros = int(getattr(step, "nanos", 0)) // 1000
+    if micros <= 0:
+        raise ValueError(f"bucket must be a fixed frequency (5min, h, D) or W, not {freq!r}")
+    return f"time_bucket(INTERVAL '{micros} microseconds', {column}, TIMESTAMPTZ '1970-01-01')"
+
+
+_SPAN_SQL = (
+    "SELECT min(activity_at) AS first_at, max(activity_at) AS last_at FROM events WHERE {where}"
+)
+# Events per time bucket and ``by`` value (null last in both; a null value is "(none)").
+_COUNTS_SQL = """
+SELECT {bucket} AS bucket, {by} AS value, count(*) AS count FROM events WHERE {where}
+GROUP BY ALL ORDER BY bucket NULLS LAST, value NULLS LAST
+"""
+
+
+def selected_span(inputs: Inputs, filters: Filters, status: str | None = None) -> pd.Timedelta:
+    """Return the time between the first and the last selected event (of ``status``)."""
+    from reports import sql
+
+    where = sql.filter_sql(filters)
+    if status is not None:
+        where += f" AND status = {sql.literal(status)}"
+    got = sql.over(inputs, _SPAN_SQL.format(where=where), ["events"]).iloc[0]
+    if pd.isna(got["first_at"]):
+        return pd.Timedelta(0)
+    return pd.Timestamp(got["last_at"]) - pd.Timestamp(got["first_at"])
+
+
+def events_over_time_of(
+    inputs: Inputs,
+    filters: Filters,
+    by: str,
+    freq: str | Callable[[pd.Timedelta], str],
+    status: str | None = None,
+) -> pd.DataFrame:
+    """Return selected events (of ``status`` when given) per time bucket and ``by`` value:
+    ``bucket``, ``by``, ``count``, counted where the events lie.
+
+    ``freq`` is a pandas frequency, or a function choosing one from the selected events' span.
+    """
+    from reports import sql
+
+    if callable(freq):
+        freq = freq(selected_span(inputs, filters, status))
+    where = sql.filter_sql(filters)
+    if status is not None:
+        where += f" AND status = {sql.literal(status)}"
+    column = '"' + by.replace('"', '""') + '"'
+    query = _COUNTS_SQL.format(bucket=bucket_sql("activity_at", freq), by=column, where=where)
+    got = sql.over(inputs, query, ["events"])
+    out = pd.DataFrame(
+        {
+            "bucket": got["bucket"].astype(UTC_DTYPE),
+            by: got["value"].fillna("(none)").astype(str),
+            "count": got["count"].astype("int64"),
+        }
+    )
+    return out
 
 
 def counts_over_time(frame: pd.DataFrame, time_col: str, by: str, freq: str) -> pd.DataFrame:
-    """Return rows per ``freq`` time bucket and ``by`` value: ``bucket``, ``by``, ``count``."""
-    if frame.empty:
-        return pd.DataFrame(
-            {
-                "bucket": pd.Series(dtype=UTC_DTYPE),
-                by: pd.Series(dtype="str"),
-                "count": pd.Series(dtype="int64"),
-            }
-        )
-    buckets = floor_time(frame[time_col], freq)
-    out = (
-        frame.assign(bucket=buckets)
-        .groupby(["bucket", by], dropna=False, observed=True)
-        .size()
-        .rename("count")
-        .reset_index()
-    )
-    out[by] = out[by].fillna("(none)").astype(str)
-    return out
+    """Return events of ``frame`` per ``freq`` time bucket and ``by`` value."""
+    events = frame if time_col == "activity_at" else frame.rename(columns={time_col: "activity_at"})
+    return events_over_time_of(Inputs(events=events), Filters(), by, freq)
 
 
 def events_over_time(
@@ -98,17 +163,8 @@ def events_over_time(
     freq: str | Callable[[pd.Timedelta], str],
     status: str | None = None,
 ) -> pd.DataFrame:
-    """Return events (of ``status`` when given) per time bucket and ``by`` value.
-
-    ``freq`` is a pandas frequency, or a function choosing one from the selected events' span.
-    """
-    if status is not None:
-        events = events.loc[(events["status"] == status).fillna(False).astype(bool)]
-    if callable(freq):
-        times = events["activity_at"]
-        span = times.max() - times.min() if times.notna().any() else pd.Timedelta(0)
-        freq = freq(span)
-    return counts_over_time(events, "activity_at", by, freq)
+    """Return :func:`events_over_time_of` all of ``events``."""
+    return events_over_time_of(Inputs(events=events), Filters(), by, freq, status)
 
 
 LATEST_FAILURE_COLUMNS = (
@@ -287,7 +343,7 @@ def build(
     from reports.model import model_of, selected_cycles
 
     model = model_of(inputs)
-    summary = summary_report.build(inputs, filters).data or {}
+    summary = summary_report.summary_of(inputs, filters, full=False)
     scope = Filters(
         since=filters.since,
         until=filters.until,
@@ -312,10 +368,23 @@ def build(
     hidden = 0 if include_noise or not n else int(counted["noise"])
     shown = n - hidden
     successes = counted["shown_successes"] if hidden else counted["successes"]
+    # The failures at or after the ``limit``-th newest failure time, and those without a time:
+    # every row latest_failures can pick from all of them (ties included), in read order.
+    # The time is found first and given as a value, so the read skips the parts' row groups
+    # that end before it (a million events' text columns are never decoded).
+    failed_where = f"{where} AND status = 'failure'"
+    oldest = sql.over(
+        inputs,
+        "SELECT min(activity_at) AS at FROM (SELECT activity_at FROM events "  # noqa: S608
+        f"WHERE {failed_where} AND activity_at IS NOT NULL "
+        f"ORDER BY activity_at DESC LIMIT {int(limit)})",
+        ["events"],
+    )["at"].iloc[0]
+    timed = "FALSE" if pd.isna(oldest) else f"activity_at >= {sql.literal(pd.Timestamp(oldest))}"
     failed = sql.over_arrow(
         inputs,
-        f"SELECT * EXCLUDE (_row) FROM events WHERE {where} AND status = 'failure' "  # noqa: S608
-        "ORDER BY _row",
+        f"SELECT * EXCLUDE (_row) FROM events WHERE {failed_where} "  # noqa: S608
+        f"AND (activity_at IS NULL OR {timed}) ORDER BY _row",
         ["events"],
     )
     data = kpis(summary, cycles, jobs, risk)

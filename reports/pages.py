@@ -52,12 +52,9 @@ def build_events_over_time(
     """
     if by not in EVENTS_BY:
         raise ValueError(f"by must be one of {', '.join(EVENTS_BY)}, not {by!r}")
-    events = filters.apply_events(inputs.events)
-    frame = overview.events_over_time(events, by, bucket or bucket_for, status or None)
+    frame = overview.events_over_time_of(inputs, filters, by, bucket or bucket_for, status or None)
     if bucket is None:
-        times = events["activity_at"]
-        span = times.max() - times.min() if times.notna().any() else pd.Timedelta(0)
-        bucket = bucket_for(span)
+        bucket = bucket_for(overview.selected_span(inputs, filters))
     return ReportResult(frame=frame, data={"by": by, "status": status, "bucket": bucket})
 
 
@@ -70,7 +67,7 @@ def build_filter_options(
     **params: Any,
 ) -> ReportResult:
     """Return the filters' choices: apps (id -> name), jobs, time span, whether all is demo."""
-    opts = overview.filter_options(filters.apply_events(inputs.events))
+    opts = overview.filter_options_of(inputs, filters)
     return ReportResult(
         data={
             "apps": opts.apps,

@@ -329,7 +329,10 @@ def scan_table(
     if query is None:
         return None
     sql, params = query
-    return Scan(con, sql, tuple(params))
+    # The same read with every column: what the rows are, the columns aside (Scan.key).
+    every = table_query(snap, table, None, filters or Filters(), None, rows, ordered=True)
+    key = None if every is None else (table, every[0], tuple(every[1]))
+    return Scan(con, sql, tuple(params), key)
 
 
 def consistent(store: Store, ask: Callable[[Snapshot], T], attempts: int = 5) -> T:

@@ -12,7 +12,6 @@ from typing import Any
 import pandas as pd
 
 from reports import Filters, Inputs, ReportResult
-from reports.inputs import object_key
 
 COLUMNS = [
     "source_name",
@@ -30,42 +29,52 @@ COLUMNS = [
 ]
 
 
-def recent_failures(events: pd.DataFrame, limit: int = 20) -> pd.DataFrame:
-    """Return one row per (object, error code) of the failed ``events``, newest first."""
-    failed = events.loc[(events["status"] == "failure").fillna(False).astype(bool)]
-    if failed.empty:
+# Per (object, error code) of the selected failed events, counted by DuckDB where they lie (the
+# frames given, or a store's parts): newest group first (ties: first failed first); "last" is by
+# time (no time last), ties in read order; a group is "cleared" when a selected success of its
+# object came after its last failure.
+_SQL = """
+WITH failed AS (
+    SELECT *, {key} AS _key, coalesce(error_code, '—') AS _code,
+        {{'untimed': activity_at IS NULL, 'at': activity_at, 'row': _row}} AS _order
+    FROM events WHERE {where} AND status = 'failure'
+), groups AS (
+    SELECT _key, count(*) AS failures, min(activity_at) AS first_failed_at,
+        max(activity_at) AS last_failed_at, min(_order) AS _first,
+        arg_max({{'source_name': source_name, 'source_upn': source_upn,
+            'error_reason': error_reason, 'service_principal_name': service_principal_name,
+            'source_id': source_id, 'last_change_id': change_id, 'last_cycle_id': cycle_id,
+            'error_code': error_code}}, _order) AS _last
+    FROM failed GROUP BY _key, _code
+), cleared AS (
+    SELECT {key} AS _key, max(activity_at) AS last_ok FROM events
+    WHERE {where} AND status = 'success' AND {key} IN (SELECT _key FROM groups)
+    GROUP BY 1
+)
+SELECT _last.source_name, _last.source_upn, _last.error_code, failures, first_failed_at,
+    last_failed_at, coalesce(c.last_ok > last_failed_at, false) AS cleared_by_success,
+    _last.error_reason, _last.service_principal_name, _last.source_id, _last.last_change_id,
+    _last.last_cycle_id
+FROM groups LEFT JOIN cleared c USING (_key)
+ORDER BY last_failed_at DESC NULLS LAST, _first
+LIMIT {limit}
+"""
+
+
+def recent_failures_of(inputs: Inputs, filters: Filters, limit: int = 20) -> pd.DataFrame:
+    """Return one row per (object, error code) of the failed events ``filters`` select, newest
+    first: how many times it failed, first and last time, the last failure's reason and app,
+    and whether a later selected success cleared it."""
+    from reports import sql
+    from reports.query import OBJECT_KEY
+
+    query = _SQL.format(key=OBJECT_KEY, where=sql.filter_sql(filters), limit=int(limit))
+    out = sql.over(inputs, query, ["events"])
+    if out.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
-    failed = failed.assign(
-        _key=object_key(failed).to_numpy(), _code=failed["error_code"].fillna("—").to_numpy()
-    ).sort_values("activity_at", kind="stable")
-    g = failed.groupby(["_key", "_code"], sort=False)
-    last = g.tail(1).set_index(["_key", "_code"])
-    out = pd.DataFrame(
-        {
-            "failures": g.size(),
-            "first_failed_at": g["activity_at"].min(),
-            "last_failed_at": g["activity_at"].max(),
-        }
-    )
-    for column, source in (
-        ("source_name", "source_name"),
-        ("source_upn", "source_upn"),
-        ("error_reason", "error_reason"),
-        ("service_principal_name", "service_principal_name"),
-        ("source_id", "source_id"),
-        ("last_change_id", "change_id"),
-        ("last_cycle_id", "cycle_id"),
-    ):
-        out[column] = last[source]
-    out["error_code"] = last["error_code"]
-    ok = events.loc[(events["status"] == "success").fillna(False).astype(bool)]
-    last_ok = ok.assign(_key=object_key(ok).to_numpy()).groupby("_key")["activity_at"].max()
-    keys = out.index.get_level_values(0)
-    cleared = last_ok.reindex(keys).to_numpy() > out["last_failed_at"].to_numpy()
-    out["cleared_by_success"] = pd.array(cleared, dtype="boolean")
     out["failures"] = out["failures"].astype("Int64")
-    out = out.sort_values("last_failed_at", ascending=False, kind="stable").head(limit)
-    return out.reset_index(drop=True)[COLUMNS]
+    out["cleared_by_success"] = out["cleared_by_success"].astype("boolean")
+    return out[COLUMNS]
 
 
 def build(
@@ -78,4 +87,4 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the newest ``limit`` (object, error code) failure groups passing the filters."""
-    return ReportResult(frame=recent_failures(filters.apply_events(inputs.events), int(limit)))
+    return ReportResult(frame=recent_failures_of(inputs, filters, int(limit)))

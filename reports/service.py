@@ -11,7 +11,7 @@ in-memory frames stays what tests and library callers use; both run the same ``b
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,8 @@ def ask(
     except KeyError:
         raise KeyError(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}") from None
     rows = _rows(spec, params)
+    if filters is not None and not spec.time_filtered:
+        filters = replace(filters, since=None, until=None)
     user = _slice_user(spec, params, filters)
     con = q.connect()
 

@@ -9,8 +9,10 @@ small result.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -70,9 +72,45 @@ def _with_all_columns(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**nulls)
 
 
+# Answers of :func:`over` on stored tables, kept for the next question that asks the same SQL of
+# the same rows (another report of the page, the CLI's next report in one process): part files
+# are named once and never rewritten, so an answer cannot go stale. Only small answers are kept.
+KEPT_ANSWERS = 256
+KEPT_ROWS = 10_000
+_kept: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def _answer_key(inputs: Inputs, sql: str, tables: Sequence[str]) -> tuple[Any, ...] | None:
+    keys = []
+    for table in tables:
+        scan = inputs.scan(table)
+        if scan is None or scan.key is None:
+            return None
+        keys.append(scan.key)
+    return (sql, tuple(keys))
+
+
 def over(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame) -> pd.DataFrame:
-    """Return :func:`over_arrow`'s result as a frame (text as ``str``, times UTC)."""
-    return frame_of(over_arrow(inputs, sql, tables, **frames))
+    """Return :func:`over_arrow`'s result as a frame (text as ``str``, times UTC).
+
+    Over stored tables only (no ``frames``), a small answer is kept (``KEPT_ANSWERS``): the same
+    SQL over the same rows is answered again from memory, as a copy.
+    """
+    key = None if frames else _answer_key(inputs, sql, tables)
+    if key is not None:
+        with _kept_lock:
+            kept = _kept.get(key)
+            if kept is not None:
+                _kept.move_to_end(key)
+                return kept.copy()
+    out = frame_of(over_arrow(inputs, sql, tables, **frames))
+    if key is not None and len(out) <= KEPT_ROWS:
+        with _kept_lock:
+            _kept[key] = out.copy()
+            while len(_kept) > KEPT_ANSWERS:
+                _kept.popitem(last=False)
+    return out
 
 
 def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame) -> pa.Table:

@@ -58,21 +58,21 @@ def summarize(events: pd.DataFrame) -> dict[str, Any]:
 _SUMMARY_SQL = """
 WITH ev AS (SELECT * FROM events WHERE {where})
 SELECT 'total' AS part, NULL AS k1, NULL AS k2, count(*) AS n,
-    count(DISTINCT id) AS distinct_ids,
+    {distinct_ids} AS distinct_ids,
     (SELECT count(*) FROM (SELECT DISTINCT job_id, cycle_id FROM ev WHERE cycle_id IS NOT NULL))
         AS cycles,
-    count(DISTINCT change_id) AS changes,
+    {changes} AS changes,
     count(DISTINCT {key}) AS source_objects,
     min(activity_at) AS first_at, max(activity_at) AS last_at,
     count(*) FILTER (WHERE status = 'success') AS successes
 FROM ev
 UNION ALL
 SELECT 'action_status', action, status, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM ev WHERE action IS NOT NULL AND status IS NOT NULL GROUP BY action, status
+FROM ev WHERE {breakdowns} AND action IS NOT NULL AND status IS NOT NULL GROUP BY action, status
 UNION ALL
 SELECT 'result_type', envelope_result_type, status, count(*), NULL, NULL, NULL, NULL, NULL, NULL,
     NULL
-FROM ev WHERE envelope_result_type IS NOT NULL AND status IS NOT NULL
+FROM ev WHERE {breakdowns} AND envelope_result_type IS NOT NULL AND status IS NOT NULL
 GROUP BY envelope_result_type, status
 UNION ALL
 SELECT 'error_code', coalesce(error_code, '(none)'), NULL, count(*), NULL, NULL, NULL, NULL, NULL,
@@ -81,14 +81,24 @@ FROM ev WHERE status = 'failure' GROUP BY coalesce(error_code, '(none)')
 """
 
 
-def summary_of(inputs: Inputs, filters: Filters) -> dict[str, Any]:
-    """Return :func:`summarize` of the selected events, counted by DuckDB where they lie."""
+def summary_of(inputs: Inputs, filters: Filters, full: bool = True) -> dict[str, Any]:
+    """Return :func:`summarize` of the selected events, counted by DuckDB where they lie.
+
+    ``full=False``: without what the Overview does not show (``distinct_ids`` and ``changes``
+    are None, the action/status and result type breakdowns empty), the costly distinct counts
+    over a million events left out.
+    """
     from reports import sql
     from reports.query import OBJECT_KEY
 
-    rows = sql.over(
-        inputs, _SUMMARY_SQL.format(where=sql.filter_sql(filters), key=OBJECT_KEY), ["events"]
+    query = _SUMMARY_SQL.format(
+        where=sql.filter_sql(filters),
+        key=OBJECT_KEY,
+        distinct_ids="count(DISTINCT id)" if full else "NULL",
+        changes="count(DISTINCT change_id)" if full else "NULL",
+        breakdowns="TRUE" if full else "FALSE",
     )
+    rows = sql.over(inputs, query, ["events"])
     total = rows.loc[rows["part"] == "total"].iloc[0]
     n = int(total["n"])
 
@@ -103,9 +113,9 @@ def summary_of(inputs: Inputs, filters: Filters) -> dict[str, Any]:
     first, last = total["first_at"], total["last_at"]
     return {
         "events": n,
-        "distinct_ids": int(total["distinct_ids"]),
+        "distinct_ids": int(total["distinct_ids"]) if full else None,
         "cycles": int(total["cycles"]),
-        "changes": int(total["changes"]),
+        "changes": int(total["changes"]) if full else None,
         "source_objects": int(total["source_objects"]) if n else 0,
         "first_at": None if not n or pd.isna(first) else pd.Timestamp(first),
         "last_at": None if not n or pd.isna(last) else pd.Timestamp(last),

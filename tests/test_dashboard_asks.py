@@ -71,3 +71,18 @@ def test_users_deep_link_asks_what_the_benchmark_times(
     key = next(p["user"] for n, p in asked if n == "timeline")
     assert key == "obj-u6"  # the search row's user key (the object id), not the link's UPN
     assert asked == _expected(bench.SIDEBAR_ASKS + bench.USERS_ASKS, key)
+
+
+def test_server_warm_up_leaves_the_overview_nothing_to_compute(
+    store_path: Path, asked: list[tuple[str, dict[str, Any]]]
+) -> None:
+    from dashboard import data, serve
+
+    assert data.LANDING_ASKS == bench.OVERVIEW_ASKS  # the warm-up asks what the page asks
+    took = serve.warm_up(store_path)
+    assert set(took) == {"filter-options", *(name for name, _ in data.LANDING_ASKS), "total"}
+    assert asked == _expected(bench.SIDEBAR_ASKS + bench.OVERVIEW_ASKS)
+    asked.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert asked == []  # every answer the page needs was computed by the warm-up

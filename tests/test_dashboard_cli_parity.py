@@ -258,3 +258,15 @@ def test_job_header_and_job_status_agree_on_the_next_run(store_path: Path) -> No
         assert header.loc[job, "last_run_at"] == status.loc[job, "last_run_at"]
         assert header.loc[job, "next_run_at"] == status.loc[job, "next_run_due_at"]
     assert header.loc[fx.JOB, "next_run_at"] == "2026-11-20T08:50:00.000Z"
+
+
+def test_job_header_is_the_same_for_every_time_range(store_path: Path) -> None:
+    # The header says what each job is doing now: a range that cuts its last cycle in two, or
+    # ends before it, shows the same last cycle, run and scope (the model's cycle, whole).
+    whole = cli_rows(store_path, "job-header")
+    row = whole.set_index("job_id").loc[fx.JOB]
+    start, end = pd.Timestamp(row["cycle_started_at"]), pd.Timestamp(row["cycle_ended_at"])
+    assert end > start
+    middle = start + (end - start) / 2
+    for cut in (("--since", middle.isoformat()), ("--until", start.isoformat())):
+        pd.testing.assert_frame_equal(cli_rows(store_path, "job-header", *cut), whole)

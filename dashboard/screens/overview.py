@@ -15,7 +15,10 @@ ui.header("Overview", ctx, "Everything in the selected time range; noise is coun
 
 now = data.now()
 tz = st.context.timezone
-status = ctx.report("job-header").frame
+# Slots in reading order, filled in another: the chart first (its answer is quick, and the
+# browser fetches the charting library only once a chart arrives, so it loads while the slower
+# answers are computed), then the job status, the KPIs and the latest failures.
+status_slot, kpi_slot, chart_slot, failures_slot = (st.container() for _ in range(4))
 
 STATE_BADGE = {
     "Active": ("green", ":material/check_circle:"),
@@ -117,110 +120,115 @@ def status_header(job: pd.Series) -> None:
                 )
 
 
-if status is None or status.empty:
-    st.info("No provisioning job seen yet (no events with a job id, no job status ingested).")
-else:
-    st.caption(
-        f"Times in UTC and in your browser's time zone ({tz or 'unknown'}); "
-        f"“ago” and “in” are relative to {ui.fmt_time(now)}."
-    )
-    for _, job in status.iterrows():
-        status_header(job)
-
-risk = ctx.report("quarantine-risk").frame
-# The overview report: success rate without hidden noise, last cycle unchanged by filters.
-kpi = ctx.report("overview").data or {}
-
-cols = st.columns(6)
-with cols[0]:
-    ui.kpi("Events", f"{kpi['events']:,}", "Provisioning log records.")
-with cols[1]:
-    ui.kpi(
-        "Success rate",
-        ui.fmt_pct(kpi["success_rate"]),
-        "Events with status success; hidden noise is left out.",
-    )
-with cols[2]:
-    ui.kpi("Failures", f"{kpi['failures']:,}", "Events with status failure.")
-with cols[3]:
-    ui.kpi("Objects", f"{kpi['source_objects']:,}", "Distinct source users and groups.")
-with cols[4]:
-    ui.kpi("Cycles", f"{kpi['cycles']:,}", "Distinct provisioning cycles.")
-with cols[5]:
-    ui.kpi(
-        "Quarantine risk",
-        kpi["quarantine_risk"],
-        "Outstanding failures against Entra's documented escrow thresholds (from 5,000 "
-        "failures: more than 40 % failing, or 40,000 / 60,000 failures); see the table below.",
-        note=f"{kpi['jobs_quarantined']} quarantined",
-    )
-
-if kpi.get("counts_explained"):
-    st.caption(str(kpi["counts_explained"]))
-
-if risk is not None and not risk.empty:
-    with st.expander("Jobs: failures against the quarantine thresholds"):
-        ui.table(risk, "quarantine-risk")
-
-st.subheader("Events over time")
-opts = st.columns([2, 1])
-with opts[0]:
-    by = st.segmented_control(
-        "Colour by",
-        ["status", "action"],
-        default="status",
-        key="overview_by",
-        label_visibility="collapsed",
-    )
-by = by or "status"
-series = ctx.report("events-over-time", by=by).frame
-if series is None or series.empty:
-    st.info("No events in the selected range.")
-else:
-    peak = float(series["count"].max())
-    typical = float(series["count"].median())
-    with opts[1]:
-        # The initial cycle dwarfs the incremental ones: a log axis keeps both readable.
-        log_y = st.toggle(
-            "Log scale",
-            value=peak > 10 * max(typical, 1),
-            key="overview_log",
-            help="On by default when one period (usually the initial cycle) is more than ten "
-            "times the typical one.",
+with chart_slot:
+    st.subheader("Events over time")
+    opts = st.columns([2, 1])
+    with opts[0]:
+        by = st.segmented_control(
+            "Colour by",
+            ["status", "action"],
+            default="status",
+            key="overview_by",
+            label_visibility="collapsed",
         )
-    fig = px.bar(
-        series,
-        x="bucket",
-        y="count",
-        color=by,
-        color_discrete_map=ui.STATUS_COLORS if by == "status" else ui.ACTION_COLORS,
-        labels={"bucket": "Time (UTC)", "count": "Events", by: by.capitalize()},
-        log_y=log_y,
-        text="count" if len(series) <= 60 else None,
-    )
-    fig.update_traces(textposition="outside", cliponaxis=False)
-    # Stacked segments on a log axis would lie about their sizes: side by side instead.
-    fig.update_layout(bargap=0.05, barmode="group" if log_y else "relative")
-    if log_y:
-        fig.update_yaxes(title="Events (log scale)", dtick=1)
+    by = by or "status"
+    series = ctx.report("events-over-time", by=by).frame
+    if series is None or series.empty:
+        st.info("No events in the selected range.")
     else:
-        fig.update_yaxes(title="Events")
-    ui.chart(fig, "overview_events")
+        peak = float(series["count"].max())
+        typical = float(series["count"].median())
+        with opts[1]:
+            # The initial cycle dwarfs the incremental ones: a log axis keeps both readable.
+            log_y = st.toggle(
+                "Log scale",
+                value=peak > 10 * max(typical, 1),
+                key="overview_log",
+                help="On by default when one period (usually the initial cycle) is more than ten "
+                "times the typical one.",
+            )
+        fig = px.bar(
+            series,
+            x="bucket",
+            y="count",
+            color=by,
+            color_discrete_map=ui.STATUS_COLORS if by == "status" else ui.ACTION_COLORS,
+            labels={"bucket": "Time (UTC)", "count": "Events", by: by.capitalize()},
+            log_y=log_y,
+            text="count" if len(series) <= 60 else None,
+        )
+        fig.update_traces(textposition="outside", cliponaxis=False)
+        # Stacked segments on a log axis would lie about their sizes: side by side instead.
+        fig.update_layout(bargap=0.05, barmode="group" if log_y else "relative")
+        if log_y:
+            fig.update_yaxes(title="Events (log scale)", dtick=1)
+        else:
+            fig.update_yaxes(title="Events")
+        ui.chart(fig, "overview_events")
 
-st.subheader("Latest failures, by user")
-st.caption(
-    "One row per user and error code (Entra retries a failed user every cycle). "
-    "“user →” opens the user's diagnosis."
-)
-latest = ctx.report("recent-failures").frame
-linked, link_config = ui.with_link(latest, "user →", "users", "user", "source_upn", "source_id")
-ui.table(
-    linked,
-    "latest-failures",
-    empty="No failures in the selected range.",
-    column_config={
-        "service_principal_name": st.column_config.TextColumn("App"),
-        "failures": st.column_config.NumberColumn("Failures", format="%d"),
-    }
-    | link_config,
-)
+with status_slot:
+    status = ctx.report("job-header").frame
+    if status is None or status.empty:
+        st.info("No provisioning job seen yet (no events with a job id, no job status ingested).")
+    else:
+        st.caption(
+            f"Times in UTC and in your browser's time zone ({tz or 'unknown'}); "
+            f"“ago” and “in” are relative to {ui.fmt_time(now)}."
+        )
+        for _, job in status.iterrows():
+            status_header(job)
+
+with kpi_slot:
+    risk = ctx.report("quarantine-risk").frame
+    # The overview report: success rate without hidden noise, last cycle unchanged by filters.
+    kpi = ctx.report("overview").data or {}
+
+    cols = st.columns(6)
+    with cols[0]:
+        ui.kpi("Events", f"{kpi['events']:,}", "Provisioning log records.")
+    with cols[1]:
+        ui.kpi(
+            "Success rate",
+            ui.fmt_pct(kpi["success_rate"]),
+            "Events with status success; hidden noise is left out.",
+        )
+    with cols[2]:
+        ui.kpi("Failures", f"{kpi['failures']:,}", "Events with status failure.")
+    with cols[3]:
+        ui.kpi("Objects", f"{kpi['source_objects']:,}", "Distinct source users and groups.")
+    with cols[4]:
+        ui.kpi("Cycles", f"{kpi['cycles']:,}", "Distinct provisioning cycles.")
+    with cols[5]:
+        ui.kpi(
+            "Quarantine risk",
+            kpi["quarantine_risk"],
+            "Outstanding failures against Entra's documented escrow thresholds (from 5,000 "
+            "failures: more than 40 % failing, or 40,000 / 60,000 failures); see the table below.",
+            note=f"{kpi['jobs_quarantined']} quarantined",
+        )
+
+    if kpi.get("counts_explained"):
+        st.caption(str(kpi["counts_explained"]))
+
+    if risk is not None and not risk.empty:
+        with st.expander("Jobs: failures against the quarantine thresholds"):
+            ui.table(risk, "quarantine-risk")
+
+with failures_slot:
+    st.subheader("Latest failures, by user")
+    st.caption(
+        "One row per user and error code (Entra retries a failed user every cycle). "
+        "“user →” opens the user's diagnosis."
+    )
+    latest = ctx.report("recent-failures").frame
+    linked, link_config = ui.with_link(latest, "user →", "users", "user", "source_upn", "source_id")
+    ui.table(
+        linked,
+        "latest-failures",
+        empty="No failures in the selected range.",
+        column_config={
+            "service_principal_name": st.column_config.TextColumn("App"),
+            "failures": st.column_config.NumberColumn("Failures", format="%d"),
+        }
+        | link_config,
+    )
