@@ -25,6 +25,7 @@ rows and errors stay those of the per-record engine.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -176,6 +177,15 @@ def _plain_page(data: bytearray, start: int, stop: int) -> bool:
 _local = threading.local()
 
 
+def _forget_connections() -> None:
+    """A forked child must not use a DuckDB connection its parent opened: it opens its own."""
+    global _local
+    _local = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_connections)
+
+
 def _connection() -> Any:
     con = getattr(_local, "con", None)
     if con is None:
@@ -188,11 +198,6 @@ def _connection() -> Any:
         con.execute(rf._MACROS)
         _local.con = con
     return con
-
-
-def release() -> None:
-    """Free this thread's read buffer (kept from one read to the next within an ingest)."""
-    _local.__dict__.pop("buf", None)
 
 
 def _bytes_of(texts: pa.Array | pa.ChunkedArray) -> list[pa.Array]:

@@ -16,6 +16,7 @@ whatever its shape, so a file mixing shapes still ingests.
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -241,6 +242,25 @@ def _reader() -> ThreadPoolExecutor:
     return _READER
 
 
+def _stop_reader() -> None:
+    """End the reader thread once the records held are sent: its DuckDB connection and read
+    buffer go with it, so no thread or connection outlives an ingest (a process that forks
+    later, or waits, holds none)."""
+    global _READER
+    if _READER is not None:
+        _READER.shutdown(wait=True)
+        _READER = None
+
+
+def _forget_reader() -> None:
+    """In a forked child the reader thread does not exist: the next ingest starts its own."""
+    global _READER
+    _READER = None
+
+
+os.register_at_fork(after_in_child=_forget_reader)
+
+
 class Gather:
     """Several streamable JSON files read as one stream (paged dumps: one page per file).
 
@@ -310,8 +330,7 @@ class Gather:
         yield from self._send_pages()
         yield from self._send_held()
         yield from self._take(0)
-        if _READER is not None:
-            _READER.submit(records_direct.release)
+        _stop_reader()
 
     def _send_pages(self) -> Iterator[Frames]:
         """Send the page files held to the reader (one DuckDB query); frame older groups."""
