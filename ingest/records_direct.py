@@ -178,11 +178,14 @@ _local = threading.local()
 
 
 def _forget_connections() -> None:
-    """A forked child must not use a DuckDB connection its parent opened: it opens its own."""
+    """A forked child must not use a DuckDB connection its parent opened: it opens its own.
+    The parent's are kept referenced, never closed here (closing one in the child crashes)."""
     global _local
+    _inherited.append(_local)
     _local = threading.local()
 
 
+_inherited: list[threading.local] = []
 os.register_at_fork(after_in_child=_forget_connections)
 
 
