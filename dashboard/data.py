@@ -198,18 +198,6 @@ def report(name: str, path: Path, version: int, filters: FilterState, **params: 
         return answer(name, path, version, filters, **params)
 
 
-# What the landing page (Overview, after the sidebar's filter-options) asks with the sidebar's
-# defaults (all data, noise hidden), in its order: the server computes these when it starts
-# (dashboard.serve), so the first visitor finds them done or under way.
-LANDING_ASKS: tuple[tuple[str, dict[str, str]], ...] = (
-    ("events-over-time", {"by": "status"}),
-    ("job-header", {}),
-    ("quarantine-risk", {}),
-    ("overview", {}),
-    ("recent-failures", {}),
-)
-
-
 def progress_text(name: str) -> str:
     """Return the spinner text naming the report being computed (fixed words only: parameters
     can hold what someone typed, and the spinner renders Markdown)."""

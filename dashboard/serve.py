@@ -2,7 +2,7 @@
 
 ``python -m dashboard.serve run dashboard/app.py [streamlit options]`` is ``streamlit run`` with
 one addition: once the server is up, a background thread asks the landing page's answers for the
-store's current version with the sidebar's defaults (``dashboard.data.LANDING_ASKS``, after the
+store's current version with the sidebar's defaults (``dashboard.asks``, after the
 sidebar's filter-options, which also reads the derived model into memory), through the same
 cache the pages use. A visitor who opens the dashboard meanwhile waits for the answer being
 computed instead of computing it a second time (the cache computes each key once), and finds
@@ -33,6 +33,7 @@ def warm_up(path: Path | None = None) -> dict[str, float]:
     """Compute the landing page's answers for the store's current version; return seconds per
     report (and ``total``)."""
     from dashboard import data
+    from dashboard.asks import LANDING_ASKS, SIDEBAR_ASKS
 
     store = path or data.default_store_path()
     version = data.store_version(store)
@@ -40,7 +41,7 @@ def warm_up(path: Path | None = None) -> dict[str, float]:
     if version == 0:
         return took
     start = time.perf_counter()
-    for name, params in (("filter-options", {}), *data.LANDING_ASKS):
+    for name, params in SIDEBAR_ASKS + LANDING_ASKS:
         t0 = time.perf_counter()
         data.answer(name, store, version, data.FilterState(), **params)
         took[name] = round(time.perf_counter() - t0, 2)
