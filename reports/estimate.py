@@ -143,7 +143,7 @@ def objects_in_scope(inputs: Inputs, facts: EventFacts | None = None) -> tuple[i
     return int(scope["in_scope"].sum()) + len(in_scope_groups(inputs.assignments)), "scope"
 
 
-def objects_in_scope_from_model(inputs: Inputs, filters: Filters) -> tuple[int, str] | None:
+def _kept_in_scope(inputs: Inputs, filters: Filters) -> tuple[int, str] | None:
     """Return :func:`objects_in_scope` from the model's objects (their ``in_scope``: the same
     scope rule, coded once) and the assignments counted where they lie, without reading scope
     data as frames; None when the model's objects are not the selection's (an app filter cuts
@@ -196,6 +196,9 @@ def objects_in_scope_of(
     from reports import sql
     from reports.model_sql import in_scope_groups_sql, scope_sql
 
+    kept = _kept_in_scope(inputs, filters)  # unfiltered, the model holds each user's answer
+    if kept is not None:
+        return kept
     apps = filters.service_principal_ids
     assigned = sql.filter_sql(Filters(service_principal_ids=apps), None)
     members = (
@@ -535,13 +538,14 @@ def build(
     """Return the estimate object; with ``user``, also ``when_user`` for that user."""
     # The wiki's state and requests answer when_user only: the estimate reads neither.
     # The events are counted where they lie (event_facts_of), never read as a frame.
-    unread = {t: empty_frame(t) for t in ("events", "scim_resources", "scim_requests")}
-    # Objects in scope from the model when it holds them (scope data is then never read).
-    in_scope = objects_in_scope_from_model(inputs, filters)
-    if in_scope is not None:
-        unread.update({t: empty_frame(t) for t in ("assignments", "group_members")})
-    sel = filters.apply_inputs(inputs.replace(**unread))
+    # Objects in scope are counted where the scope data lies (never read as frames either).
     facts = event_facts_of(inputs, filters)
+    in_scope = objects_in_scope_of(inputs, filters, facts)
+    unread = {
+        t: empty_frame(t)
+        for t in ("events", "scim_resources", "scim_requests", "assignments", "group_members")
+    }
+    sel = filters.apply_inputs(inputs.replace(**unread))
     data = estimate(sel, now, min_events=min_events, facts=facts, in_scope=in_scope)
     if user:
         data["when_user"] = when_user(inputs, user, now, filters)
