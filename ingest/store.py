@@ -42,7 +42,8 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 # Merge a table's parts into one when it has more than this many.
 MAX_PARTS = 24
-# Rows buffered in memory per table before a part is written.
+# Rows buffered in memory per table before they are written (events and their children: a row
+# group of the table's open part while the batch stages every event once; else a part).
 PART_ROWS = 250_000
 ROW_GROUP_ROWS = 1_000_000  # rows per Parquet row group: the unit a commit reads and rewrites
 INGEST_LOG_KEEP = 500
@@ -319,6 +320,15 @@ class Batch:
         # True while no event id was staged by two calls and no child row came before its
         # event: then no staged row is superseded and the checks above are skipped.
         self._simple = True
+        # True while, besides, every call's event ids are distinct and its children are of its
+        # own events: then no key of events or of their children is in two staged rows, and the
+        # commit checks only the parts committed earlier.
+        self._disjoint = True
+        # While disjoint, the buffers of events and their children are appended to one open
+        # part per table, a row group each: one part per table for a batch however large (no
+        # compaction rewriting what was just written); rows of one part or of several are alike
+        # to the commit then.
+        self._open: dict[str, tuple[str, Path, pq.ParquetWriter]] = {}
         self._buffered: dict[str, int] = {}
         self._staged: dict[str, list[str]] = {}
         self._written: list[Path] = []
@@ -350,7 +360,9 @@ class Batch:
                 ids = event_ids.to_pylist()
                 if self._simple and not self._event_add.keys().isdisjoint(ids):
                     self._simple = False
+                before = len(self._event_add)
                 self._event_add.update(dict.fromkeys(ids, self._adds))
+                self._disjoint &= len(self._event_add) - before == len(ids)
             elif schema.TABLES[table].mode == "child":
                 parents.append(tbl.column("event_id"))
             self._buffers.setdefault(table, []).append(tbl)
@@ -360,12 +372,18 @@ class Batch:
         if self._simple and parents:
             # Children of this call's own events (the usual case) are checked in Arrow.
             own = pc.unique(event_ids) if event_ids is not None else None
+            of_own = [
+                own is not None and pc.all(pc.is_in(ids, value_set=own)).as_py() for ids in parents
+            ]
+            self._disjoint &= all(of_own)
             known = self._event_add.keys()
             self._simple = all(
-                (own is not None and pc.all(pc.is_in(ids, value_set=own)).as_py())
-                or set(ids.to_pylist()) <= known
-                for ids in parents
+                mine or set(ids.to_pylist()) <= known
+                for mine, ids in zip(of_own, parents, strict=True)
             )
+        self._disjoint &= self._simple
+        if not self._disjoint:
+            self._close_parts()  # parts written from now on hold what later calls may supersede
         if any(n >= PART_ROWS for n in self._buffered.values()):
             self._flush()
 
@@ -381,6 +399,7 @@ class Batch:
 
     def mark(self) -> dict[str, Any]:
         """Return a savepoint: :meth:`rollback` to it drops everything staged after it."""
+        self._close_parts()
         return {
             "buffers": {t: len(v) for t, v in self._buffers.items()},
             "staged": {t: len(v) for t, v in self._staged.items()},
@@ -444,9 +463,37 @@ class Batch:
             if schema.TABLES[table].mode == "child":
                 tables = [self._latest_children(t, n) for t, n in zip(tables, adds, strict=True)]
             tbl = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-            rel = self._write(table, tbl)
-            self._part_add[rel] = max(adds)
+            if self._disjoint and (table == "events" or schema.TABLES[table].mode == "child"):
+                rel = self._append(table, tbl)
+            else:
+                rel = self._write(table, tbl)
+                self._staged.setdefault(table, []).append(rel)
+            self._part_add[rel] = max(self._part_add.get(rel, 0), *adds)
+
+    def _append(self, table: str, tbl: pa.Table) -> str:
+        """Write ``tbl`` as a row group of the table's open part (opened here if need be)."""
+        if table not in self._open:
+            rel = self._part_path(table)
+            path = self.store.path / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            writer = pq.ParquetWriter(tmp, ARROW_SCHEMAS[table], compression="zstd")
+            self._open[table] = (rel, tmp, writer)
             self._staged.setdefault(table, []).append(rel)
+        rel, _, writer = self._open[table]
+        writer.write_table(tbl, row_group_size=ROW_GROUP_ROWS)
+        return rel
+
+    def _close_parts(self) -> None:
+        """Finish the open parts (fsynced, then renamed into place)."""
+        for rel, tmp, writer in self._open.values():
+            writer.close()
+            with tmp.open("rb") as fh:
+                os.fsync(fh.fileno())
+            path = self.store.path / rel
+            os.replace(tmp, path)
+            self._written.append(path)
+        self._open.clear()
 
     def _latest_children(self, tbl: pa.Table, add: int) -> pa.Table:
         """Drop child rows of ``add`` whose event was staged again by a later call."""
@@ -459,6 +506,12 @@ class Batch:
 
     def _discard(self) -> None:
         self._buffers.clear()
+        for _, tmp, writer in self._open.values():
+            with contextlib.suppress(Exception):
+                writer.close()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self._open.clear()
         for path in self._written:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -481,6 +534,7 @@ class Batch:
 
     def _commit(self) -> None:
         self._flush()
+        self._close_parts()
         if not self._staged and not self._replace and not self._watermarks:
             return
         new_parts: dict[str, list[str]] = {t: list(p) for t, p in self.base.parts.items()}
@@ -580,6 +634,16 @@ class Batch:
         staged = set(self._staged.get(table, []))
         seen = pa.array([], pa.string())
         kept: list[str] = []
+        if self._disjoint and (table == "events" or spec.mode == "child"):
+            # No key in two staged rows: the staged parts stand as they are, and the parts
+            # committed earlier lose the rows of the staged events (children: ``replace``).
+            committed = [rel for rel in files if rel not in staged]
+            if committed and table == "events":
+                seen = self._staged_keys("events")
+            for rel in committed:
+                kept.extend(self._without(table, rel, (seen, replace), obsolete))
+            parts[table] = [*kept, *(rel for rel in files if rel in staged)]
+            return
         for rel in reversed(files):
             if rel not in staged:
                 # Committed earlier (each key once already): checked a row group at a time, so
