@@ -311,14 +311,18 @@ def json_texts(values: Any, convert: Callable[[Any], str | None], empty_object: 
         values = values.combine_chunks()
     values = values.cast(pa.string())
     none = pa.scalar(None, pa.string())
+    if values.null_count == len(values):
+        return pa.nulls(len(values), pa.string())
     match = pc.match_substring_regex
     plain_string = pc.and_(
         match(values, _PLAIN_STRING), pc.invert(match(values, _NOT_PLAIN_STRING))
-    )
-    plain = pc.or_(
-        plain_string,
-        match(values, _PLAIN_OTHER),
     ).fill_null(False)
+    # The (slower) object and number pattern only where a text is no plain string.
+    other = pc.and_(pc.invert(plain_string), values.is_valid())
+    if pc.any(other).as_py():
+        plain = pc.or_(plain_string, match(values, _PLAIN_OTHER)).fill_null(False)
+    else:
+        plain = plain_string
     # Plain texts as they print: strings without their quotes, "" as null, {} as empty_object.
     unquote = pc.and_(plain_string, plain).fill_null(False)
     inner = pc.if_else(unquote, pc.utf8_slice_codeunits(values, 1, -1), values)
