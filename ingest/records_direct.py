@@ -453,13 +453,17 @@ def finish_arrow(
         pc.equal(cols["status"], "skipped"), inner, pa.scalar(None, pa.string())
     )
     cols["skip_reason"] = pc.coalesce(skip_first, skipped_reason)
-    import_upn = pc.and_(
-        pc.and_(pc.equal(step_type, "import"), has),
-        pc.match_substring(details, "principalname", ignore_case=True),
-    ).fill_null(False)
-    cand = pc.if_else(import_upn, details, pa.scalar(None, pa.string()))
-    step_upn = _upn_texts(cand)
-    cols["source_upn"] = pc.coalesce(cols["source_upn"], _first_per_parent(n, parents, step_upn))
+    # The import steps' UPN counts only for events without one of their own.
+    need = pc.is_null(cols["source_upn"])
+    if pc.any(need).as_py():
+        import_step = pc.and_(pc.equal(step_type, "import"), has).fill_null(False)
+        import_step = pc.and_(import_step, need.take(parent_idx))
+        cand = pc.if_else(import_step, details, pa.scalar(None, pa.string()))
+        has_upn = pc.match_substring(cand, "principalname", ignore_case=True).fill_null(False)
+        step_upn = _upn_texts(pc.if_else(has_upn, cand, pa.scalar(None, pa.string())))
+        cols["source_upn"] = pc.coalesce(
+            cols["source_upn"], _first_per_parent(n, parents, step_upn)
+        )
 
     # Modified properties.
     plists = tbl.column("props").combine_chunks()

@@ -308,3 +308,27 @@ def test_the_next_group_is_read_while_the_one_before_is_finished(
     assert threads and all(t.startswith("provlens-read") for t in threads)
     assert [f.rows["events"] for f in result.files] == [30] * 4
     _assert_same({t: Store(tmp_path / "s").read_arrow(t) for t in TABLES}, _per_record(pages))
+
+
+def test_the_import_steps_upn_fills_only_events_without_their_own(tmp_path: Path) -> None:
+    recs = []
+    for i in range(6):
+        rec = _record(f"u{i}")
+        step = next(s for s in rec["provisioningSteps"] if s["provisioningStepType"] == "import")
+        step["details"] = {"UserPrincipalName": f"step-{i}@contoso.example"}
+        if i % 2:
+            rec["sourceIdentity"]["details"] = {"userPrincipalName": f"own-{i}@contoso.example"}
+        else:
+            rec["sourceIdentity"]["details"] = {}
+        recs.append(rec)
+    read = records_direct.pages_to_tables(_write_pages(tmp_path, [recs]), "file")
+    assert read is not None
+    upn = dict(
+        zip(
+            read[0]["events"].column("id").to_pylist(),
+            read[0]["events"].column("source_upn").to_pylist(),
+            strict=True,
+        )
+    )
+    assert upn == {f"u{i}": f"{'own' if i % 2 else 'step'}-{i}@contoso.example" for i in range(6)}
+    _assert_same(read[0], _per_record([recs]))
