@@ -50,6 +50,12 @@ MAX_PAGE_BYTES = 16 << 20
 # ---- generated from the field map ----------------------------------------------------------
 
 
+# The map's paths, the keys it reads inside details bags included: DuckDB reads bags as objects
+# (matching their keys in any casing, and refusing a bag that is no object, which the per-record
+# engine may still read: a JSON text, a list).
+TREE = rf._tree(bag_structs=True)
+
+
 def _vocabulary() -> list[str]:
     """Every key the map reads outside free-form texts, spelled as the map spells it, and the
     envelope markers."""
@@ -61,7 +67,7 @@ def _vocabulary() -> list[str]:
             if isinstance(v, dict):
                 walk(v)
 
-    walk(rf.TREE)
+    walk(TREE)
     for fields in (fm.STEP_FIELDS, fm.PROPERTY_FIELDS):
         keys.extend(p for f in fields for p in f.paths)
     keys.extend((fm.STEPS_PATH, fm.PROPERTIES_PATH, "category", "operationName", "properties"))
@@ -87,8 +93,9 @@ DECLINE = [
 
 
 def _record_columns() -> dict[str, str]:
-    columns = dict(rf.COLUMNS)
-    columns["targetIdentity"] = columns["targetIdentity"][:-1] + ', "details" JSON)'
+    columns = {k: rf._sql_type(v) for k, v in TREE.items()}
+    columns[fm.STEPS_PATH] = rf.COLUMNS[fm.STEPS_PATH]
+    columns[fm.PROPERTIES_PATH] = rf.COLUMNS[fm.PROPERTIES_PATH]
     for marker in ("category", "operationName", "properties"):
         columns[marker] = "JSON"
     return columns
@@ -101,7 +108,7 @@ def _record() -> str:
 def _select() -> str:
     """The line engine's columns (without its recasing test) and whether the record is an Azure
     Monitor envelope (its markers, in any casing)."""
-    select = rf.SELECT.split(", ([")[0]
+    select = rf._select(bag_structs=True)[0].split(", ([")[0]
     markers = " OR ".join(
         f'o."{m}" IS NOT NULL' for m in ("category", "operationName", "properties")
     )

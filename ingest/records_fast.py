@@ -35,8 +35,10 @@ from ingest.records import (
 # ---- generated from the field map ----------------------------------------------------------
 
 
-def _tree() -> dict[str, Any]:
-    """Nested dict of the map's Graph-shaped paths (envelope paths excluded); bags are leaves."""
+def _tree(bag_structs: bool = False) -> dict[str, Any]:
+    """Nested dict of the map's Graph-shaped paths (envelope paths excluded); bags are leaves,
+    or with ``bag_structs`` objects of the keys the map reads in them (for a reader matching
+    keys in any casing, :mod:`ingest.records_direct`)."""
     root: dict[str, Any] = {}
     for f in fm.EVENT_FIELDS:
         for path in f.paths:
@@ -45,7 +47,7 @@ def _tree() -> dict[str, Any]:
             node = root
             parts = path.split(".")
             for i, key in enumerate(parts):
-                if key.lower() in fm.BAGS:
+                if key.lower() in fm.BAGS and not bag_structs:
                     node[key] = "JSON"
                     break
                 if i == len(parts) - 1:
@@ -87,8 +89,9 @@ def _ref(path: str) -> str:
     return ".".join(f'"{p}"' for p in path.split("."))
 
 
-def _select() -> tuple[str, list[str]]:
-    """The SELECT list and the event columns it yields (first non-empty path of each field)."""
+def _select(bag_structs: bool = False) -> tuple[str, list[str]]:
+    """The SELECT list and the event columns it yields (first non-empty path of each field);
+    ``bag_structs``: bags read as objects (:func:`_tree`), not looked up as JSON texts."""
     cols: list[str] = []
     plan: list[str] = []
     for f in fm.EVENT_FIELDS:
@@ -99,7 +102,7 @@ def _select() -> tuple[str, list[str]]:
             parts = path.split(".")
             bag_at = next((i for i, p in enumerate(parts) if p.lower() in fm.BAGS), None)
             inner: tuple[str, ...] = ()
-            if bag_at is None:
+            if bag_at is None or bag_structs:
                 expr = "o." + _ref(path)
             else:
                 inner = tuple(p.lower() for p in parts[bag_at + 1 :])

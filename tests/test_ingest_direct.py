@@ -170,6 +170,9 @@ def test_the_map_reads_no_key_the_kelvin_sign_could_spell() -> None:
     "case",
     [
         "recased_duplicate_key",
+        "bag_as_json_text",
+        "bag_as_list",
+        "bag_key_in_two_casings",
         "envelope",
         "trailing_comma",
         "escaped_letter_key",
@@ -190,6 +193,15 @@ def test_what_duckdb_would_read_otherwise_is_declined_and_read_the_careful_way(
     if case == "recased_duplicate_key":
         # One key in two casings: the per-record engine keeps the first spelling.
         body = orjson.dumps(page).replace(b'"cycleId":', b'"CycleId":"first","cycleId":', 1)
+    elif case in ("bag_as_json_text", "bag_as_list"):
+        # The per-record engine reads a bag given as JSON text or as a one-object list.
+        bag = {"userPrincipalName": "odd@contoso.example"}
+        odd["sourceIdentity"]["details"] = orjson.dumps(bag).decode() if "text" in case else [bag]
+    elif case == "bag_key_in_two_casings":
+        odd["sourceIdentity"]["details"] = {
+            "UserPrincipalName": "first@contoso.example",
+            "userPrincipalName": "second@contoso.example",
+        }
     elif case == "envelope":
         page["value"] = [{"category": "ProvisioningLogs", "operationName": "x", "properties": odd}]
     elif case == "trailing_comma":
