@@ -270,8 +270,9 @@ class Gather:
     it, a record in it is bad, or a record id repeats in it, its files' chunks are read one by one
     (:func:`chunk_frames`), as if never gathered; errors then name the first bad file as before.
 
-    A full group's DuckDB read (``records_direct.read_pages`` or ``read_lines``) runs on a
-    reader thread while the group before it is finished and written: one group ahead,
+    A full group's DuckDB read (``records_direct.read_pages``, or ``lines_to_tables`` for a
+    large file's chunks: read and finished there, as the splitter keeps this thread busy) runs
+    on a reader thread while the group before it is finished and written: one group ahead,
     its frames yielded in file order, so rows, counts and errors are those of reading in turn.
     """
 
@@ -351,7 +352,9 @@ class Gather:
                 data = held[0].chunk.data
                 if len(held) > 1:
                     data = bytearray(b"\n").join(h.chunk.data for h in held)
-                read = _reader().submit(records_direct.read_lines, data)
+                # Read and finished on the reader thread: for one large file the splitter
+                # keeps this thread the busier one.
+                read = _reader().submit(records_direct.lines_to_tables, data, self.origin)
             self.ahead.append(_Group([], held, read))
         yield from self._take(1)
 
@@ -404,9 +407,7 @@ class Gather:
         if not held:
             return
         sizes = [len(h.chunk.lines) for h in held]
-        raw = read.result() if read is not None else None
-        direct = records_direct.finish(raw, self.origin) if raw is not None else None
-        del raw
+        direct = read.result() if read is not None else None
         if direct is not None:
             tables, _, (step_parent, prop_parent) = direct
             owner = np.repeat(np.arange(len(held)), sizes)
