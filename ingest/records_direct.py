@@ -11,7 +11,9 @@ every rule.
 
 **Key casing.** The map's keys match in any casing. DuckDB reads them in any ASCII casing too
 (``case_insensitive_keys``) and refuses an object holding one key in two casings (the
-per-record engine would keep the first: such pages are declined). What DuckDB does not do is
+per-record engine would keep the first: such pages are declined). The details bags the map
+looks into are read as objects of the keys it reads there (:data:`TREE`), so a bag that is no
+object (a JSON text, a list: the per-record engine reads those) is refused too. What DuckDB does not do is
 checked on the raw bytes, each with a pattern starting with one fixed byte (RE2 skips to it:
 ~20 ms for 64 MB, where one alternation of every other spelling of every key ran at 0.5 GB/s):
 a letter of a key written as a ``\\u`` escape (Python reads it unescaped, DuckDB matches keys
