@@ -13,12 +13,12 @@ every rule.
 (``case_insensitive_keys``) and refuses an object holding one key in two casings (the
 per-record engine would keep the first: such pages are declined). The details bags the map
 looks into are read as objects of the keys it reads there (:data:`TREE`), so a bag that is no
-object (a JSON text, a list: the per-record engine reads those) is refused too. What DuckDB does not do is
-checked on the raw bytes, each with a pattern starting with one fixed byte (RE2 skips to it:
-~20 ms for 64 MB, where one alternation of every other spelling of every key ran at 0.5 GB/s):
-a letter of a key written as a ``\\u`` escape (Python reads it unescaped, DuckDB matches keys
-as written) and a trailing comma (DuckDB accepts them, orjson does not). Duplicate keys and
-values of the wrong type make DuckDB's reader fail.
+object (a JSON text, a list: the per-record engine reads those) is refused too. What DuckDB
+does not do is checked on the raw bytes, each with a pattern starting with one fixed byte (RE2
+skips to it: ~20 ms for 64 MB, where one alternation of every other spelling of every key ran
+at 0.5 GB/s): a letter of a key written as a ``\\u`` escape (Python reads it unescaped, DuckDB
+matches keys as written) and a trailing comma (DuckDB accepts them, orjson does not). Duplicate
+keys and values of the wrong type make DuckDB's reader fail.
 
 Anything it cannot reproduce (such an escape, an Azure Monitor envelope, a page framing orjson would
 refuse, a trailing comma, a record without id or time, a repeated id, too few records) makes
@@ -316,6 +316,19 @@ def _distinct_map(
     return mapped.take(enc.indices)
 
 
+def _durations(values: pa.Array) -> pa.Array:
+    """:func:`ingest.fieldmap.duration` of each text: integers of up to 15 digits (exact as
+    floats, as the rule reads them) cast at once, the function itself once per other value."""
+    plain = pc.match_substring_regex(values, r"^-?[0-9]{1,15}$").fill_null(False)
+    if not pc.all(pc.or_(plain, values.is_null())).as_py():
+        rest = pc.if_else(plain, pa.scalar(None, pa.string()), values)
+        return pc.coalesce(
+            pc.if_else(plain, values, pa.scalar(None, pa.string())).cast(pa.int64()),
+            _distinct_map(rest, fm.duration, pa.int64()),
+        )
+    return pc.if_else(plain, values, pa.scalar(None, pa.string())).cast(pa.int64())
+
+
 def _blank_null(values: Any) -> pa.Array:
     """Text with "" as null."""
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
@@ -409,7 +422,7 @@ def finish_arrow(
         elif f.kind == fm.IDENTITY:
             cols[f.column] = _distinct_map(raw, fm.identity_type, pa.string())
         elif f.kind == fm.DURATION:
-            cols[f.column] = _distinct_map(raw, fm.duration, pa.int64())
+            cols[f.column] = _durations(raw)
         elif f.kind == fm.SNAKE:
             cols[f.column] = _distinct_map(raw, fm.snake, pa.string())
         else:

@@ -344,3 +344,24 @@ def test_the_import_steps_upn_fills_only_events_without_their_own(tmp_path: Path
     )
     assert upn == {f"u{i}": f"{'own' if i % 2 else 'step'}-{i}@contoso.example" for i in range(6)}
     _assert_same(read[0], _per_record([recs]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.integers(-(10**18), 10**18).map(str),
+            st.sampled_from(["", " 12", "1.5", "-0", "007", "1e3", "x", "9" * 16, "-" + "9" * 15]),
+            st.text("0123456789.-e ", max_size=20),
+        ),
+        max_size=30,
+    )
+)
+def test_durations_are_the_field_maps_duration_of_each_text(values: list[str | None]) -> None:
+    import pyarrow as pa
+
+    from ingest import fieldmap
+
+    got = records_direct._durations(pa.array(values, pa.string())).to_pylist()
+    assert got == [None if v is None else fieldmap.duration(v) for v in values]

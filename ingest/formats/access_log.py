@@ -21,7 +21,6 @@ import pandas as pd
 from ingest.errors import BadInput
 from ingest.formats import FileFormat, Frames, Options, Source, register
 from ingest.schema import conform
-from ingest.scim import line_request_id, request_row
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +64,9 @@ def line_row(line: str, where: str, line_number: int) -> dict[str, Any] | None:
     method, path = parts[0], parts[1]
     if SCIM_MARK not in path.lower():
         return None
+    # The SCIM module (its HTTP client) is imported only when a log is read.
+    from ingest.scim import line_request_id, request_row
+
     row = request_row(method=method, path=path, status=int(m.group("status")))
     row["request_id"] = line_request_id("log", line_number, line)
     row["received_at"] = m.group("time")
