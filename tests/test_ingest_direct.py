@@ -365,3 +365,21 @@ def test_durations_are_the_field_maps_duration_of_each_text(values: list[str | N
 
     got = records_direct._durations(pa.array(values, pa.string())).to_pylist()
     assert got == [None if v is None else fieldmap.duration(v) for v in values]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_any_letter_of_any_key_written_as_an_escape_declines_the_bytes(data: st.DataObject) -> None:
+    import pyarrow as pa
+
+    key = data.draw(st.sampled_from(records_direct.VOCABULARY))
+    at = data.draw(st.integers(0, len(key) - 1))
+    letter = key[at].swapcase() if data.draw(st.booleans()) else key[at]
+    code = f"{ord(letter):04x}"
+    code = code.upper() if data.draw(st.booleans()) else code
+    spelled = key[:at] + "\\u" + code + key[at + 1 :]
+    raw = b'{"value":[{"' + spelled.encode() + b'":"x"}]}'
+    assert orjson.loads(raw)["value"][0] == {key[:at] + letter + key[at + 1 :]: "x"}
+    assert records_direct._declined(pa.py_buffer(raw))
+    # The same bytes without the escape pass.
+    assert not records_direct._declined(pa.py_buffer(orjson.dumps(orjson.loads(raw))))
