@@ -451,7 +451,7 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
     out: dict[str, pd.DataFrame] = {}
     try:
         store_views(con, {t: snap.files(t) for t in tables}, tables, ("events", "group_members"))
-        for name in ("noise", "matches", "objects", "facts"):
+        for name in ("noise", "groups", "matches", "objects", "facts", "app_scope"):
             sql = part_query(con, name)
             if root is not None:
                 target = _quote(str(root / f"{name}.parquet"))
