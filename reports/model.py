@@ -44,7 +44,16 @@ from reports.model_sql import (
 if TYPE_CHECKING:
     from reports import Filters, Inputs
 
-PARTS: Final = ("noise", "cycles", "matches", "objects", "facts", "groups", "app_scope")
+PARTS: Final = (
+    "noise",
+    "cycles",
+    "matches",
+    "objects",
+    "facts",
+    "groups",
+    "app_scope",
+    "recent_failures",
+)
 # What the model holds and how (its parts, their columns and rules, the one-user copies): part of
 # the kept model's directory name, so a model written by older code is never read. Bump it with
 # any change to what the model holds.
@@ -60,6 +69,7 @@ PART_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "facts": ("events", "assignments", "group_members"),
     "groups": ("events", "steps"),
     "app_scope": ("assignments", "group_members"),
+    "recent_failures": ("events",),
 }
 
 
@@ -404,6 +414,14 @@ class Model:
     def _compute(self, name: str) -> pd.DataFrame:
         if name not in PARTS:
             raise KeyError(f"unknown model part {name!r}; parts: {', '.join(PARTS)}")
+        if name == "recent_failures":
+            from reports import Filters, Inputs
+            from reports.recent_failures import KEPT, recent_sql
+            from reports.sql import over
+
+            return over(
+                Inputs(events=self._frame("events")), recent_sql(Filters(), KEPT), ["events"]
+            )
         frames = {t: self._frame(t) for t in PART_TABLES[name]}
         noise = self.part("noise") if name in ("objects", "facts", "groups") else None
         return _part_from_frames(name, frames, noise)

@@ -166,7 +166,13 @@ GROUP BY ALL ORDER BY bucket NULLS LAST, value NULLS LAST
 def selected_span(inputs: Inputs, filters: Filters, status: str | None = None) -> pd.Timedelta:
     """Return the time between the first and the last selected event (of ``status``)."""
     from reports import sql
+    from reports.model import selected_groups
 
+    groups = selected_groups(inputs, filters) if status is None else None
+    if groups is not None:  # the model's groups keep each one's first and last event time
+        first = pd.to_datetime(groups["first_at"], utc=True).min()
+        last = pd.to_datetime(groups["last_at"], utc=True).max()
+        return pd.Timedelta(0) if pd.isna(first) else pd.Timestamp(last) - pd.Timestamp(first)
     where = sql.filter_sql(filters)
     if status is not None:
         where += f" AND status = {sql.literal(status)}"

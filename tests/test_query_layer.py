@@ -87,6 +87,7 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
         "matches.parquet",
         "noise.parquet",
         "objects.parquet",
+        "recent_failures.parquet",
         "user_events.parquet",
         "user_index.parquet",
         "user_modified_properties.parquet",
@@ -406,7 +407,14 @@ def test_a_model_kept_by_another_model_format_is_not_read(tmp_path: Path):
     assert not old.exists()  # dropped with the models of other formats
 
 
-LANDING = ("quarantine-risk", "overview", "job-header", "filter-options")
+LANDING = (
+    "quarantine-risk",
+    "overview",
+    "job-header",
+    "filter-options",
+    "recent-failures",
+    "events-over-time",
+)
 
 
 @pytest.mark.parametrize(
@@ -425,7 +433,7 @@ def test_the_models_groups_answer_the_landing_reports_as_counting_the_events_doe
 ):
     """The groups and app_scope parts (per job and app; per app) give quarantine-risk, the
     overview, job-header and filter-options the answers counting every selected event gives."""
-    from reports import estimate, job_status, model, run_report
+    from reports import estimate, job_status, model, recent_failures, run_report
 
     store = _store(tmp_path / "s")
     now = ts("2026-06-01")
@@ -445,6 +453,7 @@ def test_the_models_groups_answer_the_landing_reports_as_counting_the_events_doe
     monkeypatch.setattr(model, "selected_groups", lambda inputs, filters: None)
     monkeypatch.setattr(job_status, "selected_groups", lambda inputs, filters: None)
     monkeypatch.setattr(estimate, "_kept_app_scope", lambda inputs, apps: None)
+    monkeypatch.setattr(recent_failures, "_kept", lambda inputs, filters, limit: None)
     q.clear_model_cache()
     counted = answers()
     assert repr(kept) == repr(counted)
@@ -452,11 +461,13 @@ def test_the_models_groups_answer_the_landing_reports_as_counting_the_events_doe
 
 
 def test_the_unfiltered_landing_answers_read_no_event(tmp_path: Path, monkeypatch):
-    from reports import sql
+    from reports import Inputs, sql
+    from reports.recent_failures import recent_sql
 
     store = _store(tmp_path / "s")
     q.clear_model_cache()
     service.run(store, "cycles")  # the model is kept
+    want = sql.over(Inputs(events=world().events), recent_sql(Filters(), 20), ["events"])
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("counted the events instead of reading the model's groups")
@@ -467,3 +478,8 @@ def test_the_unfiltered_landing_answers_read_no_event(tmp_path: Path, monkeypatc
     assert risk is not None and int(risk["events"].sum()) == len(world().events)
     options = service.run(store, "filter-options").data
     assert options["jobs"] == sorted(set(world().events["job_id"].dropna()))
+    recent = service.run(store, "recent-failures").frame
+    assert recent is not None
+    assert recent["failures"].tolist() == want["failures"].tolist()
+    assert recent["source_id"].tolist() == want["source_id"].tolist()
+    assert len(want) > 0
