@@ -477,6 +477,7 @@ def test_the_unfiltered_landing_answers_read_no_event(tmp_path: Path, monkeypatc
     risk = service.run(store, "quarantine-risk").frame
     assert risk is not None and int(risk["events"].sum()) == len(world().events)
     options = service.run(store, "filter-options").data
+    assert options is not None
     assert options["jobs"] == sorted(set(world().events["job_id"].dropna()))
     recent = service.run(store, "recent-failures").frame
     assert recent is not None
