@@ -724,10 +724,10 @@ def compare_cli(store: Path, user: str, now: str | None) -> dict[str, float]:
 def model_kept(store: Path) -> bool:
     """Return True when the store's current version has its derived model kept on disk."""
     from ingest.store import Store
-    from reports.query import DERIVED
+    from reports.query import derived_dir
 
-    version = Store(store).version
-    return (store / DERIVED / f"v{version}" / "complete").exists()
+    st = Store(store)
+    return (derived_dir(st, st.version) / "complete").exists()
 
 
 def _fmt(values: list[float] | None) -> str:

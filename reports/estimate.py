@@ -173,18 +173,22 @@ def _kept_in_scope(inputs: Inputs, filters: Filters) -> tuple[int, str] | None:
 
 
 # objects_in_scope() by DuckDB where the scope data lies, with the model's scope rule
-# (reports.model_sql.scope_sql): in-scope users (ranks direct, group), groups assigned with a role
-# other than Default Access, and whether there is scope data at all. With an app filter, only
-# the members of that app's assigned groups count (Filters.apply_inputs).
-_IN_SCOPE_SQL = """
-WITH assignments AS (SELECT *, _row AS _pos FROM assignments WHERE {assigned}),
-group_members AS (
-    SELECT * FROM group_members WHERE {members}
-)
-SELECT (SELECT count(*) FROM assignments) AS assignments,
-    (SELECT count(*) FROM ({scope}) WHERE rank IN (0, 1)) AS users,
-    (SELECT count(principal_id) FROM ({groups})) AS groups
-"""
+# (reports.model_sql.in_scope_counts_sql). With an app filter, only the members of that app's
+# assigned groups count (Filters.apply_inputs).
+
+
+def _kept_app_scope(inputs: Inputs, apps: tuple[str, ...]) -> pd.Series | None:
+    """Return in_scope_counts_sql's row for one app from the model's app_scope part, or None
+    (not one app; the model does not keep it; scope data read as frames, which may be narrowed).
+    """
+    if len(apps) != 1:
+        return None
+    model = model_of(inputs)
+    if not model.describes(inputs, ("assignments", "group_members")):
+        return None
+    kept = model.part("app_scope")
+    mine = kept.loc[(kept["service_principal_id"] == apps[0]).fillna(False).to_numpy(bool)]
+    return None if mine.empty else mine.iloc[0]
 
 
 def objects_in_scope_of(
@@ -194,25 +198,17 @@ def objects_in_scope_of(
     lies (a million memberships never become a frame); without scope data, ``facts.objects``
     (the distinct source objects of the selected events, counted then only)."""
     from reports import sql
-    from reports.model_sql import in_scope_groups_sql, scope_sql
+    from reports.model_sql import APP_MEMBERS, in_scope_counts_sql
 
     kept = _kept_in_scope(inputs, filters)  # unfiltered, the model holds each user's answer
     if kept is not None:
         return kept
     apps = filters.service_principal_ids
-    assigned = sql.filter_sql(Filters(service_principal_ids=apps), None)
-    members = (
-        "group_id IN (SELECT principal_id FROM assignments WHERE principal_type = 'group')"
-        if apps
-        else "TRUE"
-    )
-    query = _IN_SCOPE_SQL.format(
-        assigned=assigned,
-        members=members,
-        scope=scope_sql(),
-        groups=in_scope_groups_sql(),
-    )
-    got = sql.over(inputs, query, ["assignments", "group_members"]).iloc[0]
+    got = _kept_app_scope(inputs, apps)
+    if got is None:
+        assigned = sql.filter_sql(Filters(service_principal_ids=apps), None)
+        query = in_scope_counts_sql(assigned, APP_MEMBERS if apps else "TRUE", "_row")
+        got = sql.over(inputs, query, ["assignments", "group_members"]).iloc[0]
     if int(got["assignments"]) == 0:
         if facts is None or facts.objects is None:
             facts = event_facts_of(inputs, filters)

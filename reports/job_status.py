@@ -19,13 +19,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from ingest.schema import empty_frame
 from reports import Filters, Inputs, ReportResult
 from reports import jobs as jobs_report
-from reports.estimate import cycle_progress, estimate, event_facts_of, objects_in_scope_of
+from reports.estimate import (
+    EventFacts,
+    cycle_progress,
+    estimate,
+    event_facts_of,
+    objects_in_scope_of,
+)
 from reports.inputs import latest_jobs
-from reports.model import model_of, selected_cycles
+from reports.model import model_of, selected_cycles, selected_groups, whole_jobs
 
 ADMIN_CENTER = "https://entra.microsoft.com/#view/Microsoft_AAD_IAM/ManagedAppMenuBlade/~/"
 BLADES = {
@@ -122,15 +129,84 @@ class _Seen:
         return None if names.empty else str(names["app"].iloc[0])
 
 
+_APPS_SCHEMA = pa.schema(
+    [
+        ("part", pa.string()),
+        ("job_id", pa.string()),
+        ("service_principal_id", pa.string()),
+        ("app", pa.string()),
+        ("first_row", pa.int64()),
+        ("latest_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def _kept_apps(inputs: Inputs, filters: Filters) -> pd.DataFrame | None:
+    """Return _APPS_SQL's rows from the model's groups (kept per job and app), or None when
+    they do not answer for ``filters`` (reports.model.selected_groups)."""
+    from reports.sql import frame_of
+
+    got = selected_groups(inputs, filters)
+    if got is None:
+        return None
+    rows: list[dict[str, Any]] = [
+        {
+            "part": "app",
+            "job_id": job,
+            "service_principal_id": None if pd.isna(sp) else sp,
+            "app": None if pd.isna(name) else name,
+            "first_row": int(pos),
+            "latest_at": None,
+        }
+        for job, sp, name, pos in zip(
+            got["job_id"],
+            got["service_principal_id"],
+            got["last_name"],
+            got["first_pos"],
+            strict=True,
+        )
+        if pd.notna(job)
+    ]
+    latest = pd.to_datetime(got["last_at"], utc=True).max()
+    rows.append(
+        {
+            "part": "all",
+            "job_id": None,
+            "service_principal_id": None,
+            "app": None,
+            "first_row": None,
+            "latest_at": None if pd.isna(latest) else latest.to_pydatetime(),
+        }
+    )
+    return frame_of(pa.Table.from_pylist(rows, schema=_APPS_SCHEMA))
+
+
 def _seen(inputs: Inputs, filters: Filters) -> _Seen:
     from reports import sql
 
-    rows = sql.over(inputs, _APPS_SQL.format(where=sql.filter_sql(filters)), ["events"])
+    rows = _kept_apps(inputs, filters)
+    if rows is None:
+        rows = sql.over(inputs, _APPS_SQL.format(where=sql.filter_sql(filters)), ["events"])
     latest = rows.loc[rows["part"] == "all", "latest_at"]
     apps = rows.loc[rows["part"] == "app"].reset_index(drop=True)
     apps["app"] = apps["app"].where(apps["app"].notna() & (apps["app"] != "None"))
     at = latest.iloc[0] if len(latest) else None
     return _Seen(apps, None if at is None or pd.isna(at) else pd.Timestamp(at))
+
+
+def _job_facts(inputs: Inputs, mine: Filters) -> EventFacts:
+    """Return event_facts_of(``mine``, objects=False): from the model when its groups keep the
+    selected jobs whole (their (job, cycle) pairs are then the model's cycles of those jobs),
+    else counted where the events lie."""
+    model = model_of(inputs)
+    got = selected_groups(inputs, mine)
+    if got is None or not whole_jobs(got, model.groups):
+        return event_facts_of(inputs, mine, objects=False)
+    jobs = set(got["job_id"].fillna("").astype("str"))
+    pairs = model.columns("cycles", ["job_id", "cycle_id"])
+    pairs = pairs.loc[pairs["job_id"].fillna("").astype("str").isin(jobs)].reset_index(drop=True)
+    latest = pd.to_datetime(got["last_at"], utc=True).max()
+    return EventFacts(pairs, None if pd.isna(latest) else pd.Timestamp(latest), None)
 
 
 def _job_row(
@@ -150,7 +226,7 @@ def _job_row(
     apps = (sp,) if sp is not None else filters.service_principal_ids
     mine = Filters(job_ids=(job_id,), service_principal_ids=apps)
     app = seen.name(job_id, sp) or sp or job_id
-    facts = event_facts_of(inputs, mine, objects=False)
+    facts = _job_facts(inputs, mine)
     sel = mine.apply_inputs(inputs.replace(**_UNREAD))
     est = estimate(sel, now, facts=facts, in_scope=objects_in_scope_of(inputs, mine, facts))
     cur = est.get("current_cycle")

@@ -31,22 +31,33 @@ import pandas as pd
 
 from reports.inputs import isin, reindex
 from reports.model_sql import (
+    app_scope_sql,
     cycles_sql,
     facts_sql,
     frame_views,
+    groups_sql,
     matches_sql,
     noise_sql,
     objects_sql,
 )
 
 if TYPE_CHECKING:
-    from reports import Inputs
+    from reports import Filters, Inputs
 
-PARTS: Final = ("noise", "cycles", "matches", "objects", "facts")
+PARTS: Final = (
+    "noise",
+    "cycles",
+    "matches",
+    "objects",
+    "facts",
+    "groups",
+    "app_scope",
+    "recent_failures",
+)
 # What the model holds and how (its parts, their columns and rules, the one-user copies): part of
 # the kept model's directory name, so a model written by older code is never read. Bump it with
 # any change to what the model holds.
-MODEL_FORMAT: Final = 2
+MODEL_FORMAT: Final = 4
 WINDOW: Final = pd.Timedelta(seconds=120)
 
 # Which tables each part is computed from (the columns: reports.model_sql.VIEW_COLUMNS).
@@ -56,6 +67,9 @@ PART_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "matches": ("events", "scim_requests"),
     "objects": ("events", "assignments", "group_members", "scim_resources"),
     "facts": ("events", "assignments", "group_members"),
+    "groups": ("events", "steps"),
+    "app_scope": ("assignments", "group_members"),
+    "recent_failures": ("events",),
 }
 
 
@@ -84,6 +98,14 @@ def part_query(con: duckdb.DuckDBPyConnection, name: str) -> str:
         return facts_sql(users_counts_sql())
     if name == "matches":
         return matches_sql()
+    if name == "groups":
+        return groups_sql()
+    if name == "app_scope":
+        apps = con.sql(
+            "SELECT DISTINCT service_principal_id FROM assignments "
+            "WHERE service_principal_id IS NOT NULL ORDER BY 1"
+        ).fetchall()
+        return app_scope_sql([str(a[0]) for a in apps])
     if name == "objects":
         steps, final = objects_sql(SCOPE_REASONS)
         for table, sql in steps:
@@ -112,6 +134,15 @@ def typed_part(name: str, frame: pd.DataFrame) -> pd.DataFrame:
         return frame.astype({"request_id": "str", "event_id": "str", "gap_s": "float64"})
     if name == "objects":
         return _typed_objects(frame)
+    if name == "app_scope":
+        return frame.astype(
+            {
+                "service_principal_id": "str",
+                "assignments": "int64",
+                "users": "int64",
+                "groups": "int64",
+            }
+        )
     if name == "facts":
         out = frame.astype(
             {
@@ -136,7 +167,7 @@ def _part_from_frames(
     try:
         if name == "cycles":
             return cycles_frame(con, frames["sync_jobs"])
-        if name in ("objects", "facts"):
+        if name in ("objects", "facts", "groups"):
             assert noise is not None
             con.register("noise", noise[["event_id", "excluded_by", "noise"]])
         return typed_part(name, con.sql(part_query(con, name)).to_arrow_table().to_pandas())
@@ -366,6 +397,15 @@ class Model:
             return self._loader(name, list(columns))
         return self.part(name)[list(columns)]
 
+    def describes(self, inputs: Inputs, tables: Sequence[str]) -> bool:
+        """Return True when this model's parts are of every row ``inputs`` hold of ``tables``
+        (under the question's filters): the model was computed from these very inputs, or it is
+        a kept model and those tables are still read in place from the store (the service's
+        read of the version; a table already read into a frame may have been narrowed)."""
+        if self._source is not None:
+            return self._source is inputs
+        return bool(self._files) and all(inputs.scan(t) is not None for t in tables)
+
     def file(self, name: str) -> str | None:
         """Return the Parquet file part ``name`` is kept in (SQL reads it in place), or None
         when the part is not kept on disk (in-memory inputs: use :meth:`columns`)."""
@@ -374,8 +414,16 @@ class Model:
     def _compute(self, name: str) -> pd.DataFrame:
         if name not in PARTS:
             raise KeyError(f"unknown model part {name!r}; parts: {', '.join(PARTS)}")
+        if name == "recent_failures":
+            from reports import Filters, Inputs
+            from reports.recent_failures import KEPT, recent_sql
+            from reports.sql import over
+
+            return over(
+                Inputs(events=self._frame("events")), recent_sql(Filters(), KEPT), ["events"]
+            )
         frames = {t: self._frame(t) for t in PART_TABLES[name]}
-        noise = self.part("noise") if name in ("objects", "facts") else None
+        noise = self.part("noise") if name in ("objects", "facts", "groups") else None
         return _part_from_frames(name, frames, noise)
 
     @property
@@ -397,6 +445,11 @@ class Model:
     def objects(self) -> pd.DataFrame:
         """One row per object: ids, names, scope and why, wiki state, last status, verdict."""
         return self.part("objects")
+
+    @property
+    def groups(self) -> pd.DataFrame:
+        """One row per (job, app) of events: counts the landing answers read (groups_sql)."""
+        return self.part("groups")
 
     @property
     def facts(self) -> pd.DataFrame:
@@ -513,3 +566,30 @@ def event_scim_errors(
     source = _labels((has_wiki, "wiki_request"), (has_quoted, "entra_reason"))
     out["scim_source"] = pd.array(source, dtype="str")
     return out
+
+
+# --- answers the groups part gives ------------------------------------------------------------
+
+
+def selected_groups(inputs: Inputs, filters: Filters) -> pd.DataFrame | None:
+    """Return the model's groups (one row per job and app of events) that ``filters`` select,
+    or None when they do not answer for the selected events: a time, action or status filter
+    (it cuts inside a group), or events that are not every event of the model's source under
+    ``filters`` (frames already narrowed, or read from elsewhere).
+    """
+    if filters.since is not None or filters.until is not None:
+        return None
+    if filters.actions or filters.statuses:
+        return None
+    model = model_of(inputs)
+    if not model.describes(inputs, ("events",)):
+        return None
+    groups = model.groups
+    return groups.loc[filters.mask(groups).to_numpy(bool)]
+
+
+def whole_jobs(selected: pd.DataFrame, groups: pd.DataFrame) -> bool:
+    """Return True when every job of the ``selected`` groups has all of its groups selected
+    (null and "" are one job, as the per-job counts take them)."""
+    jobs = set(selected["job_id"].fillna("").astype("str"))
+    return int(groups["job_id"].fillna("").astype("str").isin(jobs).sum()) == len(selected)

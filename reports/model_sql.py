@@ -57,8 +57,11 @@ VIEW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "source_name",
         "source_type",
         "target_id",
+        "failed_step",
+        "service_principal_name",
+        "origin",
     ),
-    "steps": ("event_id", "description", "details"),
+    "steps": ("event_id", "description", "details", "step_type", "status"),
     "modified_properties": ("event_id", "name", "old_value", "new_value"),
     "scim_requests": (
         "request_id",
@@ -73,6 +76,7 @@ VIEW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "principal_name",
         "app_role_id",
         "default_access",
+        "service_principal_id",
     ),
     "group_members": (
         "group_id",
@@ -782,3 +786,120 @@ def facts_sql(counts: Mapping[str, str]) -> str:
                                   coalesce(app_role_id = {_lit(DEFAULT_ACCESS_ROLE)}, false))
            )) AS groups_in_scope{more}
     """  # noqa: S608 (constants)
+
+
+def groups_sql() -> str:
+    """The groups part: one row per (``job_id``, ``service_principal_id``) of events (nulls are
+    values), what the landing answers read of the events an app or job filter selects.
+
+    Per group: ``events``, ``successes``, ``failure_events``, ``noise`` and ``noise_successes``
+    (the noise part's events), ``first_at``, ``last_at``, ``cycles`` (distinct cycle ids),
+    ``objects`` (distinct object keys), ``first_pos`` (its first event's place), ``first_name``
+    (the app name of that event), ``last_name`` (the app's last non-null name), ``origins``
+    and ``failure_codes`` (failed events per error code, ``(none)`` for none). Per job (null and
+    "" one job, repeated on each of its groups): of each object's latest success or failure
+    (time order, ties in stored order, no time last), ``q_failures``, ``q_reference_failures``
+    (a failed reference step, a step named for a reference, or a group update) and
+    ``q_successes`` (reports.quarantine's counts). Reads the ``noise`` view.
+    """
+    key = object_key_sql()
+    return f"""
+    WITH ref_steps AS (
+        SELECT event_id FROM steps
+        WHERE step_type = 'reference_resolution' AND status = 'failure' AND event_id IS NOT NULL
+    ), ev AS (
+        SELECT job_id, service_principal_id, service_principal_name, origin, status, error_code,
+               activity_at, cycle_id, _pos, {key} AS _key,
+               coalesce(id IN (SELECT event_id FROM noise WHERE noise), false) AS _noise,
+               status = 'failure' AND coalesce(
+                   id IN (SELECT event_id FROM ref_steps)
+                   OR regexp_matches(failed_step, 'reference', 'i')
+                   OR (source_type = 'group' AND action = 'update'), false) AS _ref
+        FROM events
+    ), latest AS (
+        SELECT coalesce(job_id, '') AS _job,
+               arg_max({{'status': status, 'reference': _ref}},
+                       {{'untimed': activity_at IS NULL, 'at': activity_at, 'row': _pos}}) AS last
+        FROM ev WHERE status IN ('success', 'failure')
+        GROUP BY 1, _key
+    ), outcomes AS (
+        SELECT _job,
+               count(*) FILTER (WHERE last.status = 'failure') AS q_failures,
+               count(*) FILTER (WHERE last.status = 'failure' AND last.reference)
+                   AS q_reference_failures,
+               count(*) FILTER (WHERE last.status = 'success') AS q_successes
+        FROM latest GROUP BY _job
+    ), codes AS (
+        SELECT job_id, service_principal_id,
+               list({{'code': code, 'n': n}} ORDER BY code) AS failure_codes
+        FROM (
+            SELECT job_id, service_principal_id, coalesce(error_code, '(none)') AS code,
+                   count(*) AS n
+            FROM ev WHERE status = 'failure' GROUP BY ALL
+        ) GROUP BY ALL
+    ), g AS (
+        SELECT job_id, service_principal_id, count(*) AS events,
+               count(*) FILTER (WHERE status = 'success') AS successes,
+               count(*) FILTER (WHERE status = 'failure') AS failure_events,
+               count(*) FILTER (WHERE _noise) AS noise,
+               count(*) FILTER (WHERE _noise AND status = 'success') AS noise_successes,
+               min(activity_at) AS first_at, max(activity_at) AS last_at,
+               count(DISTINCT cycle_id) AS cycles, count(DISTINCT _key) AS objects,
+               min(_pos) AS first_pos,
+               arg_min({{'n': service_principal_name}}, _pos).n AS first_name,
+               arg_max(service_principal_name, _pos)
+                   FILTER (WHERE service_principal_name IS NOT NULL) AS last_name,
+               list(DISTINCT origin ORDER BY origin) FILTER (WHERE origin IS NOT NULL)
+                   AS origins
+        FROM ev GROUP BY job_id, service_principal_id
+    )
+    SELECT g.*, coalesce(o.q_failures, 0) AS q_failures,
+           coalesce(o.q_reference_failures, 0) AS q_reference_failures,
+           coalesce(o.q_successes, 0) AS q_successes, c.failure_codes
+    FROM g
+    LEFT JOIN outcomes o ON o._job = coalesce(g.job_id, '')
+    LEFT JOIN codes c ON c.job_id IS NOT DISTINCT FROM g.job_id
+        AND c.service_principal_id IS NOT DISTINCT FROM g.service_principal_id
+    ORDER BY g.first_pos
+    """  # noqa: S608 (constants)
+
+
+def in_scope_counts_sql(assigned: str, members: str, pos: str = "_pos") -> str:
+    """One row of the scope data ``assigned`` selects (a condition on assignments): how many
+    ``assignments``, ``users`` in scope (scope_sql's ranks direct and group) and ``groups``
+    (in_scope_groups_sql); ``members``: a condition on group memberships (e.g. of the selected
+    assignments' groups, the CTE ``assignments``). ``pos``: the views' place column."""
+    place = "" if pos == "_pos" else f", {pos} AS _pos"
+    return f"""
+    WITH assignments AS (SELECT *{place} FROM assignments WHERE {assigned}),
+    group_members AS (
+        SELECT * FROM group_members WHERE {members}
+    )
+    SELECT (SELECT count(*) FROM assignments) AS assignments,
+        (SELECT count(*) FROM ({scope_sql()}) WHERE rank IN (0, 1)) AS users,
+        (SELECT count(principal_id) FROM ({in_scope_groups_sql()})) AS groups
+    """  # noqa: S608 (callers' conditions)
+
+
+APP_MEMBERS: Final = (
+    "group_id IN (SELECT principal_id FROM assignments WHERE principal_type = 'group')"
+)
+APP_SCOPE_MAX: Final = 64  # apps beyond this many are counted when asked (not kept)
+
+
+def app_scope_sql(apps: Sequence[str]) -> str:
+    """The app_scope part: per app of assignments (``service_principal_id``, at most
+    APP_SCOPE_MAX of them), in_scope_counts_sql of its assignments and of the members of its
+    assigned groups: what an app filter's scope count reads (reports.estimate)."""
+    arms = [
+        f"SELECT {_lit(app)} AS service_principal_id, * FROM ("  # noqa: S608
+        + in_scope_counts_sql(f"service_principal_id = {_lit(app)}", APP_MEMBERS)
+        + ")"
+        for app in list(apps)[:APP_SCOPE_MAX]
+    ]
+    if not arms:
+        return (
+            "SELECT NULL::VARCHAR AS service_principal_id, 0::BIGINT AS assignments, "
+            "0::BIGINT AS users, 0::BIGINT AS groups WHERE false"
+        )
+    return " UNION ALL ".join(arms) + " ORDER BY service_principal_id"

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pandas.tseries.frequencies import to_offset
 
 from reports import Filters, Inputs, ReportResult
 from reports import quarantine as quarantine_report
 from reports import summary as summary_report
 from reports.inputs import latest_jobs
+
+if TYPE_CHECKING:
+    from reports.model import Model
 
 UTC_DTYPE = "datetime64[us, UTC]"
 
@@ -54,12 +58,65 @@ SELECT 'span', NULL, NULL, count(*), min(activity_at), max(activity_at) FROM eve
 """
 
 
+_OPTIONS_SCHEMA = pa.schema(
+    [
+        ("part", pa.string()),
+        ("k", pa.string()),
+        ("name", pa.string()),
+        ("pos", pa.int64()),
+        ("first_at", pa.timestamp("us", tz="UTC")),
+        ("last_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def _kept_options(inputs: Inputs, filters: Filters) -> pd.DataFrame | None:
+    """Return _OPTIONS_SQL's rows from the model's groups (per job and app: its first event's
+    place and app name, its origins, its time span), or None when they do not answer for
+    ``filters`` (reports.model.selected_groups)."""
+    from reports.model import selected_groups
+    from reports.sql import frame_of
+
+    got = selected_groups(inputs, filters)
+    if got is None:
+        return None
+    rows: list[dict[str, Any]] = []
+    named = got.loc[got["service_principal_id"].notna()].sort_values("first_pos", kind="stable")
+    for app, mine in named.groupby("service_principal_id", sort=False):
+        first = mine.iloc[0]
+        name = first["first_name"]
+        rows.append(
+            {
+                "part": "app",
+                "k": str(app),
+                "name": None if pd.isna(name) else str(name),
+                "pos": int(first["first_pos"]),
+            }
+        )
+    rows += [{"part": "job", "k": str(j)} for j in got["job_id"].dropna().unique()]
+    origins = {str(o) for listed in got["origins"] if listed is not None for o in listed}
+    rows += [{"part": "origin", "k": o} for o in sorted(origins)]
+    first_at = pd.to_datetime(got["first_at"], utc=True).min()
+    last_at = pd.to_datetime(got["last_at"], utc=True).max()
+    rows.append(
+        {
+            "part": "span",
+            "pos": int(got["events"].sum()),
+            "first_at": None if pd.isna(first_at) else first_at.to_pydatetime(),
+            "last_at": None if pd.isna(last_at) else last_at.to_pydatetime(),
+        }
+    )
+    return frame_of(pa.Table.from_pylist(rows, schema=_OPTIONS_SCHEMA))
+
+
 def filter_options_of(inputs: Inputs, filters: Filters) -> FilterOptions:
     """Return the apps (by name), jobs and time span of the events ``filters`` select, and
     whether all of them are demo data."""
     from reports import sql
 
-    rows = sql.over(inputs, _OPTIONS_SQL.format(where=sql.filter_sql(filters)), ["events"])
+    rows = _kept_options(inputs, filters)
+    if rows is None:
+        rows = sql.over(inputs, _OPTIONS_SQL.format(where=sql.filter_sql(filters)), ["events"])
     span = rows.loc[rows["part"] == "span"].iloc[0]
     if not int(span["pos"]):
         return FilterOptions({}, (), None, None, False)
@@ -109,7 +166,13 @@ GROUP BY ALL ORDER BY bucket NULLS LAST, value NULLS LAST
 def selected_span(inputs: Inputs, filters: Filters, status: str | None = None) -> pd.Timedelta:
     """Return the time between the first and the last selected event (of ``status``)."""
     from reports import sql
+    from reports.model import selected_groups
 
+    groups = selected_groups(inputs, filters) if status is None else None
+    if groups is not None:  # the model's groups keep each one's first and last event time
+        first = pd.to_datetime(groups["first_at"], utc=True).min()
+        last = pd.to_datetime(groups["last_at"], utc=True).max()
+        return pd.Timedelta(0) if pd.isna(first) else pd.Timestamp(last) - pd.Timestamp(first)
     where = sql.filter_sql(filters)
     if status is not None:
         where += f" AND status = {sql.literal(status)}"
@@ -321,6 +384,41 @@ FROM (
 """
 
 
+def _kept_summary(model: Model, groups: pd.DataFrame) -> dict[str, Any] | None:
+    """Return what the Overview reads of summary_of(full=False) from the model's ``groups``
+    (those the filters select), or None when they do not say it: distinct objects of some but
+    not all groups, or cycles of two groups of one job (they may share a cycle id)."""
+    every = model.groups
+    if len(groups) == len(every):
+        objects = int(model.facts.iloc[0]["objects"])
+    elif len(groups) == 1:
+        objects = int(groups["objects"].iloc[0])
+    else:
+        return None
+    job = groups["job_id"]
+    if job.isna().sum() > 1 or job.dropna().duplicated().any():
+        return None
+    n = int(groups["events"].sum())
+    codes: dict[str, int] = {}
+    for listed in groups["failure_codes"]:
+        for item in listed if listed is not None else ():
+            codes[str(item["code"])] = codes.get(str(item["code"]), 0) + int(item["n"])
+    first, last = groups["first_at"].min(), groups["last_at"].max()
+    return {
+        "events": n,
+        "distinct_ids": None,
+        "cycles": int(groups["cycles"].sum()),
+        "changes": None,
+        "source_objects": objects if n else 0,
+        "first_at": None if not n or pd.isna(first) else pd.Timestamp(first),
+        "last_at": None if not n or pd.isna(last) else pd.Timestamp(last),
+        "success_rate": float(np.int64(groups["successes"].sum()) / n) if n else None,
+        "by_action_status": {},
+        "failures_by_error_code": dict(sorted(codes.items())),
+        "by_envelope_result_type": {},
+    }
+
+
 def build(
     inputs: Inputs,
     filters: Filters,
@@ -340,29 +438,49 @@ def build(
     from ingest.store import to_pandas
     from reports import sql
     from reports.cycles import selected_pairs
-    from reports.model import model_of, selected_cycles
+    from reports.model import model_of, selected_cycles, selected_groups, whole_jobs
 
     model = model_of(inputs)
-    summary = summary_report.summary_of(inputs, filters, full=False)
     scope = Filters(
         since=filters.since,
         until=filters.until,
         service_principal_ids=filters.service_principal_ids,
         job_ids=filters.job_ids,
     )
-    # The selection's (job, cycle) pairs, its noise and its failures, by DuckDB where the
-    # events lie: pandas sees a few rows, not every selected event.
-    cycles = selected_cycles(model.cycles, selected_pairs(inputs, scope))
+    # The model's groups answer the counts of an app or job selection (reports.model.
+    # selected_groups); else the selection's summary, (job, cycle) pairs and noise are counted
+    # by DuckDB where the events lie: pandas sees a few rows, not every selected event.
+    groups = selected_groups(inputs, filters)
+    summary = _kept_summary(model, groups) if groups is not None else None
+    if summary is None:
+        summary = summary_report.summary_of(inputs, filters, full=False)
+    if groups is not None and whole_jobs(groups, model.groups):
+        jobs_kept = set(groups["job_id"].fillna("").astype("str"))
+        pairs = model.columns("cycles", ["job_id", "cycle_id"])
+        pairs = pairs.loc[pairs["job_id"].fillna("").astype("str").isin(jobs_kept)]
+    else:
+        pairs = selected_pairs(inputs, scope)
+    cycles = selected_cycles(model.cycles, pairs)
     risk = quarantine_report.build(inputs, filters, now=now).frame
     jobs = latest_job_states(filters.apply_table("sync_jobs", inputs.sync_jobs))
     where = sql.filter_sql(filters)
-    noise = model.noise
-    counted = sql.over(
-        inputs,
-        _COUNTED_SQL.format(where=where),
-        ["events"],
-        noise_ids=noise.loc[noise["noise"].astype(bool), ["event_id"]].dropna(),
-    ).iloc[0]
+    if groups is not None:
+        counted = pd.Series(
+            {
+                "n": int(groups["events"].sum()),
+                "noise": int(groups["noise"].sum()),
+                "successes": int(groups["successes"].sum()),
+                "shown_successes": int(groups["successes"].sum() - groups["noise_successes"].sum()),
+            }
+        )
+    else:
+        noise = model.noise
+        counted = sql.over(
+            inputs,
+            _COUNTED_SQL.format(where=where),
+            ["events"],
+            noise_ids=noise.loc[noise["noise"].astype(bool), ["event_id"]].dropna(),
+        ).iloc[0]
     n = int(counted["n"])
     # drop_noise_events and success_rate of what is shown: hidden noise is out of both.
     hidden = 0 if include_noise or not n else int(counted["noise"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import isin, latest_jobs
@@ -117,19 +118,66 @@ ORDER BY p._job
 """
 
 
+_COUNTS_SCHEMA = pa.schema(
+    [
+        ("job_id", pa.string()),
+        ("service_principal_id", pa.string()),
+        ("events", pa.int64()),
+        ("failure_events", pa.int64()),
+        ("failures", pa.int64()),
+        ("reference_failures", pa.int64()),
+        ("successes", pa.int64()),
+    ]
+)
+
+
+def _kept_counts(inputs: Inputs, filters: Filters) -> pd.DataFrame | None:
+    """Return _JOBS_SQL's answer from the model's groups (the same counts, kept per job and
+    app), or None when they do not answer it: a filter that cuts inside a job (time, action,
+    status; an app filter that keeps only some of a job's apps)."""
+    from reports.model import model_of, selected_groups, whole_jobs
+    from reports.sql import frame_of
+
+    got = selected_groups(inputs, filters)
+    if got is None or not whole_jobs(got, model_of(inputs).groups):
+        return None
+    got = got.assign(_job=got["job_id"].fillna("").astype("str"))
+    got = got.sort_values("first_pos", kind="stable")
+    rows = []
+    for job, mine in got.groupby("_job", sort=True):
+        apps = mine.loc[mine["service_principal_id"].notna(), "service_principal_id"]
+        first = mine.iloc[0]
+        rows.append(
+            {
+                "job_id": str(job),
+                "service_principal_id": str(apps.iloc[0]) if len(apps) else None,
+                "events": int(mine["events"].sum()),
+                "failure_events": int(mine["failure_events"].sum()),
+                "failures": int(first["q_failures"]),
+                "reference_failures": int(first["q_reference_failures"]),
+                "successes": int(first["q_successes"]),
+            }
+        )
+    return frame_of(pa.Table.from_pylist(rows, schema=_COUNTS_SCHEMA))
+
+
 def job_counts(inputs: Inputs, filters: Filters) -> pd.DataFrame:
     """Return per job ("" for none, sorted) the counts the risk is measured on (see _JOBS_SQL).
 
-    Counted by DuckDB where the selected events lie (a store's parts, or the frames given).
+    Read from the model's groups when the filters keep whole jobs (reports.model.
+    selected_groups), else counted by DuckDB where the selected events lie (a store's parts,
+    or the frames given).
     """
     from reports import sql
     from reports.query import OBJECT_KEY
 
-    counts = sql.over(
-        inputs,
-        _JOBS_SQL.format(where=sql.filter_sql(filters), key=OBJECT_KEY),
-        ["events", "steps"],
-    )
+    counts = _kept_counts(inputs, filters)
+    if counts is None:
+        counts = sql.over(
+            inputs,
+            _JOBS_SQL.format(where=sql.filter_sql(filters), key=OBJECT_KEY),
+            ["events", "steps"],
+        )
     per_job = counts.set_index("job_id").rename_axis(None)
     for c in ("failure_events", "failures", "reference_failures", "successes"):
         # What pandas' aligned group sizes give: a job without any is missing, not 0.

@@ -451,7 +451,8 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
     out: dict[str, pd.DataFrame] = {}
     try:
         store_views(con, {t: snap.files(t) for t in tables}, tables, ("events", "group_members"))
-        for name in ("noise", "matches", "objects", "facts"):
+        for name in ("noise", "groups", "matches", "objects", "facts", "app_scope"):
+            t0 = time.perf_counter()
             sql = part_query(con, name)
             if root is not None:
                 target = _quote(str(root / f"{name}.parquet"))
@@ -465,6 +466,10 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
                 out[name] = typed_part(name, con.sql(sql).to_arrow_table().to_pandas())
                 if name == "noise":
                     con.register("noise", out["noise"][["event_id", "excluded_by", "noise"]])
+            log.info("model part %s computed in %.1f s", name, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        _write_recent_failures(con, snap, root, out)
+        log.info("model part recent_failures computed in %.1f s", time.perf_counter() - t0)
         jobs = read_table(con, snap, "sync_jobs")
         cycles = cycles_frame(con, jobs) if snap.files("events") else _empty()
         if root is not None:
@@ -490,6 +495,36 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
     else:
         out["cycles"] = cycles
     return out
+
+
+def _write_recent_failures(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot,
+    root: Path | None,
+    out: dict[str, pd.DataFrame],
+) -> None:
+    """Keep recent-failures' own answer over every event of ``snap`` (its newest KEPT groups),
+    its SQL over the events read in place as the service reads them (reports.recent_failures).
+    """
+    from reports.recent_failures import KEPT, recent_sql
+    from reports.sql import frame_of, over_arrow
+
+    sql = recent_sql(Filters(), KEPT)
+    query = table_query(snap, "events", None, Filters(), ordered=True)
+    if query is None:
+        result = over_arrow(Inputs(), sql, ["events"])
+    else:
+        events, params = query
+        own = connect()  # the build's connection holds the model's own ``events``
+        try:
+            own.sql(events, params=params).create_view("events")
+            result = own.sql(sql).to_arrow_table()
+        finally:
+            own.close()
+    if root is not None:
+        pq.write_table(result, root / "recent_failures.parquet", compression="zstd")
+    else:
+        out["recent_failures"] = frame_of(result)
 
 
 def _write_user_copies(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Path) -> None:

@@ -7,9 +7,10 @@ time, the latest reason, the app, and whether a later success cleared it. Newest
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from reports import Filters, Inputs, ReportResult
 
@@ -61,15 +62,44 @@ LIMIT {limit}
 """
 
 
+KEPT: Final = 100  # the model keeps the newest this many groups of every event (limit <= it)
+
+
+def recent_sql(filters: Filters, limit: int) -> str:
+    """Return _SQL over the events ``filters`` select, ``limit`` groups."""
+    from reports import sql
+    from reports.query import OBJECT_KEY
+
+    return _SQL.format(key=OBJECT_KEY, where=sql.filter_sql(filters), limit=int(limit))
+
+
+def _kept(inputs: Inputs, filters: Filters, limit: int) -> pd.DataFrame | None:
+    """Return the answer from the model's ``recent_failures`` part (the newest KEPT groups of
+    every event), or None when it is not the selection's: a filter that leaves out an event,
+    or more groups asked for than it keeps."""
+    from reports.model import model_of, selected_groups
+    from reports.sql import frame_of
+
+    if limit > KEPT:
+        return None
+    model = model_of(inputs)
+    groups = selected_groups(inputs, filters)
+    if groups is None or len(groups) != len(model.groups):
+        return None
+    file = model.file("recent_failures")
+    kept = frame_of(pq.read_table(file)) if file is not None else model.part("recent_failures")
+    return kept.head(limit).reset_index(drop=True)
+
+
 def recent_failures_of(inputs: Inputs, filters: Filters, limit: int = 20) -> pd.DataFrame:
     """Return one row per (object, error code) of the failed events ``filters`` select, newest
     first: how many times it failed, first and last time, the last failure's reason and app,
     and whether a later selected success cleared it."""
     from reports import sql
-    from reports.query import OBJECT_KEY
 
-    query = _SQL.format(key=OBJECT_KEY, where=sql.filter_sql(filters), limit=int(limit))
-    out = sql.over(inputs, query, ["events"])
+    out = _kept(inputs, filters, int(limit))
+    if out is None:
+        out = sql.over(inputs, recent_sql(filters, int(limit)), ["events"])
     if out.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
     out["failures"] = out["failures"].astype("Int64")

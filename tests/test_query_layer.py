@@ -80,11 +80,14 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
     assert (kept / "complete").exists()
     assert kept.name == f"v{store.version}.m{MODEL_FORMAT}"
     assert sorted(p.name for p in kept.glob("*.parquet")) == [
+        "app_scope.parquet",
         "cycles.parquet",
         "facts.parquet",
+        "groups.parquet",
         "matches.parquet",
         "noise.parquet",
         "objects.parquet",
+        "recent_failures.parquet",
         "user_events.parquet",
         "user_index.parquet",
         "user_modified_properties.parquet",
@@ -402,3 +405,82 @@ def test_a_model_kept_by_another_model_format_is_not_read(tmp_path: Path):
     assert service.run(store, "cycles").frame is not None
     assert (q.derived_dir(store, store.version) / "complete").exists()
     assert not old.exists()  # dropped with the models of other formats
+
+
+LANDING = (
+    "quarantine-risk",
+    "overview",
+    "job-header",
+    "filter-options",
+    "recent-failures",
+    "events-over-time",
+)
+
+
+@pytest.mark.parametrize(
+    "chosen",
+    [
+        Filters(),
+        Filters(service_principal_ids=(SP,)),
+        Filters(job_ids=("scim.j1",)),
+        Filters(service_principal_ids=("no-such-app",)),
+        Filters(since=ts("2026-01-01")),
+    ],
+    ids=["none", "app", "job", "unknown-app", "time"],
+)
+def test_the_models_groups_answer_the_landing_reports_as_counting_the_events_does(
+    tmp_path: Path, monkeypatch, chosen: Filters
+):
+    """The groups and app_scope parts (per job and app; per app) give quarantine-risk, the
+    overview, job-header and filter-options the answers counting every selected event gives."""
+    from reports import estimate, job_status, model, recent_failures, run_report
+
+    store = _store(tmp_path / "s")
+    now = ts("2026-06-01")
+
+    def answers() -> list[object]:
+        out: list[object] = []
+        for name in LANDING:
+            for got in (
+                service.run(store, name, chosen, now=now),
+                run_report(name, world(), chosen, now=now),
+            ):
+                out.append((got.data, None if got.frame is None else got.frame.to_dict("list")))
+        return out
+
+    q.clear_model_cache()
+    kept = answers()
+    monkeypatch.setattr(model, "selected_groups", lambda inputs, filters: None)
+    monkeypatch.setattr(job_status, "selected_groups", lambda inputs, filters: None)
+    monkeypatch.setattr(estimate, "_kept_app_scope", lambda inputs, apps: None)
+    monkeypatch.setattr(recent_failures, "_kept", lambda inputs, filters, limit: None)
+    q.clear_model_cache()
+    counted = answers()
+    assert repr(kept) == repr(counted)
+    assert kept[0] == kept[1]  # the store's answer is the frames' answer
+
+
+def test_the_unfiltered_landing_answers_read_no_event(tmp_path: Path, monkeypatch):
+    from reports import Inputs, sql
+    from reports.recent_failures import recent_sql
+
+    store = _store(tmp_path / "s")
+    q.clear_model_cache()
+    service.run(store, "cycles")  # the model is kept
+    want = sql.over(Inputs(events=world().events), recent_sql(Filters(), 20), ["events"])
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("counted the events instead of reading the model's groups")
+
+    monkeypatch.setattr(sql, "over", refuse)
+    monkeypatch.setattr(sql, "over_arrow", refuse)
+    risk = service.run(store, "quarantine-risk").frame
+    assert risk is not None and int(risk["events"].sum()) == len(world().events)
+    options = service.run(store, "filter-options").data
+    assert options is not None
+    assert options["jobs"] == sorted(set(world().events["job_id"].dropna()))
+    recent = service.run(store, "recent-failures").frame
+    assert recent is not None
+    assert recent["failures"].tolist() == want["failures"].tolist()
+    assert recent["source_id"].tolist() == want["source_id"].tolist()
+    assert len(want) > 0
