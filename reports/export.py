@@ -143,6 +143,10 @@ def _json_value_sql(name: str, series: pd.Series | None, column: pa.ChunkedArray
     ident = '"' + name.replace('"', '""') + '"'
     kind = column.type
     if _is_time(series) if series is not None else pa.types.is_timestamp(kind):
+        if pa.types.is_timestamp(kind) and kind.unit == "us":
+            # Formatted as a naive UTC time: the same text, without a time zone's conversion
+            # per value (half the cost).
+            return f"strftime(make_timestamp(epoch_us({ident})), '%Y-%m-%dT%H:%M:%S.%gZ')"
         return f"strftime({ident}, '%Y-%m-%dT%H:%M:%S.%gZ')"
     if pa.types.is_floating(kind):
         if series is not None:

@@ -467,7 +467,12 @@ def test_json_rows_written_by_duckdb_are_the_per_row_bytes(tmp_path):
 
     from reports.export import _json_line_chunks, records, write_json_rows
 
-    times = ["2026-11-20T01:02:03.456789Z", None, "1999-01-01T00:00:00Z", "2026-01-01T23:59:59.9Z"]
+    times = [
+        "2026-11-20T01:02:03.456789Z",
+        None,
+        "1969-12-31T23:59:59.9999Z",
+        "2026-01-01T23:59:59.9Z",
+    ]
     frame = pd.DataFrame(
         {
             "s": pd.array(
