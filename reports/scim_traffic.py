@@ -118,23 +118,31 @@ SELECT agg.*, mix.status_mix FROM agg JOIN mix USING (_key) ORDER BY _key
 """  # noqa: S608 (constants)
 
 
-def _aggregate(requests: pd.DataFrame, key: np.ndarray) -> pd.DataFrame:
+def _aggregate(
+    requests: pd.DataFrame, key: np.ndarray, at: npt.NDArray[np.int64] | None = None
+) -> pd.DataFrame:
     """Return per-key counts, status mix, latency quantiles and first/last times.
 
-    ``key`` is a numpy array aligned with ``requests`` (ints or naive datetimes). Counts, mix and
-    times in DuckDB; quantiles linear-interpolated over the requests with a latency.
+    ``key`` is a numpy array aligned with ``requests`` (ints or naive datetimes), or with the
+    rows at positions ``at`` of ``requests`` when given (those rows only; no copy of them).
+    Counts, mix and times in DuckDB; quantiles linear-interpolated over the requests with a
+    latency.
     """
     # Nullable columns: a missing code or latency is NULL in SQL (never NaN). As Arrow arrays
     # (no Python object per value).
     code = _doubles(requests["status_code"])
     latency = _doubles(requests["latency_ms"])
-    operation = pa.array(requests["operation"], from_pandas=True)
+    operation = pc.cast(pa.array(requests["operation"], from_pandas=True), pa.string())
+    times = _naive(requests["received_at"])
+    if at is not None:
+        code, latency, times = code[at], latency[at], times[at]
+        operation = pc.take(operation, pa.array(at))
     table = pa.table(
         {
             "_key": pa.array(key),
             "status_code": pa.array(code, mask=np.isnan(code)),
-            "operation": pc.cast(operation, pa.string()),
-            "_t": pa.array(_naive(requests["received_at"])),
+            "operation": operation,
+            "_t": pa.array(times),
             "latency_ms": pa.array(latency, mask=np.isnan(latency)),
         }
     )
@@ -228,8 +236,8 @@ def _cycles(cycles: pd.DataFrame, requests: pd.DataFrame, slack: pd.Timedelta) -
         inside = m["_n"].notna() & (m["_t"] <= m["_end"])
         m = m.loc[inside.to_numpy(bool)]
         if not m.empty:
-            picked = requests.iloc[m["_i"].to_numpy()]
-            agg = _aggregate(picked, m["_n"].astype("int64").to_numpy())
+            at = m["_i"].to_numpy(dtype=np.int64)
+            agg = _aggregate(requests, m["_n"].astype("int64").to_numpy(), at)
     out = cyc.merge(agg, left_on="_n", right_index=True, how="left") if not agg.empty else cyc
     out = out.reindex(columns=[*cyc.columns, *[c for c in agg.columns if c not in cyc.columns]])
     for col in [*_COUNTS, "requests"]:
