@@ -104,7 +104,7 @@ def report(name):
     result = service.run(store, name, Filters(), now=pd.Timestamp(now))
     t1 = time.perf_counter()
     spec = REPORTS[name]
-    arrow = result.arrow_rows()
+    arrow = result.rows_source()
     source = arrow if arrow is not None else result.frame
     if not (spec.shape == "rows" and source is not None and write_json_rows(source, os.devnull)):
         write_output(render(name, result, "json", spec.shape), os.devnull)

@@ -331,8 +331,9 @@ class ReportResult:
         data: dict[str, Any] | None = None,
         hidden_noise: int = 0,
     ) -> ReportResult:
-        """Return a result whose frame is ``to_frame(rows)`` (``rows``: a pyarrow Table),
-        made on first read of ``frame``; :meth:`arrow_rows` gives the rows before that."""
+        """Return a result whose frame is ``to_frame(rows)`` (``rows``: a pyarrow Table, or
+        reports.sql.StoredRows), made on first read of ``frame``; :meth:`arrow_rows` gives
+        the rows before that."""
         out = cls(None, data, hidden_noise)
         object.__setattr__(out, "_rows", (rows, to_frame))
         return out
@@ -340,6 +341,13 @@ class ReportResult:
     def arrow_rows(self) -> Any:
         """Return the rows as the pyarrow Table the frame is made from, None when the result
         holds a frame (given, or already made)."""
+        rows = self.rows_source()
+        return rows.table() if hasattr(rows, "table") else rows
+
+    def rows_source(self) -> Any:
+        """Return the rows as given to :meth:`of_rows`: a pyarrow Table, or rows kept in a file
+        (reports.sql.StoredRows, which a writer scans in place); None when the result holds a
+        frame."""
         pending = self.__dict__.get("_rows")
         return None if pending is None else pending[0]
 

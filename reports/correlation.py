@@ -150,6 +150,7 @@ def rows_sql(
     unique_requests: bool = False,
     unique_events: bool = False,
     model_files: dict[str, str] | None = None,
+    noise_flag: bool = False,
 ) -> tuple[str, str, str]:
     """Return (the selection's CTEs, rows query, hidden-noise count query) over the views.
 
@@ -158,7 +159,8 @@ def rows_sql(
     requests are read ``window`` wider than the range (they may belong to events inside it).
     ``unique_requests``/``unique_events``: the ids are known distinct (no last copy to pick).
     ``model_files``: the model's ``matches`` and ``noise`` parts read in place from these Parquet
-    files (else views of those names are expected).
+    files (else views of those names are expected). ``noise_flag``: each row with ``_noise``
+    (its event is noise) after ``COLUMNS``; the rows of noise events are kept then.
     """
     from reports.model_sql import object_key_sql, user_hit_sql
 
@@ -198,7 +200,10 @@ def rows_sql(
     where = " AND ".join(chosen)
     selected = f"e.id IN (SELECT id FROM ev WHERE {where})" if narrowed else "TRUE"  # noqa: S608
     noisy = "e.id IN (SELECT event_id FROM noise WHERE noise)"
-    keep = selected if include_noise else f"{selected} AND NOT coalesce({noisy}, false)"
+    keep = (
+        selected if include_noise or noise_flag else f"{selected} AND NOT coalesce({noisy}, false)"
+    )
+    flag = f", coalesce({noisy}, false) AS _noise" if noise_flag else ""
     wiki_only = "FALSE" if narrowed else _between("r.received_at", filters.since, filters.until)
     n = "coalesce(a.n, 0)"
     # The last copy of each request id; an event id's first row (when ids repeat: frames).
@@ -285,19 +290,19 @@ def rows_sql(
                a.d.status AS wiki_status, a.d.type AS wiki_scim_type,
                a.d.detail AS wiki_detail, a.d.op AS wiki_operation,
                a.d.user AS wiki_user_name, a.first_at AS wiki_first_at,
-               a.last_at AS wiki_last_at, {n} AS wiki_requests
+               a.last_at AS wiki_last_at, {n} AS wiki_requests{flag}
         FROM ev e LEFT JOIN agg a ON a.ep = e._row
         WHERE {keep}
         UNION ALL
         SELECT 1, r._row, NULL, NULL, NULL, r.resource_id, NULL, NULL, [r.request_id],
                [r.status_code], 'wiki_only', {literal(_NOTES["wiki_only"])}, NULL, NULL, NULL,
                NULL, r.status_code, r.scim_type, r.detail, r.operation, r.user_name,
-               r.received_at, r.received_at, 1
+               r.received_at, r.received_at, 1{", false" if noise_flag else ""}
         FROM rq r
         WHERE {wiki_only}
           AND NOT EXISTS (SELECT 1 FROM matches m WHERE m.request_id = r.request_id)
     )
-    SELECT {", ".join(COLUMNS)} FROM out
+    SELECT {", ".join(COLUMNS)}{", _noise" if noise_flag else ""} FROM out
     ORDER BY coalesce(activity_at, wiki_first_at) NULLS LAST, part, o
     """  # noqa: S608 (literals quoted)
     hidden = (
@@ -355,6 +360,10 @@ def build(
 
     window = pd.Timedelta(seconds=window_s)
     model = model_of(inputs)
+    if window == WINDOW and not user and filters == Filters() and inputs.scan("events") is not None:
+        kept = _kept(model, include_noise)
+        if kept is not None:
+            return kept
     stored = _stored(inputs, model) if window == WINDOW else None
     if stored is not None:
         return _build_stored(inputs, filters, stored, include_noise=include_noise, user=user)
@@ -392,6 +401,40 @@ def build(
     finally:
         con.close()
     return ReportResult(frame=_frame(result), hidden_noise=hidden)
+
+
+KEPT_ROWS: Final = "correlation_rows"
+
+
+def kept_rows_sql(model_files: dict[str, str], unique_requests: bool, unique_events: bool) -> str:
+    """Return the SQL of the unfiltered rows the model keeps (``KEPT_ROWS``): every row, noise
+    shown, each with its ``_noise`` flag (over views ``events`` and ``scim_requests`` with
+    ``_row``; the model's matches and noise read from ``model_files``)."""
+    _, rows, _ = rows_sql(
+        Filters(),
+        include_noise=True,
+        user=None,
+        window=WINDOW,
+        unique_requests=unique_requests,
+        unique_events=unique_events,
+        model_files=model_files,
+        noise_flag=True,
+    )
+    return rows
+
+
+def _kept(model: Model, include_noise: bool) -> ReportResult | None:
+    """Return the unfiltered report from the rows the model keeps, None when it keeps none."""
+    from reports.model import kept_rows
+
+    rows = kept_rows(model, KEPT_ROWS, COLUMNS, "TRUE" if include_noise else "NOT _noise")
+    if rows is None:
+        return None
+    hidden = 0
+    if not include_noise:
+        noisy = kept_rows(model, KEPT_ROWS, ["_noise"], "_noise")
+        hidden = 0 if noisy is None else noisy.table().num_rows
+    return ReportResult.of_rows(rows, lambda kept: _frame(kept.table()), hidden_noise=hidden)
 
 
 def _stored(inputs: Inputs, model: Model) -> dict[str, str] | None:

@@ -7,11 +7,13 @@ assignments are reported with ``scope_via`` nested_group / default_access, not i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import (
@@ -25,6 +27,9 @@ from reports.inputs import (
     slim,
 )
 from reports.model_sql import DEFAULT_ACCESS_ROLE, SCOPE_VIAS, VERDICTS
+
+if TYPE_CHECKING:
+    from reports.sql import StoredRows
 
 COLUMNS = [
     "principal_id",
@@ -263,7 +268,11 @@ def coverage_table(
 
 def verdict_counts(coverage: pd.DataFrame) -> dict[str, int]:
     """Return how many users have each verdict (every verdict present, zero when none)."""
-    counts = coverage["verdict"].value_counts()
+    return _counted(coverage["verdict"].value_counts().to_dict())
+
+
+def _counted(counts: Mapping[Any, int]) -> dict[str, int]:
+    """Return every verdict's count of ``counts`` (zero when absent), in VERDICTS' order."""
     return {v: int(counts.get(v, 0)) for v in VERDICTS}
 
 
@@ -299,8 +308,48 @@ def build(
     **params: Any,
 ) -> ReportResult:
     """Return the coverage rows and, in ``data``, the count of users per verdict."""
+    kept = _kept_rows(inputs, filters)
+    if kept is not None:
+        verdicts = replace(kept, columns=("verdict",)).table().column("verdict")
+        counts = pc.value_counts(verdicts).to_pylist()
+        data = {"verdict_counts": _counted({c["values"]: c["counts"] for c in counts})}
+        return ReportResult.of_rows(kept, _frame_of_rows, data=data)
     table = coverage_rows(inputs, filters, COLUMNS)[COLUMNS].reset_index(drop=True)
     return ReportResult(frame=table, data={"verdict_counts": verdict_counts(table)})
+
+
+def _kept_rows(inputs: Inputs, filters: Filters) -> StoredRows | None:
+    """Return the coverage rows of a kept model's objects part (read in place) when the
+    filters do not redefine them (coverage_rows' rule), None otherwise."""
+    from reports.sql import StoredRows
+
+    if _scoped(filters) != Filters() or inputs.scan("events") is None:
+        return None
+    from reports.model import model_of
+
+    path = model_of(inputs).file("objects")
+    if path is None:
+        return None
+    # coverage_rows' frame reads a missing in_scope as false.
+    return StoredRows(
+        path, tuple(COLUMNS), "coverage", (("in_scope", "coalesce(in_scope, false)"),)
+    )
+
+
+def _frame_of_rows(rows: StoredRows) -> pd.DataFrame:
+    """Return the coverage frame of rows kept in the objects part (as coverage_rows gives)."""
+    frame: pd.DataFrame = rows.table().to_pandas()
+    return frame.astype({"in_scope": "bool"})
+
+
+def _scoped(filters: Filters) -> Filters:
+    """Return the filters that redefine coverage rows (time, app, job: scope and last events)."""
+    return Filters(
+        since=filters.since,
+        until=filters.until,
+        service_principal_ids=filters.service_principal_ids,
+        job_ids=filters.job_ids,
+    )
 
 
 def coverage_rows(
@@ -316,12 +365,7 @@ def coverage_rows(
     from reports.model import model_of, objects_in_place, objects_table
 
     model = model_of(inputs)
-    scoped = Filters(
-        since=filters.since,
-        until=filters.until,
-        service_principal_ids=filters.service_principal_ids,
-        job_ids=filters.job_ids,
-    )
+    scoped = _scoped(filters)
     if scoped == Filters():
         objects = (
             model.objects if columns is None else model.columns("objects", [*columns, "coverage"])

@@ -43,6 +43,7 @@ from reports.model_sql import (
 
 if TYPE_CHECKING:
     from reports import Filters, Inputs
+    from reports.sql import StoredRows
 
 PARTS: Final = (
     "noise",
@@ -57,8 +58,12 @@ PARTS: Final = (
 # What the model holds and how (its parts, their columns and rules, the one-user copies): part of
 # the kept model's directory name, so a model written by older code is never read. Bump it with
 # any change to what the model holds.
-MODEL_FORMAT: Final = 4
+MODEL_FORMAT: Final = 5
 WINDOW: Final = pd.Timedelta(seconds=120)
+# Rows a report answers unfiltered, kept beside a store's model (reports.query.build_model, by
+# the reports' own SQL) and read back by an unfiltered ask: per object (users, noise hidden and
+# shown) and per event and unexplained request (correlation, each row's noise flag beside it).
+ROW_PARTS: Final = ("users_rows", "users_rows_noise", "correlation_rows")
 
 # Which tables each part is computed from (the columns: reports.model_sql.VIEW_COLUMNS).
 PART_TABLES: Final[dict[str, tuple[str, ...]]] = {
@@ -173,6 +178,17 @@ def _part_from_frames(
         return typed_part(name, con.sql(part_query(con, name)).to_arrow_table().to_pandas())
     finally:
         con.close()
+
+
+def kept_rows(
+    model: Model, name: str, columns: Sequence[str], where: str = "TRUE"
+) -> StoredRows | None:
+    """Return ``columns`` of the rows kept in ``ROW_PARTS`` part ``name`` (those ``where``
+    holds, in kept order), None when the model keeps none (computed in memory)."""
+    from reports.sql import StoredRows
+
+    path = model.file(name)
+    return None if path is None else StoredRows(path, tuple(columns), where)
 
 
 def event_noise(

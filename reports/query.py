@@ -43,6 +43,7 @@ from reports.model import (
     MODEL_FORMAT,
     PART_TABLES,
     PARTS,
+    ROW_PARTS,
     Model,
     cycles_frame,
     part_query,
@@ -391,7 +392,7 @@ def derived_dir(store: Store, version: int) -> Path:
 def _kept_files() -> list[str]:
     from reports.model_sql import USER_FILES
 
-    return [f"{p}.parquet" for p in (*PARTS, *USER_FILES)]
+    return [f"{p}.parquet" for p in (*PARTS, *ROW_PARTS, *USER_FILES)]
 
 
 def load_model(store: Store, version: int) -> Model | None:
@@ -406,7 +407,8 @@ def load_model(store: Store, version: int) -> Model | None:
         frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet", columns=columns).to_pandas()
         return frame
 
-    return Model(loader=read, root=root, files={p: str(root / f"{p}.parquet") for p in PARTS})
+    files = {p: str(root / f"{p}.parquet") for p in (*PARTS, *ROW_PARTS)}
+    return Model(loader=read, root=root, files=files)
 
 
 MODEL_MEMORY: Final = "800MB"  # DuckDB's limit while building a model: beyond it, it spills
@@ -474,6 +476,7 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
         cycles = cycles_frame(con, jobs) if snap.files("events") else _empty()
         if root is not None:
             _write_user_copies(con, snap, root)
+            _write_kept_rows(snap, root, spill)
     except duckdb.IOException as exc:
         if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
             raise PartVanished(str(exc)) from None
@@ -566,6 +569,51 @@ def _write_user_copies(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Pat
         log.info("one-user %s written in %.1f s", name, time.perf_counter() - t0)
     for table in ("ukeys", "req", "obj"):
         con.execute(f"DROP TABLE {table}")
+
+
+def _write_kept_rows(snap: Snapshot, root: Path, spill: Path) -> None:
+    """Write the rows reports answer unfiltered (reports.model.ROW_PARTS) beside the model, by
+    the reports' own SQL over every stored event and request (as the service reads them: each
+    row's ``_row`` its stored position) and the kept noise and matches; in their order."""
+    from reports import correlation, users
+    from reports import model_sql as ms
+
+    own = spill / "rows"
+    own.mkdir()
+    con = model_connection(own)
+    try:
+        con.execute("SET preserve_insertion_order = true")  # the rows' order is the answer's
+        tables = ("events", "scim_requests")
+        ms.store_views(con, {t: snap.files(t) for t in tables}, tables, full=True)
+        for table in tables:
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {table} AS "  # noqa: S608 (identifiers)
+                f"SELECT * EXCLUDE (_pos), _pos AS _row FROM full_{table}"
+            )
+        files = {part: str(root / f"{part}.parquet") for part in ("matches", "noise")}
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW noise_ids AS "  # noqa: S608 (a quoted path)
+            f"SELECT event_id FROM read_parquet({_quote(files['noise'])}) WHERE noise"
+        )
+        unique = {
+            table: con.sql(f"SELECT count(*) FROM {table} WHERE {key} IS NULL").fetchall()[0][0]  # noqa: S608
+            == 0
+            for table, key in (("events", "id"), ("scim_requests", "request_id"))
+        }
+        # Whole queries (their ORDER BY outermost): users' rows keep their helper columns.
+        queries = {
+            name: users.stored_users_sql(Filters(), shown)
+            for shown, name in users.KEPT_ROWS.items()
+        }
+        queries[correlation.KEPT_ROWS] = correlation.kept_rows_sql(
+            files, unique["scim_requests"], unique["events"]
+        )
+        for name, sql in queries.items():
+            t0 = time.perf_counter()
+            con.execute(f"COPY ({sql}) TO {_quote(str(root / f'{name}.parquet'))} ({PARQUET})")
+            log.info("kept rows %s written in %.1f s", name, time.perf_counter() - t0)
+    finally:
+        con.close()
 
 
 def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:

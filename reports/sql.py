@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -156,6 +157,46 @@ def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.Dat
         for name in frames:
             con.unregister(name)
     return result
+
+
+@dataclass(frozen=True)
+class StoredRows:
+    """Rows kept in a Parquet file (e.g. the derived model's, reports.model.ROW_PARTS): its
+    ``columns`` of the rows ``where`` holds (SQL over those columns), in file order.
+
+    A report may answer with them (ReportResult.of_rows): a writer then scans the file in place
+    (:meth:`sql`, reports.export.write_json_rows) and the rows never sit whole in memory;
+    :meth:`table` reads them as Arrow (for the frame)."""
+
+    path: str
+    columns: tuple[str, ...]
+    where: str = "TRUE"
+    # SQL of a column's value when it is not the stored column of its name (e.g. a null read
+    # as false, as the frame the rows stand for has it).
+    values: tuple[tuple[str, str], ...] = ()
+
+    def sql(self) -> str:
+        """Return the SQL selecting the rows (quoted path and identifiers only)."""
+        given = dict(self.values)
+        cols = ", ".join(
+            given.get(c, '"' + c.replace('"', '""') + '"') + ' AS "' + c.replace('"', '""') + '"'
+            for c in self.columns
+        )
+        return f"SELECT {cols} FROM read_parquet({literal(self.path)}) WHERE {self.where}"  # noqa: S608
+
+    def table(self) -> pa.Table:
+        """Return the rows as Arrow (DuckDB's types, as the query that kept them gave)."""
+        return self.table_of(None)
+
+    def table_of(self, limit: int | None) -> pa.Table:
+        """Return at most ``limit`` rows (None: all) as Arrow, as :meth:`table`."""
+        con = _connect()
+        try:
+            sql = self.sql() if limit is None else f"{self.sql()} LIMIT {int(limit)}"
+            rows: pa.Table = con.sql(sql).to_arrow_table()
+        finally:
+            con.close()
+        return rows
 
 
 def stored_unique(inputs: Inputs, table: str) -> bool:

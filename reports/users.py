@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +13,9 @@ import pyarrow as pa
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import isin, lookup, object_key, order_events, slim
 from reports.model_sql import USER_COLUMNS
+
+if TYPE_CHECKING:
+    from reports.sql import StoredRows
 
 COLUMNS = [
     "source_id",
@@ -112,6 +115,26 @@ def _stored_user_rows(
 ) -> pa.Table:
     """Return the rows of :func:`stored_user_table` as Arrow (its columns, in its order)."""
     from reports import sql
+
+    rows = sql.over_arrow(
+        inputs,
+        stored_users_sql(filters, include_noise),
+        ["events"],
+        noise_ids=pd.DataFrame({"event_id": noise_ids.dropna().astype("str")}),
+    )
+    return rows.select(ROW_COLUMNS)
+
+
+ROW_COLUMNS: Final = [*COLUMNS, "noise_events"]
+# The model keeps the unfiltered rows (reports.query: its ``users_rows`` parts), noise hidden and
+# shown: computed with the model by :func:`stored_users_sql`, read back by an unfiltered ask.
+KEPT_ROWS: Final = {False: "users_rows", True: "users_rows_noise"}
+
+
+def stored_users_sql(filters: Filters, include_noise: bool) -> str:
+    """Return the SQL of :func:`stored_user_table`'s rows (all its columns; ``ROW_COLUMNS``
+    first) over a view ``events`` with ``_row`` and a view ``noise_ids`` (``event_id``)."""
+    from reports import sql
     from reports.query import OBJECT_KEY
 
     head = _STORED_USERS_SQL.format(
@@ -123,13 +146,17 @@ def _stored_user_rows(
         "WITH ev AS (SELECT * FROM events), g AS (", ", ev AS (SELECT * FROM marked), g AS ("
     )
     assert body != _USER_SQL
-    rows = sql.over_arrow(
-        inputs,
-        head + body,
-        ["events"],
-        noise_ids=pd.DataFrame({"event_id": noise_ids.dropna().astype("str")}),
-    )
-    return rows.select([*COLUMNS, "noise_events"])
+    return head + body
+
+
+def _kept_rows(inputs: Inputs, filters: Filters, include_noise: bool) -> StoredRows | None:
+    """Return the unfiltered rows the model keeps (read in place from its file), None when it
+    keeps none (in-memory inputs, or a filter: then they are computed)."""
+    from reports.model import kept_rows, model_of
+
+    if filters != Filters() or inputs.scan("events") is None:
+        return None
+    return kept_rows(model_of(inputs), KEPT_ROWS[include_noise], ROW_COLUMNS)
 
 
 _NOISE_COUNT_SQL = (
@@ -416,6 +443,13 @@ def build(
 
     model = model_of(inputs)
     if not user:
+        kept = _kept_rows(inputs, filters, include_noise)
+        if kept is not None:
+            facts = model.columns("facts", ["noise_events"])
+            hidden = 0 if include_noise else int(facts["noise_events"].iloc[0])
+            return ReportResult.of_rows(
+                kept, lambda rows: _user_frame(rows.table()), hidden_noise=hidden
+            )
         noise = model.columns("noise", ["event_id", "noise"])
         noisy = noise.loc[noise["noise"].astype(bool), "event_id"]
         rows = _stored_user_rows(inputs, filters, noisy, include_noise)

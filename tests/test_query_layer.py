@@ -81,6 +81,7 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
     assert kept.name == f"v{store.version}.m{MODEL_FORMAT}"
     assert sorted(p.name for p in kept.glob("*.parquet")) == [
         "app_scope.parquet",
+        "correlation_rows.parquet",
         "cycles.parquet",
         "facts.parquet",
         "groups.parquet",
@@ -97,6 +98,8 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
         "user_request_index.parquet",
         "user_requests.parquet",
         "user_steps.parquet",
+        "users_rows.parquet",
+        "users_rows_noise.parquet",
     ]
 
     def refuse(*args: object) -> None:
@@ -285,12 +288,35 @@ def test_rows_given_as_arrow_are_written_as_their_frame_would_be(tmp_path: Path)
 
     store = _store(tmp_path / "s")
     for name in ("correlation", "users"):
-        result = service.run(store, name, include_noise=True)
+        # A filter: the rows are computed (unfiltered ones are kept: the next test).
+        result = service.run(store, name, Filters(since=ts("2026-01-01")), include_noise=True)
         rows = result.arrow_rows()
         assert rows is not None and rows.num_rows, name  # the rows came out of DuckDB as Arrow
         out = tmp_path / f"{name}.json"
         assert write_json_rows(rows, out)
         assert out.read_bytes() == json_bytes(result.frame), name
+
+
+@pytest.mark.parametrize("include_noise", [False, True])
+def test_unfiltered_rows_are_read_where_the_model_keeps_them(tmp_path: Path, include_noise: bool):
+    """Unfiltered, users, correlation and coverage answer with the rows the model keeps
+    (scanned in place by the writer): the same rows, bytes and hidden noise as computed."""
+    from reports import run_report
+    from reports.export import json_bytes, write_json_rows
+    from reports.sql import StoredRows
+
+    store = _store(tmp_path / "s")
+    memory = world()
+    for name in ("correlation", "users", "coverage"):
+        result = service.run(store, name, include_noise=include_noise)
+        kept = result.rows_source()
+        assert isinstance(kept, StoredRows), name
+        out = tmp_path / f"{name}.json"
+        assert write_json_rows(kept, out)
+        assert out.read_bytes() == json_bytes(result.frame), name
+        want = run_report(name, memory, include_noise=include_noise)
+        pd.testing.assert_frame_equal(result.frame, want.frame, check_dtype=False)
+        assert (result.hidden_noise, result.data) == (want.hidden_noise, want.data), name
 
 
 ONE_USER_REPORTS = (

@@ -248,11 +248,11 @@ def run(args: argparse.Namespace, ctx) -> int:
         return 0
     fmt = "csv" if args.format == "table" else args.format
     # Rows as JSON to a file: written batch by batch (a million rows never sit whole in memory),
-    # from the Arrow rows when the report gave them so (no frame is made).
-    arrow = result.arrow_rows()
-    has_rows = arrow is not None or result.frame is not None
+    # from the rows as the report gave them (Arrow, or kept in a file: no frame is made).
+    given = result.rows_source()
+    has_rows = given is not None or result.frame is not None
     rows = fmt == "json" and spec.shape == "rows" and has_rows
-    source = arrow if arrow is not None else result.frame
+    source = given if given is not None else result.frame
     if not (rows and args.out and write_json_rows(source, args.out)):
         write_output(render(args.name, result, fmt, spec.shape), args.out)
     if args.out:
