@@ -579,8 +579,8 @@ WARM_UP_LINE = "provlens warm-up of the landing page (answers ready after, s): "
 
 
 def warm_up_of(log: Path) -> dict[str, float] | None:
-    """Return when each warm-up answer was ready (seconds since it began; ``total`` too), from its log line
-    (dashboard.serve), or None when it logged none (it had not finished, or failed)."""
+    """Return when each warm-up answer was ready (seconds since it began; ``total`` too), from
+    its log line (dashboard.serve), or None when it logged none (not finished, or failed)."""
     import ast
 
     try:

@@ -261,6 +261,11 @@ def epoch_ms(values: pd.Series) -> pd.Series:
     return (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
 
 
+def iso_utc(ts: Any) -> str:
+    """Return a timestamp as ISO 8601 in UTC with milliseconds and a Z (`…T08:05:00.000Z`)."""
+    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def bucket_width(freq: str | None) -> pd.Timedelta:
     """Return the width of one ``freq`` time bucket (a pandas frequency; weeks are 7 days)."""
     if not freq:
@@ -300,6 +305,7 @@ def time_bars(
         {
             "x0": epoch_ms(x0),
             "x1": epoch_ms(x1),
+            "xm": epoch_ms(x0 + (x1 - x0) / 2),
             "when": start.dt.strftime("%Y-%m-%d %H:%M UTC"),
             by: values,
             "count": series["count"].astype("int64"),
@@ -311,6 +317,14 @@ def time_bars(
         y |= {"title": "Events (log scale)", "stack": None, "scale": {"type": "log"}}
     else:
         y |= {"title": "Events", "stack": "zero"}
+    # Day or week buckets: a tick per day at midnight UTC, labelled with the date only.
+    axis: dict[str, Any] = (
+        {"format": "%b %d", "tickCount": {"interval": "day", "step": 1}, "labelOverlap": True}
+        if width >= pd.Timedelta(days=1)
+        else {"format": "%b %d %H:%M", "labelOverlap": True}
+    )
+    # A log axis has no zero: its bars rise from the bottom of the plot.
+    base: dict[str, Any] = {"y2": {"value": "height"}} if log_y else {}
     bars: dict[str, Any] = {
         "mark": {"type": "bar"},
         "encoding": {
@@ -319,10 +333,11 @@ def time_bars(
                 "type": "temporal",
                 "title": "Time (UTC)",
                 "scale": {"type": "utc"},
-                "axis": {"format": "%b %d %H:%M", "labelOverlap": True},
+                "axis": axis,
             },
             "x2": {"field": "x1"},
             "y": y,
+            **base,
             "color": {
                 "field": by,
                 "type": "nominal",
@@ -343,10 +358,11 @@ def time_bars(
             {
                 "mark": {"type": "text", "baseline": "bottom", "dy": -2, "fontSize": 10},
                 "encoding": {
-                    "x": {"field": "x0", "type": "temporal", "scale": {"type": "utc"}},
-                    "x2": {"field": "x1"},
+                    "x": {"field": "xm", "type": "temporal", "scale": {"type": "utc"}},
                     "y": y,
                     "text": {"field": "count", "type": "quantitative", "format": ","},
+                    # In the bar's colour: readable on the light and the dark theme alike.
+                    "color": bars["encoding"]["color"] | {"legend": None},
                 },
             }
         )
@@ -377,7 +393,8 @@ def time_points(
                 "title": "Time (UTC)",
                 "scale": {
                     "type": "utc",
-                    "domain": [int(epoch_ms(pd.Series(window)).iloc[i]) for i in (0, 1)],
+                    # ISO with Z: what Vega-Lite reads as a UTC instant in a domain.
+                    "domain": [iso_utc(t) for t in window],
                 },
                 "axis": {"format": "%b %d %H:%M", "labelOverlap": True},
             },

@@ -179,4 +179,4 @@ def test_bucket_width_and_time_points() -> None:
     assert data.iloc[0]["error_code"] == "—"
     assert data.iloc[0]["cycle_id"] == fx.XSS_NAME  # Vega draws text, its tooltips escape HTML
     lo, hi = spec["encoding"]["x"]["scale"]["domain"]
-    assert hi - lo == 2 * 3_600_000
+    assert (lo, hi) == ("2026-11-20T07:05:00.000Z", "2026-11-20T09:05:00.000Z")

@@ -48,6 +48,10 @@ query = st.text_input(
     key="users_query",
     placeholder="e.g. ada.lovelace@contoso.com",
 )
+if linked and query == linked and "@" in linked:
+    # A link by UPN (what the dashboard's own links hold) names the diagnosis's subject as the
+    # search row will: its diagnosis is computed while the search runs.
+    ctx.prefetch(("diagnosis", {"user": linked}))
 users = ctx.report("user-search", query=str(query or ""))
 matches = users.frame if users.frame is not None else pd.DataFrame(columns=["user_key"])
 ui.noise_note(users.hidden_noise)
