@@ -805,6 +805,13 @@ def table(result: dict[str, Any], tier: str) -> str:
             + "; ".join(f"{k} = {v}" for k, v in figures.items())
             + "."
         )
+    ready, cold = result.get("server_ready_s"), times.get("overview_cold")
+    if ready is not None and cold:
+        # What a user who starts the server and opens the page at once waits, in all.
+        lines.append(
+            f"Overview, from starting the server to the complete page: {ready + cold[0]:.2f} s "
+            f"({ready:.2f} s to the health check's answer + {cold[0]:.2f} s cold open)."
+        )
     for key, runs in result.get("phases", {}).items():
         text = ", ".join(
             f"script started {r['first_run_started_s']} s, last run ended {r['last_run_ended_s']} s"
