@@ -293,9 +293,10 @@ def time_bars(
     width = bucket_width(freq)
     values = series[by].astype("str")
     order = color_scale(sorted(values.unique()), palette)["domain"]
+    rank = values.map({v: i for i, v in enumerate(order)}).astype("int64")  # legend order
     start = pd.to_datetime(series["bucket"], utc=True)
     if log_y:
-        slot = values.map({v: i for i, v in enumerate(order)}).astype("int64")
+        slot = rank
         part = width / max(len(order), 1)
         x0 = start + part * slot + part * 0.05
         x1 = start + part * (slot + 1) - part * 0.05
@@ -309,14 +310,23 @@ def time_bars(
             "when": start.dt.strftime("%Y-%m-%d %H:%M UTC"),
             by: values,
             "count": series["count"].astype("int64"),
+            # The stack's order within a bucket: the legend's.
+            "order": rank,
         }
     )
     title = by.replace("_", " ").capitalize()
     y: dict[str, Any] = {"field": "count", "type": "quantitative"}
     if log_y:
-        y |= {"title": "Events (log scale)", "stack": None, "scale": {"type": "log"}}
+        # From 0.7: a bucket of one event still shows a bar (log 1 = 0 is the axis's bottom).
+        y |= {
+            "title": "Events (log scale)",
+            "stack": None,
+            "scale": {"type": "log", "domainMin": 0.7},
+        }
     else:
-        y |= {"title": "Events", "stack": "zero"}
+        # Stacked by Vega-Lite's stack transform (a bar with x and x2 is not stacked on its own):
+        # each segment from y0 to y1 within its bucket, in the legend's order.
+        y = {"field": "y1", "type": "quantitative", "title": "Events"}
     # Day or week buckets: a tick per day at midnight UTC, labelled with the date only.
     axis: dict[str, Any] = (
         {"format": "%b %d", "tickCount": {"interval": "day", "step": 1}, "labelOverlap": True}
@@ -324,7 +334,7 @@ def time_bars(
         else {"format": "%b %d %H:%M", "labelOverlap": True}
     )
     # A log axis has no zero: its bars rise from the bottom of the plot.
-    base: dict[str, Any] = {"y2": {"value": "height"}} if log_y else {}
+    base: dict[str, Any] = {"y2": {"value": "height"}} if log_y else {"y2": {"field": "y0"}}
     bars: dict[str, Any] = {
         "mark": {"type": "bar"},
         "encoding": {
@@ -353,6 +363,15 @@ def time_bars(
         },
     }
     spec: dict[str, Any] = {"height": 360, "layer": [bars]}
+    if not log_y:
+        spec["transform"] = [
+            {
+                "stack": "count",
+                "groupby": ["x0"],
+                "sort": [{"field": "order", "order": "ascending"}],
+                "as": ["y0", "y1"],
+            },
+        ]
     if log_y and len(data) <= 60:
         spec["layer"].append(
             {

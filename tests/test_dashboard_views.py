@@ -143,7 +143,10 @@ def test_time_bars_stack_or_group_each_bucket_and_keep_the_counts() -> None:
     assert start < data["x0"].iloc[0] < data["x1"].iloc[0] < start + day
     assert data["x0"].iloc[0] == data["x0"].iloc[1]
     bars = spec["layer"][0]["encoding"]
-    assert bars["y"]["stack"] == "zero" and "scale" not in bars["y"]
+    assert (bars["y"]["field"], bars["y2"]["field"]) == ("y1", "y0") and "scale" not in bars["y"]
+    stack = spec["transform"][0]
+    assert list(data["order"]) == [0, 1, 2]  # the legend's order
+    assert (stack["stack"], stack["groupby"], stack["as"]) == ("count", ["x0"], ["y0", "y1"])
     assert bars["x"]["scale"] == {"type": "utc"}
     # Known statuses keep their colour; others get one that is neither red nor green.
     assert bars["color"]["scale"]["domain"] == ["success", "failure", "mystery"]
@@ -153,7 +156,7 @@ def test_time_bars_stack_or_group_each_bucket_and_keep_the_counts() -> None:
     # Log axis: side by side, each status in its own third of the day, not stacked; labelled.
     data, spec = views.time_bars(series, "status", "D", palette, log_y=True)
     assert spec["layer"][0]["encoding"]["y"]["stack"] is None
-    assert spec["layer"][0]["encoding"]["y"]["scale"] == {"type": "log"}
+    assert spec["layer"][0]["encoding"]["y"]["scale"] == {"type": "log", "domainMin": 0.7}
     assert start <= data["x0"].iloc[0] < data["x1"].iloc[0] <= start + day / 3
     assert start + day / 3 <= data["x0"].iloc[1] < data["x1"].iloc[1] <= start + 2 * day / 3
     assert spec["layer"][1]["mark"]["type"] == "text"
