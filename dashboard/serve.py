@@ -1,12 +1,14 @@
 """The dashboard's server process: Streamlit's own ``streamlit run``, plus a warm-up.
 
 ``python -m dashboard.serve run dashboard/app.py [streamlit options]`` is ``streamlit run`` with
-one addition: once the server is up, a background thread asks the landing page's answers for the
-store's current version with the sidebar's defaults (``dashboard.asks``, after the
-sidebar's filter-options, which also reads the derived model into memory), through the same
-cache the pages use. A visitor who opens the dashboard meanwhile waits for the answer being
-computed instead of computing it a second time (the cache computes each key once), and finds
-the rest done. The warm-up logs what it computed and how long it took (``provlens warm-up``).
+one addition: as the process starts, before Streamlit's server is up, a background thread asks
+the landing page's answers for the store's current version with the sidebar's defaults
+(``dashboard.asks``: the sidebar's filter-options first, which also reads the derived model into
+memory, then the Overview's, side by side on the page's ask threads, ``dashboard.data.prefetch``),
+through the same cache the pages use. A visitor who opens the dashboard meanwhile waits for the
+answer being computed instead of computing it a second time (the cache computes each key once),
+and finds the rest done. The warm-up logs when each answer was ready, in seconds since it began
+(``provlens warm-up``).
 """
 
 from __future__ import annotations
@@ -15,23 +17,15 @@ import logging
 import sys
 import threading
 import time
+from concurrent.futures import as_completed
 from pathlib import Path
 
 log = logging.getLogger("provlens.warmup")
-WAIT_FOR_SERVER_S = 120.0
-
-
-def _server_up() -> bool:
-    from streamlit.runtime import Runtime, RuntimeState
-
-    if not Runtime.exists():
-        return False
-    return Runtime.instance().state not in (RuntimeState.INITIAL, RuntimeState.STOPPED)
 
 
 def warm_up(path: Path | None = None) -> dict[str, float]:
-    """Compute the landing page's answers for the store's current version; return seconds per
-    report (and ``total``)."""
+    """Compute the landing page's answers for the store's current version; return when each
+    was ready, in seconds since the warm-up began (and ``total``)."""
     from dashboard import data
     from dashboard.asks import LANDING_ASKS, SIDEBAR_ASKS
 
@@ -41,38 +35,46 @@ def warm_up(path: Path | None = None) -> dict[str, float]:
     if version == 0:
         return took
     start = time.perf_counter()
-    for name, params in SIDEBAR_ASKS + LANDING_ASKS:
-        t0 = time.perf_counter()
-        data.answer(name, store, version, data.FilterState(), **params)
-        took[name] = round(time.perf_counter() - t0, 2)
+    defaults = data.FilterState()
+    # The sidebar's answer alone first: it reads the derived model that every other one needs.
+    for name, params in SIDEBAR_ASKS:
+        data.answer(name, store, version, defaults, **params)
+        took[name] = round(time.perf_counter() - start, 2)
+    futures = data.prefetch(store, version, defaults, LANDING_ASKS)
+    names = {future: name for (name, _), future in zip(LANDING_ASKS, futures, strict=True)}
+    for future in as_completed(futures):
+        future.result()  # raises the first error
+        took[names[future]] = round(time.perf_counter() - start, 2)
     took["total"] = round(time.perf_counter() - start, 2)
-    return took
+    return {name: took[name] for name, _ in SIDEBAR_ASKS + LANDING_ASKS} | {"total": took["total"]}
 
 
-def _warm_when_up() -> None:
+def _warm() -> None:
     # Asked outside a page: Streamlit's "missing ScriptRunContext" warnings say nothing here.
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(
         logging.ERROR
     )
-    deadline = time.monotonic() + WAIT_FOR_SERVER_S
-    while not _server_up():
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.05)
     try:
         took = warm_up()
     except Exception as exc:  # a page asking the same shows the error; the server keeps running
         log.warning("provlens warm-up stopped: %s", exc)
         return
     if took:
-        log.warning("provlens warm-up of the landing page: %s", took)
+        log.warning("provlens warm-up of the landing page (answers ready after, s): %s", took)
 
 
 def main() -> None:
-    """Start the warm-up thread, then run Streamlit's command line with our arguments."""
+    """Start the warm-up thread, then run Streamlit's command line with our arguments.
+
+    The warm-up does not wait for the server: it has the second or so Streamlit takes to start
+    as a head start. What both threads import is imported here first, once (two threads
+    importing the same modules at once can deadlock on the import locks).
+    """
     from streamlit.web import cli
 
-    threading.Thread(target=_warm_when_up, name="provlens-warm-up", daemon=True).start()
+    from dashboard import asks, data  # noqa: F401
+
+    threading.Thread(target=_warm, name="provlens-warm-up", daemon=True).start()
     sys.argv = ["streamlit", *sys.argv[1:]]
     cli.main()
 

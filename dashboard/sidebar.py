@@ -39,6 +39,10 @@ class Context:
         """Run report ``name`` with the current filters (cached)."""
         return data.report(name, self.store_path, self.version, self.filters, **params)
 
+    def prefetch(self, *asks: tuple[str, dict[str, object]]) -> None:
+        """Start computing these (report, parameters) answers side by side (data.prefetch)."""
+        data.prefetch(self.store_path, self.version, self.filters, asks)
+
 
 @dataclass(frozen=True)
 class FilterOptions:

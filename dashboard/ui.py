@@ -42,9 +42,7 @@ ACTION_COLORS = {
     "other": "#64748b",
     "unknown": "#94a3b8",
 }
-# For categories that are neither statuses nor actions (error codes, apps): no red or green,
-# which mean failure and success everywhere.
-CATEGORY_COLORS = ["#2563eb", "#7c3aed", "#0891b2", "#a16207", "#db2777", "#64748b", "#0f766e"]
+CATEGORY_COLORS = views.CATEGORY_COLORS
 KIND_COLORS = {"initial": "#7c3aed", "incremental": "#2563eb", "unknown": "#9ca3af"}
 
 
@@ -174,6 +172,13 @@ def chart(fig: go.Figure, key: str) -> None:
     )
     # No template: Streamlit's chart theme follows the viewer's light or dark preference.
     st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
+
+
+def vega(frame: pd.DataFrame, spec: dict[str, Any], key: str) -> None:
+    """Draw a Vega-Lite chart (``views.time_bars``/``time_points``) full width, in Streamlit's
+    theme (light or dark as the viewer prefers)."""
+    # usermeta is Vega-Lite's free slot for the application: the chart's name, for tests.
+    st.vega_lite_chart(frame, spec | {"usermeta": {"provlens": key}}, width="stretch", key=key)
 
 
 def fmt_duration(seconds: float | None) -> str:

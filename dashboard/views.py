@@ -240,3 +240,197 @@ def result_type_matrix(by_result_type: dict[str, dict[str, int]]) -> pd.DataFram
     frame = frame.reindex(columns=sorted(frame.columns))
     frame.insert(0, "result_type", frame.index.astype("str"))
     return frame.assign(total=frame.drop(columns="result_type").sum(axis=1)).reset_index(drop=True)
+
+
+# --- Vega-Lite charts (Streamlit's native charts) ---------------------------------------------
+# The Overview and Users pages draw with Vega-Lite rather than Plotly: a new browser tab spends
+# about 1 s evaluating Plotly's 4.7 MB script, and Streamlit shows nothing of the page's content
+# until it has (benchmarks/RESULTS.md, "Dashboard at 1M, third pass"). Vega-Lite draws text on a
+# canvas and its tooltips escape HTML, so names from the logs need no escaping here.
+
+
+# For categories that are neither statuses nor actions (error codes, apps): no red or green,
+# which mean failure and success everywhere.
+CATEGORY_COLORS = ["#2563eb", "#7c3aed", "#0891b2", "#a16207", "#db2777", "#64748b", "#0f766e"]
+
+
+def epoch_ms(values: pd.Series) -> pd.Series:
+    """Return UTC timestamps as milliseconds since 1970 (what Vega-Lite reads as UTC, with no
+    time-zone conversion on the way)."""
+    ts = pd.to_datetime(values, utc=True)
+    return (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+
+
+def iso_utc(ts: Any) -> str:
+    """Return a timestamp as ISO 8601 in UTC with milliseconds and a Z (`…T08:05:00.000Z`)."""
+    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def bucket_width(freq: str | None) -> pd.Timedelta:
+    """Return the width of one ``freq`` time bucket (a pandas frequency; weeks are 7 days)."""
+    if not freq:
+        return pd.Timedelta(hours=1)
+    if str(freq).upper().startswith("W"):
+        return pd.Timedelta(days=7)
+    return pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+
+
+def color_scale(values: list[str], palette: dict[str, str]) -> dict[str, list[str]]:
+    """Return a Vega-Lite colour scale: ``palette``'s colour for each of ``values``, the
+    category colours (neither red nor green) for the others."""
+    domain = [v for v in palette if v in values] + sorted(v for v in values if v not in palette)
+    spare = iter(CATEGORY_COLORS * (len(domain) // len(CATEGORY_COLORS) + 1))
+    return {"domain": domain, "range": [palette.get(v) or next(spare) for v in domain]}
+
+
+def time_bars(
+    series: pd.DataFrame, by: str, freq: str | None, palette: dict[str, str], log_y: bool
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Return (data, Vega-Lite spec) drawing ``series`` (``bucket``, ``by``, ``count``) as bars
+    over time: stacked, or side by side within each bucket on a log axis (stacked segments on a
+    log axis would lie about their sizes). Counts are labelled on the side-by-side bars when
+    there are at most 60."""
+    width = bucket_width(freq)
+    values = series[by].astype("str")
+    order = color_scale(sorted(values.unique()), palette)["domain"]
+    rank = values.map({v: i for i, v in enumerate(order)}).astype("int64")  # legend order
+    start = pd.to_datetime(series["bucket"], utc=True)
+    if log_y:
+        slot = rank
+        part = width / max(len(order), 1)
+        x0 = start + part * slot + part * 0.05
+        x1 = start + part * (slot + 1) - part * 0.05
+    else:
+        x0, x1 = start + width * 0.03, start + width * 0.97
+    data = pd.DataFrame(
+        {
+            "x0": epoch_ms(x0),
+            "x1": epoch_ms(x1),
+            "xm": epoch_ms(x0 + (x1 - x0) / 2),
+            "when": start.dt.strftime("%Y-%m-%d %H:%M UTC"),
+            by: values,
+            "count": series["count"].astype("int64"),
+            # The stack's order within a bucket: the legend's.
+            "order": rank,
+        }
+    )
+    title = by.replace("_", " ").capitalize()
+    y: dict[str, Any] = {"field": "count", "type": "quantitative"}
+    if log_y:
+        # From 0.7: a bucket of one event still shows a bar (log 1 = 0 is the axis's bottom).
+        y |= {
+            "title": "Events (log scale)",
+            "stack": None,
+            "scale": {"type": "log", "domainMin": 0.7},
+        }
+    else:
+        # Stacked by Vega-Lite's stack transform (a bar with x and x2 is not stacked on its own):
+        # each segment from y0 to y1 within its bucket, in the legend's order.
+        y = {"field": "y1", "type": "quantitative", "title": "Events"}
+    # Day or week buckets: a tick per day at midnight UTC, labelled with the date only.
+    axis: dict[str, Any] = (
+        {"format": "%b %d", "tickCount": {"interval": "day", "step": 1}, "labelOverlap": True}
+        if width >= pd.Timedelta(days=1)
+        else {"format": "%b %d %H:%M", "labelOverlap": True}
+    )
+    # A log axis has no zero: its bars rise from the bottom of the plot.
+    base: dict[str, Any] = {"y2": {"value": "height"}} if log_y else {"y2": {"field": "y0"}}
+    bars: dict[str, Any] = {
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": {
+                "field": "x0",
+                "type": "temporal",
+                "title": "Time (UTC)",
+                "scale": {"type": "utc"},
+                "axis": axis,
+            },
+            "x2": {"field": "x1"},
+            "y": y,
+            **base,
+            "color": {
+                "field": by,
+                "type": "nominal",
+                "title": title,
+                "scale": color_scale(list(values.unique()), palette),
+                "legend": {"orient": "top"},
+            },
+            "tooltip": [
+                {"field": "when", "type": "nominal", "title": "From"},
+                {"field": by, "type": "nominal", "title": title},
+                {"field": "count", "type": "quantitative", "title": "Events", "format": ","},
+            ],
+        },
+    }
+    spec: dict[str, Any] = {"height": 360, "layer": [bars]}
+    if not log_y:
+        spec["transform"] = [
+            {
+                "stack": "count",
+                "groupby": ["x0"],
+                "sort": [{"field": "order", "order": "ascending"}],
+                "as": ["y0", "y1"],
+            },
+        ]
+    if log_y and len(data) <= 60:
+        spec["layer"].append(
+            {
+                "mark": {"type": "text", "baseline": "bottom", "dy": -2, "fontSize": 10},
+                "encoding": {
+                    "x": {"field": "xm", "type": "temporal", "scale": {"type": "utc"}},
+                    "y": y,
+                    "text": {"field": "count", "type": "quantitative", "format": ","},
+                    # In the bar's colour: readable on the light and the dark theme alike.
+                    "color": bars["encoding"]["color"] | {"legend": None},
+                },
+            }
+        )
+    return data, spec
+
+
+def time_points(
+    events: pd.DataFrame, palette: dict[str, str], window: tuple[pd.Timestamp, pd.Timestamp]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Return (data, Vega-Lite spec) drawing one user's ``events`` as points: time across,
+    action down, coloured and shaped by status, over the x range ``window``."""
+    when = pd.to_datetime(events["activity_at"], utc=True)
+    text = {
+        c: events[c].astype("object").where(events[c].notna(), "—").astype("str")
+        for c in ("action", "status", "error_code", "cycle_id")
+        if c in events.columns
+    }
+    data = pd.DataFrame({"at": epoch_ms(when), "when": when.dt.strftime("%Y-%m-%d %H:%M:%S UTC")})
+    data = data.assign(**text)
+    status = color_scale(sorted(data["status"].unique()), palette)
+    spec: dict[str, Any] = {
+        "height": 260,
+        "mark": {"type": "point", "filled": True, "size": 140, "opacity": 0.9},
+        "encoding": {
+            "x": {
+                "field": "at",
+                "type": "temporal",
+                "title": "Time (UTC)",
+                "scale": {
+                    "type": "utc",
+                    # ISO with Z: what Vega-Lite reads as a UTC instant in a domain.
+                    "domain": [iso_utc(t) for t in window],
+                },
+                "axis": {"format": "%b %d %H:%M", "labelOverlap": True},
+            },
+            "y": {"field": "action", "type": "nominal", "title": "Action"},
+            "color": {
+                "field": "status",
+                "type": "nominal",
+                "title": "Status",
+                "scale": status,
+                "legend": {"orient": "top"},
+            },
+            "shape": {"field": "status", "type": "nominal", "title": "Status"},
+            "tooltip": [
+                {"field": c, "type": "nominal", "title": column_label(c)}
+                for c in ("when", "action", "status", "error_code", "cycle_id")
+                if c in data.columns
+            ],
+        },
+    }
+    return data, spec

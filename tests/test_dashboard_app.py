@@ -59,7 +59,8 @@ def frames(at: AppTest) -> list[pd.DataFrame]:
 
 
 def charts(at: AppTest) -> list:
-    return list(at.get("plotly_chart"))
+    """Return every chart drawn: Plotly's and Vega-Lite's (Overview and Users)."""
+    return list(at.get("plotly_chart")) + list(at.get("vega_lite_chart"))
 
 
 def report(name: str, inputs: Inputs, **kw):
@@ -416,7 +417,9 @@ def test_one_event_timeline_gets_a_readable_axis(env: Path) -> None:
     assert not at.exception
     assert metrics(at)["Events"] == "1"
     spec = json.loads(charts(at)[0].proto.spec)
-    lo, hi = (pd.Timestamp(v) for v in spec["layout"]["xaxis"]["range"])
+    assert spec["usermeta"] == {"provlens": "users_timeline"}
+    domain = spec["encoding"]["x"]["scale"]["domain"]
+    lo, hi = (pd.Timestamp(v) for v in domain)
     assert hi - lo >= pd.Timedelta(hours=2)  # not a sub-millisecond axis around one point
 
 

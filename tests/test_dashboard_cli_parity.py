@@ -96,6 +96,24 @@ def chart(at: AppTest, key: str) -> list[dict[str, Any]]:
     return list(json.loads(found[0].proto.spec)["data"])
 
 
+def vega_series(at: AppTest, key: str, by: str) -> dict[tuple[str, str], float]:
+    """Return {(``by`` value, bucket start as naive UTC ISO): count} of the Vega-Lite chart
+    drawn with ``key`` (ui.vega), from the data the browser receives."""
+    import pyarrow as pa
+
+    found = [
+        c
+        for c in at.get("vega_lite_chart")
+        if json.loads(c.proto.spec).get("usermeta") == {"provlens": key}
+    ]
+    assert found, f"no chart {key!r}"
+    data = pa.ipc.open_stream(found[0].proto.data.data).read_pandas()
+    return {
+        (str(r[by]), pd.Timestamp(r["when"].removesuffix(" UTC")).isoformat()): float(r["count"])
+        for _, r in data.iterrows()
+    }
+
+
 def series(traces: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     """Return {(trace name, x as naive UTC ISO): y} over every trace."""
     out: dict[tuple[str, str], float] = {}
@@ -129,7 +147,7 @@ def test_overview_tiles_chart_and_failures_equal_the_cli(app, store_path: Path) 
     assert m["Cycles"] == f"{kpi['cycles']:,}" == "3"
     assert m["Success rate"] == f"{100 * kpi['success_rate']:.1f} %" == "72.7 %"
     assert m["Quarantine risk"] == kpi["quarantine_risk"]
-    shown = series(chart(at, "overview_events"))
+    shown = vega_series(at, "overview_events", "status")
     expected = cli_series(cli_rows(store_path, "events-over-time"), "status")
     assert shown == expected
     assert sum(shown.values()) == 12

@@ -121,3 +121,65 @@ def test_theme_follows_the_viewer() -> None:
     theme = config.get("theme", {})
     assert "base" not in theme and "primaryColor" not in theme
     assert theme["light"]["primaryColor"] and theme["dark"]["primaryColor"]
+
+
+def test_time_bars_stack_or_group_each_bucket_and_keep_the_counts() -> None:
+    series = pd.DataFrame(
+        {
+            "bucket": pd.to_datetime(
+                ["2026-11-13T00:00Z", "2026-11-13T00:00Z", "2026-11-14T00:00Z"]
+            ),
+            "status": ["success", "failure", "mystery"],
+            "count": [900_000, 12, 3],
+        }
+    )
+    palette = {"success": "#16a34a", "failure": "#dc2626"}
+    data, spec = views.time_bars(series, "status", "D", palette, log_y=False)
+    day = 86_400_000
+    start = int(pd.Timestamp("2026-11-13T00:00Z").timestamp() * 1000)
+    # Stacked: every bar spans (most of) its day, counts as given, times in UTC.
+    assert list(data["count"]) == [900_000, 12, 3]
+    assert list(data["when"]) == ["2026-11-13 00:00 UTC"] * 2 + ["2026-11-14 00:00 UTC"]
+    assert start < data["x0"].iloc[0] < data["x1"].iloc[0] < start + day
+    assert data["x0"].iloc[0] == data["x0"].iloc[1]
+    bars = spec["layer"][0]["encoding"]
+    assert (bars["y"]["field"], bars["y2"]["field"]) == ("y1", "y0") and "scale" not in bars["y"]
+    stack = spec["transform"][0]
+    assert list(data["order"]) == [0, 1, 2]  # the legend's order
+    assert (stack["stack"], stack["groupby"], stack["as"]) == ("count", ["x0"], ["y0", "y1"])
+    assert bars["x"]["scale"] == {"type": "utc"}
+    # Known statuses keep their colour; others get one that is neither red nor green.
+    assert bars["color"]["scale"]["domain"] == ["success", "failure", "mystery"]
+    assert bars["color"]["scale"]["range"][:2] == ["#16a34a", "#dc2626"]
+    assert bars["color"]["scale"]["range"][2] == views.CATEGORY_COLORS[0]
+    assert len(spec["layer"]) == 1
+    # Log axis: side by side, each status in its own third of the day, not stacked; labelled.
+    data, spec = views.time_bars(series, "status", "D", palette, log_y=True)
+    assert spec["layer"][0]["encoding"]["y"]["stack"] is None
+    assert spec["layer"][0]["encoding"]["y"]["scale"] == {"type": "log", "domainMin": 0.7}
+    assert start <= data["x0"].iloc[0] < data["x1"].iloc[0] <= start + day / 3
+    assert start + day / 3 <= data["x0"].iloc[1] < data["x1"].iloc[1] <= start + 2 * day / 3
+    assert spec["layer"][1]["mark"]["type"] == "text"
+
+
+def test_bucket_width_and_time_points() -> None:
+    assert views.bucket_width("W") == pd.Timedelta(days=7)
+    assert views.bucket_width("5min") == pd.Timedelta(minutes=5)
+    assert views.bucket_width("h") == pd.Timedelta(hours=1)
+    events = pd.DataFrame(
+        {
+            "activity_at": pd.to_datetime(["2026-11-20T08:05:00Z"]),
+            "action": ["create"],
+            "status": ["failure"],
+            "error_code": [None],
+            "cycle_id": [fx.XSS_NAME],
+        }
+    )
+    window = views.time_window(events["activity_at"].min(), events["activity_at"].max())
+    data, spec = views.time_points(events, {"failure": "#dc2626"}, window)
+    assert data.iloc[0]["at"] == int(pd.Timestamp("2026-11-20T08:05Z").timestamp() * 1000)
+    assert data.iloc[0]["when"] == "2026-11-20 08:05:00 UTC"
+    assert data.iloc[0]["error_code"] == "—"
+    assert data.iloc[0]["cycle_id"] == fx.XSS_NAME  # Vega draws text, its tooltips escape HTML
+    lo, hi = spec["encoding"]["x"]["scale"]["domain"]
+    assert (lo, hi) == ("2026-11-20T07:05:00.000Z", "2026-11-20T09:05:00.000Z")

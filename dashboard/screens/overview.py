@@ -4,7 +4,6 @@ and the latest failures grouped by user."""
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from dashboard import data, ui, views
@@ -132,7 +131,12 @@ with chart_slot:
             label_visibility="collapsed",
         )
     by = by or "status"
-    series = ctx.report("events-over-time", by=by).frame
+    # The slower answers below are computed side by side while this one is drawn.
+    ctx.prefetch(
+        ("job-header", {}), ("quarantine-risk", {}), ("overview", {}), ("recent-failures", {})
+    )
+    answer = ctx.report("events-over-time", by=by)
+    series = answer.frame
     if series is None or series.empty:
         st.info("No events in the selected range.")
     else:
@@ -147,24 +151,14 @@ with chart_slot:
                 help="On by default when one period (usually the initial cycle) is more than ten "
                 "times the typical one.",
             )
-        fig = px.bar(
+        chart, spec = views.time_bars(
             series,
-            x="bucket",
-            y="count",
-            color=by,
-            color_discrete_map=ui.STATUS_COLORS if by == "status" else ui.ACTION_COLORS,
-            labels={"bucket": "Time (UTC)", "count": "Events", by: by.capitalize()},
-            log_y=log_y,
-            text="count" if len(series) <= 60 else None,
+            by,
+            (answer.data or {}).get("bucket"),
+            ui.STATUS_COLORS if by == "status" else ui.ACTION_COLORS,
+            log_y,
         )
-        fig.update_traces(textposition="outside", cliponaxis=False)
-        # Stacked segments on a log axis would lie about their sizes: side by side instead.
-        fig.update_layout(bargap=0.05, barmode="group" if log_y else "relative")
-        if log_y:
-            fig.update_yaxes(title="Events (log scale)", dtick=1)
-        else:
-            fig.update_yaxes(title="Events")
-        ui.chart(fig, "overview_events")
+        ui.vega(chart, spec, "overview_events")
 
 with status_slot:
     status = ctx.report("job-header").frame

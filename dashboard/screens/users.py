@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from dashboard import data, ui, views
@@ -49,6 +48,10 @@ query = st.text_input(
     key="users_query",
     placeholder="e.g. ada.lovelace@contoso.com",
 )
+if linked and query == linked and "@" in linked:
+    # A link by UPN (what the dashboard's own links hold) names the diagnosis's subject as the
+    # search row will: its diagnosis is computed while the search runs.
+    ctx.prefetch(("diagnosis", {"user": linked}))
 users = ctx.report("user-search", query=str(query or ""))
 matches = users.frame if users.frame is not None else pd.DataFrame(columns=["user_key"])
 ui.noise_note(users.hidden_noise)
@@ -114,6 +117,16 @@ if st.query_params.get("user") != subject:
     st.query_params["user"] = subject
     st.session_state["users_linked"] = subject
 
+# This user's answers, computed side by side while the page draws them in reading order.
+ctx.prefetch(
+    ("diagnosis", {"user": subject}),
+    ("timeline", {"user": picked}),
+    ("user-steps", {"user": picked}),
+    ("user-changes", {"user": picked}),
+    ("correlation", {"user": picked}),
+    ("user-wiki-requests", {"user": picked}),
+)
+
 st.divider()
 # Plain text: a display name from the logs never reaches Markdown.
 st.text(
@@ -159,25 +172,9 @@ st.subheader("Timeline")
 if events.empty:
     st.info("No events for this user in the selected range.")
 else:
-    fig = px.scatter(
-        # Hover labels are Plotly HTML: escape what came from the logs.
-        events.assign(
-            error_code=events["error_code"].map(views.plot_escape, na_action="ignore"),
-            cycle_id=events["cycle_id"].map(views.plot_escape, na_action="ignore"),
-        ),
-        x="activity_at",
-        y="action",
-        color="status",
-        color_discrete_map=ui.STATUS_COLORS,
-        symbol="status",
-        hover_data={"error_code": True, "cycle_id": True, "activity_at": True},
-        labels={"activity_at": "Time (UTC)", "action": "Action", "status": "Status"},
-    )
-    fig.update_traces(marker={"size": 12})
-    fig.update_layout(height=260)
-    lo, hi = views.time_window(events["activity_at"].min(), events["activity_at"].max())
-    fig.update_xaxes(range=[lo, hi], tickformat="%b %d %H:%M")
-    ui.chart(fig, "users_timeline")
+    window = views.time_window(events["activity_at"].min(), events["activity_at"].max())
+    points, spec = views.time_points(events, ui.STATUS_COLORS, window)
+    ui.vega(points, spec, "users_timeline")
 ui.table(
     events[[c for c in views.TIMELINE_EVENT_COLUMNS if c in events.columns]],
     "user-events",

@@ -58,6 +58,11 @@ def test_every_measure_is_taken_on_a_complete_page(measured: dict[str, Any]) -> 
     assert measured["python_exceptions"] == 0
     assert measured["js_errors"] == []
     assert measured["server"]["peak_rss_mb"] > 50
+    # The server's start to its health check, and when each warm-up answer was ready (its log).
+    assert measured["server_ready_s"] > 0
+    warm = measured["warm_up"]
+    assert set(warm) == {n for n, _ in bench.SIDEBAR_ASKS + bench.OVERVIEW_ASKS} | {"total"}
+    assert max(v for k, v in warm.items() if k != "total") == warm["total"]
 
 
 def test_figures_are_read_from_the_pages(measured: dict[str, Any], e2e_store: Path) -> None:
