@@ -412,7 +412,11 @@ def load_model(store: Store, version: int) -> Model | None:
 
 
 MODEL_MEMORY: Final = "800MB"  # DuckDB's limit while building a model: beyond it, it spills
-MODEL_MEMORY_ENV: Final = "PROVLENS_MODEL_MEMORY"  # another limit, e.g. 2GB
+# Without PROVLENS_MODEL_MEMORY, a build that runs out of memory under one limit is tried again
+# under the next (a 10M-event store's one-user index needs more than 800 MB): a larger store
+# costs more memory, not an error.
+MODEL_MEMORY_STEPS: Final = (MODEL_MEMORY, "2GB", "4GB")
+MODEL_MEMORY_ENV: Final = "PROVLENS_MODEL_MEMORY"  # one fixed limit, e.g. 2GB
 PARQUET: Final = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
 
@@ -421,14 +425,20 @@ def model_memory() -> str:
     return os.environ.get(MODEL_MEMORY_ENV, "").strip() or MODEL_MEMORY
 
 
-def model_connection(spill: Path) -> duckdb.DuckDBPyConnection:
+def model_memory_steps() -> tuple[str, ...]:
+    """Return the limits a model build tries in turn: the one set, else MODEL_MEMORY_STEPS."""
+    fixed = os.environ.get(MODEL_MEMORY_ENV, "").strip()
+    return (fixed,) if fixed else MODEL_MEMORY_STEPS
+
+
+def model_connection(spill: Path, memory: str | None = None) -> duckdb.DuckDBPyConnection:
     """Return a DuckDB connection for building a model: bounded memory, its steps' tables in a
     database file under ``spill`` and spilling there too (removed after the build)."""
     con = duckdb.connect(
         str(spill / "model.duckdb"),
         config={
             "threads": 2,
-            "memory_limit": model_memory(),
+            "memory_limit": memory or model_memory(),
             "temp_directory": str(spill),
             "preserve_insertion_order": False,
         },
@@ -441,15 +451,38 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
     """Compute the model of ``snap`` in SQL over its parts (reports.model_sql).
 
     With ``root``, each part is written straight to ``root/<part>.parquet`` (nothing is held in
-    memory; an empty mapping is returned); without, the parts are returned as frames.
+    memory; an empty mapping is returned); without, the parts are returned as frames. A build
+    that runs out of memory is tried again under the next of :func:`model_memory_steps`.
     """
+    steps = model_memory_steps()
+    for memory, larger in zip(steps, (*steps[1:], None), strict=True):
+        try:
+            return _build_model(snap, root, memory)
+        except duckdb.OutOfMemoryException:
+            if larger is None:
+                raise UsageError(
+                    f"{snap.store.path}: building the derived model needs more than {memory} "
+                    f"of memory; set {MODEL_MEMORY_ENV} higher (e.g. 8GB) and ask again"
+                ) from None
+            log.warning(
+                "%s: building the derived model needs more than %s of memory; building it "
+                "again with %s",
+                snap.store.path,
+                memory,
+                larger,
+            )
+    raise AssertionError("unreachable: MODEL_MEMORY_STEPS is never empty")
+
+
+def _build_model(snap: Snapshot, root: Path | None, memory: str) -> dict[str, pd.DataFrame]:
+    """Compute the model of ``snap`` once, under DuckDB memory limit ``memory``."""
     from reports.cycles import _empty
     from reports.model_sql import VIEW_COLUMNS as VIEWS
     from reports.model_sql import store_views
 
     tables = [t for t in dict.fromkeys(t for p in PARTS for t in PART_TABLES[p]) if t in VIEWS]
     spill = Path(tempfile.mkdtemp(prefix="provlens-model-"))
-    con = model_connection(spill)
+    con = model_connection(spill, memory)
     out: dict[str, pd.DataFrame] = {}
     try:
         store_views(con, {t: snap.files(t) for t in tables}, tables, ("events", "group_members"))
@@ -476,16 +509,11 @@ def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
         cycles = cycles_frame(con, jobs) if snap.files("events") else _empty()
         if root is not None:
             _write_user_copies(con, snap, root)
-            _write_kept_rows(snap, root, spill)
+            _write_kept_rows(snap, root, spill, memory)
     except duckdb.IOException as exc:
         if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
             raise PartVanished(str(exc)) from None
         raise
-    except duckdb.OutOfMemoryException:
-        raise UsageError(
-            f"{snap.store.path}: building the derived model needs more than {model_memory()} "
-            f"of memory; set {MODEL_MEMORY_ENV} higher (e.g. 2GB) and ask again"
-        ) from None
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
@@ -571,7 +599,7 @@ def _write_user_copies(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Pat
         con.execute(f"DROP TABLE {table}")
 
 
-def _write_kept_rows(snap: Snapshot, root: Path, spill: Path) -> None:
+def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, memory: str) -> None:
     """Write the rows reports answer unfiltered (reports.model.ROW_PARTS) beside the model, by
     the reports' own SQL over every stored event and request (as the service reads them: each
     row's ``_row`` its stored position) and the kept noise and matches; in their order."""
@@ -580,7 +608,7 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path) -> None:
 
     own = spill / "rows"
     own.mkdir()
-    con = model_connection(own)
+    con = model_connection(own, memory)
     try:
         con.execute("SET preserve_insertion_order = true")  # the rows' order is the answer's
         tables = ("events", "scim_requests")

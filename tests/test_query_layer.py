@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -226,6 +228,28 @@ def test_a_model_build_beyond_its_memory_limit_says_how_to_raise_it(tmp_path: Pa
     assert q.model_memory() == q.MODEL_MEMORY
     service.run(store.path, "cycles")
     assert (q.derived_dir(store, store.version) / "complete").exists()
+
+
+def test_a_model_build_beyond_the_default_limit_is_built_again_under_a_larger_one(
+    tmp_path: Path, monkeypatch, caplog
+):
+    store = _store(tmp_path / "s")
+    q.clear_model_cache()
+    monkeypatch.delenv(q.MODEL_MEMORY_ENV, raising=False)
+    monkeypatch.setattr(q, "MODEL_MEMORY_STEPS", ("1KB", "2KB", q.MODEL_MEMORY))
+    with caplog.at_level(logging.WARNING, logger=q.__name__):
+        answer = service.run(store.path, "cycles").frame
+    assert (q.derived_dir(store, store.version) / "complete").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w.split(": ", 1)[1] for w in warnings] == [
+        "building the derived model needs more than 1KB of memory; building it again with 2KB",
+        f"building the derived model needs more than 2KB of memory; building it again with "
+        f"{q.MODEL_MEMORY}",
+    ]
+    q.clear_model_cache()
+    shutil.rmtree(q.derived_dir(store, store.version))
+    monkeypatch.setattr(q, "MODEL_MEMORY_STEPS", (q.MODEL_MEMORY,))
+    pd.testing.assert_frame_equal(service.run(store.path, "cycles").frame, answer)
 
 
 def test_sql_reports_over_frames_lacking_optional_columns_read_them_as_null() -> None:
