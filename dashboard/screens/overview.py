@@ -177,7 +177,9 @@ with kpi_slot:
     # The overview report: success rate without hidden noise, last cycle unchanged by filters.
     kpi = ctx.report("overview").data or {}
 
-    cols = st.columns(6)
+    # Two rows of three: a tile is wide enough for its value ("over_threshold" is cut off at six
+    # tiles a row on a 1440 px screen).
+    cols = [*st.columns(3), *st.columns(3)]
     with cols[0]:
         ui.kpi("Events", f"{kpi['events']:,}", "Provisioning log records.")
     with cols[1]:
