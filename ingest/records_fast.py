@@ -128,10 +128,21 @@ def _select(bag_structs: bool = False) -> tuple[str, list[str]]:
     steps, props = "o." + _ref(fm.STEPS_PATH), "o." + _ref(fm.PROPERTIES_PATH)
     cols.append(f"list_transform({steps}, lambda x: {{{step_fields}}}) AS steps")
     cols.append(f"list_transform({props}, lambda x: {{{prop_fields}}}) AS props")
-    # Non-object steps/properties are skipped by the per-record engine: such records go there.
+    # Non-object steps/properties are skipped by the per-record engine, and a bag given as JSON
+    # text or as a list is read there (``bag_get`` reads objects only; read as objects, such a
+    # bag makes DuckDB refuse the read): such records go there.
+    bags = (
+        ""
+        if bag_structs
+        else " + ".join(
+            f"COALESCE(json_type(o.{_ref('.'.join(p))}) IN ('VARCHAR', 'ARRAY'), false)::INT"
+            for p in _leaves(TREE)
+            if p[-1].lower() in fm.BAGS
+        )
+    )
     cols.append(
         f"len(list_filter({steps}, lambda x: x IS NULL))"
-        f" + len(list_filter({props}, lambda x: x IS NULL)) AS odd"
+        f" + len(list_filter({props}, lambda x: x IS NULL)) + {bags or '0'} AS odd"
     )
     cols.append(f"({_signature('o', False)}) <> ({_signature('l', True)}) AS recased")
     markers = " OR ".join(f'l."{m}" IS NOT NULL' for m in (*fm.ENVELOPE_MARKERS, "properties"))

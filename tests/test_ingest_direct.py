@@ -383,3 +383,44 @@ def test_any_letter_of_any_key_written_as_an_escape_declines_the_bytes(data: st.
     assert records_direct._declined(pa.py_buffer(raw))
     # The same bytes without the escape pass.
     assert not records_direct._declined(pa.py_buffer(orjson.dumps(orjson.loads(raw))))
+
+
+_BAG_SHAPES = st.sampled_from(["object", "json_text", "list", "plain_text", "number", "null"])
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    shapes=st.lists(
+        st.tuples(st.sampled_from(["sourceIdentity", "sourceSystem", "targetSystem"]), _BAG_SHAPES),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_the_line_engine_reads_a_bag_in_any_shape_as_the_per_record_engine_or_declines(
+    shapes: list[tuple[str, str]],
+) -> None:
+    from ingest import records_fast
+
+    bag = {
+        "userPrincipalName": "bag@contoso.example",
+        "servicePrincipalId": "sp-1",
+        "servicePrincipalDisplayName": "Contoso app",
+    }
+    recs = [_record(f"r{i}") for i in range(len(shapes) + 2)]
+    for rec, (owner, shape) in zip(recs, shapes, strict=False):
+        rec[owner]["details"] = {
+            "object": bag,
+            "json_text": orjson.dumps(bag).decode(),
+            "list": [bag],
+            "plain_text": "no bag",
+            "number": 7,
+            "null": None,
+        }[shape]
+    got = records_fast.lines_to_frames(b"\n".join(orjson.dumps(r) for r in recs), "file", str)
+    if got is None:  # declined: the careful path reads the chunk record by record
+        return
+    want = records_to_frames(recs, "file")
+    for t in TABLES:
+        pd.testing.assert_frame_equal(got[t], want[t], obj=t)
