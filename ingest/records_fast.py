@@ -205,6 +205,27 @@ CREATE OR REPLACE MACRO bag_get(j, k) AS CASE WHEN starts_with(j::VARCHAR, '{') 
 _local = threading.local()
 
 
+# A bare NaN or Infinity (any casing, signed, also "inf"): DuckDB reads it as a number, orjson (the
+# per-record engine) refuses it as the invalid JSON it is. Bytes holding one where a value starts
+# (after ":", "," or "[") go the per-record way, which names the file and line. Each pattern
+# starts with one fixed byte, so RE2 looks for it with memchr (see records_direct.DECLINE); a
+# free text holding such words after one of these bytes is only read the slower way.
+NON_JSON_NUMBER = r"\s*-?(?i:nan|inf)"
+NON_JSON_NUMBERS = [":" + NON_JSON_NUMBER, "," + NON_JSON_NUMBER, r"\[" + NON_JSON_NUMBER]
+
+
+def holds(raw: Any, patterns: list[str]) -> bool:
+    """Whether the bytes ``raw`` (bytes or an Arrow buffer) hold a match of one of ``patterns``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    raw = raw if isinstance(raw, pa.Buffer) else pa.py_buffer(raw)
+    offsets = pa.py_buffer(np.array([0, raw.size], np.int64))
+    whole = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, raw])
+    return any(pc.count_substring_regex(whole, p)[0].as_py() for p in patterns)
+
+
 def _connection() -> Any:
     con = getattr(_local, "con", None)
     if con is None:
@@ -220,9 +241,12 @@ def lines_to_frames(
     data: bytes | bytearray, origin: str, where: Callable[[int], str]
 ) -> Frames | None:
     """Frames for the JSON Lines records in ``data``, or None when this engine cannot read them
-    exactly (keys in another casing, envelopes, JSON DuckDB refuses, non-object children)."""
+    exactly (keys in another casing, envelopes, JSON DuckDB refuses, non-object children, a
+    bare NaN or Infinity)."""
     import duckdb
 
+    if holds(data, NON_JSON_NUMBERS):
+        return None
     con = _connection()
     with tempfile.TemporaryDirectory(prefix="provlens-") as tmp:
         exact, lowered = Path(tmp, "exact.jsonl"), Path(tmp, "lower.jsonl")
