@@ -49,11 +49,15 @@ def warm_up(path: Path | None = None) -> dict[str, float]:
     return {name: took[name] for name, _ in SIDEBAR_ASKS + LANDING_ASKS} | {"total": took["total"]}
 
 
+_OUTSIDE_A_PAGE = ("No runtime found", "missing ScriptRunContext")
+
+
+def _not_outside_a_page(record: logging.LogRecord) -> bool:
+    """Drop Streamlit's warnings about running outside a page (and nothing else)."""
+    return not any(text in record.getMessage() for text in _OUTSIDE_A_PAGE)
+
+
 def _warm() -> None:
-    # Asked outside a page: Streamlit's "missing ScriptRunContext" warnings say nothing here.
-    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(
-        logging.ERROR
-    )
     try:
         took = warm_up()
     except Exception as exc:  # a page asking the same shows the error; the server keeps running
@@ -72,6 +76,15 @@ def main() -> None:
     """
     from streamlit.web import cli
 
+    # Imported and asked outside a page, the warm-up's cache is created before the server is up:
+    # Streamlit's "No runtime found" and "missing ScriptRunContext" say nothing here (that cache
+    # is kept per function, in memory, as the runtime's would be). A filter, not a level:
+    # Streamlit sets its loggers' levels again while it starts.
+    for name in (
+        "streamlit.runtime.scriptrunner_utils.script_run_context",
+        "streamlit.runtime.caching.cache_data_api",
+    ):
+        logging.getLogger(name).addFilter(_not_outside_a_page)
     from dashboard import asks, data  # noqa: F401
 
     threading.Thread(target=_warm, name="provlens-warm-up", daemon=True).start()

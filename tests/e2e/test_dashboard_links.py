@@ -136,6 +136,8 @@ def test_export_downloads_csv_json_xlsx_named_after_subject(
     assert page.get_by_text(f"{len(flat_events(inputs)):,} row(s)").count() == 1
     log = server_log.read_text(errors="replace")
     assert "Traceback" not in log and "ArrowTypeError" not in log, log[-3000:]
+    # The server's start (imports and warm-up outside a page) prints no Streamlit warning.
+    assert "No runtime found" not in log and "ScriptRunContext" not in log, log[:3000]
 
 
 def test_dark_preference_gets_the_dark_theme(browser: Any, server: str) -> None:
