@@ -208,9 +208,10 @@ _local = threading.local()
 # A bare NaN or Infinity (any casing, signed, also "inf"): DuckDB reads it as a number, orjson (the
 # per-record engine) refuses it as the invalid JSON it is. Bytes holding one where a value starts
 # (after ":", "," or "[") go the per-record way, which names the file and line. Each pattern
-# starts with one fixed byte, so RE2 looks for it with memchr (see records_direct.DECLINE); a
-# free text holding such words after one of these bytes is only read the slower way.
-NON_JSON_NUMBER = r"\s*-?(?i:nan|inf)"
+# starts with one fixed byte, so RE2 looks for it with memchr (see records_direct.DECLINE). The
+# token must end where a value ends (before ",", "}" or "]"), so a free text such as "Doe, Nancy"
+# or "Error: Information" is still read the fast way; only one like "a, nan, b" goes the slow way.
+NON_JSON_NUMBER = r"\s*-?(?i:nan|infinity|inf)\s*[,}\]]"
 NON_JSON_NUMBERS = [":" + NON_JSON_NUMBER, "," + NON_JSON_NUMBER, r"\[" + NON_JSON_NUMBER]
 
 

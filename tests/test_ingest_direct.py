@@ -472,3 +472,18 @@ def test_a_bare_nan_or_infinity_is_refused_alike_by_every_engine(
             assert not store.exists() or store.manifest().rows.get("events", 0) == 0
         assert errors[0] == errors[1]
         assert str(path) in errors[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['"Doe, Nancy"', '"Error: Information missing"', '"retry, infinite loop"', '"a: NaNa"'],
+)
+def test_words_like_nan_or_inf_inside_texts_keep_the_fast_path(text: str) -> None:
+    # Only a bare token where a JSON value stands sends bytes the per-record way: a display name
+    # "Doe, Nancy" or a reason "Error: Information ..." must not slow a whole page down.
+    import pyarrow as pa
+
+    from ingest import records_direct as rd
+
+    assert not rd._declined(pa.py_buffer(f'{{"displayName": {text}, "n": 1}}'.encode()))
+    assert rd._declined(pa.py_buffer(b'{"displayName": "x", "n": NaN}'))
