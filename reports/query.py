@@ -421,8 +421,9 @@ PARQUET: Final = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 
 
 def model_memory() -> str:
-    """Return the memory limit of a model build (``PROVLENS_MODEL_MEMORY``, else MODEL_MEMORY)."""
-    return os.environ.get(MODEL_MEMORY_ENV, "").strip() or MODEL_MEMORY
+    """Return the first memory limit of a model build (``PROVLENS_MODEL_MEMORY``, else
+    MODEL_MEMORY)."""
+    return model_memory_steps()[0]
 
 
 def model_memory_steps() -> tuple[str, ...]:
