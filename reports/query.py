@@ -263,10 +263,11 @@ def table_query(
 
 
 def connect() -> duckdb.DuckDBPyConnection:
-    """Return a DuckDB connection set for provlens: UTC, two threads, no progress bar."""
-    con = duckdb.connect(config={"threads": 2})
-    con.execute("SET TimeZone = 'UTC'")
-    return con
+    """Return a DuckDB connection set for provlens: UTC, two threads, no progress bar (a new
+    connection to the process's database: reports.sql.connect)."""
+    from reports.sql import connect as shared
+
+    return shared()
 
 
 def read_table(
