@@ -711,6 +711,7 @@ def clear_model_cache() -> None:
     with _models_lock:
         _models.clear()
         _slices.clear()
+        _key_rows.clear()
 
 
 # --- one user's access path ----------------------------------------------------------------
@@ -863,10 +864,49 @@ def search_slice(model: Model, query: str) -> UserSlice | None:
     return _cached((str(root), "search", wanted), make)
 
 
+@dataclass(frozen=True)
+class _KeyRows:
+    """The one-user copies' rows of some object keys, and their noise and matches (Arrow)."""
+
+    tables: dict[str, pa.Table]
+    noise: pa.Table
+    matches: pa.Table
+
+
+# By model directory and keys: a deep link by UPN, its search and the page's asks by the object
+# key most often name the same objects, whose rows are then read once.
+_key_rows: OrderedDict[tuple[str, tuple[str, ...]], _KeyRows] = OrderedDict()
+
+
 def _slice_of(
     model: Model, root: Path, keys: Sequence[str], objects: pd.DataFrame | None
 ) -> UserSlice:
     """Return the one-user copies' rows of ``keys``, and the model restricted to them."""
+    key = (str(root), tuple(keys))
+    with _models_lock:
+        rows = _key_rows.get(key)
+        if rows is not None:
+            _key_rows.move_to_end(key)
+    if rows is None:
+        rows = _rows_of_keys(root, keys)
+        with _models_lock:
+            _key_rows[key] = rows
+            while len(_key_rows) > USER_SLICE_CACHE:
+                _key_rows.popitem(last=False)
+
+    def whole(name: str, columns: Sequence[str] | None) -> pd.DataFrame:
+        return model.part(name) if columns is None else model.columns(name, columns)
+
+    # As load_model reads kept parts (Arrow to pandas, no retyping); each slice its own frames.
+    parts = {"noise": rows.noise.to_pandas(), "matches": rows.matches.to_pandas()}
+    if objects is not None:
+        parts["objects"] = objects
+    return UserSlice(dict(rows.tables), Model(parts=parts, loader=whole))
+
+
+def _rows_of_keys(root: Path, keys: Sequence[str]) -> _KeyRows:
+    """Read the one-user copies' rows of ``keys`` (their index rows first), with their noise
+    and the model's matches of their requests."""
     from reports.model_sql import USER_COPIES, USER_INDEX, USER_REQUEST_INDEX
 
     cond, params = _in_list("_key", keys)
@@ -921,12 +961,4 @@ def _slice_of(
         ).to_arrow_table()
     finally:
         con.close()
-
-    def whole(name: str, columns: Sequence[str] | None) -> pd.DataFrame:
-        return model.part(name) if columns is None else model.columns(name, columns)
-
-    # As load_model reads kept parts (Arrow to pandas, no retyping).
-    parts = {"noise": noise.to_pandas(), "matches": matches.to_pandas()}
-    if objects is not None:
-        parts["objects"] = objects
-    return UserSlice(tables, Model(parts=parts, loader=whole))
+    return _KeyRows(tables, noise, matches)

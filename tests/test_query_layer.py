@@ -559,3 +559,43 @@ def test_each_question_has_its_own_connection_to_the_processs_database() -> None
     with pytest.raises(Exception, match="asked"):
         third.sql("SELECT * FROM asked").fetchall()
     third.close()
+
+
+def test_one_users_rows_are_read_once_for_the_texts_that_name_the_same_objects(
+    tmp_path: Path, monkeypatch
+):
+    """The Users page asks by the link's UPN (search, diagnosis), then by the search row's key:
+    the kept copies' rows of those objects are read once, and every answer is the one computed
+    over every row."""
+    from reports import run_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    service.run(store, "cycles")
+    q.clear_model_cache()
+    read: list[tuple[str, ...]] = []
+    rows_of_keys = q._rows_of_keys
+
+    def spy(root: Path, keys: list[str]) -> object:
+        read.append(tuple(keys))
+        return rows_of_keys(root, keys)
+
+    monkeypatch.setattr(q, "_rows_of_keys", spy)
+    now = ts("2026-11-21T00:00:00Z")
+    upn = "ada@contoso.example"
+    found = service.run(store, "user-search", query=upn).frame
+    assert found is not None and len(found) == 1
+    key = str(found["user_key"].iloc[0])
+    asks = [("diagnosis", upn)] + [(name, key) for name in ONE_USER_REPORTS]
+    for name, user in asks:
+        got = service.run(store, name, now=now, user=user)
+        want = run_report(name, w, now=now, user=user)
+        assert got.data == want.data and got.hidden_noise == want.hidden_noise, (name, user)
+        if want.frame is not None:
+            assert got.frame is not None
+            pd.testing.assert_frame_equal(
+                got.frame.reset_index(drop=True),
+                want.frame.reset_index(drop=True),
+                check_dtype=False,
+            )
+    assert read == [(key,)]  # the search's read served the UPN's and the key's questions

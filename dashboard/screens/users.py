@@ -7,6 +7,7 @@ so the address can be pasted into a ticket.
 from __future__ import annotations
 
 import logging
+import re
 
 import pandas as pd
 import streamlit as st
@@ -29,6 +30,9 @@ VERDICT_TONE = {
     "excluded": ("warning", ":material/block:", "Not in scope"),
 }
 
+# A text that is one whole UPN (name@domain.tld), not a part of one.
+UPN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
 ctx = context()
 ui.header(
     "Users",
@@ -48,10 +52,11 @@ query = st.text_input(
     key="users_query",
     placeholder="e.g. ada.lovelace@contoso.com",
 )
-if linked and query == linked and "@" in linked:
-    # A link by UPN (what the dashboard's own links hold) names the diagnosis's subject as the
-    # search row will: its diagnosis is computed while the search runs.
-    ctx.prefetch(("diagnosis", {"user": linked}))
+if query and UPN.fullmatch(str(query).strip()):
+    # A whole UPN (a link's, what the dashboard's own links hold, or one typed or pasted) names
+    # the diagnosis's subject as the search row will: its diagnosis is computed while the search
+    # runs (a UPN in another case than the logs' costs one answer computed for nothing).
+    ctx.prefetch(("diagnosis", {"user": str(query).strip()}))
 users = ctx.report("user-search", query=str(query or ""))
 matches = users.frame if users.frame is not None else pd.DataFrame(columns=["user_key"])
 ui.noise_note(users.hidden_noise)
