@@ -313,7 +313,7 @@ def objects_in_place(inputs: Inputs, noise_file: str) -> pd.DataFrame | None:
             )
             # ``_row`` orders rows as the frames the service reads would (a stored position).
             view = f"SELECT {cols}, _row AS _pos FROM ({scan.sql})"  # noqa: S608 (identifiers)
-            con.sql(view, params=params).create_view(table, replace=True)
+            con.register(table, con.sql(view, params=params))  # a view of this connection only
             made.append(("VIEW", table))
         con.execute(
             "CREATE OR REPLACE TEMP VIEW noise AS "  # noqa: S608 (a quoted path)

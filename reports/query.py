@@ -550,7 +550,7 @@ def _write_recent_failures(
         events, params = query
         own = connect()  # the build's connection holds the model's own ``events``
         try:
-            own.sql(events, params=params).create_view("events")
+            own.register("events", own.sql(events, params=params))  # this connection's view
             result = own.sql(sql).to_arrow_table()
         finally:
             own.close()

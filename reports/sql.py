@@ -162,7 +162,8 @@ def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.Dat
     con = next(iter(scans.values())).con
     try:
         for table, scan in scans.items():
-            con.sql(scan.sql, params=list(scan.params)).create_view(table, replace=True)
+            # A view of this connection only (create_view would name it in the shared database).
+            con.register(table, con.sql(scan.sql, params=list(scan.params)))
         for name, frame in frames.items():
             con.register(name, pa.Table.from_pandas(frame, preserve_index=False))
         result = con.sql(sql).to_arrow_table()

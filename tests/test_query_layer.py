@@ -599,3 +599,28 @@ def test_one_users_rows_are_read_once_for_the_texts_that_name_the_same_objects(
                 check_dtype=False,
             )
     assert read == [(key,)]  # the search's read served the UPN's and the key's questions
+
+
+def test_questions_asked_side_by_side_read_their_own_tables(tmp_path: Path):
+    """Two threads asking reports over the store at once (the dashboard's ask threads): each
+    question's views of the parts are its own, so each answers as when asked alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = _store(tmp_path / "s")
+    service.run(store, "cycles")
+    asks = [
+        ("overview", Filters()),
+        ("cycles", Filters(since=ts("2026-11-20T01:00:00Z"))),
+        ("users", Filters(since=ts("2026-11-20T01:00:00Z"))),
+        ("overview", Filters(since=ts("2026-11-20T01:00:00Z"))),
+    ] * 3
+    now = ts("2026-11-21T00:00:00Z")
+
+    def answer(ask: tuple[str, Filters]) -> object:
+        got = service.run(store, ask[0], ask[1], now=now)
+        return (got.data, None if got.frame is None else got.frame.to_json())
+
+    alone = [answer(a) for a in asks]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(answer, asks))
+    assert together == alone

@@ -41,6 +41,8 @@ def test_every_measure_is_taken_on_a_complete_page(measured: dict[str, Any]) -> 
         "overview_warm",
         "users_cold",
         "users_warm",
+        "users_switch_cold",
+        "users_switch_warm",
         "filter_time_cold",
         "filter_time_warm",
         "filter_time_reset_cold",
@@ -50,6 +52,8 @@ def test_every_measure_is_taken_on_a_complete_page(measured: dict[str, Any]) -> 
     ):
         assert key in times and all(t > 0 for t in times[key]), key
     assert len(times["overview_cold"]) == 1 and len(times["overview_warm"]) == 1
+    # In-app: two users never shown before, then twice back to one shown before.
+    assert len(times["users_switch_cold"]) == 2 and len(times["users_switch_warm"]) == 2
     # The page's own marks: its script run ended before the harness called the page complete.
     for key in ("overview_cold", "users_cold"):
         mark = measured["phases"][key][0]
@@ -72,6 +76,13 @@ def test_figures_are_read_from_the_pages(measured: dict[str, Any], e2e_store: Pa
     timeline = service.run(e2e_store, "timeline", Filters(), user=USER).frame
     assert timeline is not None
     assert figures["users_events"] == f"{len(timeline):,}"
+    # The user picked in-app: another user, whose page shows its own events.
+    first, second = figures["users_switched_to"]
+    assert USER not in (first, second) and first != second
+    assert bench.other_users(e2e_store, USER, 2) == [first, second]
+    picked = service.run(e2e_store, "timeline", Filters(), user=first).frame
+    assert picked is not None
+    assert figures["users_switch_events"] == f"{len(picked):,}"
 
 
 def test_time_filter_change_rerenders_with_another_figure(
