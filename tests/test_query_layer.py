@@ -11,7 +11,7 @@ import pytest
 
 from ingest.schema import TABLES
 from ingest.store import Store
-from reports import Filters, service
+from reports import Filters, ReportResult, service
 from reports import query as q
 from reports.model import MODEL_FORMAT
 from tests.support.frames import SP, events, frame, ts, world
@@ -355,6 +355,19 @@ ONE_USER_REPORTS = (
 )
 
 
+def _same_answer(got: ReportResult, want: ReportResult, what: object) -> None:
+    """Assert two report results hold the same data, hidden-noise count and rows."""
+    assert got.data == want.data, what
+    assert got.hidden_noise == want.hidden_noise, what
+    if want.frame is not None:
+        assert got.frame is not None, what
+        pd.testing.assert_frame_equal(
+            got.frame.reset_index(drop=True),
+            want.frame.reset_index(drop=True),
+            check_dtype=False,
+        )
+
+
 def test_one_user_reports_read_only_the_users_rows_and_answer_the_same(tmp_path: Path, monkeypatch):
     """Asked about one user, a report reads the kept one-user copies, never the parts of
     events, steps, modified properties or wiki requests, and answers as over every row."""
@@ -378,15 +391,7 @@ def test_one_user_reports_read_only_the_users_rows_and_answer_the_same(tmp_path:
             for noise in (False, True):
                 got = service.run(store, name, include_noise=noise, now=now, user=user)
                 want = run_report(name, w, include_noise=noise, now=now, user=user)
-                assert got.data == want.data, (user, name)
-                assert got.hidden_noise == want.hidden_noise, (user, name)
-                if want.frame is not None:
-                    assert got.frame is not None
-                    pd.testing.assert_frame_equal(
-                        got.frame.reset_index(drop=True),
-                        want.frame.reset_index(drop=True),
-                        check_dtype=False,
-                    )
+                _same_answer(got, want, (user, name))
     # Filtered, the diagnosis counts every selected event again: it reads the parts.
     with pytest.raises(AssertionError, match="read the parts of events"):
         service.run(store, "diagnosis", Filters(since=ts("2026-11-20T01:00:00Z")), user="ada")
@@ -590,14 +595,7 @@ def test_one_users_rows_are_read_once_for_the_texts_that_name_the_same_objects(
     for name, user in asks:
         got = service.run(store, name, now=now, user=user)
         want = run_report(name, w, now=now, user=user)
-        assert got.data == want.data and got.hidden_noise == want.hidden_noise, (name, user)
-        if want.frame is not None:
-            assert got.frame is not None
-            pd.testing.assert_frame_equal(
-                got.frame.reset_index(drop=True),
-                want.frame.reset_index(drop=True),
-                check_dtype=False,
-            )
+        _same_answer(got, want, (name, user))
     assert read == [(key,)]  # the search's read served the UPN's and the key's questions
 
 
