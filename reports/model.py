@@ -33,12 +33,14 @@ from reports.inputs import isin, reindex
 from reports.model_sql import (
     app_scope_sql,
     cycles_sql,
+    event_marks_sql,
     facts_sql,
     frame_views,
     groups_sql,
     matches_sql,
     noise_sql,
     objects_sql,
+    timeline_sql,
 )
 
 if TYPE_CHECKING:
@@ -54,11 +56,12 @@ PARTS: Final = (
     "groups",
     "app_scope",
     "recent_failures",
+    "timeline",
 )
 # What the model holds and how (its parts, their columns and rules, the one-user copies): part of
 # the kept model's directory name, so a model written by older code is never read. Bump it with
 # any change to what the model holds.
-MODEL_FORMAT: Final = 5
+MODEL_FORMAT: Final = 6
 WINDOW: Final = pd.Timedelta(seconds=120)
 # Rows a report answers unfiltered, kept beside a store's model (reports.query.build_model, by
 # the reports' own SQL) and read back by an unfiltered ask: per object (users, noise hidden and
@@ -75,6 +78,7 @@ PART_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "groups": ("events", "steps"),
     "app_scope": ("assignments", "group_members"),
     "recent_failures": ("events",),
+    "timeline": ("events", "steps"),
 }
 
 
@@ -105,6 +109,8 @@ def part_query(con: duckdb.DuckDBPyConnection, name: str) -> str:
         return matches_sql()
     if name == "groups":
         return groups_sql()
+    if name == "timeline":
+        return timeline_sql()
     if name == "app_scope":
         apps = con.sql(
             "SELECT DISTINCT service_principal_id FROM assignments "
@@ -172,7 +178,7 @@ def _part_from_frames(
     try:
         if name == "cycles":
             return cycles_frame(con, frames["sync_jobs"])
-        if name in ("objects", "facts", "groups"):
+        if name in ("objects", "facts", "groups", "timeline"):
             assert noise is not None
             con.register("noise", noise[["event_id", "excluded_by", "noise"]])
         return typed_part(name, con.sql(part_query(con, name)).to_arrow_table().to_pandas())
@@ -439,7 +445,7 @@ class Model:
                 Inputs(events=self._frame("events")), recent_sql(Filters(), KEPT), ["events"]
             )
         frames = {t: self._frame(t) for t in PART_TABLES[name]}
-        noise = self.part("noise") if name in ("objects", "facts", "groups") else None
+        noise = self.part("noise") if name in ("objects", "facts", "groups", "timeline") else None
         return _part_from_frames(name, frames, noise)
 
     @property
@@ -466,6 +472,11 @@ class Model:
     def groups(self) -> pd.DataFrame:
         """One row per (job, app) of events: counts the landing answers read (groups_sql)."""
         return self.part("groups")
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        """One row per event in time order: what time-range answers read (timeline_sql)."""
+        return self.part("timeline")
 
     @property
     def facts(self) -> pd.DataFrame:
@@ -609,3 +620,35 @@ def whole_jobs(selected: pd.DataFrame, groups: pd.DataFrame) -> bool:
     (null and "" are one job, as the per-job counts take them)."""
     jobs = set(selected["job_id"].fillna("").astype("str"))
     return int(groups["job_id"].fillna("").astype("str").isin(jobs).sum()) == len(selected)
+
+
+# --- answers the timeline part gives ----------------------------------------------------------
+
+
+def timeline_of(
+    inputs: Inputs, *, noise: bool = False, reference: bool = False
+) -> tuple[str, list[str], dict[str, pd.DataFrame]]:
+    """Return the events of ``inputs`` with the timeline part's columns (reports.model_sql.
+    TIMELINE_COLUMNS, ``_row``, ``_key``, ``_noise``, ``_ref``) as (query, tables, frames) for
+    reports.sql.over; the caller selects with its filters (reports.sql.filter_sql).
+
+    The kept timeline part when the model keeps it and its events are every event the inputs
+    read in place (reports.model.Model.describes): read where it lies, a time range reads only
+    its row groups, and no step or noise row is read. Else the same columns computed over the
+    inputs' events: ``noise`` adds ``_noise`` (the model's noise part), ``reference`` adds
+    ``_ref`` (reading ``steps``).
+    """
+    from reports.sql import literal
+
+    model = model_of(inputs)
+    path = model.file("timeline")
+    if path is not None and model.describes(inputs, ("events",)):
+        return f"SELECT * FROM read_parquet({literal(path)})", [], {}  # noqa: S608 (a quoted path)
+    frames: dict[str, pd.DataFrame] = {}
+    if noise:
+        part = model.noise
+        frames["noise_ids"] = part.loc[part["noise"].astype(bool), ["event_id"]].dropna()
+    query = event_marks_sql(
+        noise="SELECT event_id FROM noise_ids" if noise else None, reference=reference
+    )
+    return query, (["events", "steps"] if reference else ["events"]), frames

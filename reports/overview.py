@@ -372,15 +372,13 @@ def object_counts(objects: pd.DataFrame, source_objects: int) -> dict[str, Any]:
     }
 
 
-# The selected events, the noise among them and the successes, all and shown (noise out).
+# The selected events of ``{events}`` (reports.model.timeline_of, ``_noise`` beside each), the
+# noise among them and the successes, all and shown (noise out).
 _COUNTED_SQL = """
 SELECT count(*) AS n, count(*) FILTER (WHERE _noise) AS noise,
     count(*) FILTER (WHERE status = 'success') AS successes,
     count(*) FILTER (WHERE NOT _noise AND status = 'success') AS shown_successes
-FROM (
-    SELECT status, coalesce(id IN (SELECT event_id FROM noise_ids), false) AS _noise
-    FROM events WHERE {where}
-)
+FROM ({events}) WHERE {where}
 """
 
 
@@ -438,7 +436,7 @@ def build(
     from ingest.store import to_pandas
     from reports import sql
     from reports.cycles import selected_pairs
-    from reports.model import model_of, selected_cycles, selected_groups, whole_jobs
+    from reports.model import model_of, selected_cycles, selected_groups, timeline_of, whole_jobs
 
     model = model_of(inputs)
     scope = Filters(
@@ -474,13 +472,9 @@ def build(
             }
         )
     else:
-        noise = model.noise
-        counted = sql.over(
-            inputs,
-            _COUNTED_SQL.format(where=where),
-            ["events"],
-            noise_ids=noise.loc[noise["noise"].astype(bool), ["event_id"]].dropna(),
-        ).iloc[0]
+        events, tables, frames = timeline_of(inputs, noise=True)
+        query = _COUNTED_SQL.format(events=events, where=where)
+        counted = sql.over(inputs, query, tables, **frames).iloc[0]
     n = int(counted["n"])
     # drop_noise_events and success_rate of what is shown: hidden noise is out of both.
     hidden = 0 if include_noise or not n else int(counted["noise"])
@@ -488,15 +482,18 @@ def build(
     successes = counted["shown_successes"] if hidden else counted["successes"]
     # The failures at or after the ``limit``-th newest failure time, and those without a time:
     # every row latest_failures can pick from all of them (ties included), in read order.
-    # The time is found first and given as a value, so the read skips the parts' row groups
-    # that end before it (a million events' text columns are never decoded).
+    # The time is found first (over the model's timeline where it is kept) and given as a
+    # value, so the read skips the parts' row groups that end before it (a million events' text
+    # columns are never decoded).
     failed_where = f"{where} AND status = 'failure'"
+    events, tables, frames = timeline_of(inputs)
     oldest = sql.over(
         inputs,
-        "SELECT min(activity_at) AS at FROM (SELECT activity_at FROM events "  # noqa: S608
+        f"SELECT min(activity_at) AS at FROM (SELECT activity_at FROM ({events}) "  # noqa: S608
         f"WHERE {failed_where} AND activity_at IS NOT NULL "
         f"ORDER BY activity_at DESC LIMIT {int(limit)})",
-        ["events"],
+        tables,
+        **frames,
     )["at"].iloc[0]
     timed = "FALSE" if pd.isna(oldest) else f"activity_at >= {sql.literal(pd.Timestamp(oldest))}"
     failed = sql.over_arrow(

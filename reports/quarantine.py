@@ -80,23 +80,17 @@ def next_retry(began: pd.Series, now: pd.Timestamp) -> pd.Series:
 
 # Per job (null as ""): its first app, events, failed events, and of its objects' latest success
 # or failure (time order, ties in read order, no time last), the failures, the reference ones
-# and the successes. Object keys are reports.inputs.object_key's.
+# and the successes. Over ``{events}``: the events with their object (``_key``, reports.inputs.
+# object_key) and reference flag (``_ref``) beside them (reports.model.timeline_of).
 _JOBS_SQL = """
 WITH ev AS (
-    SELECT *, coalesce(job_id, '') AS _job FROM events WHERE {where}
-), ref_steps AS (
-    SELECT event_id FROM steps
-    WHERE step_type = 'reference_resolution' AND status = 'failure' AND event_id IS NOT NULL
+    SELECT *, coalesce(job_id, '') AS _job FROM ({events}) WHERE {where}
 ), latest AS (
-    SELECT _job, arg_max(
-        {{'status': status, 'reference': status = 'failure' AND coalesce(
-            id IN (SELECT event_id FROM ref_steps)
-            OR regexp_matches(failed_step, 'reference', 'i')
-            OR (source_type = 'group' AND action = 'update'), false)}},
+    SELECT _job, arg_max({{'status': status, 'reference': _ref}},
         {{'untimed': activity_at IS NULL, 'at': activity_at, 'row': _row}}) AS last
     FROM ev
     WHERE status IN ('success', 'failure')
-    GROUP BY _job, {key}
+    GROUP BY _job, _key
 ), per_job AS (
     SELECT _job,
         arg_min(service_principal_id, _row) FILTER (WHERE service_principal_id IS NOT NULL)
@@ -165,19 +159,18 @@ def job_counts(inputs: Inputs, filters: Filters) -> pd.DataFrame:
     """Return per job ("" for none, sorted) the counts the risk is measured on (see _JOBS_SQL).
 
     Read from the model's groups when the filters keep whole jobs (reports.model.
-    selected_groups), else counted by DuckDB where the selected events lie (a store's parts,
-    or the frames given).
+    selected_groups), else counted by DuckDB over the selected events where they lie: the
+    model's timeline (a time range reads only its row groups), else a store's parts or the
+    frames given (reports.model.timeline_of).
     """
     from reports import sql
-    from reports.query import OBJECT_KEY
+    from reports.model import timeline_of
 
     counts = _kept_counts(inputs, filters)
     if counts is None:
-        counts = sql.over(
-            inputs,
-            _JOBS_SQL.format(where=sql.filter_sql(filters), key=OBJECT_KEY),
-            ["events", "steps"],
-        )
+        events, tables, frames = timeline_of(inputs, reference=True)
+        query = _JOBS_SQL.format(events=events, where=sql.filter_sql(filters))
+        counts = sql.over(inputs, query, tables, **frames)
     per_job = counts.set_index("job_id").rename_axis(None)
     for c in ("failure_events", "failures", "reference_failures", "successes"):
         # What pandas' aligned group sizes give: a job without any is missing, not 0.

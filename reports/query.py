@@ -49,7 +49,7 @@ from reports.model import (
     part_query,
     typed_part,
 )
-from reports.model_sql import USER_COLUMNS, object_key_sql, user_hit_sql
+from reports.model_sql import TIMELINE_ROW_GROUP, USER_COLUMNS, object_key_sql, user_hit_sql
 
 log = logging.getLogger(__name__)
 
@@ -487,12 +487,14 @@ def _build_model(snap: Snapshot, root: Path | None, memory: str) -> dict[str, pd
     out: dict[str, pd.DataFrame] = {}
     try:
         store_views(con, {t: snap.files(t) for t in tables}, tables, ("events", "group_members"))
-        for name in ("noise", "groups", "matches", "objects", "facts", "app_scope"):
+        for name in ("noise", "timeline", "groups", "matches", "objects", "facts", "app_scope"):
             t0 = time.perf_counter()
             sql = part_query(con, name)
             if root is not None:
                 target = _quote(str(root / f"{name}.parquet"))
-                con.execute(f"COPY ({sql}) TO {target} ({PARQUET})")
+                # The timeline in small row groups: a time range reads only those in range.
+                size = f", ROW_GROUP_SIZE {TIMELINE_ROW_GROUP}" if name == "timeline" else ""
+                con.execute(f"COPY ({sql}) TO {target} ({PARQUET}{size})")
                 if name == "noise":
                     con.execute(
                         "CREATE OR REPLACE TEMP VIEW noise AS "  # noqa: S608 (a quoted path)

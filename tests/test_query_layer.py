@@ -91,6 +91,7 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
         "noise.parquet",
         "objects.parquet",
         "recent_failures.parquet",
+        "timeline.parquet",
         "user_events.parquet",
         "user_index.parquet",
         "user_modified_properties.parquet",
