@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import duckdb
 import numpy as np
@@ -46,6 +46,8 @@ from reports.model_sql import (
 if TYPE_CHECKING:
     from reports import Filters, Inputs
     from reports.sql import StoredRows
+
+T = TypeVar("T")
 
 PARTS: Final = (
     "noise",
@@ -385,6 +387,7 @@ class Model:
         self._parts: dict[str, pd.DataFrame] = dict(parts or {})
         self._loader = loader  # reads a kept part back (only the parts a report asks for)
         self._files = dict(files or {})  # where kept parts lie (Parquet), for SQL to scan
+        self._memo: dict[str, Any] = {}  # small answers derived from parts (remember)
         self._seen = self._fingerprint()
 
     def _fingerprint(self) -> tuple[int, ...]:
@@ -397,6 +400,13 @@ class Model:
         # The raw attribute: a table the store has not read yet is not read for this.
         return tuple(id(object.__getattribute__(self._source, t)) for t in TABLES)
 
+    def _fresh(self) -> None:
+        """Drop what was computed from frames the source no longer holds."""
+        if self._source is not None:
+            now = self._fingerprint()
+            if now != self._seen:
+                self._parts, self._memo, self._seen = {}, {}, now
+
     def _frame(self, table: str) -> pd.DataFrame:
         if self._source is None:
             raise LookupError(f"the model has no source frames to compute from ({table})")
@@ -404,13 +414,18 @@ class Model:
 
     def part(self, name: str) -> pd.DataFrame:
         """Return part ``name`` (noise, cycles, matches, objects), computing it once."""
-        if self._source is not None:
-            now = self._fingerprint()
-            if now != self._seen:
-                self._parts, self._seen = {}, now
+        self._fresh()
         if name not in self._parts:
             self._parts[name] = self._loader(name, None) if self._loader else self._compute(name)
         return self._parts[name]
+
+    def remember(self, key: str, compute: Callable[[Model], T]) -> T:
+        """Return ``compute(self)``, computed once per model: a small answer derived from its
+        parts whatever the filters (e.g. counts over a million objects, read column-wise)."""
+        self._fresh()
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return self._memo[key]
 
     def columns(self, name: str, columns: Sequence[str]) -> pd.DataFrame:
         """Return only ``columns`` of part ``name``: a kept part not yet read is read column-wise
@@ -641,8 +656,8 @@ def timeline_of(
     from reports.sql import literal
 
     model = model_of(inputs)
-    path = model.file("timeline")
-    if path is not None and model.describes(inputs, ("events",)):
+    path = _kept_timeline(inputs)
+    if path is not None:
         return f"SELECT * FROM read_parquet({literal(path)})", [], {}  # noqa: S608 (a quoted path)
     frames: dict[str, pd.DataFrame] = {}
     if noise:
@@ -652,3 +667,24 @@ def timeline_of(
         noise="SELECT event_id FROM noise_ids" if noise else None, reference=reference
     )
     return query, (["events", "steps"] if reference else ["events"]), frames
+
+
+def _kept_timeline(inputs: Inputs) -> str | None:
+    """Return the kept timeline part's file when it stands for every event ``inputs`` read."""
+    model = model_of(inputs)
+    path = model.file("timeline")
+    return path if path is not None and model.describes(inputs, ("events",)) else None
+
+
+def timeline_rows_of(inputs: Inputs) -> str:
+    """Return the SQL of every column of the events whose ``_row`` :func:`timeline_of` gives
+    (to fetch a few rows by it): the model's kept copy of every event (reports.model_sql.
+    USER_COPIES, its rows numbered as the timeline's) beside a kept timeline, else ``events``."""
+    from reports.model_sql import USER_COPIES
+    from reports.sql import literal
+
+    model = model_of(inputs)
+    if _kept_timeline(inputs) is None or model.root is None:
+        return "SELECT * FROM events"
+    copy = literal(str(model.root / f"{USER_COPIES['events']}.parquet"))
+    return f"SELECT * EXCLUDE (_pos), _pos AS _row FROM read_parquet({copy})"  # noqa: S608

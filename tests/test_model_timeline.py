@@ -29,8 +29,15 @@ APPS = ("sp-a", "sp-b")
 JOBS = ("scim.a1", "scim.b1", None)
 NOW = pd.Timestamp("2026-11-21T00:00:00Z")
 STATUSES = ["success", "failure", "skipped", "warning"]
-# Each report compared with the frames' answer; quarantine-risk and overview read the timeline.
-REPORTS = ("quarantine-risk", "overview", "cycles", "summary", "recent-failures")
+# Each report compared with the frames' answer; all but summary and cycles read the timeline.
+REPORTS = (
+    "quarantine-risk",
+    "overview",
+    "recent-failures",
+    "events-over-time",
+    "cycles",
+    "summary",
+)
 
 
 def _tenant(n: int = 600, seed: int = 13) -> Inputs:
@@ -256,7 +263,7 @@ def test_a_time_range_reads_the_timeline_not_the_events_or_steps(
     tenant: tuple[Store, Inputs], monkeypatch: pytest.MonkeyPatch, filters: Filters
 ) -> None:
     store, frames = tenant
-    want = {n: _answer(run_report(n, frames, filters, now=NOW)) for n in REPORTS[:2]}
+    want = {n: _answer(run_report(n, frames, filters, now=NOW)) for n in REPORTS[:4]}
     read: list[tuple[str, ...]] = []
     real = sql.over_arrow
 
@@ -278,3 +285,8 @@ def test_a_time_range_reads_the_timeline_not_the_events_or_steps(
     # Only the latest failures' own rows come from the events (their text columns).
     assert read.count(("events",)) == 1 and all(t in ((), ("events",)) for t in read)
     assert repr(_answer(overview)) == repr(want["overview"])
+    for name in ("recent-failures", "events-over-time"):
+        read.clear()
+        got = service.run(store.path, name, filters, now=NOW)
+        assert read and all(t == () for t in read), name  # the timeline (and the kept copy)
+        assert repr(_answer(got)) == repr(want[name]), name
