@@ -209,13 +209,14 @@ def user_hit_sql(wanted: str) -> str:
     return " OR ".join(f"coalesce(lower({c}) = {wanted}, false)" for c in USER_COLUMNS)
 
 
-def last_key_sql(alias: str = "") -> str:
-    """Sort key of "the latest event": by time (no time sorts last), then stored order; one
-    HUGEINT (null flag, time, position), so "the latest" is a plain max."""
+def last_key_sql(alias: str = "", pos: str = "_pos") -> str:
+    """Sort key of "the latest event": by time (no time sorts last), then stored order (column
+    ``pos``, under 2**63); one HUGEINT (null flag, time, position), so "the latest" is a plain
+    max."""
     a = f"{alias}." if alias else ""
     return (
         f"((({a}activity_at IS NULL)::HUGEINT << 125) "
-        f"+ ((coalesce(epoch_us({a}activity_at), 0) + {1 << 61})::HUGEINT << 63) + {a}_pos)"
+        f"+ ((coalesce(epoch_us({a}activity_at), 0) + {1 << 61})::HUGEINT << 63) + {a}{pos})"
     )
 
 

@@ -79,15 +79,17 @@ def next_retry(began: pd.Series, now: pd.Timestamp) -> pd.Series:
 
 
 # Per job (null as ""): its first app, events, failed events, and of its objects' latest success
-# or failure (time order, ties in read order, no time last), the failures, the reference ones
-# and the successes. Over ``{events}``: the events with their object (``_key``, reports.inputs.
-# object_key) and reference flag (``_ref``) beside them (reports.model.timeline_of).
+# or failure (time order, ties in read order, no time last: ``{latest}``), the failures, the
+# reference ones and the successes (``last``: 1 success, 2 failure, 3 reference failure). Over
+# ``{events}``: the events with their object (``_key``, reports.inputs.object_key) and reference
+# flag (``_ref``) beside them (reports.model.timeline_of).
 _JOBS_SQL = """
 WITH ev AS (
     SELECT *, coalesce(job_id, '') AS _job FROM ({events}) WHERE {where}
 ), latest AS (
-    SELECT _job, arg_max({{'status': status, 'reference': _ref}},
-        {{'untimed': activity_at IS NULL, 'at': activity_at, 'row': _row}}) AS last
+    SELECT _job,
+        arg_max(CASE WHEN status = 'success' THEN 1 WHEN _ref THEN 3 ELSE 2 END, {latest})
+            AS last
     FROM ev
     WHERE status IN ('success', 'failure')
     GROUP BY _job, _key
@@ -100,9 +102,9 @@ WITH ev AS (
     FROM ev GROUP BY _job
 ), outcomes AS (
     SELECT _job,
-        count(*) FILTER (WHERE last.status = 'failure') AS failures,
-        count(*) FILTER (WHERE last.status = 'failure' AND last.reference) AS reference_failures,
-        count(*) FILTER (WHERE last.status = 'success') AS successes
+        count(*) FILTER (WHERE last >= 2) AS failures,
+        count(*) FILTER (WHERE last = 3) AS reference_failures,
+        count(*) FILTER (WHERE last = 1) AS successes
     FROM latest GROUP BY _job
 )
 SELECT p._job AS job_id, p.service_principal_id, p.events, p.failure_events,
@@ -165,11 +167,14 @@ def job_counts(inputs: Inputs, filters: Filters) -> pd.DataFrame:
     """
     from reports import sql
     from reports.model import timeline_of
+    from reports.model_sql import last_key_sql
 
     counts = _kept_counts(inputs, filters)
     if counts is None:
         events, tables, frames = timeline_of(inputs, reference=True)
-        query = _JOBS_SQL.format(events=events, where=sql.filter_sql(filters))
+        query = _JOBS_SQL.format(
+            events=events, where=sql.filter_sql(filters), latest=last_key_sql(pos="_row")
+        )
         counts = sql.over(inputs, query, tables, **frames)
     per_job = counts.set_index("job_id").rename_axis(None)
     for c in ("failure_events", "failures", "reference_failures", "successes"):

@@ -290,3 +290,38 @@ def test_a_time_range_reads_the_timeline_not_the_events_or_steps(
         got = service.run(store.path, name, filters, now=NOW)
         assert read and all(t == () for t in read), name  # the timeline (and the kept copy)
         assert repr(_answer(got)) == repr(want[name]), name
+
+
+def test_two_threads_asking_the_same_kept_sql_compute_it_once(
+    tenant: tuple[Store, Inputs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quarantine-risk and the Overview, computed side by side, share one count."""
+    import threading
+    import time
+
+    store, _ = tenant
+    calls: list[str] = []
+    real = sql.over_arrow
+
+    def slow(inputs: Inputs, query: str, tables: Any, **kw: Any) -> Any:
+        calls.append(query)
+        time.sleep(0.3)  # the second thread asks meanwhile
+        return real(inputs, query, tables, **kw)
+
+    monkeypatch.setattr(sql, "over_arrow", slow)
+    sql._kept.clear()
+    filters = Filters(since=START + pd.Timedelta(hours=7))
+    got: list[Any] = []
+
+    def ask() -> None:
+        got.append(service.run(store.path, "quarantine-risk", filters, now=NOW).frame)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len(got) == 2 and got[0] is not None and got[1] is not None
+    pd.testing.assert_frame_equal(got[0], got[1])
+    assert int(got[0]["events"].sum()) == len(Filters.apply_events(filters, _tenant().events))
