@@ -154,13 +154,17 @@ def build(
 
 def selected_pairs(inputs: Inputs, filters: Filters) -> pd.DataFrame:
     """Return the (job_id, cycle_id) pairs of the events ``filters`` select (those with a
-    cycle id, once each), found by DuckDB where the events lie: what selected_cycles reads."""
+    cycle id, once each), found by DuckDB where the events lie (the model's timeline where it
+    is kept, reports.model.timeline_of): what selected_cycles reads."""
     from reports import sql
+    from reports.model import timeline_of
 
+    events, tables, frames = timeline_of(inputs)
     where = sql.filter_sql(filters)
     return sql.over(
         inputs,
-        f"SELECT DISTINCT job_id, cycle_id FROM events WHERE {where} "  # noqa: S608
+        f"SELECT DISTINCT job_id, cycle_id FROM ({events}) WHERE {where} "  # noqa: S608
         "AND cycle_id IS NOT NULL",
-        ["events"],
+        tables,
+        **frames,
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import duckdb
 import numpy as np
@@ -33,17 +33,21 @@ from reports.inputs import isin, reindex
 from reports.model_sql import (
     app_scope_sql,
     cycles_sql,
+    event_marks_sql,
     facts_sql,
     frame_views,
     groups_sql,
     matches_sql,
     noise_sql,
     objects_sql,
+    timeline_sql,
 )
 
 if TYPE_CHECKING:
     from reports import Filters, Inputs
     from reports.sql import StoredRows
+
+T = TypeVar("T")
 
 PARTS: Final = (
     "noise",
@@ -54,11 +58,12 @@ PARTS: Final = (
     "groups",
     "app_scope",
     "recent_failures",
+    "timeline",
 )
 # What the model holds and how (its parts, their columns and rules, the one-user copies): part of
 # the kept model's directory name, so a model written by older code is never read. Bump it with
 # any change to what the model holds.
-MODEL_FORMAT: Final = 5
+MODEL_FORMAT: Final = 6
 WINDOW: Final = pd.Timedelta(seconds=120)
 # Rows a report answers unfiltered, kept beside a store's model (reports.query.build_model, by
 # the reports' own SQL) and read back by an unfiltered ask: per object (users, noise hidden and
@@ -75,6 +80,7 @@ PART_TABLES: Final[dict[str, tuple[str, ...]]] = {
     "groups": ("events", "steps"),
     "app_scope": ("assignments", "group_members"),
     "recent_failures": ("events",),
+    "timeline": ("events", "steps"),
 }
 
 
@@ -105,6 +111,8 @@ def part_query(con: duckdb.DuckDBPyConnection, name: str) -> str:
         return matches_sql()
     if name == "groups":
         return groups_sql()
+    if name == "timeline":
+        return timeline_sql()
     if name == "app_scope":
         apps = con.sql(
             "SELECT DISTINCT service_principal_id FROM assignments "
@@ -172,7 +180,7 @@ def _part_from_frames(
     try:
         if name == "cycles":
             return cycles_frame(con, frames["sync_jobs"])
-        if name in ("objects", "facts", "groups"):
+        if name in ("objects", "facts", "groups", "timeline"):
             assert noise is not None
             con.register("noise", noise[["event_id", "excluded_by", "noise"]])
         return typed_part(name, con.sql(part_query(con, name)).to_arrow_table().to_pandas())
@@ -379,6 +387,7 @@ class Model:
         self._parts: dict[str, pd.DataFrame] = dict(parts or {})
         self._loader = loader  # reads a kept part back (only the parts a report asks for)
         self._files = dict(files or {})  # where kept parts lie (Parquet), for SQL to scan
+        self._memo: dict[str, Any] = {}  # small answers derived from parts (remember)
         self._seen = self._fingerprint()
 
     def _fingerprint(self) -> tuple[int, ...]:
@@ -391,6 +400,13 @@ class Model:
         # The raw attribute: a table the store has not read yet is not read for this.
         return tuple(id(object.__getattribute__(self._source, t)) for t in TABLES)
 
+    def _fresh(self) -> None:
+        """Drop what was computed from frames the source no longer holds."""
+        if self._source is not None:
+            now = self._fingerprint()
+            if now != self._seen:
+                self._parts, self._memo, self._seen = {}, {}, now
+
     def _frame(self, table: str) -> pd.DataFrame:
         if self._source is None:
             raise LookupError(f"the model has no source frames to compute from ({table})")
@@ -398,13 +414,18 @@ class Model:
 
     def part(self, name: str) -> pd.DataFrame:
         """Return part ``name`` (noise, cycles, matches, objects), computing it once."""
-        if self._source is not None:
-            now = self._fingerprint()
-            if now != self._seen:
-                self._parts, self._seen = {}, now
+        self._fresh()
         if name not in self._parts:
             self._parts[name] = self._loader(name, None) if self._loader else self._compute(name)
         return self._parts[name]
+
+    def remember(self, key: str, compute: Callable[[Model], T]) -> T:
+        """Return ``compute(self)``, computed once per model: a small answer derived from its
+        parts whatever the filters (e.g. counts over a million objects, read column-wise)."""
+        self._fresh()
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return self._memo[key]
 
     def columns(self, name: str, columns: Sequence[str]) -> pd.DataFrame:
         """Return only ``columns`` of part ``name``: a kept part not yet read is read column-wise
@@ -439,7 +460,7 @@ class Model:
                 Inputs(events=self._frame("events")), recent_sql(Filters(), KEPT), ["events"]
             )
         frames = {t: self._frame(t) for t in PART_TABLES[name]}
-        noise = self.part("noise") if name in ("objects", "facts", "groups") else None
+        noise = self.part("noise") if name in ("objects", "facts", "groups", "timeline") else None
         return _part_from_frames(name, frames, noise)
 
     @property
@@ -466,6 +487,11 @@ class Model:
     def groups(self) -> pd.DataFrame:
         """One row per (job, app) of events: counts the landing answers read (groups_sql)."""
         return self.part("groups")
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        """One row per event in time order: what time-range answers read (timeline_sql)."""
+        return self.part("timeline")
 
     @property
     def facts(self) -> pd.DataFrame:
@@ -609,3 +635,56 @@ def whole_jobs(selected: pd.DataFrame, groups: pd.DataFrame) -> bool:
     (null and "" are one job, as the per-job counts take them)."""
     jobs = set(selected["job_id"].fillna("").astype("str"))
     return int(groups["job_id"].fillna("").astype("str").isin(jobs).sum()) == len(selected)
+
+
+# --- answers the timeline part gives ----------------------------------------------------------
+
+
+def timeline_of(
+    inputs: Inputs, *, noise: bool = False, reference: bool = False
+) -> tuple[str, list[str], dict[str, pd.DataFrame]]:
+    """Return the events of ``inputs`` with the timeline part's columns (reports.model_sql.
+    TIMELINE_COLUMNS, ``_row``, ``_key``, ``_noise``, ``_ref``) as (query, tables, frames) for
+    reports.sql.over; the caller selects with its filters (reports.sql.filter_sql).
+
+    The kept timeline part when the model keeps it and its events are every event the inputs
+    read in place (reports.model.Model.describes): read where it lies, a time range reads only
+    its row groups, and no step or noise row is read. Else the same columns computed over the
+    inputs' events: ``noise`` adds ``_noise`` (the model's noise part), ``reference`` adds
+    ``_ref`` (reading ``steps``).
+    """
+    from reports.sql import literal
+
+    model = model_of(inputs)
+    path = _kept_timeline(inputs)
+    if path is not None:
+        return f"SELECT * FROM read_parquet({literal(path)})", [], {}  # noqa: S608 (a quoted path)
+    frames: dict[str, pd.DataFrame] = {}
+    if noise:
+        part = model.noise
+        frames["noise_ids"] = part.loc[part["noise"].astype(bool), ["event_id"]].dropna()
+    query = event_marks_sql(
+        noise="SELECT event_id FROM noise_ids" if noise else None, reference=reference
+    )
+    return query, (["events", "steps"] if reference else ["events"]), frames
+
+
+def _kept_timeline(inputs: Inputs) -> str | None:
+    """Return the kept timeline part's file when it stands for every event ``inputs`` read."""
+    model = model_of(inputs)
+    path = model.file("timeline")
+    return path if path is not None and model.describes(inputs, ("events",)) else None
+
+
+def timeline_rows_of(inputs: Inputs) -> str:
+    """Return the SQL of every column of the events whose ``_row`` :func:`timeline_of` gives
+    (to fetch a few rows by it): the model's kept copy of every event (reports.model_sql.
+    USER_COPIES, its rows numbered as the timeline's) beside a kept timeline, else ``events``."""
+    from reports.model_sql import USER_COPIES
+    from reports.sql import literal
+
+    model = model_of(inputs)
+    if _kept_timeline(inputs) is None or model.root is None:
+        return "SELECT * FROM events"
+    copy = literal(str(model.root / f"{USER_COPIES['events']}.parquet"))
+    return f"SELECT * EXCLUDE (_pos), _pos AS _row FROM read_parquet({copy})"  # noqa: S608

@@ -209,13 +209,14 @@ def user_hit_sql(wanted: str) -> str:
     return " OR ".join(f"coalesce(lower({c}) = {wanted}, false)" for c in USER_COLUMNS)
 
 
-def last_key_sql(alias: str = "") -> str:
-    """Sort key of "the latest event": by time (no time sorts last), then stored order; one
-    HUGEINT (null flag, time, position), so "the latest" is a plain max."""
+def last_key_sql(alias: str = "", pos: str = "_pos") -> str:
+    """Sort key of "the latest event": by time (no time sorts last), then stored order (column
+    ``pos``, under 2**63); one HUGEINT (null flag, time, position), so "the latest" is a plain
+    max."""
     a = f"{alias}." if alias else ""
     return (
         f"((({a}activity_at IS NULL)::HUGEINT << 125) "
-        f"+ ((coalesce(epoch_us({a}activity_at), 0) + {1 << 61})::HUGEINT << 63) + {a}_pos)"
+        f"+ ((coalesce(epoch_us({a}activity_at), 0) + {1 << 61})::HUGEINT << 63) + {a}{pos})"
     )
 
 
@@ -788,6 +789,67 @@ def facts_sql(counts: Mapping[str, str]) -> str:
     """  # noqa: S608 (constants)
 
 
+# The event ids of failed reference-resolution steps (over the ``steps`` view).
+REFERENCE_STEPS: Final = (
+    "SELECT event_id FROM steps WHERE step_type = 'reference_resolution' "
+    "AND status = 'failure' AND event_id IS NOT NULL"
+)
+
+
+def reference_failure_sql(ref_ids: str = REFERENCE_STEPS) -> str:
+    """SQL over an event: it failed on a reference (manager, group members; reports.quarantine):
+    its id among ``ref_ids`` (a query of event ids: REFERENCE_STEPS), a failed step named for a
+    reference, or a group update."""
+    return (
+        f"status = 'failure' AND coalesce(id IN ({ref_ids}) "
+        "OR regexp_matches(failed_step, 'reference', 'i') "
+        "OR (source_type = 'group' AND action = 'update'), false)"
+    )
+
+
+# The timeline part: one row per event, what the answers a time range selects read of it, in
+# time order (no time last; then stored order) in small row groups, so a time range reads only
+# the row groups its Parquet statistics put in range. Besides these canonical columns: ``_row``
+# (the event's stored place), ``_key`` (its object: one number per object key, null for none),
+# ``_noise`` (the noise part's flag) and ``_ref`` (reference_failure_sql).
+TIMELINE_COLUMNS: Final = (
+    "activity_at",
+    "job_id",
+    "service_principal_id",
+    "cycle_id",
+    "action",
+    "status",
+    "error_code",
+)
+TIMELINE_ROW_GROUP: Final = 16384
+
+
+def timeline_sql() -> str:
+    """The timeline part (TIMELINE_COLUMNS, ``_row``, ``_key``, ``_noise``, ``_ref``) over the
+    ``events``, ``steps`` and ``noise`` views, in time order."""
+    cols = ", ".join(TIMELINE_COLUMNS)
+    return f"""
+    SELECT {cols}, _pos AS _row,
+           CASE WHEN _k IS NOT NULL THEN dense_rank() OVER (ORDER BY _k) END AS _key,
+           coalesce(id IN (SELECT event_id FROM noise WHERE noise), false) AS _noise,
+           {reference_failure_sql()} AS _ref
+    FROM (SELECT *, {object_key_sql()} AS _k FROM events)
+    ORDER BY activity_at NULLS LAST, _pos
+    """  # noqa: S608 (constants)
+
+
+def event_marks_sql(*, noise: str | None = None, reference: bool = False) -> str:
+    """The timeline's columns computed over the ``events`` view instead (every event, stored
+    order; ``_key`` the object key itself): ``_noise`` from the event ids of query ``noise``
+    (None: not computed), ``_ref`` when ``reference`` (reads ``steps``)."""
+    marks = [f"{object_key_sql()} AS _key"]
+    if noise is not None:
+        marks.append(f"coalesce(id IN ({noise}), false) AS _noise")
+    if reference:
+        marks.append(f"{reference_failure_sql()} AS _ref")
+    return f"SELECT *, {', '.join(marks)} FROM events"  # noqa: S608 (constants)
+
+
 def groups_sql() -> str:
     """The groups part: one row per (``job_id``, ``service_principal_id``) of events (nulls are
     values), what the landing answers read of the events an app or job filter selects.
@@ -804,17 +866,11 @@ def groups_sql() -> str:
     """
     key = object_key_sql()
     return f"""
-    WITH ref_steps AS (
-        SELECT event_id FROM steps
-        WHERE step_type = 'reference_resolution' AND status = 'failure' AND event_id IS NOT NULL
-    ), ev AS (
+    WITH ref_steps AS ({REFERENCE_STEPS}), ev AS (
         SELECT job_id, service_principal_id, service_principal_name, origin, status, error_code,
                activity_at, cycle_id, _pos, {key} AS _key,
                coalesce(id IN (SELECT event_id FROM noise WHERE noise), false) AS _noise,
-               status = 'failure' AND coalesce(
-                   id IN (SELECT event_id FROM ref_steps)
-                   OR regexp_matches(failed_step, 'reference', 'i')
-                   OR (source_type = 'group' AND action = 'update'), false) AS _ref
+               {reference_failure_sql("SELECT event_id FROM ref_steps")} AS _ref
         FROM events
     ), latest AS (
         SELECT coalesce(job_id, '') AS _job,

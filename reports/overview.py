@@ -153,14 +153,26 @@ def bucket_sql(column: str, freq: str) -> str:
     return f"time_bucket(INTERVAL '{micros} microseconds', {column}, TIMESTAMPTZ '1970-01-01')"
 
 
+# Over ``{events}``: the selected events (reports.model.timeline_of when it holds the columns).
 _SPAN_SQL = (
-    "SELECT min(activity_at) AS first_at, max(activity_at) AS last_at FROM events WHERE {where}"
+    "SELECT min(activity_at) AS first_at, max(activity_at) AS last_at FROM ({events}) WHERE {where}"
 )
 # Events per time bucket and ``by`` value (null last in both; a null value is "(none)").
 _COUNTS_SQL = """
-SELECT {bucket} AS bucket, {by} AS value, count(*) AS count FROM events WHERE {where}
+SELECT {bucket} AS bucket, {by} AS value, count(*) AS count FROM ({events}) WHERE {where}
 GROUP BY ALL ORDER BY bucket NULLS LAST, value NULLS LAST
 """
+
+
+def _events_with(inputs: Inputs, column: str) -> tuple[str, list[str], dict[str, pd.DataFrame]]:
+    """Return the selected events for reports.sql.over: the model's timeline when it has
+    ``column`` (a time range then reads only its row groups), else the events."""
+    from reports.model import timeline_of
+    from reports.model_sql import TIMELINE_COLUMNS
+
+    if column in TIMELINE_COLUMNS:
+        return timeline_of(inputs)
+    return "SELECT * FROM events", ["events"], {}
 
 
 def selected_span(inputs: Inputs, filters: Filters, status: str | None = None) -> pd.Timedelta:
@@ -176,7 +188,9 @@ def selected_span(inputs: Inputs, filters: Filters, status: str | None = None) -
     where = sql.filter_sql(filters)
     if status is not None:
         where += f" AND status = {sql.literal(status)}"
-    got = sql.over(inputs, _SPAN_SQL.format(where=where), ["events"]).iloc[0]
+    events, tables, frames = _events_with(inputs, "activity_at")
+    got = sql.over(inputs, _SPAN_SQL.format(events=events, where=where), tables, **frames)
+    got = got.iloc[0]
     if pd.isna(got["first_at"]):
         return pd.Timedelta(0)
     return pd.Timestamp(got["last_at"]) - pd.Timestamp(got["first_at"])
@@ -202,8 +216,11 @@ def events_over_time_of(
     if status is not None:
         where += f" AND status = {sql.literal(status)}"
     column = '"' + by.replace('"', '""') + '"'
-    query = _COUNTS_SQL.format(bucket=bucket_sql("activity_at", freq), by=column, where=where)
-    got = sql.over(inputs, query, ["events"])
+    events, tables, frames = _events_with(inputs, by)
+    query = _COUNTS_SQL.format(
+        events=events, bucket=bucket_sql("activity_at", freq), by=column, where=where
+    )
+    got = sql.over(inputs, query, tables, **frames)
     out = pd.DataFrame(
         {
             "bucket": got["bucket"].astype(UTC_DTYPE),
@@ -360,27 +377,34 @@ COUNTS_EXPLAINED = (
 )
 
 
-def object_counts(objects: pd.DataFrame, source_objects: int) -> dict[str, Any]:
-    """Return the object counts every page names the same way, and the line relating them."""
+def _user_counts(model: Model) -> dict[str, int]:
+    """Return the counts of the model's coverage users (every object, whatever the filters)."""
+    objects = model.columns("objects", ["coverage", "scope_via", "in_scope", "wiki_state"])
     users = objects.loc[objects["coverage"]]
     return {
-        "source_objects": int(source_objects),
         "users_assigned": int((users["scope_via"].fillna("none") != "none").sum()),
         "users_in_scope": int(users["in_scope"].sum()),
         "users_active_in_wiki": int((users["wiki_state"] == "active").fillna(False).sum()),
+    }
+
+
+def object_counts(model: Model, source_objects: int) -> dict[str, Any]:
+    """Return the object counts every page names the same way, and the line relating them
+    (the users' counted once per model: they read every object)."""
+    return {
+        "source_objects": int(source_objects),
+        **model.remember("user_counts", _user_counts),
         "counts_explained": COUNTS_EXPLAINED,
     }
 
 
-# The selected events, the noise among them and the successes, all and shown (noise out).
+# The selected events of ``{events}`` (reports.model.timeline_of, ``_noise`` beside each), the
+# noise among them and the successes, all and shown (noise out).
 _COUNTED_SQL = """
 SELECT count(*) AS n, count(*) FILTER (WHERE _noise) AS noise,
     count(*) FILTER (WHERE status = 'success') AS successes,
     count(*) FILTER (WHERE NOT _noise AND status = 'success') AS shown_successes
-FROM (
-    SELECT status, coalesce(id IN (SELECT event_id FROM noise_ids), false) AS _noise
-    FROM events WHERE {where}
-)
+FROM ({events}) WHERE {where}
 """
 
 
@@ -438,7 +462,7 @@ def build(
     from ingest.store import to_pandas
     from reports import sql
     from reports.cycles import selected_pairs
-    from reports.model import model_of, selected_cycles, selected_groups, whole_jobs
+    from reports.model import model_of, selected_cycles, selected_groups, timeline_of, whole_jobs
 
     model = model_of(inputs)
     scope = Filters(
@@ -474,13 +498,9 @@ def build(
             }
         )
     else:
-        noise = model.noise
-        counted = sql.over(
-            inputs,
-            _COUNTED_SQL.format(where=where),
-            ["events"],
-            noise_ids=noise.loc[noise["noise"].astype(bool), ["event_id"]].dropna(),
-        ).iloc[0]
+        events, tables, frames = timeline_of(inputs, noise=True)
+        query = _COUNTED_SQL.format(events=events, where=where)
+        counted = sql.over(inputs, query, tables, **frames).iloc[0]
     n = int(counted["n"])
     # drop_noise_events and success_rate of what is shown: hidden noise is out of both.
     hidden = 0 if include_noise or not n else int(counted["noise"])
@@ -488,15 +508,18 @@ def build(
     successes = counted["shown_successes"] if hidden else counted["successes"]
     # The failures at or after the ``limit``-th newest failure time, and those without a time:
     # every row latest_failures can pick from all of them (ties included), in read order.
-    # The time is found first and given as a value, so the read skips the parts' row groups
-    # that end before it (a million events' text columns are never decoded).
+    # The time is found first (over the model's timeline where it is kept) and given as a
+    # value, so the read skips the parts' row groups that end before it (a million events' text
+    # columns are never decoded).
     failed_where = f"{where} AND status = 'failure'"
+    events, tables, frames = timeline_of(inputs)
     oldest = sql.over(
         inputs,
-        "SELECT min(activity_at) AS at FROM (SELECT activity_at FROM events "  # noqa: S608
+        f"SELECT min(activity_at) AS at FROM (SELECT activity_at FROM ({events}) "  # noqa: S608
         f"WHERE {failed_where} AND activity_at IS NOT NULL "
         f"ORDER BY activity_at DESC LIMIT {int(limit)})",
-        ["events"],
+        tables,
+        **frames,
     )["at"].iloc[0]
     timed = "FALSE" if pd.isna(oldest) else f"activity_at >= {sql.literal(pd.Timestamp(oldest))}"
     failed = sql.over_arrow(
@@ -509,7 +532,6 @@ def build(
     data["success_rate_all"] = data["success_rate"]
     data["success_rate"] = float(np.int64(successes) / shown) if shown else None
     data["noise_hidden"] = hidden
-    objects = model.columns("objects", ["coverage", "scope_via", "in_scope", "wiki_state"])
-    data.update(object_counts(objects, int(summary.get("source_objects") or 0)))
+    data.update(object_counts(model, int(summary.get("source_objects") or 0)))
     frame = latest_failures(to_pandas("events", failed), limit)
     return ReportResult(frame=frame, data=data, hidden_noise=hidden)

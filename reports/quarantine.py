@@ -79,24 +79,20 @@ def next_retry(began: pd.Series, now: pd.Timestamp) -> pd.Series:
 
 
 # Per job (null as ""): its first app, events, failed events, and of its objects' latest success
-# or failure (time order, ties in read order, no time last), the failures, the reference ones
-# and the successes. Object keys are reports.inputs.object_key's.
+# or failure (time order, ties in read order, no time last: ``{latest}``), the failures, the
+# reference ones and the successes (``last``: 1 success, 2 failure, 3 reference failure). Over
+# ``{events}``: the events with their object (``_key``, reports.inputs.object_key) and reference
+# flag (``_ref``) beside them (reports.model.timeline_of).
 _JOBS_SQL = """
 WITH ev AS (
-    SELECT *, coalesce(job_id, '') AS _job FROM events WHERE {where}
-), ref_steps AS (
-    SELECT event_id FROM steps
-    WHERE step_type = 'reference_resolution' AND status = 'failure' AND event_id IS NOT NULL
+    SELECT *, coalesce(job_id, '') AS _job FROM ({events}) WHERE {where}
 ), latest AS (
-    SELECT _job, arg_max(
-        {{'status': status, 'reference': status = 'failure' AND coalesce(
-            id IN (SELECT event_id FROM ref_steps)
-            OR regexp_matches(failed_step, 'reference', 'i')
-            OR (source_type = 'group' AND action = 'update'), false)}},
-        {{'untimed': activity_at IS NULL, 'at': activity_at, 'row': _row}}) AS last
+    SELECT _job,
+        arg_max(CASE WHEN status = 'success' THEN 1 WHEN _ref THEN 3 ELSE 2 END, {latest})
+            AS last
     FROM ev
     WHERE status IN ('success', 'failure')
-    GROUP BY _job, {key}
+    GROUP BY _job, _key
 ), per_job AS (
     SELECT _job,
         arg_min(service_principal_id, _row) FILTER (WHERE service_principal_id IS NOT NULL)
@@ -106,9 +102,9 @@ WITH ev AS (
     FROM ev GROUP BY _job
 ), outcomes AS (
     SELECT _job,
-        count(*) FILTER (WHERE last.status = 'failure') AS failures,
-        count(*) FILTER (WHERE last.status = 'failure' AND last.reference) AS reference_failures,
-        count(*) FILTER (WHERE last.status = 'success') AS successes
+        count(*) FILTER (WHERE last >= 2) AS failures,
+        count(*) FILTER (WHERE last = 3) AS reference_failures,
+        count(*) FILTER (WHERE last = 1) AS successes
     FROM latest GROUP BY _job
 )
 SELECT p._job AS job_id, p.service_principal_id, p.events, p.failure_events,
@@ -165,19 +161,21 @@ def job_counts(inputs: Inputs, filters: Filters) -> pd.DataFrame:
     """Return per job ("" for none, sorted) the counts the risk is measured on (see _JOBS_SQL).
 
     Read from the model's groups when the filters keep whole jobs (reports.model.
-    selected_groups), else counted by DuckDB where the selected events lie (a store's parts,
-    or the frames given).
+    selected_groups), else counted by DuckDB over the selected events where they lie: the
+    model's timeline (a time range reads only its row groups), else a store's parts or the
+    frames given (reports.model.timeline_of).
     """
     from reports import sql
-    from reports.query import OBJECT_KEY
+    from reports.model import timeline_of
+    from reports.model_sql import last_key_sql
 
     counts = _kept_counts(inputs, filters)
     if counts is None:
-        counts = sql.over(
-            inputs,
-            _JOBS_SQL.format(where=sql.filter_sql(filters), key=OBJECT_KEY),
-            ["events", "steps"],
+        events, tables, frames = timeline_of(inputs, reference=True)
+        query = _JOBS_SQL.format(
+            events=events, where=sql.filter_sql(filters), latest=last_key_sql(pos="_row")
         )
+        counts = sql.over(inputs, query, tables, **frames)
     per_job = counts.set_index("job_id").rename_axis(None)
     for c in ("failure_events", "failures", "reference_failures", "successes"):
         # What pandas' aligned group sizes give: a job without any is missing, not 0.

@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -49,7 +50,7 @@ from reports.model import (
     part_query,
     typed_part,
 )
-from reports.model_sql import USER_COLUMNS, object_key_sql, user_hit_sql
+from reports.model_sql import TIMELINE_ROW_GROUP, USER_COLUMNS, object_key_sql, user_hit_sql
 
 log = logging.getLogger(__name__)
 
@@ -413,9 +414,9 @@ def load_model(store: Store, version: int) -> Model | None:
 
 
 MODEL_MEMORY: Final = "800MB"  # DuckDB's limit while building a model: beyond it, it spills
-# Without PROVLENS_MODEL_MEMORY, a build that runs out of memory under one limit is tried again
-# under the next (a 10M-event store's one-user index needs more than 800 MB): a larger store
-# costs more memory, not an error.
+# Without PROVLENS_MODEL_MEMORY, a build statement that runs out of memory under one limit is run
+# again under the next (a 10M-event store's one-user index needs more than 800 MB): a larger
+# store costs more memory, not an error, nor the statements already done.
 MODEL_MEMORY_STEPS: Final = (MODEL_MEMORY, "2GB", "4GB")
 MODEL_MEMORY_ENV: Final = "PROVLENS_MODEL_MEMORY"  # one fixed limit, e.g. 2GB
 PARQUET: Final = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
@@ -449,58 +450,109 @@ def model_connection(spill: Path, memory: str | None = None) -> duckdb.DuckDBPyC
     return con
 
 
+class MemoryLimits:
+    """The memory limits of one model build (:func:`model_memory_steps`, the first in force).
+
+    A statement that runs out of memory under one limit is run again under the next, set in
+    place on every open connection of the build (``SET memory_limit``): what ran before it
+    stays done. Beyond the last limit the build fails with a line saying how to raise it.
+    """
+
+    def __init__(self, store: Path, steps: Sequence[str]) -> None:
+        self._store = store
+        self._steps = tuple(steps)
+        self._at = 0
+        self._open: list[duckdb.DuckDBPyConnection] = []
+
+    @property
+    def memory(self) -> str:
+        """The limit in force."""
+        return self._steps[self._at]
+
+    def connect(self, spill: Path) -> duckdb.DuckDBPyConnection:
+        """Return a :func:`model_connection` under the limit in force (raised with the rest)."""
+        con = model_connection(spill, self.memory)
+        self._open.append(con)
+        return con
+
+    def close(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Close ``con``, one of :meth:`connect`'s."""
+        self._open.remove(con)
+        con.close()
+
+    def run(self, statement: Callable[[], T]) -> T:
+        """Return ``statement()``, run again under each larger limit while memory runs out
+        (``statement`` must be one that can run again: CREATE OR REPLACE, COPY, a query)."""
+        while True:
+            try:
+                return statement()
+            except duckdb.OutOfMemoryException:
+                self._raise_limit()
+
+    def execute(self, con: duckdb.DuckDBPyConnection, sql: str) -> None:
+        """Execute ``sql`` on ``con`` (see :meth:`run`)."""
+        self.run(lambda: con.execute(sql))
+
+    def _raise_limit(self) -> None:
+        if self._at + 1 >= len(self._steps):
+            raise UsageError(
+                f"{self._store}: building the derived model needs more than {self.memory} "
+                f"of memory; set {MODEL_MEMORY_ENV} higher (e.g. 8GB) and ask again"
+            ) from None
+        larger = self._steps[self._at + 1]
+        log.warning(
+            "%s: building the derived model needs more than %s of memory; going on with %s",
+            self._store,
+            self.memory,
+            larger,
+        )
+        self._at += 1
+        for con in self._open:
+            con.execute(f"SET memory_limit = {_quote(larger)}")
+
+
 def build_model(snap: Snapshot, root: Path | None) -> dict[str, pd.DataFrame]:
     """Compute the model of ``snap`` in SQL over its parts (reports.model_sql).
 
     With ``root``, each part is written straight to ``root/<part>.parquet`` (nothing is held in
-    memory; an empty mapping is returned); without, the parts are returned as frames. A build
-    that runs out of memory is tried again under the next of :func:`model_memory_steps`.
+    memory; an empty mapping is returned); without, the parts are returned as frames. A
+    statement that runs out of memory is run again under the next of
+    :func:`model_memory_steps` (:class:`MemoryLimits`).
     """
-    steps = model_memory_steps()
-    for memory, larger in zip(steps, (*steps[1:], None), strict=True):
-        try:
-            return _build_model(snap, root, memory)
-        except duckdb.OutOfMemoryException:
-            if larger is None:
-                raise UsageError(
-                    f"{snap.store.path}: building the derived model needs more than {memory} "
-                    f"of memory; set {MODEL_MEMORY_ENV} higher (e.g. 8GB) and ask again"
-                ) from None
-            log.warning(
-                "%s: building the derived model needs more than %s of memory; building it "
-                "again with %s",
-                snap.store.path,
-                memory,
-                larger,
-            )
-    raise AssertionError("unreachable: MODEL_MEMORY_STEPS is never empty")
+    return _build_model(snap, root, MemoryLimits(snap.store.path, model_memory_steps()))
 
 
-def _build_model(snap: Snapshot, root: Path | None, memory: str) -> dict[str, pd.DataFrame]:
-    """Compute the model of ``snap`` once, under DuckDB memory limit ``memory``."""
+def _build_model(
+    snap: Snapshot, root: Path | None, limits: MemoryLimits
+) -> dict[str, pd.DataFrame]:
+    """Compute the model of ``snap`` once, under DuckDB memory ``limits``."""
     from reports.cycles import _empty
     from reports.model_sql import VIEW_COLUMNS as VIEWS
     from reports.model_sql import store_views
 
     tables = [t for t in dict.fromkeys(t for p in PARTS for t in PART_TABLES[p]) if t in VIEWS]
     spill = Path(tempfile.mkdtemp(prefix="provlens-model-"))
-    con = model_connection(spill, memory)
+    con = limits.connect(spill)
     out: dict[str, pd.DataFrame] = {}
+    files = {t: snap.files(t) for t in tables}
     try:
-        store_views(con, {t: snap.files(t) for t in tables}, tables, ("events", "group_members"))
-        for name in ("noise", "groups", "matches", "objects", "facts", "app_scope"):
+        limits.run(lambda: store_views(con, files, tables, ("events", "group_members")))
+        for name in ("noise", "timeline", "groups", "matches", "objects", "facts", "app_scope"):
             t0 = time.perf_counter()
-            sql = part_query(con, name)
+            sql = limits.run(partial(part_query, con, name))
             if root is not None:
                 target = _quote(str(root / f"{name}.parquet"))
-                con.execute(f"COPY ({sql}) TO {target} ({PARQUET})")
+                # The timeline in small row groups: a time range reads only those in range.
+                size = f", ROW_GROUP_SIZE {TIMELINE_ROW_GROUP}" if name == "timeline" else ""
+                limits.execute(con, f"COPY ({sql}) TO {target} ({PARQUET}{size})")
                 if name == "noise":
                     con.execute(
                         "CREATE OR REPLACE TEMP VIEW noise AS "  # noqa: S608 (a quoted path)
                         f"SELECT * FROM read_parquet({target})"
                     )
             else:
-                out[name] = typed_part(name, con.sql(sql).to_arrow_table().to_pandas())
+                got = limits.run(partial(_arrow, con, sql))
+                out[name] = typed_part(name, got.to_pandas())
                 if name == "noise":
                     con.register("noise", out["noise"][["event_id", "excluded_by", "noise"]])
             log.info("model part %s computed in %.1f s", name, time.perf_counter() - t0)
@@ -508,16 +560,16 @@ def _build_model(snap: Snapshot, root: Path | None, memory: str) -> dict[str, pd
         _write_recent_failures(con, snap, root, out)
         log.info("model part recent_failures computed in %.1f s", time.perf_counter() - t0)
         jobs = read_table(con, snap, "sync_jobs")
-        cycles = cycles_frame(con, jobs) if snap.files("events") else _empty()
+        cycles = limits.run(lambda: cycles_frame(con, jobs)) if snap.files("events") else _empty()
         if root is not None:
-            _write_user_copies(con, snap, root)
-            _write_kept_rows(snap, root, spill, memory)
+            _write_user_copies(con, snap, root, limits)
+            _write_kept_rows(snap, root, spill, limits)
     except duckdb.IOException as exc:
         if "No such file" in str(exc) or "not exist" in str(exc) or "No files found" in str(exc):
             raise PartVanished(str(exc)) from None
         raise
     finally:
-        con.close()
+        limits.close(con)
         shutil.rmtree(spill, ignore_errors=True)
     if root is not None:
         pq.write_table(
@@ -560,7 +612,9 @@ def _write_recent_failures(
         out["recent_failures"] = frame_of(result)
 
 
-def _write_user_copies(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Path) -> None:
+def _write_user_copies(
+    con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Path, limits: MemoryLimits
+) -> None:
     """Write the one-user access path beside the model (reports.model_sql "one user's access
     path"). The copies keep stored order (no sort of the wide rows); only the narrow lookups
     are sorted. Reads the kept noise and matches."""
@@ -570,18 +624,20 @@ def _write_user_copies(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Pat
     ms.store_views(con, {t: snap.files(t) for t in tables}, tables, full=True)
     con.execute("SET preserve_insertion_order = true")  # stored order, and the clustering
     t0 = time.perf_counter()
-    con.execute(f"CREATE OR REPLACE TABLE ukeys AS {ms.user_keys_sql()}")
-    con.execute(
+    limits.execute(con, f"CREATE OR REPLACE TABLE ukeys AS {ms.user_keys_sql()}")
+    limits.execute(
+        con,
         "CREATE OR REPLACE TABLE req AS "
-        "SELECT request_id, resource_id, external_id, user_name, _pos FROM full_scim_requests"
+        "SELECT request_id, resource_id, external_id, user_name, _pos FROM full_scim_requests",
     )
     matches = _quote(str(root / "matches.parquet"))
     view = f"CREATE OR REPLACE TEMP VIEW matches AS SELECT * FROM read_parquet({matches})"  # noqa: S608
     con.execute(view)
     objects = _quote(str(root / "objects.parquet"))
-    con.execute(
+    limits.execute(
+        con,
         "CREATE OR REPLACE TABLE obj AS SELECT * EXCLUDE (file_row_number), "  # noqa: S608
-        f"file_row_number AS _row FROM read_parquet({objects}, file_row_number = true)"
+        f"file_row_number AS _row FROM read_parquet({objects}, file_row_number = true)",
     )
     log.info("one-user keys read in %.1f s", time.perf_counter() - t0)
     files = {
@@ -595,13 +651,23 @@ def _write_user_copies(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Pat
     for name, sql in files.items():
         target = _quote(str(root / f"{name}.parquet"))
         t0 = time.perf_counter()
-        con.execute(f"COPY ({sql}) TO {target} ({PARQUET}, ROW_GROUP_SIZE {ms.USER_ROW_GROUP})")
+        copy = f"COPY ({sql}) TO {target} ({PARQUET}, ROW_GROUP_SIZE {ms.USER_ROW_GROUP})"
+        limits.execute(con, copy)
         log.info("one-user %s written in %.1f s", name, time.perf_counter() - t0)
     for table in ("ukeys", "req", "obj"):
         con.execute(f"DROP TABLE {table}")
 
 
-def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, memory: str) -> None:
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    return con.sql(sql).to_arrow_table()
+
+
+def _no_nulls(con: duckdb.DuckDBPyConnection, table: str, key: str) -> bool:
+    """Return True when no row of ``table`` lacks ``key``."""
+    return bool(con.sql(f"SELECT count(*) FROM {table} WHERE {key} IS NULL").fetchall()[0][0] == 0)  # noqa: S608
+
+
+def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, limits: MemoryLimits) -> None:
     """Write the rows reports answer unfiltered (reports.model.ROW_PARTS) beside the model, by
     the reports' own SQL over every stored event and request (as the service reads them: each
     row's ``_row`` its stored position) and the kept noise and matches; in their order."""
@@ -610,7 +676,7 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, memory: str) -> No
 
     own = spill / "rows"
     own.mkdir()
-    con = model_connection(own, memory)
+    con = limits.connect(own)
     try:
         con.execute("SET preserve_insertion_order = true")  # the rows' order is the answer's
         tables = ("events", "scim_requests")
@@ -626,8 +692,7 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, memory: str) -> No
             f"SELECT event_id FROM read_parquet({_quote(files['noise'])}) WHERE noise"
         )
         unique = {
-            table: con.sql(f"SELECT count(*) FROM {table} WHERE {key} IS NULL").fetchall()[0][0]  # noqa: S608
-            == 0
+            table: limits.run(partial(_no_nulls, con, table, key))
             for table, key in (("events", "id"), ("scim_requests", "request_id"))
         }
         # Whole queries (their ORDER BY outermost): users' rows keep their helper columns.
@@ -640,10 +705,11 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, memory: str) -> No
         )
         for name, sql in queries.items():
             t0 = time.perf_counter()
-            con.execute(f"COPY ({sql}) TO {_quote(str(root / f'{name}.parquet'))} ({PARQUET})")
+            target = _quote(str(root / f"{name}.parquet"))
+            limits.execute(con, f"COPY ({sql}) TO {target} ({PARQUET})")
             log.info("kept rows %s written in %.1f s", name, time.perf_counter() - t0)
     finally:
-        con.close()
+        limits.close(con)
 
 
 def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:

@@ -31,46 +31,56 @@ COLUMNS = [
 
 
 # Per (object, error code) of the selected failed events, counted by DuckDB where they lie (the
-# frames given, or a store's parts): newest group first (ties: first failed first); "last" is by
-# time (no time last), ties in read order; a group is "cleared" when a selected success of its
-# object came after its last failure.
+# model's timeline, the frames given, or a store's parts): newest group first (ties: first
+# failed first); "last" is by time (no time last), ties in read order; a group is "cleared" when
+# a selected success of its object came after its last failure. ``{events}``: the events with
+# their object (``_key``, reports.model.timeline_of); ``{rows}``: their every column, by
+# ``_row`` (the newest groups' last failures are read from it, a few rows).
 _SQL = """
 WITH failed AS (
-    SELECT *, {key} AS _key, coalesce(error_code, '—') AS _code,
+    SELECT _key, coalesce(error_code, '—') AS _code, activity_at, _row,
         {{'untimed': activity_at IS NULL, 'at': activity_at, 'row': _row}} AS _order
-    FROM events WHERE {where} AND status = 'failure'
+    FROM ({events}) WHERE {where} AND status = 'failure'
 ), groups AS (
     SELECT _key, count(*) AS failures, min(activity_at) AS first_failed_at,
         max(activity_at) AS last_failed_at, min(_order) AS _first,
-        arg_max({{'source_name': source_name, 'source_upn': source_upn,
-            'error_reason': error_reason, 'service_principal_name': service_principal_name,
-            'source_id': source_id, 'last_change_id': change_id, 'last_cycle_id': cycle_id,
-            'error_code': error_code}}, _order) AS _last
+        arg_max(_row, _order) AS _last_row
     FROM failed GROUP BY _key, _code
 ), cleared AS (
-    SELECT {key} AS _key, max(activity_at) AS last_ok FROM events
-    WHERE {where} AND status = 'success' AND {key} IN (SELECT _key FROM groups)
+    SELECT _key, max(activity_at) AS last_ok FROM ({events})
+    WHERE {where} AND status = 'success' AND _key IN (SELECT _key FROM groups)
     GROUP BY 1
+), newest AS (
+    SELECT g.*, coalesce(c.last_ok > g.last_failed_at, false) AS cleared_by_success
+    FROM groups g LEFT JOIN cleared c USING (_key)
+    ORDER BY last_failed_at DESC NULLS LAST, _first
+    LIMIT {limit}
 )
-SELECT _last.source_name, _last.source_upn, _last.error_code, failures, first_failed_at,
-    last_failed_at, coalesce(c.last_ok > last_failed_at, false) AS cleared_by_success,
-    _last.error_reason, _last.service_principal_name, _last.source_id, _last.last_change_id,
-    _last.last_cycle_id
-FROM groups LEFT JOIN cleared c USING (_key)
-ORDER BY last_failed_at DESC NULLS LAST, _first
-LIMIT {limit}
+SELECT r.source_name, r.source_upn, r.error_code, n.failures, n.first_failed_at,
+    n.last_failed_at, n.cleared_by_success, r.error_reason, r.service_principal_name,
+    r.source_id, r.change_id AS last_change_id, r.cycle_id AS last_cycle_id
+FROM newest n JOIN ({rows}) r ON r._row = n._last_row
+ORDER BY n.last_failed_at DESC NULLS LAST, n._first
 """
 
 
 KEPT: Final = 100  # the model keeps the newest this many groups of every event (limit <= it)
 
 
-def recent_sql(filters: Filters, limit: int) -> str:
-    """Return _SQL over the events ``filters`` select, ``limit`` groups."""
+def recent_sql(
+    filters: Filters, limit: int, events: str | None = None, rows: str = "SELECT * FROM events"
+) -> str:
+    """Return _SQL over the events ``filters`` select, ``limit`` groups: over ``events`` and
+    ``rows`` (reports.model.timeline_of and timeline_rows_of), by default the ``events`` view."""
     from reports import sql
-    from reports.query import OBJECT_KEY
+    from reports.model_sql import event_marks_sql
 
-    return _SQL.format(key=OBJECT_KEY, where=sql.filter_sql(filters), limit=int(limit))
+    return _SQL.format(
+        events=events or event_marks_sql(),
+        rows=rows,
+        where=sql.filter_sql(filters),
+        limit=int(limit),
+    )
 
 
 def _kept(inputs: Inputs, filters: Filters, limit: int) -> pd.DataFrame | None:
@@ -96,10 +106,13 @@ def recent_failures_of(inputs: Inputs, filters: Filters, limit: int = 20) -> pd.
     first: how many times it failed, first and last time, the last failure's reason and app,
     and whether a later selected success cleared it."""
     from reports import sql
+    from reports.model import timeline_of, timeline_rows_of
 
     out = _kept(inputs, filters, int(limit))
     if out is None:
-        out = sql.over(inputs, recent_sql(filters, int(limit)), ["events"])
+        events, tables, frames = timeline_of(inputs)
+        query = recent_sql(filters, int(limit), events, timeline_rows_of(inputs))
+        out = sql.over(inputs, query, tables, **frames)
     if out.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
     out["failures"] = out["failures"].astype("Int64")

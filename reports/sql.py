@@ -98,6 +98,9 @@ KEPT_ANSWERS = 256
 KEPT_ROWS = 10_000
 _kept: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
 _kept_lock = threading.Lock()
+# Answers being computed: a second thread asking the same (two reports of a page computed side
+# by side share quarantine-risk's counts) waits for the first instead of computing it again.
+_computing: dict[tuple[Any, ...], threading.Event] = {}
 
 
 def _answer_key(inputs: Inputs, sql: str, tables: Sequence[str]) -> tuple[Any, ...] | None:
@@ -117,18 +120,29 @@ def over(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame
     SQL over the same rows is answered again from memory, as a copy.
     """
     key = None if frames else _answer_key(inputs, sql, tables)
-    if key is not None:
+    if key is None:
+        return frame_of(over_arrow(inputs, sql, tables, **frames))
+    while True:
         with _kept_lock:
             kept = _kept.get(key)
             if kept is not None:
                 _kept.move_to_end(key)
                 return kept.copy()
-    out = frame_of(over_arrow(inputs, sql, tables, **frames))
-    if key is not None and len(out) <= KEPT_ROWS:
+            other = _computing.get(key)
+            if other is None:
+                _computing[key] = threading.Event()
+                break
+        other.wait()  # then kept (or, when too large to keep or failed, computed here)
+    try:
+        out = frame_of(over_arrow(inputs, sql, tables))
+        if len(out) <= KEPT_ROWS:
+            with _kept_lock:
+                _kept[key] = out.copy()
+                while len(_kept) > KEPT_ANSWERS:
+                    _kept.popitem(last=False)
+    finally:
         with _kept_lock:
-            _kept[key] = out.copy()
-            while len(_kept) > KEPT_ANSWERS:
-                _kept.popitem(last=False)
+            _computing.pop(key).set()
     return out
 
 

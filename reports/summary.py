@@ -53,10 +53,11 @@ def summarize(events: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-# summarize() in SQL, over the selected events: one row of counts, then the three breakdowns
+# summarize() in SQL, over the selected events of ``{events}`` (``{key}``: each one's object):
+# one row of counts, the failures per error code, then (``{breakdowns}``) the two breakdowns
 # (``part`` says which); a null group key is left out, as pandas' groupby does.
 _SUMMARY_SQL = """
-WITH ev AS (SELECT * FROM events WHERE {where})
+WITH ev AS (SELECT * FROM ({events}) WHERE {where})
 SELECT 'total' AS part, NULL AS k1, NULL AS k2, count(*) AS n,
     {distinct_ids} AS distinct_ids,
     (SELECT count(*) FROM (SELECT DISTINCT job_id, cycle_id FROM ev WHERE cycle_id IS NOT NULL))
@@ -67,17 +68,20 @@ SELECT 'total' AS part, NULL AS k1, NULL AS k2, count(*) AS n,
     count(*) FILTER (WHERE status = 'success') AS successes
 FROM ev
 UNION ALL
-SELECT 'action_status', action, status, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM ev WHERE {breakdowns} AND action IS NOT NULL AND status IS NOT NULL GROUP BY action, status
-UNION ALL
-SELECT 'result_type', envelope_result_type, status, count(*), NULL, NULL, NULL, NULL, NULL, NULL,
-    NULL
-FROM ev WHERE {breakdowns} AND envelope_result_type IS NOT NULL AND status IS NOT NULL
-GROUP BY envelope_result_type, status
-UNION ALL
 SELECT 'error_code', coalesce(error_code, '(none)'), NULL, count(*), NULL, NULL, NULL, NULL, NULL,
     NULL, NULL
 FROM ev WHERE status = 'failure' GROUP BY coalesce(error_code, '(none)')
+{breakdowns}
+"""
+_BREAKDOWNS_SQL = """
+UNION ALL
+SELECT 'action_status', action, status, count(*), NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM ev WHERE action IS NOT NULL AND status IS NOT NULL GROUP BY action, status
+UNION ALL
+SELECT 'result_type', envelope_result_type, status, count(*), NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL
+FROM ev WHERE envelope_result_type IS NOT NULL AND status IS NOT NULL
+GROUP BY envelope_result_type, status
 """
 
 
@@ -86,19 +90,28 @@ def summary_of(inputs: Inputs, filters: Filters, full: bool = True) -> dict[str,
 
     ``full=False``: without what the Overview does not show (``distinct_ids`` and ``changes``
     are None, the action/status and result type breakdowns empty), the costly distinct counts
-    over a million events left out.
+    over a million events left out, and counted over the model's timeline where it is kept
+    (reports.model.timeline_of: a time range reads only its row groups).
     """
     from reports import sql
+    from reports.model import timeline_of
     from reports.query import OBJECT_KEY
 
+    frames: dict[str, pd.DataFrame] = {}
+    if full:
+        events, key, tables = "SELECT * FROM events", OBJECT_KEY, ["events"]
+    else:
+        events, tables, frames = timeline_of(inputs)
+        key = "_key"
     query = _SUMMARY_SQL.format(
+        events=events,
         where=sql.filter_sql(filters),
-        key=OBJECT_KEY,
+        key=key,
         distinct_ids="count(DISTINCT id)" if full else "NULL",
         changes="count(DISTINCT change_id)" if full else "NULL",
-        breakdowns="TRUE" if full else "FALSE",
+        breakdowns=_BREAKDOWNS_SQL if full else "",
     )
-    rows = sql.over(inputs, query, ["events"])
+    rows = sql.over(inputs, query, tables, **frames)
     total = rows.loc[rows["part"] == "total"].iloc[0]
     n = int(total["n"])
 

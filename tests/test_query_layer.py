@@ -91,6 +91,7 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
         "noise.parquet",
         "objects.parquet",
         "recent_failures.parquet",
+        "timeline.parquet",
         "user_events.parquet",
         "user_index.parquet",
         "user_modified_properties.parquet",
@@ -242,14 +243,52 @@ def test_a_model_build_beyond_the_default_limit_is_built_again_under_a_larger_on
     assert (q.derived_dir(store, store.version) / "complete").exists()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert [w.split(": ", 1)[1] for w in warnings] == [
-        "building the derived model needs more than 1KB of memory; building it again with 2KB",
-        f"building the derived model needs more than 2KB of memory; building it again with "
-        f"{q.MODEL_MEMORY}",
+        "building the derived model needs more than 1KB of memory; going on with 2KB",
+        f"building the derived model needs more than 2KB of memory; going on with {q.MODEL_MEMORY}",
     ]
     q.clear_model_cache()
     shutil.rmtree(q.derived_dir(store, store.version))
     monkeypatch.setattr(q, "MODEL_MEMORY_STEPS", (q.MODEL_MEMORY,))
     pd.testing.assert_frame_equal(service.run(store.path, "cycles").frame, answer)
+
+
+def test_a_model_statement_beyond_its_limit_is_run_again_under_the_next_one_in_place(
+    tmp_path: Path, monkeypatch, caplog
+):
+    """The limit is raised on the build's connection and only the statement that ran out of
+    memory runs again: the parts computed before it are not computed twice."""
+    from reports import run_report
+
+    store = _store(tmp_path / "s")
+    q.clear_model_cache()
+    monkeypatch.delenv(q.MODEL_MEMORY_ENV, raising=False)
+    monkeypatch.setattr(q, "MODEL_MEMORY_STEPS", ("24MB", q.MODEL_MEMORY))
+    asked: list[str] = []
+    real = q.part_query
+
+    def part_query(con, name: str) -> str:
+        asked.append(name)
+        sql = real(con, name)
+        if name != "facts":
+            return sql
+        # The statement writing this part needs more than 24 MB (a hash of 8M numbers).
+        hungry = "(SELECT count(DISTINCT range % 8000000) FROM range(8000000)) > 0"
+        return f"SELECT * FROM ({sql}) WHERE {hungry}"
+
+    monkeypatch.setattr(q, "part_query", part_query)
+    with caplog.at_level(logging.INFO, logger=q.__name__):
+        got = service.run(store.path, "estimate", now=ts("2026-06-01")).data
+    assert asked == ["noise", "timeline", "groups", "matches", "objects", "facts", "app_scope"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(": ", 1)[1] for m in messages if "of memory" in m] == [
+        f"building the derived model needs more than 24MB of memory; going on with {q.MODEL_MEMORY}"
+    ]
+    done = [m.split()[2] for m in messages if m.startswith("model part ")]
+    assert done.count("noise") == 1 and done.count("facts") == 1
+    raised = next(i for i, m in enumerate(messages) if "of memory" in m)
+    assert messages.index(next(m for m in messages if "part objects computed" in m)) < raised
+    assert (q.derived_dir(store, store.version) / "complete").exists()
+    assert got == run_report("estimate", world(), now=ts("2026-06-01")).data
 
 
 def test_sql_reports_over_frames_lacking_optional_columns_read_them_as_null() -> None:
