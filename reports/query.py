@@ -652,7 +652,7 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, memory: str) -> No
     """Write the rows reports answer unfiltered (reports.model.ROW_PARTS) beside the model, by
     the reports' own SQL over every stored event and request (as the service reads them: each
     row's ``_row`` its stored position) and the kept noise and matches; in their order."""
-    from reports import correlation, users
+    from reports import correlation, coverage, users
     from reports import model_sql as ms
     from reports.export import keep_json_text
     from reports.sql import StoredRows
@@ -694,12 +694,19 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, memory: str) -> No
     finally:
         con.close()
     # Each answered row's JSON, kept beside the rows: `report --format json` writes it back.
-    answered = {name: users.ROW_COLUMNS for name in users.KEPT_ROWS.values()}
-    answered[correlation.KEPT_ROWS] = correlation.COLUMNS
-    for name, columns in answered.items():
+    answered = [
+        StoredRows(str(root / f"{name}.parquet"), tuple(users.ROW_COLUMNS))
+        for name in users.KEPT_ROWS.values()
+    ]
+    answered.append(
+        StoredRows(str(root / f"{correlation.KEPT_ROWS}.parquet"), tuple(correlation.COLUMNS))
+    )
+    answered.append(coverage.kept_rows_at(str(root / "objects.parquet")))
+    for rows in answered:
         t0 = time.perf_counter()
-        keep_json_text(StoredRows(str(root / f"{name}.parquet"), tuple(columns)))
-        log.info("kept JSON of %s written in %.1f s", name, time.perf_counter() - t0)
+        keep_json_text(rows)
+        took = time.perf_counter() - t0
+        log.info("kept JSON of %s written in %.1f s", Path(rows.path).stem, took)
 
 
 def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:

@@ -88,7 +88,7 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
         "answer-scim-traffic.parquet",
     ]
     texts = [n.partition(".json-")[0] for n in names if ".json-" in n]
-    assert texts == ["correlation_rows", "users_rows", "users_rows_noise"]
+    assert texts == ["correlation_rows", "objects", "users_rows", "users_rows_noise"]
     assert [n for n in names if not n.startswith("answer-") and ".json-" not in n] == [
         "app_scope.parquet",
         "correlation_rows.parquet",
@@ -546,13 +546,14 @@ def test_the_unfiltered_landing_answers_read_no_event(tmp_path: Path, monkeypatc
 
 @pytest.mark.parametrize("include_noise", [False, True])
 def test_unfiltered_rows_are_written_from_their_kept_json_text(tmp_path: Path, include_noise: bool):
-    """users and correlation keep each answered row's JSON beside their kept rows: the writer
-    reads it back (noise hidden by the kept condition), the same bytes as formatting the rows
-    again and as the frame's JSON; without the kept text, the rows are formatted as before."""
+    """users, correlation and coverage keep each answered row's JSON beside their kept rows:
+    the writer reads it back (noise hidden, or coverage's rows, by the kept condition), the same
+    bytes as formatting the rows again and as the frame's JSON; without the kept text, the rows
+    are formatted as before."""
     from reports.export import _json_line_chunks, json_bytes, write_json_rows
 
     store = _store(tmp_path / "s")
-    for name in ("correlation", "users"):
+    for name in ("correlation", "users", "coverage"):
         result = service.run(store, name, include_noise=include_noise)
         kept = result.rows_source()
         text = Path(kept.text_path())
