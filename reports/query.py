@@ -41,6 +41,7 @@ from ingest.store import Manifest, Store, to_pandas
 from reports import Filters, Inputs, ReportResult, Scan
 from reports.model import (
     ASKED_AT_BUILD,
+    KEPT_ANSWER_ROWS,
     KEPT_ANSWERS,
     MODEL_FORMAT,
     PART_TABLES,
@@ -427,6 +428,7 @@ def keep_answers(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Path) -> 
     KEPT_ANSWERS, and the small SQL answers of reports.model.ASKED_AT_BUILD (reports.sql).
     Written where later asks find the model, each file atomically (a reader meanwhile finds
     an answer whole, or none and computes it)."""
+    from reports import REPORTS
     from reports.service import answer_with
     from reports.sql import recording_answers
 
@@ -440,6 +442,9 @@ def keep_answers(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Path) -> 
             ask(name)
             log.info("answers of %s kept in %.1f s", name, time.perf_counter() - t0)
     for name in KEPT_ANSWERS:
+        rows = [snap.manifest.rows.get(t, 0) for t in REPORTS[name].tables]
+        if max(rows, default=0) > KEPT_ANSWER_ROWS:
+            continue
         t0 = time.perf_counter()
         result = ask(name)
         if result.frame is None or result.data or result.hidden_noise:
@@ -729,7 +734,11 @@ def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             # Asked where later asks find the model: SQL that names its files is the same SQL.
-            keep_answers(con, snap, root)
+            # Answers are kept for speed only: a failure to write them loses none.
+            try:
+                keep_answers(con, snap, root)
+            except OSError as exc:
+                log.warning("%s: answers not kept with the derived model: %s", store.path, exc)
         for old in (store.path / DERIVED).glob("v*"):
             with contextlib.suppress(ValueError):
                 kept, _, form = old.name[1:].partition(".m")

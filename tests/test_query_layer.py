@@ -639,3 +639,20 @@ def test_small_sql_answers_are_kept_with_the_model_and_read_back(tmp_path: Path,
     asked.clear()
     service.run(store, "summary", Filters(since=ts("2026-01-01")))
     assert len(asked) == 1 and asked[0].startswith("computed"), asked
+
+
+def test_whole_answers_are_not_kept_for_a_version_whose_tables_are_too_large(
+    tmp_path: Path, monkeypatch
+):
+    """A whole answer reads its tables into pandas: beyond KEPT_ANSWER_ROWS rows per table it
+    is not kept (asked, it is computed), while the small SQL answers still are."""
+    from reports.model import answer_file
+
+    monkeypatch.setattr(q, "KEPT_ANSWER_ROWS", 5)
+    store = _store(tmp_path / "s")
+    got = service.run(store, "scim-traffic").frame
+    root = q.derived_dir(store, store.info()["version"])
+    assert not answer_file(root, "scim-traffic").exists()
+    assert not answer_file(root, "failures").exists()
+    assert list((root / "answers").glob("*.parquet"))
+    pd.testing.assert_frame_equal(got, service.run(store, "scim-traffic").frame)
