@@ -71,7 +71,7 @@ ROW_PARTS: Final = ("users_rows", "users_rows_noise", "correlation_rows")
 # (reports.query.keep_answers): an unfiltered ask reads it back (Model.kept_answer). Their time
 # is pandas work over many rows, which no kept SQL answer saves.
 KEPT_ANSWERS: Final = ("scim-traffic", "failures")
-# ... for a version whose tables they read hold at most this many rows each: building one reads
+# ... for a version where no table they read holds more than this many rows: building one reads
 # them into pandas (scim-traffic at 1.6M requests: ~0.6 GB), which a larger store's model build,
 # bounded by its memory limit, should not (there they are computed when asked, as before).
 KEPT_ANSWER_ROWS: Final = 2_000_000
