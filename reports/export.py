@@ -273,14 +273,22 @@ def _json_line_chunks(frame: Any, rows: int = 100_000) -> Iterator[memoryview] |
 # text reads back in about 0.5 CPU s per 580 MB where zstd took 0.8-1.0 s, for 1.8 times the disk.
 KEPT_TEXT_ROWS: Final = 16_384
 KEPT_TEXT_PARQUET: Final = f"FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE {KEPT_TEXT_ROWS}"
+# Kept for files of at most this many rows (~0.5 GB of text per million rows at 1M events; a
+# 10M-event store would keep ~5 GB): beyond, the rows are formatted when asked, as before.
+KEPT_TEXT_MAX_ROWS: Final = 2_000_000
 
 
 def keep_json_text(stored: Any) -> bool:
     """Write the JSON text of every row of ``stored``'s file (reports.sql.StoredRows: its
     ``columns`` and ``values``, whatever its condition) to ``stored.text_path()``, in file
-    order; False when its rows are not written so (e.g. floats: their largest value decides)."""
+    order; False when its rows are not written so (e.g. floats: their largest value decides)
+    or the file holds more than ``KEPT_TEXT_MAX_ROWS`` rows."""
     from dataclasses import replace
 
+    import pyarrow.parquet as pq
+
+    if pq.ParquetFile(stored.path).metadata.num_rows > KEPT_TEXT_MAX_ROWS:
+        return False
     every = replace(stored, where="TRUE")
     plan = _json_rows_sql(every)
     if plan is None:

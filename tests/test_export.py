@@ -524,12 +524,13 @@ def test_write_atomic_writes_into_a_pipe_and_leaves_it_a_pipe(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]
 
 
-def test_kept_json_text_is_the_formatted_rows_under_any_condition(tmp_path):
+def test_kept_json_text_is_the_formatted_rows_under_any_condition(tmp_path, monkeypatch):
     """keep_json_text writes each row's JSON beside a kept file; the writer reads it back for
     the rows a condition keeps: the bytes of the rows' frame, every kind of value."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from reports import export
     from reports.export import _json_line_chunks, keep_json_text, write_json_rows
     from reports.sql import StoredRows
 
@@ -577,6 +578,10 @@ def test_kept_json_text_is_the_formatted_rows_under_any_condition(tmp_path):
     # No row the condition keeps: an empty array, as json_bytes writes it.
     assert write_json_rows(StoredRows(str(path), columns, "FALSE"), tmp_path / "none.json")
     assert (tmp_path / "none.json").read_bytes() == b"[]\n"
+    # A file of more rows than KEPT_TEXT_MAX_ROWS keeps no text (its rows are formatted).
+    monkeypatch.setattr(export, "KEPT_TEXT_MAX_ROWS", 9)
+    assert not keep_json_text(fewer)
+    assert not Path(fewer.text_path()).exists()
     # Floats are not kept as text (their largest value decides how they are written).
     floats = tmp_path / "floats.parquet"
     pq.write_table(pa.table({"f": [0.5, 1e20]}), floats)
