@@ -321,18 +321,21 @@ def build(
 def _kept_rows(inputs: Inputs, filters: Filters) -> StoredRows | None:
     """Return the coverage rows of a kept model's objects part (read in place) when the
     filters do not redefine them (coverage_rows' rule), None otherwise."""
-    from reports.sql import StoredRows
-
     if _scoped(filters) != Filters() or inputs.scan("events") is None:
         return None
     from reports.model import model_of
 
     path = model_of(inputs).file("objects")
-    if path is None:
-        return None
+    return None if path is None else kept_rows_at(path)
+
+
+def kept_rows_at(objects_file: str) -> StoredRows:
+    """Return the coverage rows of the objects part kept in ``objects_file``."""
+    from reports.sql import StoredRows
+
     # coverage_rows' frame reads a missing in_scope as false.
     return StoredRows(
-        path, tuple(COLUMNS), "coverage", (("in_scope", "coalesce(in_scope, false)"),)
+        objects_file, tuple(COLUMNS), "coverage", (("in_scope", "coalesce(in_scope, false)"),)
     )
 
 

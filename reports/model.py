@@ -63,12 +63,34 @@ PARTS: Final = (
 # What the model holds and how (its parts, their columns and rules, the one-user copies): part of
 # the kept model's directory name, so a model written by older code is never read. Bump it with
 # any change to what the model holds.
-MODEL_FORMAT: Final = 6
+MODEL_FORMAT: Final = 7
 WINDOW: Final = pd.Timedelta(seconds=120)
 # Rows a report answers unfiltered, kept beside a store's model (reports.query.build_model, by
 # the reports' own SQL) and read back by an unfiltered ask: per object (users, noise hidden and
 # shown) and per event and unexplained request (correlation, each row's noise flag beside it).
+# Beside each, the JSON text of its answered rows (reports.export.keep_json_text).
 ROW_PARTS: Final = ("users_rows", "users_rows_noise", "correlation_rows")
+
+# Reports whose whole unfiltered answer (no filter or parameter, noise hidden; a frame alone,
+# and they read no ``now``) the model keeps, as the service asked it while the model was built
+# (reports.query.keep_answers): an unfiltered ask reads it back (Model.kept_answer). Their time
+# is pandas work over many rows, which no kept SQL answer saves.
+KEPT_ANSWERS: Final = ("scim-traffic", "failures")
+# ... for a version where no table they read holds more than this many rows: building one reads
+# them into pandas (scim-traffic at 1.6M requests: ~0.6 GB), which a larger store's model build,
+# bounded by its memory limit, should not (there they are computed when asked, as before).
+KEPT_ANSWER_ROWS: Final = 2_000_000
+# Reports asked unfiltered while the model is built, so that the small answers of their SQL over
+# every stored row are kept with it (reports.sql.recording_answers) and read back by later asks.
+ASKED_AT_BUILD: Final = (
+    "summary",
+    "cycles",
+    "failures",
+    "skips",
+    "estimate",
+    "quarantine-risk",
+    "overview",
+)
 
 # Which tables each part is computed from (the columns: reports.model_sql.VIEW_COLUMNS).
 PART_TABLES: Final[dict[str, tuple[str, ...]]] = {
@@ -448,6 +470,18 @@ class Model:
         when the part is not kept on disk (in-memory inputs: use :meth:`columns`)."""
         return self._files.get(name) if self._source is None else None
 
+    def kept_answer(self, report: str, inputs: Inputs) -> pd.DataFrame | None:
+        """Return the unfiltered answer of ``report`` (KEPT_ANSWERS) kept with this model, None
+        when none is kept (in-memory inputs, a model kept before the answer, or ``inputs``
+        that are not the version's rows read in place)."""
+        if report not in KEPT_ANSWERS or self.root is None or self._source is not None:
+            return None
+        from reports import REPORTS
+
+        if not self.describes(inputs, REPORTS[report].tables):
+            return None
+        return read_answer(self.root, report)
+
     def _compute(self, name: str) -> pd.DataFrame:
         if name not in PARTS:
             raise KeyError(f"unknown model part {name!r}; parts: {', '.join(PARTS)}")
@@ -515,6 +549,25 @@ class Model:
         values = self.noise.set_index("event_id")[column]
         values = values.loc[~values.index.duplicated(keep="last")]
         return reindex(values, event_ids.to_numpy()).set_axis(event_ids.index)
+
+
+def answer_file(root: Path, report: str) -> Path:
+    """Return where a kept model at ``root`` keeps ``report``'s unfiltered answer."""
+    return root / f"answer-{report}.parquet"
+
+
+def read_answer(root: Path, report: str) -> pd.DataFrame | None:
+    """Return ``report``'s answer kept at ``root`` (None: none kept)."""
+    path = answer_file(root, report)
+    return read_frame(path) if path.exists() else None
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """Return a kept answer's frame as written (pandas' own dtypes, kept in the file)."""
+    import pyarrow.parquet as pq
+
+    frame: pd.DataFrame = pq.read_table(path).to_pandas()
+    return frame
 
 
 def model_of(inputs: Inputs) -> Model:

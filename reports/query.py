@@ -39,15 +39,20 @@ import pyarrow.parquet as pq
 from ingest.errors import UsageError
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Manifest, Store, to_pandas
-from reports import Filters, Inputs, Scan
+from reports import Filters, Inputs, ReportResult, Scan
 from reports.model import (
+    ASKED_AT_BUILD,
+    KEPT_ANSWER_ROWS,
+    KEPT_ANSWERS,
     MODEL_FORMAT,
     PART_TABLES,
     PARTS,
     ROW_PARTS,
     Model,
+    answer_file,
     cycles_frame,
     part_query,
+    read_frame,
     typed_part,
 )
 from reports.model_sql import TIMELINE_ROW_GROUP, USER_COLUMNS, object_key_sql, user_hit_sql
@@ -405,12 +410,60 @@ def load_model(store: Store, version: int) -> Model | None:
     if not all((root / f).exists() for f in _kept_files()):
         return None
 
+    return _model_at(root)
+
+
+def _model_at(root: Path) -> Model:
+    """Return the model kept at ``root`` (complete or being written)."""
+
     def read(part: str, columns: Sequence[str] | None) -> pd.DataFrame:
         frame: pd.DataFrame = pq.read_table(root / f"{part}.parquet", columns=columns).to_pandas()
         return frame
 
     files = {p: str(root / f"{p}.parquet") for p in (*PARTS, *ROW_PARTS)}
     return Model(loader=read, root=root, files=files)
+
+
+def keep_answers(con: duckdb.DuckDBPyConnection, snap: Snapshot, root: Path) -> None:
+    """Keep unfiltered answers with the model at ``root``, each report's own build over every
+    row of ``snap`` read as the service reads them: the whole answer of reports.model.
+    KEPT_ANSWERS, and the small SQL answers of reports.model.ASKED_AT_BUILD (reports.sql).
+    Written where later asks find the model, each file atomically (a reader meanwhile finds
+    an answer whole, or none and computes it)."""
+    from reports import REPORTS
+    from reports.service import answer_with
+    from reports.sql import recording_answers
+
+    def ask(name: str) -> ReportResult:
+        # As an unfiltered `provlens report NAME` asks it.
+        return answer_with(con, snap, _model_at(root), name, Filters())
+
+    with recording_answers():
+        for name in ASKED_AT_BUILD:
+            t0 = time.perf_counter()
+            ask(name)
+            log.info("answers of %s kept in %.1f s", name, time.perf_counter() - t0)
+    for name in KEPT_ANSWERS:
+        rows = [snap.manifest.rows.get(t, 0) for t in REPORTS[name].tables]
+        if max(rows, default=0) > KEPT_ANSWER_ROWS:
+            continue
+        t0 = time.perf_counter()
+        result = ask(name)
+        if result.frame is None or result.data or result.hidden_noise:
+            continue  # only a frame is kept
+        target = answer_file(root, name)
+        written = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        table = pa.Table.from_pandas(result.frame, preserve_index=False)
+        pq.write_table(table, written, compression="zstd")
+        # Kept only when it reads back as the very frame (values and dtypes).
+        try:
+            pd.testing.assert_frame_equal(read_frame(written), result.frame)
+        except AssertionError as exc:
+            written.unlink()
+            log.warning("answer of %s not kept: it reads back otherwise (%s)", name, exc)
+            continue
+        written.replace(target)
+        log.info("kept answer %s written in %.1f s", name, time.perf_counter() - t0)
 
 
 MODEL_MEMORY: Final = "800MB"  # DuckDB's limit while building a model: beyond it, it spills
@@ -671,8 +724,10 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, limits: MemoryLimi
     """Write the rows reports answer unfiltered (reports.model.ROW_PARTS) beside the model, by
     the reports' own SQL over every stored event and request (as the service reads them: each
     row's ``_row`` its stored position) and the kept noise and matches; in their order."""
-    from reports import correlation, users
+    from reports import correlation, coverage, users
     from reports import model_sql as ms
+    from reports.export import keep_json_text
+    from reports.sql import StoredRows
 
     own = spill / "rows"
     own.mkdir()
@@ -710,6 +765,20 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, limits: MemoryLimi
             log.info("kept rows %s written in %.1f s", name, time.perf_counter() - t0)
     finally:
         limits.close(con)
+    # Each answered row's JSON, kept beside the rows: `report --format json` writes it back.
+    answered = [
+        StoredRows(str(root / f"{name}.parquet"), tuple(users.ROW_COLUMNS))
+        for name in users.KEPT_ROWS.values()
+    ]
+    answered.append(
+        StoredRows(str(root / f"{correlation.KEPT_ROWS}.parquet"), tuple(correlation.COLUMNS))
+    )
+    answered.append(coverage.kept_rows_at(str(root / "objects.parquet")))
+    for rows in answered:
+        t0 = time.perf_counter()
+        keep_json_text(rows)
+        took = time.perf_counter() - t0
+        log.info("kept JSON of %s written in %.1f s", Path(rows.path).stem, took)
 
 
 def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
@@ -730,6 +799,13 @@ def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:
             os.replace(tmp, root)
         except OSError:  # another process kept the same version first: theirs is as good
             shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            # Asked where later asks find the model: SQL that names its files is the same SQL.
+            # Answers are kept for speed only: a failure to write them loses none.
+            try:
+                keep_answers(con, snap, root)
+            except OSError as exc:
+                log.warning("%s: answers not kept with the derived model: %s", store.path, exc)
         for old in (store.path / DERIVED).glob("v*"):
             with contextlib.suppress(ValueError):
                 kept, _, form = old.name[1:].partition(".m")

@@ -13,13 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ingest.store import Store
 from reports import REPORTS, Filters, Inputs, ReportResult, ReportSpec, run_report
 from reports import query as q
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from reports.model import Model
 
 
 @dataclass(frozen=True)
@@ -99,38 +104,60 @@ def ask(
     **params: Any,
 ) -> Answer:
     """Run registered report ``name`` on the store; return its result and the version used."""
-    try:
-        spec = REPORTS[name]
-    except KeyError:
-        raise KeyError(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}") from None
-    rows = _rows(spec, params)
-    if filters is not None and not spec.time_filtered:
-        filters = replace(filters, since=None, until=None)
-    user = _slice_user(spec, params, filters)
+    if name not in REPORTS:
+        raise KeyError(f"unknown report {name!r}; known: {', '.join(sorted(REPORTS))}")
     con = q.connect()
 
     def answer(snap: q.Snapshot) -> Answer:
         # The whole question on one version: tables are read when the report first uses them
         # (none when it answers from the model), and asked again if a writer replaced a part.
         model = q.model_for(con, snap)
-        source: q.Snapshot = snap
-        sliced = q.user_slice(model, user) if user is not None else None
-        if spec.user_search and (filters is None or filters == Filters()):
-            sliced = q.search_slice(model, str(params.get("query") or ""))
-        if sliced is not None:
-            source, model = sliced.snapshot(con, snap), sliced.model
-        inputs = q.read_inputs(
-            con, source, spec.tables, filters, spec.columns, lazy=True, rows=rows
+        result = answer_with(
+            con, snap, model, name, filters, include_noise=include_noise, now=now, **params
         )
-        inputs = inputs.declare(spec.tables)
-        object.__setattr__(inputs, "_model", model)
-        result = run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
         return Answer(result, snap.version)
 
     try:
         return q.consistent(_store(store), answer)
     finally:
         con.close()
+
+
+def answer_with(
+    con: duckdb.DuckDBPyConnection,
+    snap: q.Snapshot,
+    model: Model,
+    name: str,
+    filters: Filters | None = None,
+    *,
+    include_noise: bool = False,
+    now: pd.Timestamp | None = None,
+    **params: Any,
+) -> ReportResult:
+    """Return report ``name`` on version ``snap`` with ``model`` (its derived model) attached,
+    its tables read on ``con`` as :func:`ask` reads them (reports.query.keep_answers asks so
+    while the model is built)."""
+    spec = REPORTS[name]
+    rows = _rows(spec, params)
+    if filters is not None and not spec.time_filtered:
+        filters = replace(filters, since=None, until=None)
+    user = _slice_user(spec, params, filters)
+    source: q.Snapshot = snap
+    sliced = q.user_slice(model, user) if user is not None else None
+    if spec.user_search and (filters is None or filters == Filters()):
+        sliced = q.search_slice(model, str(params.get("query") or ""))
+    if sliced is not None:
+        source, model = sliced.snapshot(con, snap), sliced.model
+    inputs = q.read_inputs(con, source, spec.tables, filters, spec.columns, lazy=True, rows=rows)
+    inputs = inputs.declare(spec.tables)
+    object.__setattr__(inputs, "_model", model)
+    if sliced is None and not params and not include_noise and filters in (None, Filters()):
+        # The unfiltered answer the model keeps (reports.model.KEPT_ANSWERS): this very
+        # question, asked while the model was built.
+        kept = model.kept_answer(name, inputs)
+        if kept is not None:
+            return ReportResult(frame=kept)
+    return run_report(name, inputs, filters, include_noise=include_noise, now=now, **params)
 
 
 def run(

@@ -9,17 +9,22 @@ small result.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     from reports import Filters, Inputs
@@ -146,6 +151,37 @@ def over(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame
     return out
 
 
+# Small answers of :func:`over_arrow` on a store version's rows read in place, kept with the
+# version's model (``answers/`` beside its parts): recorded while the model is built, by asking
+# the reports unfiltered (reports.query.keep_answers), and read back by the same SQL over the same
+# rows in any later process. A key is the SQL and the scans' own keys (files, filters, columns),
+# as the in-memory answers above: another filter or another ``now`` in the SQL is another key.
+_recording: ContextVar[bool] = ContextVar("recording_answers", default=False)
+
+
+@contextmanager
+def recording_answers() -> Iterator[None]:
+    """Keep every small answer :func:`over_arrow` computes meanwhile with its model."""
+    token = _recording.set(True)
+    try:
+        yield
+    finally:
+        _recording.reset(token)
+
+
+def _answer_file(inputs: Inputs, sql: str, tables: Sequence[str]) -> Path | None:
+    """Return where the model kept with ``inputs`` keeps this answer (None: no kept model)."""
+    model = object.__getattribute__(inputs, "_model")
+    root = getattr(model, "root", None)
+    if root is None:
+        return None
+    key = _answer_key(inputs, sql, tables)
+    if key is None:
+        return None
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+    return Path(root) / "answers" / f"{digest}.parquet"
+
+
 def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.DataFrame) -> pa.Table:
     """Return the result of ``sql`` over ``inputs``' ``tables`` (each named by its table name)
     and ``frames``; like :func:`run`, but a stored table not read yet is scanned in place.
@@ -173,6 +209,10 @@ def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.Dat
         finally:
             con.close()
         return result
+    kept = None if frames or len(scans) != len(tables) else _answer_file(inputs, sql, tables)
+    if kept is not None and kept.exists():
+        answer: pa.Table = pq.read_table(kept)
+        return answer
     con = next(iter(scans.values())).con
     try:
         for table, scan in scans.items():
@@ -189,6 +229,11 @@ def over_arrow(inputs: Inputs, sql: str, tables: Sequence[str], **frames: pd.Dat
             con.execute(f'DROP VIEW IF EXISTS "{table}"')
         for name in frames:
             con.unregister(name)
+    if kept is not None and _recording.get() and result.num_rows <= KEPT_ROWS:
+        kept.parent.mkdir(exist_ok=True)
+        tmp = kept.with_name(f"{kept.name}.{os.getpid()}.tmp")
+        pq.write_table(result, tmp)
+        tmp.replace(kept)
     return result
 
 
@@ -216,6 +261,14 @@ class StoredRows:
             for c in self.columns
         )
         return f"SELECT {cols} FROM read_parquet({literal(self.path)}) WHERE {self.where}"  # noqa: S608
+
+    def text_path(self) -> str:
+        """Return where each row's JSON text of these ``columns`` and ``values`` may be kept
+        beside the file (reports.export.keep_json_text; every row, in file order): named by
+        what the text holds, so text of other columns is never read for these."""
+        digest = hashlib.sha256(repr((self.columns, self.values)).encode()).hexdigest()[:16]
+        stem = self.path[: -len(".parquet")] if self.path.endswith(".parquet") else self.path
+        return f"{stem}.json-{digest}.parquet"
 
     def table(self) -> pa.Table:
         """Return the rows as Arrow (DuckDB's types, as the query that kept them gave)."""

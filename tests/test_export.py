@@ -522,3 +522,67 @@ def test_write_atomic_writes_into_a_pipe_and_leaves_it_a_pipe(tmp_path):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert got == [b"[1, 2]\n"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]
+
+
+def test_kept_json_text_is_the_formatted_rows_under_any_condition(tmp_path, monkeypatch):
+    """keep_json_text writes each row's JSON beside a kept file; the writer reads it back for
+    the rows a condition keeps: the bytes of the rows' frame, every kind of value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from reports import export
+    from reports.export import _json_line_chunks, keep_json_text, write_json_rows
+    from reports.sql import StoredRows
+
+    frame = pd.DataFrame(
+        {
+            "s": pd.array(
+                ['a"b', "é\u2028x\x7f", "\x01\n\t/\x1f", None, "=1+2", "+x", "-3", "@a", "\\", "𝄞"],
+                dtype="str",
+            ),
+            "i": pd.array([1, None, 3, 4, 5, -6, 2**53 + 1, 0, 9, 10], dtype="Int64"),
+            "b": pd.array([True, None, False] * 3 + [True], dtype="boolean"),
+            "t": pd.to_datetime(
+                ["2026-11-20T01:02:03.456789Z", None, "1969-12-31T23:59:59.9999Z", None] * 2
+                + ["2026-01-01T00:00:00Z", "2026-01-01T23:59:59.9Z"],
+                utc=True,
+                format="ISO8601",
+            ).astype("datetime64[us, UTC]"),
+            "l": [["a", 'b"'], [], None, ["c"], ["d"], ["e"], ["f"], ["g"], [], None],
+            "li": [[1, None, 3], [], [200], [404], [], [1], [2], [3], None, [7]],
+            "keep": [True, False, True, True, None, True, False, True, True, True],
+        }
+    )
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    columns = ("s", "i", "b", "t", "l", "li")
+    every = StoredRows(str(path), columns)
+    assert keep_json_text(every)
+    assert Path(every.text_path()).exists()
+    for where, rows in (("TRUE", frame), ("keep", frame.loc[frame["keep"].fillna(False)])):
+        stored = StoredRows(str(path), columns, where)
+        assert stored.text_path() == every.text_path()  # one text, whatever the condition
+        want = json_bytes(rows[list(columns)].reset_index(drop=True))
+        assert write_json_rows(stored, tmp_path / "out.json")
+        assert (tmp_path / "out.json").read_bytes() == want, where
+        chunks = _json_line_chunks(stored, rows=3)
+        assert chunks is not None
+        assert b"[\n" + b"".join(bytes(c) for c in chunks) + b"\n]\n" == want, where
+    # Other columns have their own text (none kept): formatted, the same bytes.
+    fewer = StoredRows(str(path), ("s", "i"), "keep")
+    assert fewer.text_path() != every.text_path()
+    assert not Path(fewer.text_path()).exists()
+    assert write_json_rows(fewer, tmp_path / "fewer.json")
+    kept = frame.loc[frame["keep"].fillna(False), ["s", "i"]].reset_index(drop=True)
+    assert (tmp_path / "fewer.json").read_bytes() == json_bytes(kept)
+    # No row the condition keeps: an empty array, as json_bytes writes it.
+    assert write_json_rows(StoredRows(str(path), columns, "FALSE"), tmp_path / "none.json")
+    assert (tmp_path / "none.json").read_bytes() == b"[]\n"
+    # A file of more rows than KEPT_TEXT_MAX_ROWS keeps no text (its rows are formatted).
+    monkeypatch.setattr(export, "KEPT_TEXT_MAX_ROWS", 9)
+    assert not keep_json_text(fewer)
+    assert not Path(fewer.text_path()).exists()
+    # Floats are not kept as text (their largest value decides how they are written).
+    floats = tmp_path / "floats.parquet"
+    pq.write_table(pa.table({"f": [0.5, 1e20]}), floats)
+    assert not keep_json_text(StoredRows(str(floats), ("f",)))

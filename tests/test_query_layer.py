@@ -81,7 +81,15 @@ def test_the_model_is_computed_once_per_version_and_kept_beside_the_parts(
     kept = q.derived_dir(store, store.version)
     assert (kept / "complete").exists()
     assert kept.name == f"v{store.version}.m{MODEL_FORMAT}"
-    assert sorted(p.name for p in kept.glob("*.parquet")) == [
+    names = sorted(p.name for p in kept.glob("*.parquet"))
+    # Beside the parts: the kept answers, and the JSON text of the kept rows (named by columns).
+    assert [n for n in names if n.startswith("answer-")] == [
+        "answer-failures.parquet",
+        "answer-scim-traffic.parquet",
+    ]
+    texts = [n.partition(".json-")[0] for n in names if ".json-" in n]
+    assert texts == ["correlation_rows", "objects", "users_rows", "users_rows_noise"]
+    assert [n for n in names if not n.startswith("answer-") and ".json-" not in n] == [
         "app_scope.parquet",
         "correlation_rows.parquet",
         "cycles.parquet",
@@ -661,3 +669,117 @@ def test_questions_asked_side_by_side_read_their_own_tables(tmp_path: Path):
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(answer, asks))
     assert together == alone
+
+
+@pytest.mark.parametrize("include_noise", [False, True])
+def test_unfiltered_rows_are_written_from_their_kept_json_text(tmp_path: Path, include_noise: bool):
+    """users, correlation and coverage keep each answered row's JSON beside their kept rows:
+    the writer reads it back (noise hidden, or coverage's rows, by the kept condition), the same
+    bytes as formatting the rows again and as the frame's JSON; without the kept text, the rows
+    are formatted as before."""
+    from reports.export import _json_line_chunks, json_bytes, write_json_rows
+
+    store = _store(tmp_path / "s")
+    for name in ("correlation", "users", "coverage"):
+        result = service.run(store, name, include_noise=include_noise)
+        kept = result.rows_source()
+        text = Path(kept.text_path())
+        assert text.exists(), name  # kept with the model
+        out = tmp_path / f"{name}.json"
+        assert write_json_rows(kept, out)
+        from_text = out.read_bytes()
+        assert from_text == json_bytes(result.frame), name
+        moved = text.with_name(text.name + ".away")
+        text.rename(moved)
+        try:
+            assert write_json_rows(kept, out)
+            assert out.read_bytes() == from_text, name  # formatted again: the same bytes
+        finally:
+            moved.rename(text)
+        # Batches of the kept text, end to end: the same rows (a batch of 2 rows here).
+        chunks = _json_line_chunks(kept, rows=2)
+        assert chunks is not None
+        assert b"[\n" + b"".join(bytes(c) for c in chunks) + b"\n]\n" == from_text, name
+
+
+@pytest.mark.parametrize("name", ["scim-traffic", "failures"])
+def test_unfiltered_answers_the_model_keeps_are_read_back(tmp_path: Path, monkeypatch, name: str):
+    """scim-traffic's and failures' unfiltered answers are kept with the model (asked while it
+    is built): read back, the frame the build gives (values and dtypes), in memory as well;
+    asked with a filter, a parameter or noise shown, they are computed."""
+    from reports import run_report
+    from reports.model import answer_file
+
+    store = _store(tmp_path / "s")
+    computed = service.run(store, name).frame  # builds the model, keeping the answer
+    root = q.derived_dir(store, store.info()["version"])
+    assert answer_file(root, name).exists()
+    want = run_report(name, world()).frame
+    pd.testing.assert_frame_equal(computed, want)
+    q.clear_model_cache()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("computed instead of read back")
+
+    monkeypatch.setattr(service, "run_report", refuse)
+    kept = service.run(store, name, Filters(), now=ts("2026-06-01")).frame
+    pd.testing.assert_frame_equal(kept, want)
+    for asked in (
+        {"filters": Filters(since=ts("2026-01-01"))},
+        {"include_noise": True},
+        {"granularity": "minute"},
+    ):
+        with pytest.raises(AssertionError, match="computed instead"):
+            service.run(store, name, **asked)
+
+
+def test_small_sql_answers_are_kept_with_the_model_and_read_back(tmp_path: Path, monkeypatch):
+    """The small SQL answers of the reports asked while the model is built are kept with it
+    and read back by the same question in a later process (no DuckDB query over the events),
+    the same answers; another filter asks DuckDB."""
+    from reports import run_report
+    from reports import sql as rsql
+
+    store = _store(tmp_path / "s")
+    service.run(store, "cycles")  # builds the model
+    root = q.derived_dir(store, store.info()["version"])
+    assert len(list((root / "answers").glob("*.parquet"))) >= 4
+    q.clear_model_cache()
+    rsql._kept.clear()
+    asked: list[str] = []
+    real = rsql._answer_file
+
+    def spy(inputs, sql, tables):
+        path = real(inputs, sql, tables)
+        asked.append("kept" if path is not None and path.exists() else f"computed {sql}")
+        return path
+
+    monkeypatch.setattr(rsql, "_answer_file", spy)
+    w = world()
+    for name in ("summary", "skips", "estimate"):
+        got = service.run(store, name, Filters(), now=ts("2026-06-01"))
+        want = run_report(name, w, Filters(), now=ts("2026-06-01"))
+        assert got.data == want.data, name
+        if want.frame is not None:
+            pd.testing.assert_frame_equal(got.frame, want.frame, check_dtype=False)
+    assert asked and set(asked) == {"kept"}, asked
+    asked.clear()
+    service.run(store, "summary", Filters(since=ts("2026-01-01")))
+    assert len(asked) == 1 and asked[0].startswith("computed"), asked
+
+
+def test_whole_answers_are_not_kept_for_a_version_whose_tables_are_too_large(
+    tmp_path: Path, monkeypatch
+):
+    """A whole answer reads its tables into pandas: beyond KEPT_ANSWER_ROWS rows per table it
+    is not kept (asked, it is computed), while the small SQL answers still are."""
+    from reports.model import answer_file
+
+    monkeypatch.setattr(q, "KEPT_ANSWER_ROWS", 5)
+    store = _store(tmp_path / "s")
+    got = service.run(store, "scim-traffic").frame
+    root = q.derived_dir(store, store.info()["version"])
+    assert not answer_file(root, "scim-traffic").exists()
+    assert not answer_file(root, "failures").exists()
+    assert list((root / "answers").glob("*.parquet"))
+    pd.testing.assert_frame_equal(got, service.run(store, "scim-traffic").frame)
