@@ -89,11 +89,13 @@ def user_summary(
     }
 
 
-def wiki_answer(inputs: Inputs, events: pd.DataFrame) -> dict[str, Any] | None:
+def wiki_answer(
+    inputs: Inputs, events: pd.DataFrame, filters: Filters | None = None
+) -> dict[str, Any] | None:
     """Return the wiki's latest SCIM answer about the user of ``events``: time, request, status."""
     from reports.export import wiki_requests_for
 
-    requests = wiki_requests_for(inputs, events)
+    requests = wiki_requests_for(inputs, events, filters)
     if requests.empty:
         return None
     last = requests.iloc[-1]
@@ -148,7 +150,7 @@ def diagnose(
 
     events = user_timeline(inputs, user, filters).events
     summary = user_summary(inputs, user, filters, now, events)
-    wiki = wiki_answer(inputs, events)
+    wiki = wiki_answer(inputs, events, filters)
     who = _text(summary.get("upn")) or user
     verdict = _text(summary.get("verdict"))
     if not summary.get("found"):

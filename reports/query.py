@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -49,6 +49,7 @@ from reports.model import (
     PARTS,
     ROW_PARTS,
     Model,
+    Once,
     answer_file,
     cycles_frame,
     part_query,
@@ -93,6 +94,10 @@ class Snapshot:
     def version(self) -> int:
         """The manifest's version number."""
         return self.manifest.version
+
+    def prepare(self) -> None:
+        """Make this version's tables readable on the question's connection (before SQL naming
+        :meth:`source` runs)."""
 
     def files(self, table: str) -> list[str]:
         """Return the part files of ``table`` in this version."""
@@ -292,6 +297,26 @@ def read_table(
         frame = empty_frame(table)
         return frame[list(columns)] if columns is not None else frame
     sql, params = query
+    if isinstance(snap, SliceSnapshot) and snap.reads is not None and table in snap.views:
+        # One user's rows: the same read by another question about them is the frame read first.
+        return snap.reads.get(
+            ("read", sql, tuple(params)),
+            partial(_read_table, con, snap, table, columns, filters, rows, sql, params),
+        )
+    return _read_table(con, snap, table, columns, filters, rows, sql, params)
+
+
+def _read_table(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot,
+    table: str,
+    columns: Sequence[str] | None,
+    filters: Filters | None,
+    rows: Rows | None,
+    sql: str,
+    params: list[Any],
+) -> pd.DataFrame:
+    snap.prepare()
     try:
         try:
             tbl = con.sql(sql, params=params).to_arrow_table()
@@ -327,6 +352,7 @@ def scan_table(
     source = snap.source(table)
     if source is None:
         return None
+    snap.prepare()
     present = None
     if columns is not None:
         try:
@@ -865,6 +891,14 @@ class SliceSnapshot(Snapshot):
     user's rows (views of ``con``: :func:`user_slice`); the other tables are the parts'."""
 
     views: tuple[str, ...] = ()
+    # The slice's frames as read (read_table): every question over the same rows reading a
+    # table by the same SQL gets the one frame read first (shared read-only, as model parts).
+    reads: Once | None = None
+    register: Callable[[], None] | None = None  # registers the views (once) before a read
+
+    def prepare(self) -> None:
+        if self.register is not None:
+            self.register()
 
     def source(self, table: str, ordered: bool = False) -> str | None:
         if table in self.views:
@@ -882,20 +916,29 @@ class UserSlice:
 
     tables: dict[str, pa.Table]  # canonical columns and ``_pos``, in stored order
     model: Model
+    derived: Once  # shared by every slice of the same rows (_KeyRows.derived)
 
     def snapshot(self, con: duckdb.DuckDBPyConnection, snap: Snapshot) -> SliceSnapshot:
-        """Return ``snap`` reading these rows (registered as views of ``con``)."""
-        for table, rows in self.tables.items():
-            con.register(f"_user_{table}_rows", rows)
-            con.execute(
-                f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}_ordered')} AS "  # noqa: S608
-                f"SELECT * FROM {_ident(f'_user_{table}_rows')}"
-            )
-            con.execute(
-                f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}')} AS "  # noqa: S608
-                f"SELECT * EXCLUDE (_pos) FROM {_ident(f'_user_{table}_rows')}"
-            )
-        return SliceSnapshot(snap.store, snap.manifest, tuple(self.tables))
+        """Return ``snap`` reading these rows (views of ``con``, registered when first read:
+        a question answered from frames read before registers nothing)."""
+        done: list[bool] = []
+
+        def register() -> None:
+            if done:
+                return
+            for table, rows in self.tables.items():
+                con.register(f"_user_{table}_rows", rows)
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}_ordered')} AS "  # noqa: S608
+                    f"SELECT * FROM {_ident(f'_user_{table}_rows')}"
+                )
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}')} AS "  # noqa: S608
+                    f"SELECT * EXCLUDE (_pos) FROM {_ident(f'_user_{table}_rows')}"
+                )
+            done.append(True)
+
+        return SliceSnapshot(snap.store, snap.manifest, tuple(self.tables), self.derived, register)
 
 
 USER_SLICE_CACHE = 16
@@ -1008,11 +1051,14 @@ def search_slice(model: Model, query: str) -> UserSlice | None:
 
 @dataclass(frozen=True)
 class _KeyRows:
-    """The one-user copies' rows of some object keys, and their noise and matches (Arrow)."""
+    """The one-user copies' rows of some object keys, and their noise and matches (Arrow);
+    ``derived``: what questions over these rows derive from them, each once (their frames as
+    read, a user's timeline: Model.of_rows)."""
 
     tables: dict[str, pa.Table]
     noise: pa.Table
     matches: pa.Table
+    derived: Once = field(default_factory=Once)
 
 
 # By model directory and keys: a deep link by UPN, its search and the page's asks by the object
@@ -1043,7 +1089,9 @@ def _slice_of(
     parts = {"noise": rows.noise.to_pandas(), "matches": rows.matches.to_pandas()}
     if objects is not None:
         parts["objects"] = objects
-    return UserSlice(dict(rows.tables), Model(parts=parts, loader=whole))
+    return UserSlice(
+        dict(rows.tables), Model(parts=parts, loader=whole, rows=rows.derived), rows.derived
+    )
 
 
 def _rows_of_keys(root: Path, keys: Sequence[str]) -> _KeyRows:
