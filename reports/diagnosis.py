@@ -48,11 +48,11 @@ def user_summary(
 ) -> dict[str, Any]:
     """Return one user's ids, scope, wiki state, verdict, expected time and recommended fix.
 
-    ``events``: the user's timeline events when the caller already has them.
+    ``events``: the user's timeline events (reports.users.user_timeline, with the wiki's SCIM
+    error of each) when the caller already has them.
     """
     from reports.estimate import when_user
     from reports.export import jsonable
-    from reports.model import event_scim_errors, model_of
     from reports.owners import documented_action, owners
     from reports.users import user_timeline
 
@@ -64,8 +64,9 @@ def user_summary(
         last = failed.iloc[[-1]]
         code = last["error_code"].astype("str")
         # The wiki's SCIM error for that failure: its answer to the matched request, else the
-        # error Entra quotes in its reason (the model's rule, as in failures and the timeline).
-        scim = event_scim_errors(last, inputs.scim_requests, model_of(inputs))
+        # error Entra quotes in its reason (the model's rule, as in failures; the timeline's
+        # events carry it).
+        scim = last
         fix = {
             "last_error_code": jsonable(code.iloc[0]),
             "last_error_reason": jsonable(last["error_reason"].iloc[0]),

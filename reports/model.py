@@ -21,6 +21,7 @@ report reads them instead of deriving them again. :func:`model_of` returns the m
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -391,18 +392,21 @@ def _typed_objects(out: pd.DataFrame) -> pd.DataFrame:
 class Once:
     """Values computed once per key and kept: a second thread asking for a key being computed
     waits for the first (the one-user answers of a page are computed side by side), then takes
-    its value; when the first failed, it computes the value itself."""
+    its value; when the first failed, it computes the value itself. ``limit``: at most that
+    many kept, the least recently asked dropped first."""
 
-    def __init__(self) -> None:
-        self._done: dict[Hashable, Any] = {}
+    def __init__(self, limit: int | None = None) -> None:
+        self._done: OrderedDict[Hashable, Any] = OrderedDict()
         self._computing: dict[Hashable, threading.Event] = {}
         self._lock = threading.Lock()
+        self._limit = limit
 
     def get(self, key: Hashable, compute: Callable[[], T]) -> T:
         """Return the value kept for ``key``, else ``compute()`` (kept)."""
         while True:
             with self._lock:
                 if key in self._done:
+                    self._done.move_to_end(key)
                     done: T = self._done[key]
                     return done
                 other = self._computing.get(key)
@@ -414,10 +418,17 @@ class Once:
             value = compute()
             with self._lock:
                 self._done[key] = value
+                while self._limit is not None and len(self._done) > self._limit:
+                    self._done.popitem(last=False)
         finally:
             with self._lock:
                 self._computing.pop(key).set()
         return value
+
+    def clear(self) -> None:
+        """Forget every kept value."""
+        with self._lock:
+            self._done.clear()
 
 
 class Model:

@@ -943,7 +943,9 @@ class UserSlice:
 
 USER_SLICE_CACHE = 16
 SEARCH_KEYS_MAX = 2000  # a search naming more objects reads the whole users table instead
-_slices: OrderedDict[tuple[str, str, str], UserSlice] = OrderedDict()
+# By model directory, kind and text; asked side by side (a deep link's search and diagnosis),
+# the second waits for the first.
+_slices = Once(USER_SLICE_CACHE)
 
 
 def _in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
@@ -954,20 +956,6 @@ def _in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
 
 def _kept(root: Path, name: str) -> str:
     return f"read_parquet({_quote(str(root / f'{name}.parquet'))})"
-
-
-def _cached(key: tuple[str, str, str], make: Callable[[], UserSlice | None]) -> UserSlice | None:
-    with _models_lock:
-        if key in _slices:
-            _slices.move_to_end(key)
-            return _slices[key]
-    sliced = make()
-    if sliced is not None:
-        with _models_lock:
-            _slices[key] = sliced
-            while len(_slices) > USER_SLICE_CACHE:
-                _slices.popitem(last=False)
-    return sliced
 
 
 def user_slice(model: Model, user: str) -> UserSlice | None:
@@ -1015,7 +1003,7 @@ def user_slice(model: Model, user: str) -> UserSlice | None:
         keys = {r[0] for r in found} | set(pids)
         return _slice_of(model, root, sorted(keys), objects.to_pandas())
 
-    return _cached((str(root), "user", wanted), make)
+    return _slices.get((str(root), "user", wanted), make)
 
 
 def search_slice(model: Model, query: str) -> UserSlice | None:
@@ -1046,7 +1034,7 @@ def search_slice(model: Model, query: str) -> UserSlice | None:
             return None
         return _slice_of(model, root, sorted(r[0] for r in found), None)
 
-    return _cached((str(root), "search", wanted), make)
+    return _slices.get((str(root), "search", wanted), make)
 
 
 @dataclass(frozen=True)
@@ -1063,24 +1051,14 @@ class _KeyRows:
 
 # By model directory and keys: a deep link by UPN, its search and the page's asks by the object
 # key most often name the same objects, whose rows are then read once.
-_key_rows: OrderedDict[tuple[str, tuple[str, ...]], _KeyRows] = OrderedDict()
+_key_rows = Once(USER_SLICE_CACHE)
 
 
 def _slice_of(
     model: Model, root: Path, keys: Sequence[str], objects: pd.DataFrame | None
 ) -> UserSlice:
     """Return the one-user copies' rows of ``keys``, and the model restricted to them."""
-    key = (str(root), tuple(keys))
-    with _models_lock:
-        rows = _key_rows.get(key)
-        if rows is not None:
-            _key_rows.move_to_end(key)
-    if rows is None:
-        rows = _rows_of_keys(root, keys)
-        with _models_lock:
-            _key_rows[key] = rows
-            while len(_key_rows) > USER_SLICE_CACHE:
-                _key_rows.popitem(last=False)
+    rows: _KeyRows = _key_rows.get((str(root), tuple(keys)), partial(_rows_of_keys, root, keys))
 
     def whole(name: str, columns: Sequence[str] | None) -> pd.DataFrame:
         return model.part(name) if columns is None else model.columns(name, columns)

@@ -833,10 +833,9 @@ def test_a_users_timeline_is_derived_once_for_all_the_pages_answers(tmp_path: Pa
     # The diagnosis reads every event of its rows with their children and requests; then the
     # key's timeline reads its object's events (to know it: the rest is derived), correlation
     # its own columns of events and requests; steps, changes and wiki requests read nothing.
-    assert sorted(r[2] for r in sliced) == sorted(
-        ["events", "steps", "modified_properties", "scim_requests"]
-        + ["events", "events", "scim_requests"]
-    )
+    diagnosis = ["events", "steps", "modified_properties", "scim_requests"]
+    by_key = ["events", "events", "scim_requests"]
+    assert sorted(r[2] for r in sliced) == sorted([*diagnosis, *by_key])
     # Asked again, nothing is derived or read again.
     for name, user in asks:
         service.run(store, name, now=now, user=user)
@@ -857,10 +856,10 @@ def test_a_users_answers_asked_side_by_side_derive_the_timeline_once(tmp_path: P
     store = _store(tmp_path / "s")
     w = world()
     service.run(store, "cycles")
+    now = ts("2026-11-21T00:00:00Z")
     for upn in ("ada@contoso.example", "bo@contoso.example"):
         q.clear_model_cache()
         asks = _page_asks(store, upn)
-        now = ts("2026-11-21T00:00:00Z")
         wanted = [run_report(name, w, now=now, user=user) for name, user in asks]
         timelines = _count_calls(monkeypatch, users_report, "_timeline_of")
         with ThreadPoolExecutor(2) as pool:
