@@ -20,9 +20,11 @@ only ``Filters``/``REPORTS``/``ReportResult``, ``reports.service`` and, to write
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -181,16 +183,26 @@ def _report(
     return Report(result.frame, result.data, int(result.hidden_noise))
 
 
-def answer(name: str, path: Path, version: int, filters: FilterState, **params: Any) -> Report:
-    """Return report ``name``'s answer from the cache (computed once per key, by one thread:
-    another asking the same meanwhile waits for it, e.g. a page for the server's warm-up)."""
+def _key(
+    name: str, path: Path, version: int, filters: FilterState, params: Mapping[str, Any]
+) -> tuple[tuple[Any, ...], FilterState]:
+    """Return the cache's key of an answer (``_report``'s arguments but the last) and the
+    filters it is computed with."""
     at = now().isoformat() if name in TIME_DEPENDENT_REPORTS else ""
-    params_key = tuple(sorted(params.items()))
     spec = REPORTS.get(name)
     if spec is not None and not spec.time_filtered:
         # The time range does not select this report: one answer for every range.
         filters = replace(filters, since=None, until=None)
-    return _report(str(path), version, name, filters.key(), at, params_key, filters)
+    return (str(path), version, name, filters.key(), at, tuple(sorted(params.items()))), filters
+
+
+def answer(name: str, path: Path, version: int, filters: FilterState, **params: Any) -> Report:
+    """Return report ``name``'s answer from the cache (computed once per key, by one thread:
+    another asking the same meanwhile waits for it, e.g. a page for the server's warm-up)."""
+    (store, at_version, asked, filter_key, at, params_key), filters = _key(
+        name, path, version, filters, params
+    )
+    return _report(store, at_version, asked, filter_key, at, params_key, filters)
 
 
 # Answers a page will need are asked on these threads while the page draws the ones it has:
@@ -198,6 +210,11 @@ def answer(name: str, path: Path, version: int, filters: FilterState, **params: 
 # other (two, for the 2 cores of the reference machine; more only queue for the same cores).
 ASK_THREADS = 2
 _asking = ThreadPoolExecutor(ASK_THREADS, thread_name_prefix="provlens-ask")
+# Answers asked on the ask threads and not done yet, by cache key: asked again meanwhile (a page
+# rerun, or a page asking again what it asked before it knew the rest), the same future is
+# returned, instead of a second ask thread waiting for the answer the first computes.
+_pending: dict[tuple[Any, ...], Future[Report]] = {}
+_pending_lock = threading.Lock()
 
 
 def prefetch(
@@ -209,11 +226,25 @@ def prefetch(
     """Start computing the answers ``asks`` lists ((report, parameters), in the order the page
     reads them) on the ask threads, through the cache: the page's own :func:`report` of the same
     question then waits for that answer instead of computing it again, and a cached answer
-    returns at once. An error is the page's to show: its own ask computes again and raises."""
-    return [
-        _asking.submit(answer, name, path, version, filters, **dict(params))
-        for name, params in asks
-    ]
+    returns at once. An answer already being asked is not asked again. An error is the page's
+    to show: its own ask computes again and raises."""
+    out = []
+    for name, params in asks:
+        key, _ = _key(name, path, version, filters, params)
+        with _pending_lock:
+            future = _pending.get(key)
+            if future is None or future.done():  # done: the cache holds it (or it failed)
+                future = _asking.submit(answer, name, path, version, filters, **dict(params))
+                _pending[key] = future
+                future.add_done_callback(partial(_done, key))
+        out.append(future)
+    return out
+
+
+def _done(key: tuple[Any, ...], future: Future[Report]) -> None:
+    with _pending_lock:
+        if _pending.get(key) is future:
+            del _pending[key]
 
 
 def report(name: str, path: Path, version: int, filters: FilterState, **params: Any) -> Report:

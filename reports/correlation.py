@@ -44,7 +44,7 @@ import pyarrow as pa
 from reports import Filters, Inputs, ReportResult
 from reports.inputs import unique_text
 from reports.model import WINDOW, Model, match_requests, model_of
-from reports.sql import literal
+from reports.sql import connect, literal
 
 __all__ = ["COLUMNS", "build", "latest_verdict", "match_requests"]
 
@@ -356,7 +356,6 @@ def build(
     the same rows the full report has for the user's events, plus the wiki-only requests that
     carry the user's ids, UPN or wiki id.
     """
-    import duckdb
 
     window = pd.Timedelta(seconds=window_s)
     model = model_of(inputs)
@@ -377,9 +376,8 @@ def build(
         unique_requests=unique_text(requests["request_id"]),
         unique_events=unique_text(events["id"]),
     )
-    con = duckdb.connect(config={"threads": 2})
+    con = connect()  # a cursor of the process's database: its registered frames are its own
     try:
-        con.execute("SET TimeZone = 'UTC'")
         con.register("events", _view(events, _EVENT_VIEW))
         con.register("scim_requests", _view(requests, _REQUEST_VIEW))
         model_matches = pa.Table.from_pandas(

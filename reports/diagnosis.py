@@ -48,11 +48,11 @@ def user_summary(
 ) -> dict[str, Any]:
     """Return one user's ids, scope, wiki state, verdict, expected time and recommended fix.
 
-    ``events``: the user's timeline events when the caller already has them.
+    ``events``: the user's timeline events (reports.users.user_timeline, with the wiki's SCIM
+    error of each) when the caller already has them.
     """
     from reports.estimate import when_user
     from reports.export import jsonable
-    from reports.model import event_scim_errors, model_of
     from reports.owners import documented_action, owners
     from reports.users import user_timeline
 
@@ -64,8 +64,9 @@ def user_summary(
         last = failed.iloc[[-1]]
         code = last["error_code"].astype("str")
         # The wiki's SCIM error for that failure: its answer to the matched request, else the
-        # error Entra quotes in its reason (the model's rule, as in failures and the timeline).
-        scim = event_scim_errors(last, inputs.scim_requests, model_of(inputs))
+        # error Entra quotes in its reason (the model's rule, as in failures; the timeline's
+        # events carry it).
+        scim = last
         fix = {
             "last_error_code": jsonable(code.iloc[0]),
             "last_error_reason": jsonable(last["error_reason"].iloc[0]),
@@ -89,11 +90,13 @@ def user_summary(
     }
 
 
-def wiki_answer(inputs: Inputs, events: pd.DataFrame) -> dict[str, Any] | None:
+def wiki_answer(
+    inputs: Inputs, events: pd.DataFrame, filters: Filters | None = None
+) -> dict[str, Any] | None:
     """Return the wiki's latest SCIM answer about the user of ``events``: time, request, status."""
     from reports.export import wiki_requests_for
 
-    requests = wiki_requests_for(inputs, events)
+    requests = wiki_requests_for(inputs, events, filters)
     if requests.empty:
         return None
     last = requests.iloc[-1]
@@ -148,7 +151,7 @@ def diagnose(
 
     events = user_timeline(inputs, user, filters).events
     summary = user_summary(inputs, user, filters, now, events)
-    wiki = wiki_answer(inputs, events)
+    wiki = wiki_answer(inputs, events, filters)
     who = _text(summary.get("upn")) or user
     verdict = _text(summary.get("verdict"))
     if not summary.get("found"):

@@ -639,29 +639,42 @@ SUPPORT_PACK_TABLES = ONE_USER_TABLES
 FLAT_TABLES = ("events", "steps", "modified_properties")
 
 
-def wiki_requests_for(inputs: Inputs, events: pd.DataFrame) -> pd.DataFrame:
-    """Return the wiki's SCIM requests about the objects of ``events`` (any time), oldest first.
+def wiki_requests_for(
+    inputs: Inputs, events: pd.DataFrame, filters: Filters | None = None
+) -> pd.DataFrame:
+    """Return the wiki's SCIM requests about the objects of ``events`` (any time in
+    ``inputs``' requests), oldest first.
 
     A request is about the object when its path id is a target id, its externalId a source id,
     or its userName a UPN (case-insensitively). ``event_id`` is the Entra event the request
     answers (the model's nearest-within-±120 s match, as in correlation and failures; null when
-    no event explains it).
+    no event explains it). Over one user's rows, derived once per those ids and ``filters`` (the
+    requests read): the diagnosis and the wiki-requests answer share it (Model.of_rows).
     """
     from reports.model import model_of
 
-    req = inputs.scim_requests
-    upns = events["source_upn"].dropna().str.lower().unique()
-    about = (
-        isin(req["resource_id"], events["target_id"].dropna().unique())
-        | isin(req["external_id"], events["source_id"].dropna().unique())
-        | isin(req["user_name"].str.lower(), upns)
-    )
-    out = req.loc[about].sort_values("received_at", kind="stable").reset_index(drop=True)
-    matches = model_of(inputs).matches.drop_duplicates("request_id", keep="last")
-    answered = matches.set_index("request_id")["event_id"]
-    out.insert(0, "event_id", answered.reindex(out["request_id"].to_numpy()).to_numpy())
-    out["event_id"] = out["event_id"].astype("str")
-    return out
+    model = model_of(inputs)
+    # All the rule reads of the events: their target ids, source ids and UPNs.
+    targets = tuple(events["target_id"].dropna().unique())
+    sources = tuple(events["source_id"].dropna().unique())
+    upns = tuple(events["source_upn"].dropna().str.lower().unique())
+
+    def compute() -> pd.DataFrame:
+        req = inputs.scim_requests
+        about = (
+            isin(req["resource_id"], targets)
+            | isin(req["external_id"], sources)
+            | isin(req["user_name"].str.lower(), upns)
+        )
+        out = req.loc[about].sort_values("received_at", kind="stable").reset_index(drop=True)
+        matches = model.matches.drop_duplicates("request_id", keep="last")
+        answered = matches.set_index("request_id")["event_id"]
+        out.insert(0, "event_id", answered.reindex(out["request_id"].to_numpy()).to_numpy())
+        out["event_id"] = out["event_id"].astype("str")
+        return out
+
+    key = ("wiki-requests", targets, sources, upns, filters or Filters())
+    return model.of_rows(key, compute)
 
 
 def support_pack(
@@ -685,7 +698,7 @@ def support_pack(
         "events": timeline_frame(tl),
         "steps": tl.steps,
         "modified_properties": tl.modified_properties,
-        "wiki_requests": wiki_requests_for(inputs, tl.events),
+        "wiki_requests": wiki_requests_for(inputs, tl.events, filters),
     }
 
 

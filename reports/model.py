@@ -20,7 +20,9 @@ report reads them instead of deriving them again. :func:`model_of` returns the m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -387,6 +389,48 @@ def _typed_objects(out: pd.DataFrame) -> pd.DataFrame:
 # --- the model -----------------------------------------------------------------------------
 
 
+class Once:
+    """Values computed once per key and kept: a second thread asking for a key being computed
+    waits for the first (the one-user answers of a page are computed side by side), then takes
+    its value; when the first failed, it computes the value itself. ``limit``: at most that
+    many kept, the least recently asked dropped first."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self._done: OrderedDict[Hashable, Any] = OrderedDict()
+        self._computing: dict[Hashable, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """Return the value kept for ``key``, else ``compute()`` (kept)."""
+        while True:
+            with self._lock:
+                if key in self._done:
+                    self._done.move_to_end(key)
+                    done: T = self._done[key]
+                    return done
+                other = self._computing.get(key)
+                if other is None:
+                    self._computing[key] = threading.Event()
+                    break
+            other.wait()
+        try:
+            value = compute()
+            with self._lock:
+                self._done[key] = value
+                while self._limit is not None and len(self._done) > self._limit:
+                    self._done.popitem(last=False)
+        finally:
+            with self._lock:
+                self._computing.pop(key).set()
+        return value
+
+    def clear(self) -> None:
+        """Forget every kept value."""
+        with self._lock:
+            self._done.clear()
+
+
 class Model:
     """The derived tables of one set of canonical frames (a store version, or test inputs).
 
@@ -401,8 +445,12 @@ class Model:
         loader: Callable[[str, Sequence[str] | None], pd.DataFrame] | None = None,
         files: dict[str, str] | None = None,
         root: Path | None = None,
+        rows: Once | None = None,
     ) -> None:
         self._source = source
+        # A one-user slice's model (reports.query.user_slice): what is derived from the slice's
+        # rows, kept for every slice model over the same rows (see :meth:`of_rows`).
+        self._rows = rows
         # Where the model is kept (with its one-user copies, reports.query.user_slice); None
         # for a model computed in memory.
         self.root = root
@@ -448,6 +496,16 @@ class Model:
         if key not in self._memo:
             self._memo[key] = compute(self)
         return self._memo[key]
+
+    def of_rows(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """Return ``compute()``, computed once for the rows this model was restricted to when
+        it is a one-user slice's (every one-user answer over the same rows shares it: a page's
+        answers about one user derive their timeline once); else computed on every call.
+
+        ``key`` must name everything ``compute`` reads beyond the slice's rows (the user, the
+        filters): every question over a slice reads the same rows, by the same rule.
+        """
+        return compute() if self._rows is None else self._rows.get(key, compute)
 
     def columns(self, name: str, columns: Sequence[str]) -> pd.DataFrame:
         """Return only ``columns`` of part ``name``: a kept part not yet read is read column-wise

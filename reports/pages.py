@@ -321,4 +321,4 @@ def build_user_wiki_requests(
     from reports.export import wiki_requests_for
 
     timeline, _ = _shown_timeline(inputs, filters, user, True)
-    return ReportResult(frame=wiki_requests_for(inputs, timeline.events))
+    return ReportResult(frame=wiki_requests_for(inputs, timeline.events, filters))

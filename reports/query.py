@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -49,6 +49,7 @@ from reports.model import (
     PARTS,
     ROW_PARTS,
     Model,
+    Once,
     answer_file,
     cycles_frame,
     part_query,
@@ -93,6 +94,10 @@ class Snapshot:
     def version(self) -> int:
         """The manifest's version number."""
         return self.manifest.version
+
+    def prepare(self) -> None:
+        """Make this version's tables readable on the question's connection (before SQL naming
+        :meth:`source` runs)."""
 
     def files(self, table: str) -> list[str]:
         """Return the part files of ``table`` in this version."""
@@ -292,6 +297,26 @@ def read_table(
         frame = empty_frame(table)
         return frame[list(columns)] if columns is not None else frame
     sql, params = query
+    if isinstance(snap, SliceSnapshot) and snap.reads is not None and table in snap.views:
+        # One user's rows: the same read by another question about them is the frame read first.
+        return snap.reads.get(
+            ("read", sql, tuple(params)),
+            partial(_read_table, con, snap, table, columns, filters, rows, sql, params),
+        )
+    return _read_table(con, snap, table, columns, filters, rows, sql, params)
+
+
+def _read_table(
+    con: duckdb.DuckDBPyConnection,
+    snap: Snapshot,
+    table: str,
+    columns: Sequence[str] | None,
+    filters: Filters | None,
+    rows: Rows | None,
+    sql: str,
+    params: list[Any],
+) -> pd.DataFrame:
+    snap.prepare()
     try:
         try:
             tbl = con.sql(sql, params=params).to_arrow_table()
@@ -327,6 +352,7 @@ def scan_table(
     source = snap.source(table)
     if source is None:
         return None
+    snap.prepare()
     present = None
     if columns is not None:
         try:
@@ -865,6 +891,14 @@ class SliceSnapshot(Snapshot):
     user's rows (views of ``con``: :func:`user_slice`); the other tables are the parts'."""
 
     views: tuple[str, ...] = ()
+    # The slice's frames as read (read_table): every question over the same rows reading a
+    # table by the same SQL gets the one frame read first (shared read-only, as model parts).
+    reads: Once | None = None
+    register: Callable[[], None] | None = None  # registers the views (once) before a read
+
+    def prepare(self) -> None:
+        if self.register is not None:
+            self.register()
 
     def source(self, table: str, ordered: bool = False) -> str | None:
         if table in self.views:
@@ -882,25 +916,36 @@ class UserSlice:
 
     tables: dict[str, pa.Table]  # canonical columns and ``_pos``, in stored order
     model: Model
+    derived: Once  # shared by every slice of the same rows (_KeyRows.derived)
 
     def snapshot(self, con: duckdb.DuckDBPyConnection, snap: Snapshot) -> SliceSnapshot:
-        """Return ``snap`` reading these rows (registered as views of ``con``)."""
-        for table, rows in self.tables.items():
-            con.register(f"_user_{table}_rows", rows)
-            con.execute(
-                f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}_ordered')} AS "  # noqa: S608
-                f"SELECT * FROM {_ident(f'_user_{table}_rows')}"
-            )
-            con.execute(
-                f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}')} AS "  # noqa: S608
-                f"SELECT * EXCLUDE (_pos) FROM {_ident(f'_user_{table}_rows')}"
-            )
-        return SliceSnapshot(snap.store, snap.manifest, tuple(self.tables))
+        """Return ``snap`` reading these rows (views of ``con``, registered when first read:
+        a question answered from frames read before registers nothing)."""
+        done: list[bool] = []
+
+        def register() -> None:
+            if done:
+                return
+            for table, rows in self.tables.items():
+                con.register(f"_user_{table}_rows", rows)
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}_ordered')} AS "  # noqa: S608
+                    f"SELECT * FROM {_ident(f'_user_{table}_rows')}"
+                )
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {_ident(f'_user_{table}')} AS "  # noqa: S608
+                    f"SELECT * EXCLUDE (_pos) FROM {_ident(f'_user_{table}_rows')}"
+                )
+            done.append(True)
+
+        return SliceSnapshot(snap.store, snap.manifest, tuple(self.tables), self.derived, register)
 
 
 USER_SLICE_CACHE = 16
 SEARCH_KEYS_MAX = 2000  # a search naming more objects reads the whole users table instead
-_slices: OrderedDict[tuple[str, str, str], UserSlice] = OrderedDict()
+# By model directory, kind and text; asked side by side (a deep link's search and diagnosis),
+# the second waits for the first.
+_slices = Once(USER_SLICE_CACHE)
 
 
 def _in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
@@ -911,20 +956,6 @@ def _in_list(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
 
 def _kept(root: Path, name: str) -> str:
     return f"read_parquet({_quote(str(root / f'{name}.parquet'))})"
-
-
-def _cached(key: tuple[str, str, str], make: Callable[[], UserSlice | None]) -> UserSlice | None:
-    with _models_lock:
-        if key in _slices:
-            _slices.move_to_end(key)
-            return _slices[key]
-    sliced = make()
-    if sliced is not None:
-        with _models_lock:
-            _slices[key] = sliced
-            while len(_slices) > USER_SLICE_CACHE:
-                _slices.popitem(last=False)
-    return sliced
 
 
 def user_slice(model: Model, user: str) -> UserSlice | None:
@@ -972,7 +1003,7 @@ def user_slice(model: Model, user: str) -> UserSlice | None:
         keys = {r[0] for r in found} | set(pids)
         return _slice_of(model, root, sorted(keys), objects.to_pandas())
 
-    return _cached((str(root), "user", wanted), make)
+    return _slices.get((str(root), "user", wanted), make)
 
 
 def search_slice(model: Model, query: str) -> UserSlice | None:
@@ -1003,38 +1034,31 @@ def search_slice(model: Model, query: str) -> UserSlice | None:
             return None
         return _slice_of(model, root, sorted(r[0] for r in found), None)
 
-    return _cached((str(root), "search", wanted), make)
+    return _slices.get((str(root), "search", wanted), make)
 
 
 @dataclass(frozen=True)
 class _KeyRows:
-    """The one-user copies' rows of some object keys, and their noise and matches (Arrow)."""
+    """The one-user copies' rows of some object keys, and their noise and matches (Arrow);
+    ``derived``: what questions over these rows derive from them, each once (their frames as
+    read, a user's timeline: Model.of_rows)."""
 
     tables: dict[str, pa.Table]
     noise: pa.Table
     matches: pa.Table
+    derived: Once = field(default_factory=Once)
 
 
 # By model directory and keys: a deep link by UPN, its search and the page's asks by the object
 # key most often name the same objects, whose rows are then read once.
-_key_rows: OrderedDict[tuple[str, tuple[str, ...]], _KeyRows] = OrderedDict()
+_key_rows = Once(USER_SLICE_CACHE)
 
 
 def _slice_of(
     model: Model, root: Path, keys: Sequence[str], objects: pd.DataFrame | None
 ) -> UserSlice:
     """Return the one-user copies' rows of ``keys``, and the model restricted to them."""
-    key = (str(root), tuple(keys))
-    with _models_lock:
-        rows = _key_rows.get(key)
-        if rows is not None:
-            _key_rows.move_to_end(key)
-    if rows is None:
-        rows = _rows_of_keys(root, keys)
-        with _models_lock:
-            _key_rows[key] = rows
-            while len(_key_rows) > USER_SLICE_CACHE:
-                _key_rows.popitem(last=False)
+    rows: _KeyRows = _key_rows.get((str(root), tuple(keys)), partial(_rows_of_keys, root, keys))
 
     def whole(name: str, columns: Sequence[str] | None) -> pd.DataFrame:
         return model.part(name) if columns is None else model.columns(name, columns)
@@ -1043,7 +1067,9 @@ def _slice_of(
     parts = {"noise": rows.noise.to_pandas(), "matches": rows.matches.to_pandas()}
     if objects is not None:
         parts["objects"] = objects
-    return UserSlice(dict(rows.tables), Model(parts=parts, loader=whole))
+    return UserSlice(
+        dict(rows.tables), Model(parts=parts, loader=whole, rows=rows.derived), rows.derived
+    )
 
 
 def _rows_of_keys(root: Path, keys: Sequence[str]) -> _KeyRows:

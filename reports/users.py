@@ -241,15 +241,25 @@ def user_table(
     return out[[*COLUMNS, "noise_events"]]
 
 
-def match_user(events: pd.DataFrame, user: str) -> pd.Series:
-    """Return True for events of ``user``: source or target id, UPN or display name (any case)."""
+def _named(events: pd.DataFrame, user: str) -> pd.Series:
+    """Return True for events whose source or target id, UPN or display name is ``user``."""
     wanted = user.strip().lower()
     hit = pd.Series(False, index=events.index)
     for column in USER_COLUMNS:  # the columns model_sql.user_hit_sql reads
         hit |= (events[column].astype("str").str.lower() == wanted).fillna(False).astype(bool)
+    return hit
+
+
+def _objects_named(keys: pd.Series, events: pd.DataFrame, user: str) -> tuple[str, ...]:
+    """Return the object keys (``keys``: object_key of ``events``) of the events ``user`` names."""
+    return tuple(sorted(str(k) for k in keys.loc[_named(events, user)].dropna().unique()))
+
+
+def match_user(events: pd.DataFrame, user: str) -> pd.Series:
+    """Return True for events of ``user``: source or target id, UPN or display name (any case)."""
     # A name or UPN can hit one event; widen to every event of the objects it found.
     keys = object_key(events)
-    return isin(keys, keys.loc[hit].unique())
+    return isin(keys, _objects_named(keys, events, user))
 
 
 @dataclass(frozen=True)
@@ -271,12 +281,44 @@ def rows_of_events(frame: pd.DataFrame, event_ids: pd.Series) -> pd.DataFrame:
 
 
 def user_timeline(inputs: Inputs, user: str, filters: Filters | None = None) -> Timeline:
-    """Return the timeline of ``user`` (id, UPN or name); every event, noise included, marked."""
+    """Return the timeline of ``user`` (id, UPN or name); every event, noise included, marked.
+
+    Over one user's rows (a store's one-user slice) the objects a text names and their
+    timeline are derived once (reports.model.Model.of_rows): a page's answers about one user
+    (diagnosis, timeline, steps, changes, wiki requests) share them, whichever of the user's
+    texts each was asked with.
+    """
+    from reports.model import model_of
+
+    model = model_of(inputs)
+    chosen = filters or Filters()
+    read: list[tuple[pd.DataFrame, pd.Series]] = []
+
+    def selected() -> tuple[pd.DataFrame, pd.Series]:
+        if not read:
+            ev = chosen.apply_events(inputs.events)
+            read.append((ev, object_key(ev)))
+        return read[0]
+
+    def named() -> tuple[str, ...]:
+        ev, keys = selected()
+        return _objects_named(keys, ev, user)
+
+    objects = model.of_rows(("user-objects", user.strip().lower(), chosen), named)
+    return model.of_rows(
+        ("timeline", objects, chosen), lambda: _timeline_of(inputs, *selected(), objects)
+    )
+
+
+def _timeline_of(
+    inputs: Inputs, events: pd.DataFrame, keys: pd.Series, objects: tuple[str, ...]
+) -> Timeline:
+    """Return the timeline of the objects ``objects`` among ``events`` (the selected events;
+    ``keys``: their object keys)."""
     from reports.model import event_scim_errors, model_of
 
     model = model_of(inputs)
-    ev = (filters or Filters()).apply_events(inputs.events)
-    ev = order_events(ev.iloc[np.flatnonzero(match_user(ev, user).to_numpy(bool))])
+    ev = order_events(events.iloc[np.flatnonzero(isin(keys, objects).to_numpy(bool))])
     mp = rows_of_events(inputs.modified_properties, ev["id"])
     ev = ev.assign(
         noise=model.noise_of(ev["id"]),

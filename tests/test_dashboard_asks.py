@@ -124,3 +124,36 @@ def test_pages_ask_their_slower_answers_side_by_side(
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     assert threads["job-header"].startswith("provlens-ask")
+
+
+def test_an_answer_being_asked_on_the_ask_threads_is_not_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Users page asks the diagnosis as soon as a UPN is typed, and again with the rest of
+    the user's answers: the second ask gets the first's future instead of holding an ask thread
+    that waits for it (the other answers would queue behind)."""
+    import threading
+
+    from dashboard import data
+
+    release = threading.Event()
+    computed: list[str] = []
+
+    def slow(name: str, path: Path, version: int, filters: object, **params: Any) -> str:
+        computed.append(name)
+        release.wait(5)
+        return name
+
+    monkeypatch.setattr(data, "answer", slow)
+    path, filters = Path("/nowhere"), data.FilterState()
+    first = data.prefetch(path, 1, filters, [("diagnosis", {"user": "a@b.example"})])
+    again = data.prefetch(
+        path, 1, filters, [("diagnosis", {"user": "a@b.example"}), ("timeline", {"user": "k"})]
+    )
+    assert again[0] is first[0]
+    release.set()
+    assert [f.result(5) for f in again] == ["diagnosis", "timeline"]
+    assert sorted(computed) == ["diagnosis", "timeline"]
+    # Done, it is asked through the cache again (which then holds it).
+    data.prefetch(path, 1, filters, [("diagnosis", {"user": "a@b.example"})])[0].result(5)
+    assert sorted(computed) == ["diagnosis", "diagnosis", "timeline"]

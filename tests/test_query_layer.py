@@ -783,3 +783,144 @@ def test_whole_answers_are_not_kept_for_a_version_whose_tables_are_too_large(
     assert not answer_file(root, "failures").exists()
     assert list((root / "answers").glob("*.parquet"))
     pd.testing.assert_frame_equal(got, service.run(store, "scim-traffic").frame)
+
+
+def _page_asks(store: Store, upn: str) -> list[tuple[str, str]]:
+    """Return the one-user asks of the Users page opened on ``upn`` (benchmarks.dashboard's
+    USERS_ASKS after the search): the diagnosis by the UPN, the rest by the search row's key."""
+    found = service.run(store, "user-search", query=upn).frame
+    assert found is not None and len(found) == 1
+    key = str(found["user_key"].iloc[0])
+    return [("diagnosis", upn)] + [
+        (name, key)
+        for name in ("timeline", "user-steps", "user-changes", "correlation", "user-wiki-requests")
+    ]
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[object]:
+    """Replace ``owner.name`` by a wrapper recording each call's arguments; return the record."""
+    calls: list[object] = []
+    original = getattr(owner, name)
+
+    def spy(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
+def test_a_users_timeline_is_derived_once_for_all_the_pages_answers(tmp_path: Path, monkeypatch):
+    """The diagnosis (asked by the UPN), the timeline, steps, changes and wiki requests (by the
+    object key) over one user's rows derive the user's timeline once, and read each of the
+    rows' tables once; every answer is the one computed over every row."""
+    from reports import run_report
+    from reports import users as users_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    service.run(store, "cycles")
+    q.clear_model_cache()
+    asks = _page_asks(store, "ada@contoso.example")
+    now = ts("2026-11-21T00:00:00Z")
+    wanted = [run_report(name, w, now=now, user=user) for name, user in asks]
+    timelines = _count_calls(monkeypatch, users_report, "_timeline_of")
+    reads = _count_calls(monkeypatch, q, "_read_table")
+    for (name, user), want in zip(asks, wanted, strict=True):
+        _same_answer(service.run(store, name, now=now, user=user), want, (name, user))
+    assert len(timelines) == 1  # five asks derived it
+    sliced = [r for r in reads if isinstance(r[1], q.SliceSnapshot) and r[2] in r[1].views]
+    # The diagnosis reads every event of its rows with their children and requests; then the
+    # key's timeline reads its object's events (to know it: the rest is derived), correlation
+    # its own columns of events and requests; steps, changes and wiki requests read nothing.
+    diagnosis = ["events", "steps", "modified_properties", "scim_requests"]
+    by_key = ["events", "events", "scim_requests"]
+    assert sorted(r[2] for r in sliced) == sorted([*diagnosis, *by_key])
+    # Asked again, nothing is derived or read again.
+    for name, user in asks:
+        service.run(store, name, now=now, user=user)
+    assert len(timelines) == 1
+    assert len(
+        [r for r in reads if isinstance(r[1], q.SliceSnapshot) and r[2] in r[1].views]
+    ) == len(sliced)
+
+
+def test_a_users_answers_asked_side_by_side_derive_the_timeline_once(tmp_path: Path, monkeypatch):
+    """The dashboard asks a user's answers on two threads at once: the second question needing
+    the timeline being derived waits for it, and each answers as when asked alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reports import run_report
+    from reports import users as users_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    service.run(store, "cycles")
+    now = ts("2026-11-21T00:00:00Z")
+    for upn in ("ada@contoso.example", "bo@contoso.example"):
+        q.clear_model_cache()
+        asks = _page_asks(store, upn)
+        wanted = [run_report(name, w, now=now, user=user) for name, user in asks]
+        timelines = _count_calls(monkeypatch, users_report, "_timeline_of")
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda a: service.run(store, a[0], now=now, user=a[1]), asks))
+        for (name, user), answer, want in zip(asks, got, wanted, strict=True):
+            _same_answer(answer, want, (name, user))
+        assert len(timelines) == 1, upn
+        monkeypatch.undo()
+
+
+def test_a_users_timeline_is_derived_again_for_other_filters(tmp_path: Path):
+    """What is derived from one user's rows is kept per filters: a time range asked after the
+    whole history (and the noise shown after hidden) answers as over every row."""
+    from reports import run_report
+
+    store = _store(tmp_path / "s")
+    w = world()
+    service.run(store, "cycles")
+    q.clear_model_cache()
+    key = _page_asks(store, "ada@contoso.example")[1][1]
+    for filters in (Filters(), Filters(since=ts("2026-11-20T01:00:00Z")), Filters()):
+        for name in ("timeline", "user-steps", "user-wiki-requests", "correlation"):
+            for noise in (False, True):
+                got = service.run(store, name, filters, include_noise=noise, user=key)
+                want = run_report(name, w, filters, include_noise=noise, user=key)
+                _same_answer(got, want, (name, filters, noise))
+    late = service.run(store, "timeline", Filters(since=ts("2026-11-20T01:00:00Z")), user=key)
+    whole = service.run(store, "timeline", user=key)
+    assert late.frame is not None and whole.frame is not None
+    assert 0 < len(late.frame) < len(whole.frame)
+
+
+def test_a_value_being_computed_once_is_waited_for_and_a_failure_computed_again() -> None:
+    import threading
+
+    from reports.model import Once
+
+    once = Once()
+    started, release = threading.Event(), threading.Event()
+    computed: list[str] = []
+
+    def slow() -> str:
+        computed.append("slow")
+        started.set()
+        release.wait(5)
+        return "value"
+
+    first = threading.Thread(target=lambda: once.get("k", slow))
+    first.start()
+    started.wait(5)
+    waiter: list[str] = []
+    second = threading.Thread(target=lambda: waiter.append(once.get("k", lambda: "other")))
+    second.start()
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert waiter == ["value"] and computed == ["slow"]
+
+    def failing() -> str:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        once.get("f", failing)
+    assert once.get("f", lambda: "then") == "then"

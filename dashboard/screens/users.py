@@ -122,13 +122,15 @@ if st.query_params.get("user") != subject:
     st.query_params["user"] = subject
     st.session_state["users_linked"] = subject
 
-# This user's answers, computed side by side while the page draws them in reading order.
+# This user's answers, computed side by side while the page draws them in reading order; the
+# correlation beside the timeline: steps, changes and wiki requests are derived from the
+# timeline (reports.users.user_timeline), ready as soon as it is.
 ctx.prefetch(
     ("diagnosis", {"user": subject}),
     ("timeline", {"user": picked}),
+    ("correlation", {"user": picked}),
     ("user-steps", {"user": picked}),
     ("user-changes", {"user": picked}),
-    ("correlation", {"user": picked}),
     ("user-wiki-requests", {"user": picked}),
 )
 
