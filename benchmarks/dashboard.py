@@ -603,27 +603,21 @@ def measure(
             other = next(d for d in range(3, 30) if d not in RECENT_DAYS)
             _, _, start3, end3 = _range_of_last_days(probe, other)
             figures["time_range_not_warmed"] = f"{start3} – {end3}"
-            _timed(
-                times,
-                "filter_time_other_cold",
-                lambda p=probe: p.act(
-                    p.leave_field,
-                    "Overview",
-                    OVERVIEW_MARKER,
-                    prepare=lambda: p.type_time_range(start3, end3),
-                ),
-            )
-            figures["overview_events_other_range"] = probe.kpi("Events")
-            _timed(
-                times,
-                "filter_time_other_reset",
-                lambda p=probe: p.act(
-                    p.leave_field,
-                    "Overview",
-                    OVERVIEW_MARKER,
-                    prepare=lambda: p.type_time_range(first, last),
-                ),
-            )
+            for key, (since_day, until_day) in (
+                ("filter_time_other_cold", (start3, end3)),
+                ("filter_time_other_reset", (first, last)),
+            ):
+                _timed(
+                    times,
+                    key,
+                    lambda p=probe, a=since_day, b=until_day: p.act(
+                        p.leave_field,
+                        "Overview",
+                        OVERVIEW_MARKER,
+                        prepare=lambda: p.type_time_range(a, b),
+                    ),
+                )
+                figures.setdefault("overview_events_other_range", probe.kpi("Events"))
             for i in range(runs):
                 suffix = "cold" if i == 0 else "warm"
                 _timed(

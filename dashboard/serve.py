@@ -33,14 +33,21 @@ log = logging.getLogger("provlens.warmup")
 RANGES_NICE = 10  # the warm-up thread's nice value while it computes the recent time ranges
 
 
+def _store_version(path: Path | None) -> tuple[Path, int]:
+    """Return the store the server shows (``path`` when given) and its current version."""
+    from dashboard import data
+
+    store = path or data.default_store_path()
+    return store, data.store_version(store)
+
+
 def warm_up(path: Path | None = None) -> dict[str, float]:
     """Compute the landing page's answers for the store's current version; return when each
     was ready, in seconds since the warm-up began (and ``total``)."""
     from dashboard import data
     from dashboard.asks import LANDING_ASKS, SIDEBAR_ASKS
 
-    store = path or data.default_store_path()
-    version = data.store_version(store)
+    store, version = _store_version(path)
     took: dict[str, float] = {}
     if version == 0:
         return took
@@ -66,15 +73,14 @@ def warm_up_ranges(path: Path | None = None) -> dict[str, float]:
     from dashboard import data, sidebar
     from dashboard.asks import LANDING_ASKS, RECENT_DAYS, SIDEBAR_ASKS
 
-    store = path or data.default_store_path()
-    version = data.store_version(store)
-    took: dict[str, float] = {}
+    store, version = _store_version(path)
     if version == 0:
-        return took
+        return {}
     start = time.perf_counter()
-    defaults = data.FilterState()
     (name, params), *_ = SIDEBAR_ASKS
-    options = sidebar.options_of(data.answer(name, store, version, defaults, **params).data or {})
+    got = data.answer(name, store, version, data.FilterState(), **params).data
+    options = sidebar.options_of(got or {})
+    took: dict[str, float] = {}
     for days in RECENT_DAYS:
         bounds = sidebar.last_days(options, days)
         if bounds is None or bounds == (None, None):  # no data, or all of it (the defaults)
