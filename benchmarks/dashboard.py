@@ -602,10 +602,12 @@ def measure(
             # answers are computed when picked.
             other = next(d for d in range(3, 30) if d not in RECENT_DAYS)
             _, _, start3, end3 = _range_of_last_days(probe, other)
-            figures["time_range_not_warmed"] = f"{start3} – {end3}"
-            for key, (since_day, until_day) in (
-                ("filter_time_other_cold", (start3, end3)),
-                ("filter_time_other_reset", (first, last)),
+            # Data of fewer days: that range is all of it, no change to time.
+            steps = [] if start3 == first else [(start3, end3), (first, last)]
+            if steps:
+                figures["time_range_not_warmed"] = f"{start3} – {end3}"
+            for key, (since_day, until_day) in zip(
+                ("filter_time_other_cold", "filter_time_other_reset"), steps, strict=False
             ):
                 _timed(
                     times,
