@@ -16,3 +16,7 @@ LANDING_ASKS: tuple[tuple[str, dict[str, str]], ...] = (
     ("overview", {}),
     ("recent-failures", {}),
 )
+# Time ranges the server's warm-up also computes the landing page's answers for, after those with
+# the defaults (dashboard.serve.warm_up_ranges): the data's last day, two days and week, as the
+# sidebar's date input gives them when picked (dashboard.sidebar.last_days).
+RECENT_DAYS: tuple[int, ...] = (1, 2, 7)

@@ -9,11 +9,20 @@ through the same cache the pages use. A visitor who opens the dashboard meanwhil
 answer being computed instead of computing it a second time (the cache computes each key once),
 and finds the rest done. The warm-up logs when each answer was ready, in seconds since it began
 (``provlens warm-up``).
+
+Then, one answer at a time and at a lower CPU priority than the pages (the thread's nice value),
+the same thread asks the landing page's answers for the time ranges of the data's last days
+(``dashboard.asks.RECENT_DAYS``, :func:`warm_up_ranges`): the filters the sidebar gives when
+those days are picked, so the first change to one of them finds its answers cached. They are the
+page's own asks through the same cache (same report, same filters, same store version); another
+range is computed when picked, as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -21,6 +30,15 @@ from concurrent.futures import as_completed
 from pathlib import Path
 
 log = logging.getLogger("provlens.warmup")
+RANGES_NICE = 10  # the warm-up thread's nice value while it computes the recent time ranges
+
+
+def _store_version(path: Path | None) -> tuple[Path, int]:
+    """Return the store the server shows (``path`` when given) and its current version."""
+    from dashboard import data
+
+    store = path or data.default_store_path()
+    return store, data.store_version(store)
 
 
 def warm_up(path: Path | None = None) -> dict[str, float]:
@@ -29,8 +47,7 @@ def warm_up(path: Path | None = None) -> dict[str, float]:
     from dashboard import data
     from dashboard.asks import LANDING_ASKS, SIDEBAR_ASKS
 
-    store = path or data.default_store_path()
-    version = data.store_version(store)
+    store, version = _store_version(path)
     took: dict[str, float] = {}
     if version == 0:
         return took
@@ -49,6 +66,34 @@ def warm_up(path: Path | None = None) -> dict[str, float]:
     return {name: took[name] for name, _ in SIDEBAR_ASKS + LANDING_ASKS} | {"total": took["total"]}
 
 
+def warm_up_ranges(path: Path | None = None) -> dict[str, float]:
+    """Compute the landing page's answers for the time ranges of the data's last
+    ``RECENT_DAYS`` (after :func:`warm_up`: the sidebar's choices are its first answer); return
+    when each range was ready, in seconds since this began (``total`` too)."""
+    from dashboard import data, sidebar
+    from dashboard.asks import LANDING_ASKS, RECENT_DAYS, SIDEBAR_ASKS
+
+    store, version = _store_version(path)
+    if version == 0:
+        return {}
+    start = time.perf_counter()
+    (name, params), *_ = SIDEBAR_ASKS
+    got = data.answer(name, store, version, data.FilterState(), **params).data
+    options = sidebar.options_of(got or {})
+    took: dict[str, float] = {}
+    for days in RECENT_DAYS:
+        bounds = sidebar.last_days(options, days)
+        if bounds is None or bounds == (None, None):  # no data, or all of it (the defaults)
+            continue
+        since, until = bounds
+        picked = data.FilterState(since=since, until=until)
+        for name, params in LANDING_ASKS:
+            data.answer(name, store, version, picked, **params)
+        took[f"last {days} days"] = round(time.perf_counter() - start, 2)
+    took["total"] = round(time.perf_counter() - start, 2)
+    return took
+
+
 _OUTSIDE_A_PAGE = ("No runtime found", "missing ScriptRunContext")
 
 
@@ -65,6 +110,17 @@ def _warm() -> None:
         return
     if took:
         log.warning("provlens warm-up of the landing page (answers ready after, s): %s", took)
+    # The pages come first: this thread yields the CPU to them from here on (Linux: a nice
+    # value is per thread).
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RANGES_NICE)
+    try:
+        ranges = warm_up_ranges()
+    except Exception as exc:
+        log.warning("provlens warm-up of recent time ranges stopped: %s", exc)
+        return
+    if ranges:
+        log.warning("provlens warm-up of recent time ranges (answers ready after, s): %s", ranges)
 
 
 def main() -> None:
@@ -85,7 +141,7 @@ def main() -> None:
         "streamlit.runtime.caching.cache_data_api",
     ):
         logging.getLogger(name).addFilter(_not_outside_a_page)
-    from dashboard import asks, data  # noqa: F401
+    from dashboard import asks, data, sidebar  # noqa: F401
 
     threading.Thread(target=_warm, name="provlens-warm-up", daemon=True).start()
     sys.argv = ["streamlit", *sys.argv[1:]]

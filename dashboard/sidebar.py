@@ -55,8 +55,8 @@ class FilterOptions:
     is_demo: bool
 
 
-def _options(path: str, version: int) -> FilterOptions:
-    got = data.report("filter-options", Path(path), version, data.FilterState()).data or {}
+def options_of(got: dict) -> FilterOptions:
+    """Return the filters' choices from the filter-options report's ``data``."""
     first, last = got.get("first_at"), got.get("last_at")
     return FilterOptions(
         apps=dict(got.get("apps") or {}),
@@ -65,6 +65,11 @@ def _options(path: str, version: int) -> FilterOptions:
         last_at=None if last is None or pd.isna(last) else pd.Timestamp(last),
         is_demo=bool(got.get("is_demo")),
     )
+
+
+def _options(path: str, version: int) -> FilterOptions:
+    got = data.report("filter-options", Path(path), version, data.FilterState()).data or {}
+    return options_of(got)
 
 
 def _day_bounds(
@@ -78,6 +83,18 @@ def _day_bounds(
     # reports.Filters take [since, until): the day after the last picked one, at midnight.
     until = None if end >= last else pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)
     return since, until
+
+
+def last_days(
+    options: FilterOptions, days: int
+) -> tuple[pd.Timestamp | None, pd.Timestamp | None] | None:
+    """Return (since, until) of the time range picking the data's last ``days`` days (to its
+    last day, as the date input offers them), None without data."""
+    if options.first_at is None or options.last_at is None:
+        return None
+    first, last = options.first_at.date(), options.last_at.date()
+    start = max(last - dt.timedelta(days=days - 1), first)
+    return _day_bounds((start, last), first, last)
 
 
 def _freshness(info: dict) -> None:

@@ -377,15 +377,31 @@ COUNTS_EXPLAINED = (
 )
 
 
+# The counts of the model's coverage users (the objects part's ``coverage`` rows), over
+# ``{objects}``: the kept part's file read column-wise where it lies, else the part's frame.
+_USER_COUNTS_SQL = """
+SELECT count(*) FILTER (WHERE coalesce(scope_via, 'none') <> 'none') AS users_assigned,
+    count(*) FILTER (WHERE in_scope) AS users_in_scope,
+    count(*) FILTER (WHERE wiki_state = 'active') AS users_active_in_wiki
+FROM {objects} WHERE coverage
+"""
+
+
 def _user_counts(model: Model) -> dict[str, int]:
-    """Return the counts of the model's coverage users (every object, whatever the filters)."""
-    objects = model.columns("objects", ["coverage", "scope_via", "in_scope", "wiki_state"])
-    users = objects.loc[objects["coverage"]]
-    return {
-        "users_assigned": int((users["scope_via"].fillna("none") != "none").sum()),
-        "users_in_scope": int(users["in_scope"].sum()),
-        "users_active_in_wiki": int((users["wiki_state"] == "active").fillna(False).sum()),
-    }
+    """Return the counts of the model's coverage users (every object, whatever the filters),
+    counted by DuckDB: over the kept objects part in place (four columns of a million rows are
+    never read into pandas), else over the part's frame."""
+    from reports import sql
+
+    path = model.file("objects")
+    if path is not None:
+        got = sql.run(_USER_COUNTS_SQL.format(objects=f"read_parquet({sql.literal(path)})"))
+    else:
+        columns = ["coverage", "scope_via", "in_scope", "wiki_state"]
+        frame = model.columns("objects", columns)
+        got = sql.run(_USER_COUNTS_SQL.format(objects="objects"), objects=frame)
+    row = got.iloc[0]
+    return {name: int(row[name]) for name in got.columns}
 
 
 def object_counts(model: Model, source_objects: int) -> dict[str, Any]:

@@ -157,3 +157,52 @@ def test_an_answer_being_asked_on_the_ask_threads_is_not_asked_again(
     # Done, it is asked through the cache again (which then holds it).
     data.prefetch(path, 1, filters, [("diagnosis", {"user": "a@b.example"})])[0].result(5)
     assert sorted(computed) == ["diagnosis", "diagnosis", "timeline"]
+
+
+def _pick_last_days(at: AppTest, days: int) -> None:
+    """Pick the data's last ``days`` days in the sidebar's date input, as a person would."""
+    import datetime as dt
+
+    box = at.sidebar.date_input[0]
+    first, last = box.value
+    box.set_value((max(last - dt.timedelta(days=days - 1), first), last)).run()
+
+
+@pytest.mark.parametrize("days", [1, 2])
+def test_server_warm_up_of_recent_ranges_leaves_their_first_pick_nothing_to_compute(
+    store_path: Path, asked: list[tuple[str, dict[str, Any]]], days: int
+) -> None:
+    from dashboard import serve
+    from dashboard.asks import RECENT_DAYS
+
+    assert days in RECENT_DAYS
+    serve.warm_up(store_path)
+    took = serve.warm_up_ranges(store_path)
+    assert f"last {days} days" in took
+    # The page's own asks: the time-filtered landing answers, for each range (job-header is one
+    # answer for every range).
+    time_filtered = [(n, p) for n, p in bench.OVERVIEW_ASKS if n != "job-header"]
+    ranges = len([k for k in took if k.startswith("last ")])
+    assert _order_free(asked) == _expected(
+        [*bench.SIDEBAR_ASKS, *bench.OVERVIEW_ASKS, *time_filtered * ranges]
+    )
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    asked.clear()
+    _pick_last_days(at, days)
+    assert not at.exception
+    assert at.metric[0].label == "Events" and at.metric[0].value != "0"
+    assert asked == []  # the warm-up computed exactly what the page asks for that range
+
+
+def test_a_range_the_warm_up_did_not_compute_is_computed_when_picked(
+    store_path: Path, asked: list[tuple[str, dict[str, Any]]]
+) -> None:
+    from dashboard import serve
+
+    serve.warm_up(store_path)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    asked.clear()
+    _pick_last_days(at, 2)
+    assert not at.exception
+    time_filtered = [(n, p) for n, p in bench.OVERVIEW_ASKS if n != "job-header"]
+    assert _order_free(asked) == _expected(time_filtered)

@@ -924,3 +924,26 @@ def test_a_value_being_computed_once_is_waited_for_and_a_failure_computed_again(
     with pytest.raises(RuntimeError):
         once.get("f", failing)
     assert once.get("f", lambda: "then") == "then"
+
+
+def test_the_overviews_user_counts_are_the_coverage_users_whether_the_model_is_kept_or_not(
+    tmp_path: Path,
+):
+    from reports import run_report
+    from reports.model import model_of
+
+    store = _store(tmp_path / "s")
+    w = world()
+    users = model_of(w).objects
+    users = users.loc[users["coverage"].astype(bool)]
+    expected = {
+        "users_assigned": int((users["scope_via"].fillna("none") != "none").sum()),
+        "users_in_scope": int(users["in_scope"].fillna(False).astype(bool).sum()),
+        "users_active_in_wiki": int((users["wiki_state"] == "active").fillna(False).sum()),
+    }
+    assert expected["users_assigned"] > expected["users_in_scope"] > 0
+    assert 0 < expected["users_active_in_wiki"] < len(users)
+    kept = service.run(store, "overview").data  # over the kept objects part's file
+    computed = run_report("overview", w).data  # over the part's frame
+    for data in (kept, computed):
+        assert {k: data[k] for k in expected} == expected
