@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.errors import UsageError
+from ingest.kept import DERIVED, model_dir
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Manifest, Store, to_pandas
 from reports import Filters, Inputs, ReportResult, Scan
@@ -59,7 +60,6 @@ from reports.model_sql import TIMELINE_ROW_GROUP, USER_COLUMNS, object_key_sql, 
 
 log = logging.getLogger(__name__)
 
-DERIVED = "derived"
 SLACK = pd.Timedelta(seconds=120)  # wiki requests are read this much wider than the range
 MODEL_CACHE_SIZE = 2
 T = TypeVar("T")
@@ -393,7 +393,7 @@ def read_inputs(
 def derived_dir(store: Store, version: int) -> Path:
     """Return where the model of ``version`` is kept."""
     # The model format is part of the name: a model written by other code is never read.
-    return store.path / DERIVED / f"v{version}.m{MODEL_FORMAT}"
+    return model_dir(store.path, version)
 
 
 def _kept_files() -> list[str]:
