@@ -314,7 +314,7 @@ def kept_writer(stem: Path) -> Callable[[IO[bytes]], None] | None:
     keep = None
     if note.get("mask"):
         mask = stem.with_name(stem.name + ".mask.parquet")
-        keep = pq.read_table(mask).column(0).combine_chunks()
+        keep = pq.ParquetFile(mask).read().column(0).combine_chunks()  # (read_table: pandas)
     opened = pq.ParquetFile(text)  # now: a text gone since is no answer, before any output
 
     def write(fh: IO[bytes]) -> None:

@@ -1,0 +1,123 @@
+"""Kept CLI answers: an unfiltered `report NAME --format json` at a given --now, asked again on the
+same store version by a fresh process, is written from what the normal path kept, without
+importing pandas or DuckDB, byte for byte; any other question takes the normal path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from ingest import kept
+from ingest.schema import TABLES
+from ingest.store import Store
+from provlens.kept import question
+from tests.support.frames import world
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = "2026-11-20T10:00:00Z"
+PROBE = """
+import json, sys
+from provlens.cli import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("pandas", "duckdb", "pyarrow"))
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+pytestmark = pytest.mark.xdist_group("cli_kept")
+
+
+def _store(path: Path) -> Store:
+    w = world()
+    store = Store(path)
+    with store.batch(source="file", detail="world") as batch:
+        batch.add({name: w.table(name) for name in TABLES})
+    return store
+
+
+def _ask(*argv: str) -> tuple[set[str], int]:
+    """Run ``provlens argv`` in a fresh interpreter; return the heavy packages it imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    probe = json.loads(done.stderr.strip().splitlines()[-1])
+    return {m.split(".")[0] for m in probe["heavy"]}, int(probe["code"])
+
+
+def _report(store: Path, name: str, out: Path, *more: str, now: str = NOW) -> set[str]:
+    heavy, code = _ask(
+        "--store", str(store), "--now", now, "report", name, *more,
+        "--format", "json", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0
+    return heavy
+
+
+# users, correlation and coverage: rows from the model's kept JSON text (coverage and
+# correlation through a kept mask); the others: the bytes themselves.
+@pytest.mark.parametrize(
+    "name", ["summary", "users", "correlation", "coverage", "scim-traffic", "estimate"]
+)
+def test_a_kept_answer_is_written_without_pandas_and_is_the_computed_answer(
+    tmp_path: Path, name: str
+) -> None:
+    store = _store(tmp_path / "s").path
+    computed = tmp_path / "computed.json"
+    assert "pandas" in _report(store, name, computed)  # computed, and kept
+    version = Store(store).manifest().version
+    at = kept.now_us(datetime.fromisoformat(NOW.replace("Z", "+00:00")))
+    assert at is not None
+    stem = kept.answer_stem(store, version, name, "json", at)
+    assert kept.kept_writer(stem) is not None
+    again = tmp_path / "again.json"
+    heavy = _report(store, name, again)
+    assert "pandas" not in heavy and "duckdb" not in heavy
+    assert again.read_bytes() == computed.read_bytes()
+    assert json.loads(again.read_bytes())  # an answer, not an empty file
+
+
+def test_a_filtered_question_another_now_or_version_takes_the_normal_path(tmp_path: Path) -> None:
+    store = _store(tmp_path / "s")
+    path = store.path
+    first = tmp_path / "first.json"
+    _report(path, "failures", first)
+    # Kept for this very question only.
+    assert "pandas" not in _report(path, "failures", tmp_path / "same.json")
+    for more in (["--include-noise"], ["--since", "2026-11-01T00:00:00Z"], ["--job-id", "j"]):
+        assert "pandas" in _report(path, "failures", tmp_path / "filtered.json", *more)
+    later = tmp_path / "later.json"
+    assert "pandas" in _report(path, "failures", later, now="2026-11-21T10:00:00Z")
+    assert "pandas" in _report(path, "summary", tmp_path / "summary.json")  # never asked
+    # A new store version: its own model, its own answers.
+    w = world()
+    with store.batch(source="file", detail="again") as batch:
+        batch.add({"events": w.table("events").head(3).assign(id=["n1", "n2", "n3"])})
+    assert "pandas" in _report(path, "failures", tmp_path / "new.json")
+
+
+def test_only_the_one_form_of_command_line_is_read() -> None:
+    asked = question(["--store", "/s", "--now", NOW, "report", "users", "--format=json"])
+    assert asked is not None and asked.store == Path("/s") and asked.out is None
+    assert asked.now_us == 1_795_168_800_000_000
+    both = question(["--now=2026-11-20 10:00", "--store=/s", "report", "--out", "o", "x", "--format", "json"])  # fmt: skip
+    assert both is not None and both.report == "x" and both.out == "o"
+    assert both.now_us == asked.now_us  # naive means UTC
+    for argv in (
+        ["--store", "/s", "--now", NOW, "report", "users"],  # the table format
+        ["--store", "/s", "report", "users", "--format", "json"],  # the clock's now
+        ["--store", "/s", "--now", NOW, "report", "users", "--format", "csv"],
+        ["--store", "/s", "--now", NOW, "report", "users", "--format", "json", "--user", "a"],
+        ["--store", "/s", "--now", NOW, "-v", "report", "users", "--format", "json"],
+        ["--store", "/s", "--now", NOW, "report", "users", "--format", "json", "--now", NOW],
+        ["--store", "/s", "--now", "next tuesday", "report", "users", "--format", "json"],
+        ["--store", "/s", "--now", NOW, "export", "users", "--format", "json"],
+    ):
+        assert question(argv) is None, argv
