@@ -22,8 +22,8 @@ import hashlib
 import json
 import os
 import tempfile
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
@@ -262,7 +262,15 @@ class Keeper:
         self._tmp.unlink(missing_ok=True)
 
     def commit(self) -> None:
-        """Keep what was written (atomically): the bytes, or the note and its mask."""
+        """Keep what was written (atomically): the bytes, or the note and its mask; the
+        report's answers kept before (another --now, other code) are dropped: one per report
+        and format, so asking at many times keeps no more."""
+        if self._note is None and (self._dropped or self._fh is None):
+            return
+        report, fmt, _ = self.stem.name.split(".", 2)
+        for old in self.stem.parent.glob(f"{report}.{fmt}.*"):
+            if not old.name.startswith(self.stem.name + "."):
+                old.unlink(missing_ok=True)
         if self._note is not None:
             self.stem.parent.mkdir(parents=False, exist_ok=True)
             if self._mask is not None:
@@ -278,10 +286,7 @@ class Keeper:
             tmp.write_text(json.dumps(self._note))
             os.replace(tmp, note)
             return
-        if self._dropped:
-            return
-        if self._fh is None:  # nothing written: no bytes to keep
-            return
+        assert self._fh is not None
         self._fh.close()
         self._fh = None
         os.replace(self._tmp, self.stem.with_name(self.stem.name + ".out"))
@@ -301,7 +306,11 @@ def kept_writer(stem: Path) -> Callable[[IO[bytes]], None] | None:
     out = stem.with_name(stem.name + ".out")
     if out.exists():
         data = out.read_bytes()
-        return lambda fh: fh.write(data) and None
+
+        def put(fh: IO[bytes]) -> None:
+            fh.write(data)
+
+        return put
     note_path = stem.with_name(stem.name + ".text")
     if not note_path.exists():
         return None

@@ -87,7 +87,9 @@ def answer(argv: Sequence[str]) -> int | None:
     """Write the kept answer of ``argv``'s question and return the exit code; None when the
     normal path must answer (no such kept answer, or not such a question)."""
     asked = question(argv)
-    if asked is None or not kept.unfiltered(filtered=asked.filtered, include_noise=False, params={}):
+    if asked is None or not kept.unfiltered(
+        filtered=asked.filtered, include_noise=False, params={}
+    ):
         return None
     try:
         manifest = json.loads((asked.store / "manifest.json").read_bytes())

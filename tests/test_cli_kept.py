@@ -95,6 +95,8 @@ def test_a_filtered_question_another_now_or_version_takes_the_normal_path(tmp_pa
         assert "pandas" in _report(path, "failures", tmp_path / "filtered.json", *more)
     later = tmp_path / "later.json"
     assert "pandas" in _report(path, "failures", later, now="2026-11-21T10:00:00Z")
+    answers = kept.model_dir(path, store.manifest().version) / kept.ANSWERS
+    assert len(list(answers.glob("failures.json.*"))) == 1  # the latest --now's only
     assert "pandas" in _report(path, "summary", tmp_path / "summary.json")  # never asked
     # A new store version: its own model, its own answers.
     w = world()
@@ -107,7 +109,8 @@ def test_only_the_one_form_of_command_line_is_read() -> None:
     asked = question(["--store", "/s", "--now", NOW, "report", "users", "--format=json"])
     assert asked is not None and asked.store == Path("/s") and asked.out is None
     assert asked.now_us == 1_795_168_800_000_000
-    both = question(["--now=2026-11-20 10:00", "--store=/s", "report", "--out", "o", "x", "--format", "json"])  # fmt: skip
+    argv = ["--now=2026-11-20 10:00", "--store=/s", "report", "--out", "o", "x", "--format", "json"]
+    both = question(argv)
     assert both is not None and both.report == "x" and both.out == "o"
     assert both.now_us == asked.now_us  # naive means UTC
     for argv in (
