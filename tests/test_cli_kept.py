@@ -5,60 +5,29 @@ importing pandas or DuckDB, byte for byte; any other question takes the normal p
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from ingest import kept
-from ingest.schema import TABLES
 from ingest.store import Store
 from provlens.kept import question
 from tests.support.frames import world
+from tests.test_cli_lazy import imported_by
+from tests.test_query_layer import _store
 
-ROOT = Path(__file__).resolve().parents[1]
 NOW = "2026-11-20T10:00:00Z"
-PROBE = """
-import json, sys
-from provlens.cli import main
-code = main(sys.argv[1:])
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("pandas", "duckdb", "pyarrow"))
-print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
-"""
 pytestmark = pytest.mark.xdist_group("cli_kept")
 
 
-def _store(path: Path) -> Store:
-    w = world()
-    store = Store(path)
-    with store.batch(source="file", detail="world") as batch:
-        batch.add({name: w.table(name) for name in TABLES})
-    return store
-
-
-def _ask(*argv: str) -> tuple[set[str], int]:
-    """Run ``provlens argv`` in a fresh interpreter; return the heavy packages it imported."""
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=True,
-    )
-    probe = json.loads(done.stderr.strip().splitlines()[-1])
-    return {m.split(".")[0] for m in probe["heavy"]}, int(probe["code"])
-
-
 def _report(store: Path, name: str, out: Path, *more: str, now: str = NOW) -> set[str]:
-    heavy, code = _ask(
-        "--store", str(store), "--now", now, "report", name, *more,
-        "--format", "json", "--out", str(out),
-    )  # fmt: skip
-    assert code == 0
-    return heavy
+    """Run the report in a fresh interpreter; return the heavy packages it imported."""
+    out.unlink(missing_ok=True)
+    argv = ("--store", str(store), "--now", now, "report", name, *more)
+    heavy = imported_by(*argv, "--format", "json", "--out", str(out))
+    assert out.exists()
+    return {m.split(".")[0] for m in heavy}
 
 
 # users, correlation and coverage: rows from the model's kept JSON text (coverage and
