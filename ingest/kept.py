@@ -7,8 +7,9 @@ by this very code: written by the normal path after it computed the answer
 (provlens.commands.report), read back by a fresh process that has imported nothing heavy
 (provlens.kept: no pandas, and pyarrow only for rows read from kept JSON text). A kept answer is
 either the bytes themselves (at most KEPT_BYTES_MAX) or, for rows written from the JSON text the
-model keeps (reports.export.keep_json_text), a note naming that text and which of its rows the
-answer holds: the text is not kept twice.
+model keeps (reports.export.keep_json_text), a note naming that text: when the answer holds all
+of its rows, the model's own file (kept once); else the text of the rows it holds, kept beside
+the note (correlation without its noise rows: 0.8 times the model's text).
 
 Its name holds the report, the format, the ``--now`` instant and :func:`code_version` (the
 source of provlens and the versions of the libraries that shape the output), so an answer is
@@ -233,7 +234,7 @@ class Keeper:
         self._fh: IO[bytes] | None = None
         self._size = 0
         self._note: dict[str, Any] | None = None
-        self._mask: pa.Array | None = None
+        self._source: tuple[str, pa.Array | None] | None = None
         self._dropped = False
 
     def tee(self, fh: IO[bytes]) -> IO[bytes]:
@@ -265,11 +266,12 @@ class Keeper:
 
     def text(self, path: str, keep: pa.Array | None) -> None:
         """Keep a note instead of bytes: the answer is the rows of the kept JSON text at
-        ``path`` that ``keep`` marks (None: all), written by :func:`write_rows`."""
+        ``path`` that ``keep`` marks (None: all), written by :func:`write_rows`. Only the rows
+        ``keep`` marks are read back: with a mask, they are kept as text of their own (a
+        fifth less time than filtering a million rows again; at most as much disk)."""
         self._drop()
-        rel = os.path.relpath(path, self.stem.parent.parent)
-        self._note = {"text": rel, "mask": keep is not None}
-        self._mask = keep
+        self._note = {"text": os.path.relpath(path, self.stem.parent.parent)}
+        self._source = (path, keep)
 
     def _drop(self) -> None:
         self._dropped = True
@@ -279,7 +281,7 @@ class Keeper:
         self._tmp.unlink(missing_ok=True)
 
     def commit(self) -> None:
-        """Keep what was written (atomically): the bytes, or the note and its mask; the
+        """Keep what was written (atomically): the bytes, or the note (and its rows); the
         report's answers kept before (another --now, other code) are dropped: one per report
         and format, so asking at many times keeps no more."""
         if self._note is None and (self._dropped or self._fh is None):
@@ -290,14 +292,12 @@ class Keeper:
                 old.unlink(missing_ok=True)
         if self._note is not None:
             self.stem.parent.mkdir(parents=False, exist_ok=True)
-            if self._mask is not None:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
-                mask = self.stem.with_name(self.stem.name + ".mask.parquet")
-                tmp = mask.with_name(f".{mask.name}.{os.getpid()}.tmp")
-                pq.write_table(pa.table({"k": self._mask}), tmp, compression="zstd")
-                os.replace(tmp, mask)
+            assert self._source is not None
+            path, keep = self._source
+            if keep is not None:
+                rows = self.stem.with_name(self.stem.name + ".rows.parquet")
+                _write_text(path, keep, rows)
+                self._note["text"] = os.path.relpath(rows, self.stem.parent.parent)
             note = self.stem.with_name(self.stem.name + ".text")
             tmp = note.with_name(f".{note.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self._note))
@@ -312,6 +312,25 @@ class Keeper:
         """Keep nothing (the output failed)."""
         self._note = None
         self._drop()
+
+
+def _write_text(path: str, keep: pa.Array, target: Path) -> None:
+    """Write the lines of the kept JSON text at ``path`` that ``keep`` marks to ``target``
+    (atomically), as reports.export.keep_json_text writes text: LZ4, KEPT_TEXT_ROWS a group."""
+    import pyarrow.parquet as pq
+
+    text = pq.ParquetFile(path, memory_map=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with pq.ParquetWriter(tmp, text.schema_arrow, compression="lz4") as out:
+            at = 0
+            for group in range(text.metadata.num_row_groups):
+                lines = text.read_row_group(group, columns=["j"], use_threads=False)
+                out.write_table(lines.filter(keep.slice(at, lines.num_rows)), KEPT_TEXT_ROWS)
+                at += lines.num_rows
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --- reading an answer back ----------------------------------------------------------------------
@@ -337,15 +356,10 @@ def kept_writer(stem: Path) -> Callable[[IO[bytes]], None] | None:
         return None
     import pyarrow.parquet as pq
 
-    keep = None
-    if note.get("mask"):
-        mask = stem.with_name(stem.name + ".mask.parquet")
-        keep = pq.ParquetFile(mask).read().column(0).combine_chunks()  # (read_table: pandas)
-    opened = pq.ParquetFile(
-        text, memory_map=True
-    )  # now: a text gone since is no answer, before any output
+    # Opened now: a text gone since is no answer, before any output.
+    opened = pq.ParquetFile(text, memory_map=True)
 
     def write(fh: IO[bytes]) -> None:
-        write_rows(fh, text_chunks(opened, keep, KEPT_TEXT_ROWS))
+        write_rows(fh, text_chunks(opened, None, KEPT_TEXT_ROWS))
 
     return write

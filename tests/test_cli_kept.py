@@ -30,8 +30,8 @@ def _report(store: Path, name: str, out: Path, *more: str, now: str = NOW) -> se
     return {m.split(".")[0] for m in heavy}
 
 
-# users, correlation and coverage: rows from the model's kept JSON text (coverage and
-# correlation through a kept mask); the others: the bytes themselves.
+# users, correlation and coverage: rows from the model's kept JSON text (correlation's
+# without its noise rows: their own text); the others: the bytes themselves.
 @pytest.mark.parametrize(
     "name", ["summary", "users", "correlation", "coverage", "scim-traffic", "estimate"]
 )
