@@ -78,7 +78,7 @@ def question(argv: Sequence[str]) -> Question | None:
         return None
     store = given.get("--store") or os.environ.get("PROVLENS_STORE")
     at = _instant(given.get("--now", ""))
-    if not store or at is None:
+    if not store or at is None or given.get("--out") == "":
         return None
     return Question(Path(store).expanduser(), at, words[1], "json", given.get("--out"), False)
 
