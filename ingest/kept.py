@@ -14,6 +14,10 @@ the note (correlation without its noise rows: 0.8 times the model's text).
 Its name holds the report, the format, the ``--now`` instant and :func:`code_version` (the
 source of provlens and the versions of the libraries that shape the output), so an answer is
 never read for another reference time or by other code; it is gone with its version's model.
+A report that reads no ``now`` (reports.ReportSpec.uses_now False) is kept under a name without
+the instant, whether or not ``--now`` was given, and served at any ``--now`` or none: the
+keeper (provlens.commands.report) writes the report's declaration into the name, so the
+reader needs only to look for files.
 This module imports the standard library only (pyarrow inside the functions that read text).
 """
 
@@ -104,10 +108,13 @@ def now_us(now: datetime) -> int | None:
     return (now - _EPOCH) // timedelta(microseconds=1)
 
 
-def answer_stem(store: Path, version: int, report: str, fmt: str, now_us: int) -> Path:
+def answer_stem(store: Path, version: int, report: str, fmt: str, now_us: int | None) -> Path:
     """Return where the kept answer of ``report`` in ``fmt`` at ``now_us`` (µs since the epoch,
-    UTC) of ``version`` is kept, without suffix (``.out``: the bytes; ``.text``: a note)."""
-    key = f"{report}\0{fmt}\0{now_us}\0{code_version()}"
+    UTC) of ``version`` is kept, without suffix (``.out``: the bytes; ``.text``: a note).
+    ``now_us`` None: the answer of a report that reads no ``now`` (reports.ReportSpec.uses_now
+    False), kept at any time: its name says so, a fresh process looks it up first."""
+    at = "any" if now_us is None else str(now_us)
+    key = f"{report}\0{fmt}\0{at}\0{code_version()}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     return model_dir(store, version) / ANSWERS / f"{report}.{fmt}.{digest}"
 

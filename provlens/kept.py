@@ -1,9 +1,10 @@
 """`provlens report NAME --format json` answered from what the store version keeps.
 
 A fresh process asked an unfiltered question (ingest.kept.unfiltered: no filter, parameter or
-noise shown) at a given ``--now`` writes the answer the normal path kept for that very question
-on the store's current version (ingest.kept: the bytes, or rows of the model's kept JSON text),
-before the CLI imports pandas, DuckDB or the reports. Any other command line, a store without
+noise shown) writes the answer the normal path kept for that very question on the store's
+current version (ingest.kept: the bytes, or rows of the model's kept JSON text): the answer
+kept at any time (a report that reads no ``now``), with or without ``--now``; else the one kept
+at the very ``--now`` given. It does so before the CLI imports pandas, DuckDB or the reports. Any other command line, a store without
 such an answer, or anything unexpected takes the normal path, which computes (and keeps) it.
 
 Only this form is read here: global ``--store``/``--now`` (``PROVLENS_STORE`` for the store),
@@ -32,7 +33,7 @@ class Question(NamedTuple):
     """The command line's question, as far as a kept answer can answer it."""
 
     store: Path
-    now_us: int
+    now_us: int | None  # None: no --now given (the clock's)
     report: str
     fmt: str
     out: str | None
@@ -77,8 +78,8 @@ def question(argv: Sequence[str]) -> Question | None:
     if extra or len(words) != 2 or words[0] != "report" or given.get("--format") != "json":
         return None
     store = given.get("--store") or os.environ.get("PROVLENS_STORE")
-    at = _instant(given.get("--now", ""))
-    if not store or at is None or given.get("--out") == "":
+    at = _instant(given["--now"]) if "--now" in given else None
+    if not store or ("--now" in given and at is None) or given.get("--out") == "":
         return None
     return Question(Path(store).expanduser(), at, words[1], "json", given.get("--out"), False)
 
@@ -96,8 +97,13 @@ def answer(argv: Sequence[str]) -> int | None:
         version = manifest["version"]
         if not isinstance(version, int):
             return None
-        stem = kept.answer_stem(asked.store, version, asked.report, asked.fmt, asked.now_us)
-        writer = kept.kept_writer(stem)
+        # A report that reads no now is kept at any time; else at the very --now asked.
+        writer = None
+        for at in (None, asked.now_us) if asked.now_us is not None else (None,):
+            stem = kept.answer_stem(asked.store, version, asked.report, asked.fmt, at)
+            writer = kept.kept_writer(stem)
+            if writer is not None:
+                break
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if writer is None:

@@ -21,10 +21,12 @@ NOW = "2026-11-20T10:00:00Z"
 pytestmark = pytest.mark.xdist_group("cli_kept")
 
 
-def _report(store: Path, name: str, out: Path, *more: str, now: str = NOW) -> set[str]:
-    """Run the report in a fresh interpreter; return the heavy packages it imported."""
+def _report(store: Path, name: str, out: Path, *more: str, now: str | None = NOW) -> set[str]:
+    """Run the report in a fresh interpreter (``now`` None: no --now, the clock's); return the
+    heavy packages it imported."""
     out.unlink(missing_ok=True)
-    argv = ("--store", str(store), "--now", now, "report", name, *more)
+    at = ("--now", now) if now is not None else ()
+    argv = ("--store", str(store), *at, "report", name, *more)
     heavy = imported_by(*argv, "--format", "json", "--out", str(out))
     assert out.exists()
     return {m.split(".")[0] for m in heavy}
@@ -44,7 +46,8 @@ def test_a_kept_answer_is_written_without_pandas_and_is_the_computed_answer(
     version = Store(store).manifest().version
     at = kept.now_us(datetime.fromisoformat(NOW.replace("Z", "+00:00")))
     assert at is not None
-    stem = kept.answer_stem(store, version, name, "json", at)
+    # Kept at any time when the report reads no now (all of these but the estimate).
+    stem = kept.answer_stem(store, version, name, "json", at if name == "estimate" else None)
     assert kept.kept_writer(stem) is not None
     again = tmp_path / "again.json"
     heavy = _report(store, name, again)
@@ -63,9 +66,10 @@ def test_a_filtered_question_another_now_or_version_takes_the_normal_path(tmp_pa
     for more in (["--include-noise"], ["--since", "2026-11-01T00:00:00Z"], ["--job-id", "j"]):
         assert "pandas" in _report(path, "failures", tmp_path / "filtered.json", *more)
     later = tmp_path / "later.json"
-    assert "pandas" in _report(path, "failures", later, now="2026-11-21T10:00:00Z")
+    assert "pandas" in _report(path, "estimate", tmp_path / "e.json")
+    assert "pandas" in _report(path, "estimate", later, now="2026-11-21T10:00:00Z")
     answers = kept.model_dir(path, store.manifest().version) / kept.ANSWERS
-    assert len(list(answers.glob("failures.json.*"))) == 1  # the latest --now's only
+    assert len(list(answers.glob("estimate.json.*"))) == 1  # the latest --now's only
     assert "pandas" in _report(path, "summary", tmp_path / "summary.json")  # never asked
     # A new store version: its own model, its own answers.
     w = world()
@@ -82,9 +86,10 @@ def test_only_the_one_form_of_command_line_is_read() -> None:
     both = question(argv)
     assert both is not None and both.report == "x" and both.out == "o"
     assert both.now_us == asked.now_us  # naive means UTC
+    clock = question(["--store", "/s", "report", "users", "--format", "json"])
+    assert clock is not None and clock.now_us is None  # the clock's now
     for argv in (
         ["--store", "/s", "--now", NOW, "report", "users"],  # the table format
-        ["--store", "/s", "report", "users", "--format", "json"],  # the clock's now
         ["--store", "/s", "--now", NOW, "report", "users", "--format", "csv"],
         ["--store", "/s", "--now", NOW, "report", "users", "--format", "json", "--user", "a"],
         ["--store", "/s", "--now", NOW, "-v", "report", "users", "--format", "json"],
@@ -93,3 +98,22 @@ def test_only_the_one_form_of_command_line_is_read() -> None:
         ["--store", "/s", "--now", NOW, "export", "users", "--format", "json"],
     ):
         assert question(argv) is None, argv
+
+
+def test_a_report_that_reads_no_now_is_served_with_or_without_now(tmp_path: Path) -> None:
+    """A plain `report NAME --format json` (a cron job's) is kept and served when the report
+    declares it reads no now (reports.ReportSpec.uses_now); the estimate's only at its --now."""
+    path = _store(tmp_path / "s").path
+    first = tmp_path / "first.json"
+    assert "pandas" in _report(path, "summary", first, now=None)  # computed, and kept
+    for now in (None, NOW, "2027-01-05T08:00:00Z"):
+        again = tmp_path / "again.json"
+        assert "pandas" not in _report(path, "summary", again, now=now), now
+        assert again.read_bytes() == first.read_bytes()
+    # The estimate reads now: the clock's is never kept, a given --now is, for that --now only.
+    assert "pandas" in _report(path, "estimate", tmp_path / "e1.json", now=None)
+    assert "pandas" in _report(path, "estimate", tmp_path / "e2.json", now=None)
+    assert "pandas" in _report(path, "estimate", tmp_path / "e3.json")
+    assert "pandas" not in _report(path, "estimate", tmp_path / "e4.json")
+    assert "pandas" in _report(path, "estimate", tmp_path / "e5.json", now=None)
+    assert (tmp_path / "e4.json").read_bytes() == (tmp_path / "e3.json").read_bytes()

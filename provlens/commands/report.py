@@ -208,19 +208,23 @@ def _support_pack(args: argparse.Namespace, ctx, filters) -> int:
 
 def _keeper(args: argparse.Namespace, ctx, filters, params: dict[str, object], version: int):
     """Return an ingest.kept.Keeper for this answer when a fresh process may read it back (the
-    question ingest.kept.unfiltered keeps, in a kept format, at a given --now, on a version
-    whose model is kept beside the parts), else None."""
+    question ingest.kept.unfiltered keeps, in a kept format, on a version whose model is kept
+    beside the parts; a report that reads ``now`` only at a given --now), else None. A report
+    that reads no ``now`` (reports.ReportSpec.uses_now) is kept under a name without the
+    instant: served with or without --now."""
     from ingest import kept
-    from reports import Filters
+    from reports import REPORTS, Filters
 
-    if args.format not in kept.KEPT_FORMATS or not ctx.now_given:
+    if args.format not in kept.KEPT_FORMATS:
         return None
     if not kept.unfiltered(
         filtered=filters != Filters(), include_noise=args.include_noise, params=params
     ):
         return None
-    at = kept.now_us(ctx.now)
-    if at is None or not (kept.model_dir(ctx.store_path, version) / "complete").exists():
+    at = kept.now_us(ctx.now) if REPORTS[args.name].uses_now else None
+    if REPORTS[args.name].uses_now and (not ctx.now_given or at is None):
+        return None  # the clock's now is never asked twice
+    if not (kept.model_dir(ctx.store_path, version) / "complete").exists():
         return None
     return kept.Keeper(kept.answer_stem(ctx.store_path, version, args.name, args.format, at))
 
