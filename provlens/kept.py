@@ -4,8 +4,9 @@ A fresh process asked an unfiltered question (ingest.kept.unfiltered: no filter,
 noise shown) writes the answer the normal path kept for that very question on the store's
 current version (ingest.kept: the bytes, or rows of the model's kept JSON text): the answer
 kept at any time (a report that reads no ``now``), with or without ``--now``; else the one kept
-at the very ``--now`` given. It does so before the CLI imports pandas, DuckDB or the reports. Any other command line, a store without
-such an answer, or anything unexpected takes the normal path, which computes (and keeps) it.
+at the very ``--now`` given. It does so before the CLI imports pandas, DuckDB or the reports.
+Any other command line, a store without such an answer, or anything unexpected takes the
+normal path, which computes (and keeps) it.
 
 Only this form is read here: global ``--store``/``--now`` (``PROVLENS_STORE`` for the store),
 then ``report NAME`` with ``--format json`` and optionally ``--out PATH``, each at most once.
