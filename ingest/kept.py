@@ -7,9 +7,10 @@ by this very code: written by the normal path after it computed the answer
 (provlens.commands.report), read back by a fresh process that has imported nothing heavy
 (provlens.kept: no pandas, and pyarrow only for rows read from kept JSON text). A kept answer is
 either the bytes themselves (at most KEPT_BYTES_MAX) or, for rows written from the JSON text the
-model keeps (reports.export.keep_json_text), a note naming that text: when the answer holds all
-of its rows, the model's own file (kept once); else the text of the rows it holds, kept beside
-the note (correlation without its noise rows: 0.8 times the model's text).
+model keeps (reports.export.keep_json_text), a note naming that text: the model's own file of
+the rows the answer holds (all of a part's rows, or the subset kept for it when the model was
+built: correlation without its noise rows). An answer that would need a mask over kept text is
+not kept (it is computed again when asked).
 
 Its name holds the report, the format, the ``--now`` instant and :func:`code_version` (the
 source of provlens and the versions of the libraries that shape the output), so an answer is
@@ -42,7 +43,7 @@ DERIVED: Final = "derived"
 # What the model holds and how (its parts, their columns and rules, the one-user copies): part of
 # the kept model's directory name, so a model written by older code is never read. Bump it with
 # any change to what the model holds.
-MODEL_FORMAT: Final = 7
+MODEL_FORMAT: Final = 8
 ANSWERS: Final = "cli"  # a version's kept CLI answers, under its model directory
 KEPT_FORMATS: Final = ("json",)
 # Answers of more bytes than this are not kept (rows from kept JSON text are kept as a note).
@@ -241,7 +242,6 @@ class Keeper:
         self._fh: IO[bytes] | None = None
         self._size = 0
         self._note: dict[str, Any] | None = None
-        self._source: tuple[str, pa.Array | None] | None = None
         self._dropped = False
 
     def tee(self, fh: IO[bytes]) -> IO[bytes]:
@@ -273,12 +273,12 @@ class Keeper:
 
     def text(self, path: str, keep: pa.Array | None) -> None:
         """Keep a note instead of bytes: the answer is the rows of the kept JSON text at
-        ``path`` that ``keep`` marks (None: all), written by :func:`write_rows`. Only the rows
-        ``keep`` marks are read back: with a mask, they are kept as text of their own (a
-        fifth less time than filtering a million rows again; at most as much disk)."""
+        ``path`` that ``keep`` marks (None: all), written by :func:`write_rows`. With a mask,
+        nothing is kept: writing those rows' text at an ask cost correlation's first ask a
+        second at 1M; the model keeps the subsets answers hold instead."""
         self._drop()
-        self._note = {"text": os.path.relpath(path, self.stem.parent.parent)}
-        self._source = (path, keep)
+        if keep is None:
+            self._note = {"text": os.path.relpath(path, self.stem.parent.parent)}
 
     def _drop(self) -> None:
         self._dropped = True
@@ -288,7 +288,7 @@ class Keeper:
         self._tmp.unlink(missing_ok=True)
 
     def commit(self) -> None:
-        """Keep what was written (atomically): the bytes, or the note (and its rows); the
+        """Keep what was written (atomically): the bytes, or the note; the
         report's answers kept before (another --now, other code) are dropped: one per report
         and format, so asking at many times keeps no more."""
         if self._note is None and (self._dropped or self._fh is None):
@@ -299,12 +299,6 @@ class Keeper:
                 old.unlink(missing_ok=True)
         if self._note is not None:
             self.stem.parent.mkdir(parents=False, exist_ok=True)
-            assert self._source is not None
-            path, keep = self._source
-            if keep is not None:
-                rows = self.stem.with_name(self.stem.name + ".rows.parquet")
-                _write_text(path, keep, rows)
-                self._note["text"] = os.path.relpath(rows, self.stem.parent.parent)
             note = self.stem.with_name(self.stem.name + ".text")
             tmp = note.with_name(f".{note.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self._note))
@@ -319,25 +313,6 @@ class Keeper:
         """Keep nothing (the output failed)."""
         self._note = None
         self._drop()
-
-
-def _write_text(path: str, keep: pa.Array, target: Path) -> None:
-    """Write the lines of the kept JSON text at ``path`` that ``keep`` marks to ``target``
-    (atomically), as reports.export.keep_json_text writes text: LZ4, KEPT_TEXT_ROWS a group."""
-    import pyarrow.parquet as pq
-
-    text = pq.ParquetFile(path, memory_map=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with pq.ParquetWriter(tmp, text.schema_arrow, compression="lz4") as out:
-            at = 0
-            for group in range(text.metadata.num_row_groups):
-                lines = text.read_row_group(group, columns=["j"], use_threads=False)
-                out.write_table(lines.filter(keep.slice(at, lines.num_rows)), KEPT_TEXT_ROWS)
-                at += lines.num_rows
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- reading an answer back ----------------------------------------------------------------------

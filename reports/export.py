@@ -277,23 +277,24 @@ KEPT_TEXT_PARQUET: Final = f"FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE
 KEPT_TEXT_MAX_ROWS: Final = 2_000_000
 
 
-def keep_json_text(stored: Any) -> bool:
+def keep_json_text(stored: Any, subset: bool = False) -> bool:
     """Write the JSON text of every row of ``stored``'s file (reports.sql.StoredRows: its
-    ``columns`` and ``values``, whatever its condition) to ``stored.text_path()``, in file
-    order; False when its rows are not written so (e.g. floats: their largest value decides)
-    or the file holds more than ``KEPT_TEXT_MAX_ROWS`` rows."""
+    ``columns`` and ``values``, whatever its condition; ``subset``: of the rows its condition
+    holds) to its ``text_path()``, in file order; False when its rows are not written so (e.g.
+    floats: their largest value decides) or the file holds more than ``KEPT_TEXT_MAX_ROWS``
+    rows."""
     from dataclasses import replace
 
     import pyarrow.parquet as pq
 
     if pq.ParquetFile(stored.path).metadata.num_rows > KEPT_TEXT_MAX_ROWS:
         return False
-    every = replace(stored, where="TRUE")
+    every = stored if subset else replace(stored, where="TRUE")
     plan = _json_rows_sql(every)
     if plan is None:
         return False
     sql, _ = plan
-    target = every.text_path()
+    target = stored.subset_text_path() if subset else every.text_path()
     tmp = f"{target}.{os.getpid()}.tmp"
     con = _json_connection()
     try:
@@ -310,9 +311,13 @@ def keep_json_text(stored: Any) -> bool:
 def kept_text_source(stored: Any) -> tuple[str, pa.Array | None] | None:
     """Return (the kept JSON text of ``stored``'s rows, which of its rows ``stored``'s condition
     holds: None for all) when text is kept for its columns and holds the file's rows, else None
-    (reports.sql.StoredRows; the text written by :func:`keep_json_text`)."""
+    (reports.sql.StoredRows; the text written by :func:`keep_json_text`). The text of the rows
+    the condition holds, when the model keeps it (correlation without noise), is read first."""
     import pyarrow.parquet as pq
 
+    own = stored.subset_text_path()
+    if stored.where.strip().upper() != "TRUE" and os.path.exists(own):
+        return own, None  # written with the model from the same file (atomically)
     path = stored.text_path()
     if not os.path.exists(path):
         return None

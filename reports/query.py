@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -770,15 +770,22 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, limits: MemoryLimi
         StoredRows(str(root / f"{name}.parquet"), tuple(users.ROW_COLUMNS))
         for name in users.KEPT_ROWS.values()
     ]
-    answered.append(
-        StoredRows(str(root / f"{correlation.KEPT_ROWS}.parquet"), tuple(correlation.COLUMNS))
+    correlated = StoredRows(
+        str(root / f"{correlation.KEPT_ROWS}.parquet"), tuple(correlation.COLUMNS)
     )
+    answered.append(correlated)
     answered.append(coverage.kept_rows_at(str(root / "objects.parquet")))
     for rows in answered:
         t0 = time.perf_counter()
         keep_json_text(rows)
         took = time.perf_counter() - t0
         log.info("kept JSON of %s written in %.1f s", Path(rows.path).stem, took)
+    # ... and of correlation's rows shown by default (noise hidden), on their own: its answer
+    # is then read back as the users' is, with no mask to compute, and kept by a first ask as
+    # a note naming it (ingest.kept.Keeper.text).
+    t0 = time.perf_counter()
+    keep_json_text(replace(correlated, where=correlation.NOISE_HIDDEN), subset=True)
+    log.info("kept JSON of correlation without noise written in %.1f s", time.perf_counter() - t0)
 
 
 def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:

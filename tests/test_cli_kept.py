@@ -49,6 +49,12 @@ def test_a_kept_answer_is_written_without_pandas_and_is_the_computed_answer(
     # Kept at any time when the report reads no now (all of these but the estimate).
     stem = kept.answer_stem(store, version, name, "json", at if name == "estimate" else None)
     assert kept.kept_writer(stem) is not None
+    # Bytes, or a note naming text the model wrote when it was built (correlation's rows shown
+    # with noise hidden too): an ask writes no text of its own.
+    assert {p.suffix for p in stem.parent.iterdir()} <= {".out", ".text"}
+    if stem.with_suffix(stem.suffix + ".text").exists():
+        note = json.loads(stem.with_suffix(stem.suffix + ".text").read_text())
+        assert not str(note["text"]).startswith(kept.ANSWERS)
     again = tmp_path / "again.json"
     heavy = _report(store, name, again)
     assert "pandas" not in heavy and "duckdb" not in heavy
