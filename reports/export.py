@@ -12,6 +12,7 @@ import io
 import math
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -350,10 +351,10 @@ def _stored_schema(stored: Any) -> pa.Table | None:
     return schema
 
 
-def write_json_rows(frame: Any, out: str | Path, keeper: Keeper | None = None) -> bool:
-    """Write json_bytes(frame) to ``out`` batch by batch (atomically); False: not written
-    (a frame DuckDB cannot write so; the caller renders it whole). ``frame`` may be a
-    result's rows (ReportResult.rows_source): the JSON its frame would give. ``keeper``
+def write_json_rows(frame: Any, out: str | Path | None, keeper: Keeper | None = None) -> bool:
+    """Write json_bytes(frame) to ``out`` batch by batch (atomically; None: to stdout); False:
+    not written (a frame DuckDB cannot write so; the caller renders it whole). ``frame`` may be
+    a result's rows (ReportResult.rows_source): the JSON its frame would give. ``keeper``
     keeps the answer too (ingest.kept.Keeper; rows from kept JSON text: a note naming it)."""
     from reports.sql import StoredRows
 
@@ -367,7 +368,15 @@ def write_json_rows(frame: Any, out: str | Path, keeper: Keeper | None = None) -
     if chunks is None:
         return False
     given = chunks
-    write_atomic(out, lambda fh: write_rows(fh if keeper is None else keeper.tee(fh), given))
+
+    def write(fh: IO[bytes]) -> None:
+        write_rows(fh if keeper is None else keeper.tee(fh), given)
+
+    if out is None:
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(out, write)
     return True
 
 

@@ -280,7 +280,8 @@ def run(args: argparse.Namespace, ctx) -> int:
     rows = fmt == "json" and spec.shape == "rows" and has_rows
     source = given if given is not None else result.frame
     try:
-        if not (rows and args.out and write_json_rows(source, args.out, keeper)):
+        # Rows to a file or to stdout (a plain `report NAME --format json > file`) batch by batch.
+        if not (rows and write_json_rows(source, args.out, keeper)):
             data = render(args.name, result, fmt, spec.shape)
             write_output(data, args.out)
             if keeper is not None:
