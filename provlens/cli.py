@@ -35,6 +35,7 @@ class Context:
     store_path: Path
     store_given: bool
     now: pd.Timestamp
+    now_given: bool  # --now was given (else now is the clock's)
     verbose: bool
     progress: bool  # draw progress bars (stderr is a terminal)
 
@@ -168,6 +169,13 @@ def _setup_logging(verbose: bool, log_file: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
+    from provlens import kept
+
+    # An unfiltered report the store version keeps the answer of: written before anything heavy
+    # is imported (pandas, DuckDB, the reports); None: not such a question, the parser's turn.
+    served = kept.answer(sys.argv[1:] if argv is None else argv)
+    if served is not None:
+        return served
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.log_file)
@@ -185,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store_path=store_path,
         store_given=given,
         now=args.now if args.now is not None else pd.Timestamp.now(tz="UTC"),
+        now_given=args.now is not None,
         verbose=args.verbose,
         progress=sys.stderr.isatty(),
     )

@@ -392,6 +392,11 @@ class ReportSpec:
     # False: the time range does not select (e.g. a job's state now); the service reads every
     # time, so a store answers as in-memory inputs do.
     time_filtered: bool = True
+    # True: its answer may depend on the reference time ``now`` (an ETA, a next retry, a wait
+    # counted to now). False: the same data gives the same answer at any ``now``, so a kept
+    # answer is served whether or not --now is given (ingest.kept.answer_stem); tests run every
+    # report at two times and hold a report declared False to identical bytes.
+    uses_now: bool = False
 
     def load(self) -> ReportFunction:
         """Import and return the report function."""
@@ -441,6 +446,7 @@ def _spec(
     one_user_children: bool = False,
     user_search: bool = False,
     time_filtered: bool = True,
+    uses_now: bool = False,
 ) -> ReportSpec:
     read = dict(columns or {})
     if events is not None:
@@ -458,6 +464,7 @@ def _spec(
         one_user_children,
         user_search,
         time_filtered,
+        uses_now,
     )
 
 
@@ -574,6 +581,7 @@ REPORTS: dict[str, ReportSpec] = {
             _ESTIMATE_TABLES,
             events=_ESTIMATE_EVENTS,
             columns={"scim_requests": _REQUEST_ANSWER},
+            uses_now=True,
         ),
         _spec(
             "quarantine-risk",
@@ -583,6 +591,7 @@ REPORTS: dict[str, ReportSpec] = {
             ("events", "steps", "sync_jobs"),
             events=("source_type", "failed_step"),
             columns={"steps": _REFERENCE_STEPS},
+            uses_now=True,
         ),
         _spec(
             "overview",
@@ -602,6 +611,7 @@ REPORTS: dict[str, ReportSpec] = {
                 "envelope_result_type",
             ),
             columns={"steps": _REFERENCE_STEPS},
+            uses_now=True,
         ),
         _spec(
             "correlation",
@@ -627,6 +637,7 @@ REPORTS: dict[str, ReportSpec] = {
             "Time to access per user: assignment (or group join) to the wiki, against the SLO.",
             "rows",
             _ACCESS_TABLES,
+            uses_now=True,
         ),
         _spec(
             "access-time-summary",
@@ -634,6 +645,7 @@ REPORTS: dict[str, ReportSpec] = {
             "p50/p90 time to access per week or per app (--param by=week|app), and overall.",
             "rows",
             _ACCESS_TABLES,
+            uses_now=True,
         ),
         _spec(
             "scim-traffic",
@@ -659,6 +671,7 @@ REPORTS: dict[str, ReportSpec] = {
             "object",
             ONE_USER_TABLES,
             one_user_children=True,
+            uses_now=True,
         ),
         _spec(
             "events",
@@ -691,6 +704,7 @@ REPORTS: dict[str, ReportSpec] = {
             ("events", "sync_jobs", "assignments", "group_members"),
             events=("cycle_id", "service_principal_name"),
             time_filtered=False,
+            uses_now=True,
         ),
         _spec(
             "job-status",
@@ -833,6 +847,7 @@ REPORTS: dict[str, ReportSpec] = {
             _ESTIMATE_TABLES,
             events=_ESTIMATE_EVENTS,
             columns={"scim_requests": _REQUEST_ANSWER},
+            uses_now=True,
         ),
     )
 }

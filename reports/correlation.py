@@ -402,6 +402,8 @@ def build(
 
 
 KEPT_ROWS: Final = "correlation_rows"
+# The kept rows shown with noise hidden (their text is kept too: reports.query).
+NOISE_HIDDEN: Final = "NOT _noise"
 
 
 def kept_rows_sql(model_files: dict[str, str], unique_requests: bool, unique_events: bool) -> str:
@@ -425,7 +427,7 @@ def _kept(model: Model, include_noise: bool) -> ReportResult | None:
     """Return the unfiltered report from the rows the model keeps, None when it keeps none."""
     from reports.model import kept_rows
 
-    rows = kept_rows(model, KEPT_ROWS, COLUMNS, "TRUE" if include_noise else "NOT _noise")
+    rows = kept_rows(model, KEPT_ROWS, COLUMNS, "TRUE" if include_noise else NOISE_HIDDEN)
     if rows is None:
         return None
     hidden = 0

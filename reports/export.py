@@ -12,8 +12,8 @@ import io
 import math
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.errors import UsageError
+from ingest.kept import KEPT_TEXT_ROWS, Keeper, text_chunks, text_of, write_atomic, write_rows
 from reports import ONE_USER_TABLES, Filters, Inputs, ReportResult
 from reports.inputs import isin
 from reports.users import timeline_frame, user_timeline, with_children_text
@@ -236,9 +237,9 @@ def _json_line_chunks(frame: Any, rows: int = 100_000) -> Iterator[memoryview] |
     from reports.sql import StoredRows
 
     if isinstance(frame, StoredRows):
-        kept = _kept_text_chunks(frame, rows)
+        kept = kept_text_source(frame)
         if kept is not None:
-            return kept
+            return text_chunks(kept[0], kept[1], rows)
     plan = _json_rows_sql(frame)
     if plan is None:
         return None
@@ -254,7 +255,7 @@ def _json_line_chunks(frame: Any, rows: int = 100_000) -> Iterator[memoryview] |
                 lines = batch.column(0)
                 if len(lines) == 0:
                     continue
-                text = _text_of(lines)
+                text = text_of(lines)
                 yield text[skip:]
                 skip = 0
         finally:
@@ -271,30 +272,30 @@ def _json_line_chunks(frame: Any, rows: int = 100_000) -> Iterator[memoryview] |
 # Row groups (and batches read) of 16,384 rows: a few MB of text at a time, read from the cache
 # (a million rows in batches of 100,000 took twice the CPU time and twice the memory). LZ4: the
 # text reads back in about 0.5 CPU s per 580 MB where zstd took 0.8-1.0 s, for 1.8 times the disk.
-KEPT_TEXT_ROWS: Final = 16_384
 KEPT_TEXT_PARQUET: Final = f"FORMAT parquet, COMPRESSION lz4_raw, ROW_GROUP_SIZE {KEPT_TEXT_ROWS}"
 # Kept for files of at most this many rows (~0.5 GB of text per million rows at 1M events; a
 # 10M-event store would keep ~5 GB): beyond, the rows are formatted when asked, as before.
 KEPT_TEXT_MAX_ROWS: Final = 2_000_000
 
 
-def keep_json_text(stored: Any) -> bool:
+def keep_json_text(stored: Any, subset: bool = False) -> bool:
     """Write the JSON text of every row of ``stored``'s file (reports.sql.StoredRows: its
-    ``columns`` and ``values``, whatever its condition) to ``stored.text_path()``, in file
-    order; False when its rows are not written so (e.g. floats: their largest value decides)
-    or the file holds more than ``KEPT_TEXT_MAX_ROWS`` rows."""
+    ``columns`` and ``values``, whatever its condition; ``subset``: of the rows its condition
+    holds) to its ``text_path()``, in file order; False when its rows are not written so (e.g.
+    floats: their largest value decides) or the file holds more than ``KEPT_TEXT_MAX_ROWS``
+    rows."""
     from dataclasses import replace
 
     import pyarrow.parquet as pq
 
     if pq.ParquetFile(stored.path).metadata.num_rows > KEPT_TEXT_MAX_ROWS:
         return False
-    every = replace(stored, where="TRUE")
+    every = stored if subset else replace(stored, where="TRUE")
     plan = _json_rows_sql(every)
     if plan is None:
         return False
     sql, _ = plan
-    target = every.text_path()
+    target = stored.subset_text_path() if subset else every.text_path()
     tmp = f"{target}.{os.getpid()}.tmp"
     con = _json_connection()
     try:
@@ -308,16 +309,21 @@ def keep_json_text(stored: Any) -> bool:
     return True
 
 
-def _kept_text_chunks(stored: Any, rows: int) -> Iterator[memoryview] | None:
-    """Return :func:`_json_line_chunks`' pieces of ``stored`` from its kept JSON text; None
-    when none is kept for its columns (or it does not hold the file's rows)."""
+def kept_text_source(stored: Any) -> tuple[str, pa.Array | None] | None:
+    """Return (the kept JSON text of ``stored``'s rows, which of its rows ``stored``'s condition
+    holds: None for all) when text is kept for its columns and holds the file's rows, else None
+    (reports.sql.StoredRows; the text written by :func:`keep_json_text`). The text of the rows
+    the condition holds, when the model keeps it (correlation without noise), is read first."""
     import pyarrow.parquet as pq
 
+    own = stored.subset_text_path()
+    if stored.where.strip().upper() != "TRUE" and os.path.exists(own):
+        return own, None  # written with the model from the same file (atomically)
     path = stored.text_path()
     if not os.path.exists(path):
         return None
-    text = pq.ParquetFile(path)
-    if text.metadata.num_rows != pq.ParquetFile(stored.path).metadata.num_rows:
+    rows = pq.ParquetFile(path).metadata.num_rows
+    if rows != pq.ParquetFile(stored.path).metadata.num_rows:
         return None
     keep = None
     if stored.where.strip().upper() != "TRUE":
@@ -329,36 +335,11 @@ def _kept_text_chunks(stored: Any, rows: int) -> Iterator[memoryview] | None:
             keep = con.sql(sql).to_arrow_table().column(0).combine_chunks()
         finally:
             con.close()
-        if len(keep) != text.metadata.num_rows:
+        if len(keep) != rows:
             return None
-
-    def batches() -> Iterator[memoryview]:
-        skip, at = 2, 0
-        for batch in text.iter_batches(batch_size=min(rows, KEPT_TEXT_ROWS), columns=["j"]):
-            lines = batch.column(0)
-            if keep is not None:
-                lines = lines.filter(keep.slice(at, len(lines)))
-                at += batch.num_rows
-            if len(lines) == 0:
-                continue
-            piece = _text_of(lines)
-            yield piece[skip:]
-            skip = 0
-
-    return batches()
-
-
-def _text_of(lines: pa.Array) -> memoryview:
-    """Return the text of a string array's values end to end (its data buffer, no copy)."""
-    if pa.types.is_string(lines.type) or pa.types.is_large_string(lines.type):
-        _, offsets, data = lines.buffers()
-        kind = np.int32 if pa.types.is_string(lines.type) else np.int64
-        at = np.frombuffer(offsets, dtype=kind)
-        start, end = int(at[lines.offset]), int(at[lines.offset + len(lines)])
-        return memoryview(data)[start:end] if data is not None else memoryview(b"")
-    offsets = pa.array([0, len(lines)], pa.int32())
-    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, lines.cast(pa.string())), "")[0]
-    return memoryview(joined.as_buffer())
+        if keep.true_count == rows:
+            keep = None  # every row: no mask to apply (nor to keep)
+    return path, keep
 
 
 def _stored_schema(stored: Any) -> pa.Table | None:
@@ -370,24 +351,32 @@ def _stored_schema(stored: Any) -> pa.Table | None:
     return schema
 
 
-def write_json_rows(frame: Any, out: str | Path) -> bool:
-    """Write json_bytes(frame) to ``out`` batch by batch (atomically); False: not written
-    (a frame DuckDB cannot write so; the caller renders it whole). ``frame`` may be a
-    result's rows (ReportResult.rows_source): the JSON its frame would give."""
-    chunks = _json_line_chunks(frame)
+def write_json_rows(frame: Any, out: str | Path | None, keeper: Keeper | None = None) -> bool:
+    """Write json_bytes(frame) to ``out`` batch by batch (atomically; None: to stdout); False:
+    not written (a frame DuckDB cannot write so; the caller renders it whole). ``frame`` may be
+    a result's rows (ReportResult.rows_source): the JSON its frame would give. ``keeper``
+    keeps the answer too (ingest.kept.Keeper; rows from kept JSON text: a note naming it)."""
+    from reports.sql import StoredRows
+
+    kept = kept_text_source(frame) if isinstance(frame, StoredRows) else None
+    if kept is not None:
+        chunks: Iterator[memoryview] | None = text_chunks(kept[0], kept[1], 100_000)
+        if keeper is not None:
+            keeper.text(*kept)
+    else:
+        chunks = _json_line_chunks(frame)
     if chunks is None:
         return False
+    given = chunks
 
     def write(fh: IO[bytes]) -> None:
-        started = False
-        for chunk in chunks:
-            if not started and len(chunk):
-                fh.write(b"[\n")
-                started = True
-            fh.write(chunk)
-        fh.write(b"\n]\n" if started else b"[]\n")  # no rows: as json_bytes writes them
+        write_rows(fh if keeper is None else keeper.tee(fh), given)
 
-    write_atomic(out, write)
+    if out is None:
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(out, write)
     return True
 
 
@@ -564,48 +553,6 @@ def frame_bytes(frame: pd.DataFrame, fmt: str, sheet: str = "data") -> bytes:
 
 
 # --- files --------------------------------------------------------------------------------
-
-
-def write_atomic(path: str | Path, data: bytes | Callable[[IO[bytes]], None]) -> Path:
-    """Write ``data`` to ``path`` atomically, creating parent directories; return the path.
-
-    ``data``: the bytes, or a function writing them to the open file (streamed output).
-    An existing directory (or a path ending in a separator) is refused rather than written into.
-    """
-
-    def put(fh: IO[bytes]) -> None:
-        if callable(data):
-            data(fh)
-        else:
-            fh.write(data)
-
-    text = str(path)
-    target = Path(path).expanduser()
-    if text.endswith((os.sep, "/")) or target.is_dir():
-        raise UsageError(f"{target}: is a directory; give --out a file name")
-    if target.exists() and not target.is_file():
-        # A device or pipe (``--out /dev/null``, ``--out /dev/stdout``): written to in place;
-        # renaming a temporary file over it would replace the device with a regular file.
-        with open(target, "wb") as fh:
-            put(fh)
-        return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise UsageError(
-            f"{target.parent}: is not a directory; cannot write {target.name}"
-        ) from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            put(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def write_output(data: bytes, out: str | Path | None, stream: IO[bytes] | None = None) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ingest.kept import MODEL_FORMAT as KEPT_MODEL_FORMAT
 from reports.inputs import isin, reindex
 from reports.model_sql import (
     app_scope_sql,
@@ -62,10 +63,9 @@ PARTS: Final = (
     "recent_failures",
     "timeline",
 )
-# What the model holds and how (its parts, their columns and rules, the one-user copies): part of
-# the kept model's directory name, so a model written by older code is never read. Bump it with
-# any change to what the model holds.
-MODEL_FORMAT: Final = 7
+# What the model holds and how: part of the kept model's directory name (ingest.kept, where a
+# fresh CLI process finds a version's kept answers without importing this module).
+MODEL_FORMAT: Final = KEPT_MODEL_FORMAT
 WINDOW: Final = pd.Timedelta(seconds=120)
 # Rows a report answers unfiltered, kept beside a store's model (reports.query.build_model, by
 # the reports' own SQL) and read back by an unfiltered ask: per object (users, noise hidden and

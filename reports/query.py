@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.errors import UsageError
+from ingest.kept import DERIVED, model_dir
 from ingest.schema import TABLES, empty_frame
 from ingest.store import Manifest, Store, to_pandas
 from reports import Filters, Inputs, ReportResult, Scan
@@ -60,7 +61,6 @@ from reports.model_sql import TIMELINE_ROW_GROUP, USER_COLUMNS, object_key_sql, 
 
 log = logging.getLogger(__name__)
 
-DERIVED = "derived"
 SLACK = pd.Timedelta(seconds=120)  # wiki requests are read this much wider than the range
 MODEL_CACHE_SIZE = 2
 T = TypeVar("T")
@@ -419,7 +419,7 @@ def read_inputs(
 def derived_dir(store: Store, version: int) -> Path:
     """Return where the model of ``version`` is kept."""
     # The model format is part of the name: a model written by other code is never read.
-    return store.path / DERIVED / f"v{version}.m{MODEL_FORMAT}"
+    return model_dir(store.path, version)
 
 
 def _kept_files() -> list[str]:
@@ -796,15 +796,22 @@ def _write_kept_rows(snap: Snapshot, root: Path, spill: Path, limits: MemoryLimi
         StoredRows(str(root / f"{name}.parquet"), tuple(users.ROW_COLUMNS))
         for name in users.KEPT_ROWS.values()
     ]
-    answered.append(
-        StoredRows(str(root / f"{correlation.KEPT_ROWS}.parquet"), tuple(correlation.COLUMNS))
+    correlated = StoredRows(
+        str(root / f"{correlation.KEPT_ROWS}.parquet"), tuple(correlation.COLUMNS)
     )
+    answered.append(correlated)
     answered.append(coverage.kept_rows_at(str(root / "objects.parquet")))
     for rows in answered:
         t0 = time.perf_counter()
         keep_json_text(rows)
         took = time.perf_counter() - t0
         log.info("kept JSON of %s written in %.1f s", Path(rows.path).stem, took)
+    # ... and of correlation's rows shown by default (noise hidden), on their own: its answer
+    # is then read back as the users' is, with no mask to compute, and kept by a first ask as
+    # a note naming it (ingest.kept.Keeper.text).
+    t0 = time.perf_counter()
+    keep_json_text(replace(correlated, where=correlation.NOISE_HIDDEN), subset=True)
+    log.info("kept JSON of correlation without noise written in %.1f s", time.perf_counter() - t0)
 
 
 def compute_model(con: duckdb.DuckDBPyConnection, snap: Snapshot) -> Model:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ingest.kept import unfiltered
 from ingest.store import Store
 from reports import REPORTS, Filters, Inputs, ReportResult, ReportSpec, run_report
 from reports import query as q
@@ -151,7 +152,8 @@ def answer_with(
     inputs = q.read_inputs(con, source, spec.tables, filters, spec.columns, lazy=True, rows=rows)
     inputs = inputs.declare(spec.tables)
     object.__setattr__(inputs, "_model", model)
-    if sliced is None and not params and not include_noise and filters in (None, Filters()):
+    filtered = filters not in (None, Filters())
+    if sliced is None and unfiltered(filtered=filtered, include_noise=include_noise, params=params):
         # The unfiltered answer the model keeps (reports.model.KEPT_ANSWERS): this very
         # question, asked while the model was built.
         kept = model.kept_answer(name, inputs)

@@ -266,7 +266,15 @@ class StoredRows:
         """Return where each row's JSON text of these ``columns`` and ``values`` may be kept
         beside the file (reports.export.keep_json_text; every row, in file order): named by
         what the text holds, so text of other columns is never read for these."""
-        digest = hashlib.sha256(repr((self.columns, self.values)).encode()).hexdigest()[:16]
+        return self._text_at(self.columns, self.values)
+
+    def subset_text_path(self) -> str:
+        """Return where the JSON text of only the rows ``where`` holds may be kept (as
+        :meth:`text_path`; e.g. correlation's rows with noise hidden, kept with the model)."""
+        return self._text_at(self.columns, self.values, self.where)
+
+    def _text_at(self, *what: object) -> str:
+        digest = hashlib.sha256(repr(what).encode()).hexdigest()[:16]
         stem = self.path[: -len(".parquet")] if self.path.endswith(".parquet") else self.path
         return f"{stem}.json-{digest}.parquet"
 

@@ -568,6 +568,14 @@ def test_kept_json_text_is_the_formatted_rows_under_any_condition(tmp_path, monk
         chunks = _json_line_chunks(stored, rows=3)
         assert chunks is not None
         assert b"[\n" + b"".join(bytes(c) for c in chunks) + b"\n]\n" == want, where
+    # The text of only the rows a condition keeps (as the model keeps correlation's with noise
+    # hidden): read whole, no mask; the same bytes.
+    subset = StoredRows(str(path), columns, "keep")
+    assert keep_json_text(subset, subset=True)
+    assert export.kept_text_source(subset) == (subset.subset_text_path(), None)
+    assert write_json_rows(subset, tmp_path / "subset.json")
+    shown = frame.loc[frame["keep"].fillna(False), list(columns)].reset_index(drop=True)
+    assert (tmp_path / "subset.json").read_bytes() == json_bytes(shown)
     # Other columns have their own text (none kept): formatted, the same bytes.
     fewer = StoredRows(str(path), ("s", "i"), "keep")
     assert fewer.text_path() != every.text_path()

@@ -206,6 +206,29 @@ def _support_pack(args: argparse.Namespace, ctx, filters) -> int:
     return 0
 
 
+def _keeper(args: argparse.Namespace, ctx, filters, params: dict[str, object], version: int):
+    """Return an ingest.kept.Keeper for this answer when a fresh process may read it back (the
+    question ingest.kept.unfiltered keeps, in a kept format, on a version whose model is kept
+    beside the parts; a report that reads ``now`` only at a given --now), else None. A report
+    that reads no ``now`` (reports.ReportSpec.uses_now) is kept under a name without the
+    instant: served with or without --now."""
+    from ingest import kept
+    from reports import REPORTS, Filters
+
+    if args.format not in kept.KEPT_FORMATS:
+        return None
+    if not kept.unfiltered(
+        filtered=filters != Filters(), include_noise=args.include_noise, params=params
+    ):
+        return None
+    at = kept.now_us(ctx.now) if REPORTS[args.name].uses_now else None
+    if REPORTS[args.name].uses_now and (not ctx.now_given or at is None):
+        return None  # the clock's now is never asked twice
+    if not (kept.model_dir(ctx.store_path, version) / "complete").exists():
+        return None
+    return kept.Keeper(kept.answer_stem(ctx.store_path, version, args.name, args.format, at))
+
+
 def run(args: argparse.Namespace, ctx) -> int:
     """Run the report and print or write it."""
     from reports import REPORTS, service
@@ -228,6 +251,7 @@ def run(args: argparse.Namespace, ctx) -> int:
         args.format == "xlsx" or str(args.out or "").lower().endswith(".zip")
     ):
         return _support_pack(args, ctx, filters)
+    keeper = None
     if args.engine == "log-analytics":
         result = _run_in_workspace(args, ctx, filters)
     else:
@@ -240,9 +264,11 @@ def run(args: argparse.Namespace, ctx) -> int:
             params[key.strip()] = value.strip()
         # The service reads only the tables the report declares, from one store version, with
         # the filters pushed down, and gives the report that version's derived model.
-        result = service.run(
+        answer = service.ask(
             ctx.store(), args.name, filters, include_noise=args.include_noise, now=ctx.now, **params
         )
+        result = answer.result
+        keeper = _keeper(args, ctx, filters, params, answer.version)
     if args.format == "table" and not args.out:
         _print_table(args.name, result, spec.shape)
         return 0
@@ -253,8 +279,22 @@ def run(args: argparse.Namespace, ctx) -> int:
     has_rows = given is not None or result.frame is not None
     rows = fmt == "json" and spec.shape == "rows" and has_rows
     source = given if given is not None else result.frame
-    if not (rows and args.out and write_json_rows(source, args.out)):
-        write_output(render(args.name, result, fmt, spec.shape), args.out)
+    try:
+        # Rows to a file or to stdout (a plain `report NAME --format json > file`) batch by batch.
+        if not (rows and write_json_rows(source, args.out, keeper)):
+            data = render(args.name, result, fmt, spec.shape)
+            write_output(data, args.out)
+            if keeper is not None:
+                keeper.write(data)
+    except BaseException:
+        if keeper is not None:
+            keeper.abandon()
+        raise
+    if keeper is not None:
+        try:
+            keeper.commit()
+        except OSError as exc:  # kept for speed only
+            log.info("answer not kept with the model: %s", exc)
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
     if result.hidden_noise:
