@@ -233,10 +233,14 @@ def prefetch(
         key, _ = _key(name, path, version, filters, params)
         with _pending_lock:
             future = _pending.get(key)
-            if future is None or future.done():  # done: the cache holds it (or it failed)
+            asked = future is None or future.done()  # done: the cache holds it (or it failed)
+            if asked:
                 future = _asking.submit(answer, name, path, version, filters, **dict(params))
                 _pending[key] = future
-                future.add_done_callback(partial(_done, key))
+        if asked:
+            # Outside the lock: a future already done runs the callback at once, in this thread,
+            # and the callback takes the lock.
+            future.add_done_callback(partial(_done, key))
         out.append(future)
     return out
 

@@ -159,6 +159,44 @@ def test_an_answer_being_asked_on_the_ask_threads_is_not_asked_again(
     assert sorted(computed) == ["diagnosis", "diagnosis", "timeline"]
 
 
+def test_an_answer_done_before_its_callback_is_registered_does_not_hang_the_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cached answer can be done before ``prefetch`` registers its done-callback (a loaded
+    machine): the callback then runs at once in the page's thread, and must not wait for the
+    lock ``prefetch`` holds (the page hung for good, found by the browser benchmark)."""
+    import threading
+    from concurrent.futures import Future
+
+    from dashboard import data
+
+    class AtOnce:
+        """An executor whose answers are done when submitted, as a cache hit can be."""
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            done: Future[Any] = Future()
+            done.set_result(fn(*args, **kwargs))
+            return done
+
+    monkeypatch.setattr(data, "_asking", AtOnce())
+    monkeypatch.setattr(data, "answer", lambda name, *a, **k: name)
+    got: list[Any] = []
+    page = threading.Thread(
+        target=lambda: got.extend(
+            f.result(1)
+            for f in data.prefetch(
+                Path("/nowhere"), 1, data.FilterState(), [("summary", {}), ("cycles", {})]
+            )
+        ),
+        daemon=True,
+    )
+    page.start()
+    page.join(5)
+    assert not page.is_alive(), "prefetch hung on its own lock"
+    assert got == ["summary", "cycles"]
+    assert not data._pending  # each done answer left the pending map
+
+
 def _pick_last_days(at: AppTest, days: int) -> None:
     """Pick the data's last ``days`` days in the sidebar's date input, as a person would."""
     import datetime as dt
