@@ -232,12 +232,13 @@ def prefetch(
     for name, params in asks:
         key, _ = _key(name, path, version, filters, params)
         with _pending_lock:
-            future = _pending.get(key)
-            asked = future is None or future.done()  # done: the cache holds it (or it failed)
-            if asked:
+            pending = _pending.get(key)
+            if pending is None or pending.done():  # done: the cache holds it (or it failed)
                 future = _asking.submit(answer, name, path, version, filters, **dict(params))
                 _pending[key] = future
-        if asked:
+            else:
+                future = pending
+        if future is not pending:
             # Outside the lock: a future already done runs the callback at once, in this thread,
             # and the callback takes the lock.
             future.add_done_callback(partial(_done, key))
