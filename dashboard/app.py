@@ -17,7 +17,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import auth, sidebar, ui  # noqa: E402
+from dashboard import auth, data, sidebar, ui  # noqa: E402
 
 # Not "pages/": Streamlit treats a pages/ folder beside the entry script as the old multipage
 # mode and would run those files directly for their URLs, skipping the sign-in gate here.
@@ -50,7 +50,12 @@ def _pages() -> list[st.Page]:
 
 
 def main() -> None:
-    """Run one rerun of the app."""
+    """Run one rerun of the app (marked as a page run: background work waits for quiet)."""
+    with data.page_run():
+        _rerun()
+
+
+def _rerun() -> None:
     if not auth.gate():
         return
     nav = st.navigation(_pages())

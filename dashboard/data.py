@@ -19,9 +19,11 @@ only ``Filters``/``REPORTS``/``ReportResult``, ``reports.service`` and, to write
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -250,6 +252,49 @@ def _done(key: tuple[Any, ...], future: Future[Report]) -> None:
     with _pending_lock:
         if _pending.get(key) is future:
             del _pending[key]
+
+
+# Pages' script runs going on, and when the last one ended: the server's background work (the
+# warm-up of recent time ranges) waits for the pages to be quiet, so a visitor's page never
+# shares the 2 cores with it (DuckDB's own threads do not take the warm-up thread's nice value).
+_runs = threading.Condition()
+_running = 0
+_ended = 0  # runs ended since the server started
+_quiet_since = time.monotonic()
+
+
+@contextlib.contextmanager
+def page_run() -> Iterator[None]:
+    """Mark one script run of a page (dashboard/app.py wraps every rerun in it)."""
+    global _running, _ended, _quiet_since
+    with _runs:
+        _running += 1
+    try:
+        yield
+    finally:
+        with _runs:
+            _running -= 1
+            _ended += 1
+            _quiet_since = time.monotonic()
+            _runs.notify_all()
+
+
+def wait_quiet(seconds: float, limit: float) -> bool:
+    """Wait until a page has been served and none has run for ``seconds`` since; give up after
+    ``limit`` seconds (a server nobody visits yet, or pages that never rest). Return whether the
+    pages were quiet. Before the first visit it waits: the first visitor is the one most likely
+    to arrive while the server is busy."""
+    deadline = time.monotonic() + limit
+    with _runs:
+        while True:
+            at = time.monotonic()
+            resting = _running == 0 and _ended > 0
+            quiet_at = _quiet_since + seconds
+            if resting and at >= quiet_at:
+                return True
+            if at >= deadline:
+                return False
+            _runs.wait(min(deadline, quiet_at if resting else deadline) - at)
 
 
 def report(name: str, path: Path, version: int, filters: FilterState, **params: Any) -> Report:

@@ -12,10 +12,11 @@ and finds the rest done. The warm-up logs when each answer was ready, in seconds
 
 Then, one answer at a time and at a lower CPU priority than the pages (the thread's nice value),
 the same thread asks the landing page's answers for the time ranges of the data's last days
-(``dashboard.asks.RECENT_DAYS``, :func:`warm_up_ranges`): the filters the sidebar gives when
-those days are picked, so the first change to one of them finds its answers cached. They are the
-page's own asks through the same cache (same report, same filters, same store version); another
-range is computed when picked, as before.
+(``dashboard.asks.RECENT_DAYS``, :func:`warm_up_ranges`), each when no page has run for
+``QUIET_S`` seconds (a visitor's page does not share the cores with it): the filters the sidebar
+gives when those days are picked, so the first change to one of them finds its answers
+cached. They are the page's own asks through the same cache (same report, same filters, same
+store version); another range is computed when picked, as before.
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import as_completed
 from pathlib import Path
 
 log = logging.getLogger("provlens.warmup")
 RANGES_NICE = 10  # the warm-up thread's nice value while it computes the recent time ranges
+# Each recent range waits until a page was served and none has run for QUIET_S seconds (a page's
+# browser is still drawing after its script run ends), at most QUIET_LIMIT_S (then it goes on).
+QUIET_S = 2.0
+QUIET_LIMIT_S = 30.0
 
 
 def _store_version(path: Path | None) -> tuple[Path, int]:
@@ -66,10 +72,13 @@ def warm_up(path: Path | None = None) -> dict[str, float]:
     return {name: took[name] for name, _ in SIDEBAR_ASKS + LANDING_ASKS} | {"total": took["total"]}
 
 
-def warm_up_ranges(path: Path | None = None) -> dict[str, float]:
+def warm_up_ranges(
+    path: Path | None = None, before_each: Callable[[], object] | None = None
+) -> dict[str, float]:
     """Compute the landing page's answers for the time ranges of the data's last
-    ``RECENT_DAYS`` (after :func:`warm_up`: the sidebar's choices are its first answer); return
-    when each range was ready, in seconds since this began (``total`` too)."""
+    ``RECENT_DAYS`` (after :func:`warm_up`: the sidebar's choices are its first answer), calling
+    ``before_each`` before each range; return when each range was ready, in seconds since this
+    began (``total`` too)."""
     from dashboard import data, sidebar
     from dashboard.asks import LANDING_ASKS, RECENT_DAYS, SIDEBAR_ASKS
 
@@ -86,6 +95,8 @@ def warm_up_ranges(path: Path | None = None) -> dict[str, float]:
         if bounds is None or bounds == (None, None):  # no data, or all of it (the defaults)
             continue
         since, until = bounds
+        if before_each is not None:
+            before_each()
         picked = data.FilterState(since=since, until=until)
         for name, params in LANDING_ASKS:
             data.answer(name, store, version, picked, **params)
@@ -115,7 +126,9 @@ def _warm() -> None:
     with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RANGES_NICE)
     try:
-        ranges = warm_up_ranges()
+        from dashboard import data
+
+        ranges = warm_up_ranges(before_each=lambda: data.wait_quiet(QUIET_S, QUIET_LIMIT_S))
     except Exception as exc:
         log.warning("provlens warm-up of recent time ranges stopped: %s", exc)
         return

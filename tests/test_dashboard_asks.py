@@ -197,6 +197,42 @@ def test_an_answer_done_before_its_callback_is_registered_does_not_hang_the_page
     assert not data._pending  # each done answer left the pending map
 
 
+def test_background_work_waits_until_no_page_has_run_for_a_while() -> None:
+    """The server's warm-up of recent ranges waits for quiet: not while a page runs, and not
+    until ``seconds`` after the last run ended."""
+    import threading
+    import time
+
+    from dashboard import data
+
+    started, leave = threading.Event(), threading.Event()
+
+    def page() -> None:
+        with data.page_run():
+            started.set()
+            leave.wait(5)
+
+    visitor = threading.Thread(target=page, daemon=True)
+    visitor.start()
+    started.wait(5)
+    assert not data.wait_quiet(0.0, 0.3)  # a page is running: not quiet
+    t0 = time.monotonic()
+    threading.Timer(0.2, leave.set).start()
+    assert data.wait_quiet(0.5, 5.0)  # quiet 0.5 s after the run ended
+    assert time.monotonic() - t0 >= 0.65
+    visitor.join(5)
+    assert data.wait_quiet(0.0, 1.0)  # served, nobody running: quiet at once
+
+
+def test_the_range_warm_up_asks_for_quiet_before_each_range(store_path: Path) -> None:
+    from dashboard import serve
+
+    serve.warm_up(store_path)
+    calls: list[float] = []
+    took = serve.warm_up_ranges(store_path, before_each=lambda: calls.append(1.0))
+    assert len(calls) == len([k for k in took if k.startswith("last ")]) >= 1
+
+
 def _pick_last_days(at: AppTest, days: int) -> None:
     """Pick the data's last ``days`` days in the sidebar's date input, as a person would."""
     import datetime as dt
