@@ -237,11 +237,7 @@ class Store:
     def info(self) -> dict[str, Any]:
         """Return path, row counts, time range, last ingest per source and on-disk size."""
         m = self.manifest()
-        size = (
-            sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
-            if (self.path.exists())
-            else 0
-        )
+        size = _disk_size(self.path)
         ranges: dict[str, tuple[str | None, str | None]] = {}
         for table, col in TIME_COLUMN.items():
             if not m.parts.get(table):
@@ -748,6 +744,16 @@ def _part_pieces(table: str, path: Path) -> Iterator[pa.Table]:
     for i in range(pf.num_row_groups):
         piece = pf.read_row_group(i, columns=names)
         yield piece if len(names) == len(want.names) else _as_schema(table, piece, want.names)
+
+
+def _disk_size(path: Path) -> int:
+    """Bytes of the files under ``path``; a file a writer removes meanwhile counts as gone."""
+    total = 0
+    for p in path.rglob("*") if path.exists() else ():
+        with contextlib.suppress(FileNotFoundError):
+            if p.is_file():
+                total += p.stat().st_size
+    return total
 
 
 def _or(a: pa.Array | None, b: pa.Array | None) -> pa.Array | None:
