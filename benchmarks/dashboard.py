@@ -37,6 +37,11 @@ it in Debian's Chromium through Playwright and times, from the action to the com
    before (``--runs`` of them: the UPNs of the latest failed events after the measured user's);
    *warm*: back to a user already shown (its answers cached).
 
+5. **The floor**: a bare Streamlit page (``benchmarks/floor_app.py``: a title, a line of text, a
+   button), served with the dashboard's Streamlit options, opened ``--runs`` times in new tabs of
+   the same profile: what any Streamlit page costs here before it shows an answer (page start,
+   websocket, one script run, drawing). The page-load figures above are read against it.
+
 **Complete** means all of these at once, checked in the page (``COMPLETE_JS``): Streamlit's
 script state is ``notRunning`` and a run finished after the action (a MutationObserver counts
 ``running`` -> ``notRunning`` transitions, so a page still showing the previous run's elements
@@ -155,6 +160,9 @@ FAILED_JS = """
 # The last element each page draws (a widget's key becomes the class st-key-<key>).
 OVERVIEW_MARKER = ".st-key-dl_latest-failures"
 USERS_MARKER = ".st-key-users_support_pack_xlsx"
+# The engine's floor: a bare Streamlit page (benchmarks/floor_app.py) and its last element.
+FLOOR_APP = Path(__file__).resolve().parent / "floor_app.py"
+FLOOR_MARKER = ".st-key-floor_done"
 
 KPI_JS = """
 (label) => {
@@ -245,26 +253,52 @@ def dashboard(
 
     A watchdog polls its memory and stops it above ``max_rss_mb`` (``Server.stopped`` says so).
     """
-    import threading
-
     from dashboard import launch
 
     port = free_port()
     env = launch.environment(store)
     if now:
         env[launch.NOW_ENV] = now
+    command = [*launch.command(port, "127.0.0.1"), "--server.fileWatcherType=none"]
+    with _serve(command, port, env, work, timeout, max_rss_mb) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def floor_page(work: Path, timeout: float = 120) -> Iterator[Server]:
+    """Run :data:`FLOOR_APP` with the dashboard's Streamlit options (localhost, free port)."""
+    from dashboard import launch
+
+    port = free_port()
+    command = [*launch.command(port, "127.0.0.1"), "--server.fileWatcherType=none"]
+    # `python -m dashboard.serve run <app> <options>` -> `python -m streamlit run <floor> ...`
+    at = command.index("dashboard.serve")
+    command[at], command[at + 2] = "streamlit", str(FLOOR_APP)
+    env = dict(os.environ)
+    with _serve(command, port, env, work / "floor", timeout, None) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serve(
+    command: list[str],
+    port: int,
+    env: dict[str, str],
+    work: Path,
+    timeout: float,
+    max_rss_mb: float | None,
+) -> Iterator[Server]:
+    """Start ``command`` (a Streamlit server on ``port``), wait for its health check; stop it
+    at the end."""
+    import threading
+
+    work.mkdir(parents=True, exist_ok=True)
     home = work / "home"
     home.mkdir(parents=True, exist_ok=True)
     env["HOME"] = str(home)  # no ~/.streamlit secrets or settings of the machine leak in
     log = work / "streamlit.log"
     with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            [*launch.command(port, "127.0.0.1"), "--server.fileWatcherType=none"],
-            cwd=work,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(command, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     try:
@@ -537,6 +571,7 @@ def measure(
     filters: bool = True,
     max_rss_mb: float | None = None,
     users: bool = True,
+    floor: bool = True,
 ) -> dict[str, Any]:
     """Measure the dashboard on ``store``; return every timing, figure and error."""
     from playwright.sync_api import sync_playwright
@@ -685,6 +720,16 @@ def measure(
             exceptions += shown.exceptions()
             js_errors += shown.js_errors
             shown.close()
+        # 5. The engine's floor: a bare Streamlit page in a new tab of the same profile, after
+        # the dashboard's (its server stopped meanwhile? then the floor is not measured).
+        if floor and server.proc.poll() is None:
+            with floor_page(Path(tmp)) as bare:
+                for _ in range(runs):
+                    probe = Probe.open(profile, timeout_s, bare)
+                    _timed(times, "floor", lambda p=probe: p.goto(bare.url, "Floor", FLOOR_MARKER))
+                    phases.setdefault("floor", []).append(probe.phases())
+                    js_errors += probe.js_errors
+                    probe.close()
         browser.close()
         out |= {"times_s": times, "phases": phases, "figures": figures}
         out["server"] = server.memory_mb()
@@ -879,6 +924,10 @@ def table(result: dict[str, Any], tier: str) -> str:
         ("Users on one user by deep link in a new tab, first time (cold)", "users_cold"),
         ("Users on one user by deep link in a new tab, reopened (warm)", "users_warm"),
         (
+            "Floor: a bare Streamlit page (a title, a line of text, a button) in a new tab",
+            "floor",
+        ),
+        (
             "Users: another user picked on the open page (in-app: search + Enter), "
             "first time for that user (cold)",
             "users_switch_cold",
@@ -949,6 +998,22 @@ def table(result: dict[str, Any], tier: str) -> str:
             + "; ".join(f"{k} = {v}" for k, v in figures.items())
             + "."
         )
+    floor = sorted(times.get("floor") or [])
+    if floor:
+        median = floor[len(floor) // 2]
+        beside = [
+            f"{label} {times[key][0]:.2f} s ({times[key][0] - median:+.2f} s)"
+            for label, key in (
+                ("Users by deep link, cold", "users_cold"),
+                ("reopened", "users_warm"),
+                ("Overview reopened", "overview_warm"),
+            )
+            if times.get(key)
+        ]
+        lines.append(
+            f"The floor (median of {len(floor)}): {median:.2f} s, what any Streamlit page in a new "
+            "tab costs on this machine; beside it: " + ", ".join(beside) + "."
+        )
     ready, cold = result.get("server_ready_s"), times.get("overview_cold")
     if ready is not None and cold:
         # What a user who starts the server and opens the page at once waits, in all.
@@ -981,6 +1046,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tier", choices=("1m", "10m"), default="1m", help="which targets apply")
     ap.add_argument("--no-filters", action="store_true", help="skip the filter changes")
     ap.add_argument("--no-users", action="store_true", help="skip the Users page")
+    ap.add_argument(
+        "--no-floor", action="store_true", help="skip the bare Streamlit page (the floor)"
+    )
     ap.add_argument(
         "--max-rss-mb",
         type=float,
@@ -1029,6 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
         filters=not args.no_filters,
         max_rss_mb=args.max_rss_mb,
         users=not args.no_users,
+        floor=not args.no_floor,
     )
     errors = result["times_s"].pop("errors", [])
     result["errors"] = errors

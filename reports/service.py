@@ -10,6 +10,7 @@ in-memory frames stays what tests and library callers use; both run the same ``b
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +27,36 @@ if TYPE_CHECKING:
     import duckdb
 
     from reports.model import Model
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The derived model of one store version, made ready by :func:`prepare`."""
+
+    version: int
+    built: bool  # False: it was kept already
+    kept: bool  # False: built in memory only (a store this process may not write)
+    seconds: float
+
+
+def prepare(store: Store | Path | str) -> Prepared:
+    """Keep the derived model of the store's current version beside its parts, building it when
+    it is not kept yet (what `provlens ingest` runs after its commit, so the first question of
+    the version reads the model instead of building it)."""
+    st = _store(store)
+    t0 = time.perf_counter()
+    con = q.connect()
+
+    def ask(snap: q.Snapshot) -> Prepared:
+        before = q.load_model(st, snap.version) is not None
+        q.model_for(con, snap)
+        after = before or q.load_model(st, snap.version) is not None
+        return Prepared(snap.version, not before, after, time.perf_counter() - t0)
+
+    try:
+        return q.consistent(st, ask)
+    finally:
+        con.close()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ replace, clean-up), then checks:
 * no duplicate ``events.id``, no child row without its event;
 * a re-run of the same ingest ends with exactly the expected rows, and no debris is left.
 
+The ingests run with ``--no-model``: these kills are about the store's commit (the derived model
+built after it is a cache of a committed version, tests/test_cli_prepare.py).
+
 Iterations: ``CRASH_ITERATIONS`` file kills (20 in CI, ``PROVLENS_STRESS=1``: 200),
 ``GRAPH_CRASH_ITERATIONS`` Graph kills (5 / 50), ``SUBPROCESS_KILLS`` kills of a real
 ``python -m provlens`` (1 / 10).
@@ -178,7 +181,7 @@ def _kill_loop(
         label = f"batch-{it}"
         src = tmp_path / f"in-{it % 2}.json"
         batch = write_batch(src, rng.randrange(UNIVERSE), BATCH, label)
-        argv = ["--store", str(store_dir), "ingest", "file", str(src)]
+        argv = ["--store", str(store_dir), "ingest", "file", "--no-model", str(src)]
         if full is None:  # measure one uninterrupted run of this size first
             before_full = labels(check_consistent(store_dir))
             _, full = runner(argv, None)
@@ -306,7 +309,7 @@ def test_kill_at_every_step_of_a_commit(tmp_path: Path) -> None:
     expected: dict[str, str] = {}
     base = tmp_path / "base.json"
     expected.update(write_batch(base, 0, small * 2, "base"))
-    assert main(["--store", str(store_dir), "ingest", "file", str(base)]) == 0
+    assert main(["--store", str(store_dir), "ingest", "file", "--no-model", str(base)]) == 0
     tried = landed = 0
     for target, calls in HOOKS:
         for nth in range(1, calls + 1):
@@ -315,7 +318,7 @@ def test_kill_at_every_step_of_a_commit(tmp_path: Path) -> None:
                 src = tmp_path / "in.json"
                 # overlap stored records, so the commit also rewrites and deletes parts
                 batch = write_batch(src, small + tried * 37 % small, small, label)
-                argv = ["--store", str(store_dir), "ingest", "file", str(src)]
+                argv = ["--store", str(store_dir), "ingest", "file", "--no-model", str(src)]
                 before = labels(check_consistent(store_dir))
                 pid = os.fork()
                 if pid == 0:
@@ -397,7 +400,7 @@ def test_readers_during_ingest_never_error_or_see_half_a_batch(tmp_path: Path) -
         for k, (start, n) in enumerate(windows):
             src = tmp_path / f"in-{k}.json"
             write_batch(src, start, n, f"batch-{k}")
-            assert main(["--store", str(store_dir), "ingest", "file", str(src)]) == 0
+            assert main(["--store", str(store_dir), "ingest", "file", "--no-model", str(src)]) == 0
         time.sleep(0.3)
     finally:
         stop.touch()

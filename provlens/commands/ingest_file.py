@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from provlens import prepare
+
 # The names --kind accepts: the format registry's (ingest.files.kinds()), listed here so that
 # `ingest file --help` does not import every format and pandas; tests/test_cli_lazy.py fails
 # when the two differ.
@@ -32,6 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--service-principal-id", help="enterprise app the files belong to (jobs, assignments)"
     )
     parser.add_argument("--group-id", help="group a members file belongs to")
+    prepare.add_argument(parser)
 
 
 def run(args: argparse.Namespace, ctx) -> int:
@@ -56,4 +59,5 @@ def run(args: argparse.Namespace, ctx) -> int:
     parts = [f"{t} {read[t]} read, {new.get(t, 0)} new" for t in read]
     print(f"store {ctx.store_path} (version {result.version}): " + "; ".join(parts))
     sys.stdout.flush()
+    prepare.after_ingest(args, ctx)
     return 0

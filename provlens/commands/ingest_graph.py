@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ingest.errors import UsageError
+from provlens import prepare
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Graph host root for national clouds, e.g. https://graph.microsoft.us "
         "(env PROVLENS_GRAPH_URL; default https://graph.microsoft.com); provlens adds /v1.0",
     )
+    prepare.add_argument(parser)
 
 
 class _Bar:
@@ -138,4 +140,5 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     error = result.error()
     if error is not None:
         raise error
+    prepare.after_ingest(args, ctx)
     return 0

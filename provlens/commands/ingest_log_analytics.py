@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ingest.errors import UsageError
+from provlens import prepare
 
 
 def add_workspace_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "run: 30 days)",
     )
     when.add_argument("--days", type=int, metavar="N", help="re-read the last N days")
+    prepare.add_argument(parser)
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
@@ -75,4 +77,5 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         f"slices) from "
         f"{result.start.strftime('%Y-%m-%dT%H:%M:%SZ')}; watermark {result.key} {mark}"
     )
+    prepare.after_ingest(args, ctx)
     return 0

@@ -6,6 +6,7 @@ import argparse
 
 from ingest import settings
 from ingest.errors import UsageError
+from provlens import prepare
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="resources asked for per page (`count`); default 100",
     )
+    prepare.add_argument(parser)
 
 
 def run(args: argparse.Namespace, ctx) -> int:
@@ -43,4 +45,5 @@ def run(args: argparse.Namespace, ctx) -> int:
         f"stored a SCIM snapshot of {snap.users} users ({snap.inactive_users} inactive) and "
         f"{snap.groups} groups from {snap.base_url} at {ctx.now.strftime('%Y-%m-%dT%H:%M:%SZ')}"
     )
+    prepare.after_ingest(args, ctx)
     return 0

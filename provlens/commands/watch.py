@@ -2,7 +2,8 @@
 
 The sources are the config file's ``[sources.graph]`` (``service_principal_ids``, ``graph_url``,
 ``days``) and ``[sources.scim]`` (``scim_url``); each runs exactly as its `provlens ingest`
-command would. SIGTERM or Ctrl-C stop the loop between steps: a step that has started finishes
+command would, but for the derived model: the round's alerts build it once, of the version the
+round ends with. SIGTERM or Ctrl-C stop the loop between steps: a step that has started finishes
 (its batch commits or is discarded whole), so the store is never left mid-commit. Each round
 prints one line; a source that fails is reported in that line and the round goes on.
 """
@@ -102,7 +103,9 @@ def _commands(config: Any) -> list[tuple[str, Any, argparse.Namespace]]:
         mod = modules[name]
         parser = argparse.ArgumentParser(prog=f"provlens ingest {name}", exit_on_error=False)
         mod.configure(parser)
-        argv = _source_argv(name, config.sources[name], config)
+        # The round's alerts build the derived model once, of the version the round ends with
+        # (each source building it after its own commit would build one nobody asks).
+        argv = [*_source_argv(name, config.sources[name], config), "--no-model"]
         try:
             args = parser.parse_args(argv)
         except (argparse.ArgumentError, SystemExit) as exc:
