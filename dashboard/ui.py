@@ -78,12 +78,23 @@ def time_columns(frame: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def column_settings(frame: pd.DataFrame, column_config: dict[str, Any] | None) -> dict[str, Any]:
-    """Return column settings: readable headers, UTC times, wide text columns, narrow ids."""
+def column_settings(
+    frame: pd.DataFrame, column_config: dict[str, Any] | None, shown: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Return column settings: readable headers, UTC times, wide text columns, narrow ids.
+
+    ``shown``: the frame as drawn (views.for_display), whose time columns with a missing time
+    are text."""
     config: dict[str, Any] = {}
     for name, dtype in frame.dtypes.items():
         label = views.column_label(str(name))
-        if isinstance(dtype, pd.DatetimeTZDtype):
+        if (
+            isinstance(dtype, pd.DatetimeTZDtype)
+            and shown is not None
+            and not isinstance(shown[name].dtype, pd.DatetimeTZDtype)
+        ):
+            config[str(name)] = st.column_config.TextColumn(f"{label} (UTC)")
+        elif isinstance(dtype, pd.DatetimeTZDtype):
             config[str(name)] = st.column_config.DatetimeColumn(
                 f"{label} (UTC)", format="YYYY-MM-DD HH:mm:ss"
             )
@@ -117,7 +128,7 @@ def table(
         return None
     order = column_order or views.names_first([str(c) for c in frame.columns])
     shown = views.for_display(frame) if len(frame) <= 50_000 else frame
-    settings = column_settings(frame, column_config)
+    settings = column_settings(frame, column_config, shown)
     event: Any = None
     if select:
         event = st.dataframe(

@@ -11,6 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+# How a time reads where a table shows it as text (the tables' time columns use the same).
+TIME_TEXT = "%Y-%m-%d %H:%M:%S"
+
 
 def min_bar(first: pd.Timestamp, last: pd.Timestamp) -> pd.Timedelta:
     """Return the shortest bar worth drawing on a timeline from ``first`` to ``last``.
@@ -73,6 +76,10 @@ def cycle_bands(starts: pd.Series, ends: pd.Series, color: str = "#2563eb") -> l
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&\"'=^%@])")
+# Where GitHub-flavoured Markdown would link plain text (an e-mail address, `scheme://`, `www.`):
+# backslash escapes do not stop those autolinks, a word joiner (U+2060, invisible, no width) does.
+_AUTOLINK = re.compile(r"(@|:(?=//)|(?i:\bwww)(?=\.))")
+WORD_JOINER = "\u2060"
 
 
 def md_escape(text: object) -> str:
@@ -80,9 +87,13 @@ def md_escape(text: object) -> str:
 
     CommonMark lets any ASCII punctuation be escaped, so the result renders as the literal text:
     a display name like ``**bold**`` or ``<img …>`` stays exactly that. Newlines become hard
-    breaks.
+    breaks. An e-mail address or URL is not turned into a link either: a word joiner (U+2060,
+    invisible) follows each ``@``, the ``:`` of ``://`` and a ``www`` before a dot, which breaks
+    GitHub-flavoured Markdown's autolinks (backslash escapes do not). The text reads the same; a
+    copy of it holds the joiners, so pages also show a UPN as plain text (``st.text``) to copy.
     """
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
+    text = _AUTOLINK.sub(lambda m: m.group(0) + WORD_JOINER, str(text))
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", "  \n")
 
 
 def relative(ts: Any, now: pd.Timestamp) -> str:
@@ -160,12 +171,22 @@ def names_first(columns: list[str]) -> list[str]:
 
 
 def for_display(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return a copy whose empty text cells read `—` (numbers and times keep their type)."""
+    """Return a copy whose empty text cells read `—` (numbers and times keep their type).
+
+    A UTC time column with a missing time (an NaT: a wiki request no Entra event explains has no
+    event time) becomes text, `YYYY-MM-DD HH:MM:SS` and `—`, which sorts like the times; the
+    table would otherwise show the missing cell as `None`.
+    """
     out = frame.copy()
     for name in out.columns:
         s = out[name]
         if pd.api.types.is_float_dtype(s.dtype):
             out[name] = s.round(3)  # 52.9812345 reads 52.981
+            continue
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            if s.isna().any():
+                text = s.dt.tz_convert("UTC").dt.strftime(TIME_TEXT)
+                out[name] = text.astype("object").where(s.notna(), "—")
             continue
         if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
             try:

@@ -183,3 +183,44 @@ def test_bucket_width_and_time_points() -> None:
     assert data.iloc[0]["cycle_id"] == fx.XSS_NAME  # Vega draws text, its tooltips escape HTML
     lo, hi = spec["encoding"]["x"]["scale"]["domain"]
     assert (lo, hi) == ("2026-11-20T07:05:00.000Z", "2026-11-20T09:05:00.000Z")
+
+
+def test_md_escape_links_no_email_or_url() -> None:
+    """A UPN or URL from the logs reads the same but is never an autolink (GFM links
+    ``ada@contoso.com``, ``https://…`` and ``www.…`` even when their punctuation is escaped)."""
+    import re
+
+    from dashboard.views import WORD_JOINER, md_escape
+
+    text = "Ada ada.lovelace@contoso.com — see https://wiki.example/x or WWW.contoso.com"
+    out = md_escape(text)
+    # Reads the same: drop the invisible joiners and the backslash escapes.
+    assert re.sub(r"\\(.)", r"\1", out.replace(WORD_JOINER, "")) == text
+    # What GFM's autolink literals need is broken at each place.
+    assert re.search(r"@[A-Za-z0-9]", out.replace("\\", "")) is None
+    assert "://" not in out.replace("\\", "")
+    assert re.search(r"(?i)www\\\.", out) is None
+    assert md_escape("a:b and 50 % off") == r"a\:b and 50 \% off"
+
+
+def test_a_missing_time_reads_as_a_dash_not_none() -> None:
+    """A wiki_only correlation row has no event time: its cell reads `—` (the table would show
+    an NaT as `None`); times keep their text form and order; a column without gaps stays typed."""
+    from dashboard import ui
+    from dashboard.views import for_display
+
+    frame = pd.DataFrame(
+        {
+            "activity_at": pd.to_datetime(
+                ["2026-11-20T10:00:05Z", None, "2026-11-19T23:59:59Z"], utc=True
+            ),
+            "wiki_first_at": pd.to_datetime(["2026-11-20T10:00:06Z"] * 3, utc=True),
+        }
+    )
+    shown = for_display(frame)
+    assert shown["activity_at"].tolist() == ["2026-11-20 10:00:05", "—", "2026-11-19 23:59:59"]
+    assert isinstance(shown["wiki_first_at"].dtype, pd.DatetimeTZDtype)
+    settings = ui.column_settings(frame, None, shown)
+    assert settings["activity_at"]["label"] == "Activity at (UTC)"
+    assert settings["activity_at"]["type_config"]["type"] == "text"
+    assert settings["wiki_first_at"]["type_config"]["type"] == "datetime"
