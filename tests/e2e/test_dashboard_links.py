@@ -28,8 +28,14 @@ def _goto(page: Any, url: str, heading: str) -> None:
     _settle(page)
 
 
+def _read(locator: Any) -> str:
+    """Return the text a person reads: without the invisible word joiners that keep a UPN or
+    URL in Markdown from becoming a link (dashboard.views.md_escape)."""
+    return str(locator.inner_text()).replace(WORD_JOINER, "")
+
+
 def _alert_text(page: Any) -> str:
-    return str(page.locator('[data-testid="stAlert"]').first.inner_text())
+    return _read(page.locator('[data-testid="stAlert"]').first)
 
 
 def test_users_link_opens_the_diagnosis_callout(
@@ -41,7 +47,7 @@ def test_users_link_opens_the_diagnosis_callout(
     box = page.locator('[data-testid="stAlertContentError"]').first
     # What a person reads (the joiners that stop autolinks are invisible), and nothing is a link:
     # the UPN in the headline is text, not a mailto: link.
-    callout = box.inner_text().replace(WORD_JOINER, "")
+    callout = _read(box)
     assert "katherine@contoso.com" in callout
     assert box.locator("a").count() == 0
     assert "Provisioning failed" in callout
@@ -174,5 +180,5 @@ def test_clicking_a_user_row_opens_it_and_names_it_in_the_url(
     first = run_report("users", inputs).frame.iloc[0]
     assert page.url.endswith(f"users?user={first['source_upn'].replace('@', '%40')}")
     diag = run_report("diagnosis", inputs, now=NOW, user=first["source_upn"]).data
-    callout = page.locator('[data-testid="stAlertContentSuccess"]').first.inner_text()
+    callout = _read(page.locator('[data-testid="stAlertContentSuccess"]').first)
     assert diag["headline"] in callout and diag["when_line"] in callout
