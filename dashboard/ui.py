@@ -88,15 +88,12 @@ def column_settings(
     config: dict[str, Any] = {}
     for name, dtype in frame.dtypes.items():
         label = views.column_label(str(name))
-        if (
-            isinstance(dtype, pd.DatetimeTZDtype)
-            and shown is not None
-            and not isinstance(shown[name].dtype, pd.DatetimeTZDtype)
-        ):
-            config[str(name)] = st.column_config.TextColumn(f"{label} (UTC)")
-        elif isinstance(dtype, pd.DatetimeTZDtype):
-            config[str(name)] = st.column_config.DatetimeColumn(
-                f"{label} (UTC)", format="YYYY-MM-DD HH:mm:ss"
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            as_text = shown is not None and not isinstance(shown[name].dtype, pd.DatetimeTZDtype)
+            config[str(name)] = (
+                st.column_config.TextColumn(f"{label} (UTC)")
+                if as_text
+                else st.column_config.DatetimeColumn(f"{label} (UTC)", format="YYYY-MM-DD HH:mm:ss")
             )
         elif str(name) in views.WIDE_COLUMNS:
             config[str(name)] = st.column_config.TextColumn(label, width="large")

@@ -33,7 +33,7 @@ def add_argument(parser: argparse.ArgumentParser) -> None:
 def after_ingest(args: argparse.Namespace, ctx: Any) -> None:
     """Build the derived model of the store's current version unless ``--no-model``; print
     one line when it was built."""
-    if getattr(args, "no_model", False):
+    if args.no_model:
         return
     from reports import service
 
